@@ -1,0 +1,71 @@
+# libaio-swift: the front door. `make` builds the release library into build/.
+VERSION   := 0.1.0
+SOMAJOR   := 0
+PREFIX    ?= /usr/local
+BUILD     := $(CURDIR)/build
+PYTHON    ?= python3
+SWIFT     ?= swift
+VALGRIND  ?= valgrind --quiet --error-exitcode=99 --leak-check=full \
+             --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect
+PKG       := PKG_CONFIG_PATH=$(BUILD)/lib/pkgconfig pkg-config
+# Exclusivity is checked in debug builds and `swift test`; the release
+# library leaves the run-time checks out of its hot paths.
+SO_FLAGS  := -c release --product aio-swift -Xswiftc -static-stdlib \
+             -Xswiftc -enforce-exclusivity=unchecked \
+             -Xlinker --version-script=$(CURDIR)/Sources/AioSwiftC/exports.map \
+             -Xlinker -soname=libaio-swift.so.$(SOMAJOR)
+
+.PHONY: all deps install test swift-test c-test python-test bench demo clean
+
+all: deps
+	$(SWIFT) build $(SO_FLAGS)
+	mkdir -p $(BUILD)/lib/pkgconfig $(BUILD)/include
+	cp .build/release/libaio-swift.so $(BUILD)/lib/libaio-swift.so.$(VERSION)
+	@# valgrind cannot read the DWARF 5 the toolchain writes; symbols stay.
+	strip --strip-debug $(BUILD)/lib/libaio-swift.so.$(VERSION)
+	ln -sf libaio-swift.so.$(VERSION) $(BUILD)/lib/libaio-swift.so.$(SOMAJOR)
+	ln -sf libaio-swift.so.$(SOMAJOR) $(BUILD)/lib/libaio-swift.so
+	cp include/aio_swift.h $(BUILD)/include/
+	sed -e 's|@PREFIX@|$(BUILD)|' -e 's|@VERSION@|$(VERSION)|' \
+	    pkgconfig/aio-swift.pc.in > $(BUILD)/lib/pkgconfig/aio-swift.pc
+
+# Installs what a fresh machine lacks: libuv's headers, valgrind, cffi, pytest.
+deps:
+	@pkg-config --exists libuv && command -v valgrind >/dev/null || \
+	  { (apt-get update -qq || true) && apt-get install -y -qq libuv1-dev valgrind pkg-config; }
+	@$(PYTHON) -c 'import cffi, pytest' 2>/dev/null || \
+	  $(PYTHON) -m pip install -q cffi pytest
+
+install: all
+	mkdir -p $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	cp -P $(BUILD)/lib/libaio-swift.so* $(DESTDIR)$(PREFIX)/lib/
+	cp include/aio_swift.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+	    pkgconfig/aio-swift.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/aio-swift.pc
+
+test: all swift-test c-test python-test
+
+swift-test: deps
+	$(SWIFT) test
+
+# C tests: built as a user would, through pkg-config only, run under valgrind.
+C_TESTS := $(patsubst Tests/c/%.c,Tests/c/bin/%,$(wildcard Tests/c/test_*.c))
+Tests/c/bin/%: Tests/c/%.c Tests/c/test_util.h $(BUILD)/include/aio_swift.h
+	@mkdir -p Tests/c/bin
+	cc -std=c99 -Wall -Wextra -Werror -pedantic -g -o $@ $< \
+	   $$($(PKG) --cflags --libs aio-swift) -Wl,-rpath,$(BUILD)/lib -lpthread
+c-test: all $(C_TESTS)
+	bash Tests/c/run.sh "$(VALGRIND)" $(C_TESTS)
+
+python-test: all
+	$(MAKE) -C bindings/python build BUILD=$(BUILD) PYTHON=$(PYTHON)
+	cd bindings/python && $(PYTHON) -m pytest -q tests
+
+bench: all
+	bash bench/run.sh
+
+demo: all
+	bash examples/run_demo.sh
+
+clean:
+	rm -rf $(BUILD) .build Tests/c/bin bench/bin examples/c/bin

@@ -1,0 +1,31 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+  name: "libaio-swift",
+  products: [
+    .library(name: "AioSwift", targets: ["AioSwift"]),
+    // libaio-swift.so: the C ABI. `make` links it with the Swift standard
+    // library inside and exports only aios_* (Sources/AioSwiftC/exports.map).
+    .library(name: "aio-swift", type: .dynamic, targets: ["AioSwiftC"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+  ],
+  targets: [
+    .systemLibrary(name: "CLibUV", pkgConfig: "libuv", providers: [.apt(["libuv1-dev"])]),
+    // The public header, imported by Swift so both sides share one set of
+    // types and constants.
+    .target(name: "CAioSwift"),
+    .target(
+      name: "AioSwift",
+      dependencies: [
+        "CLibUV", "CAioSwift",
+        .product(name: "DequeModule", package: "swift-collections"),
+        .product(name: "HeapModule", package: "swift-collections"),
+      ]),
+    .target(name: "AioSwiftC", dependencies: ["AioSwift", "CAioSwift", "CLibUV"], exclude: ["exports.map"]),
+    .testTarget(name: "AioSwiftTests", dependencies: ["AioSwift"]),
+  ],
+  swiftLanguageModes: [.v5]
+)

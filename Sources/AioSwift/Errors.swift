@@ -1,0 +1,146 @@
+// Errors named after asyncio's exceptions, and their status codes.
+// The codes come from the public header (AIOS_ERRNO_MAP), so the Swift and C
+// sides share one table.
+internal import CAioSwift
+
+/// The kind of an error: one per asyncio exception class.
+public enum ErrorKind: Int32, Sendable {
+  case runtime = 1, cancelled, timeout, invalidState, incompleteRead, limitOverrun
+  case brokenBarrier, queueEmpty, queueFull, queueShutDown, os, user
+}
+
+/// Every error of this library has a status code (an `AIOS_E*` value or
+/// -errno) and a message; any other Swift error crossing into C is a user error.
+public protocol AsyncioError: Error, CustomStringConvertible {
+  var code: Int32 { get }
+  var message: String { get }
+}
+
+extension AsyncioError {
+  public var kind: ErrorKind { errorKind(forCode: code) }
+  public var description: String {
+    message.isEmpty ? "\(errorName(code)): \(errorMessage(code))" : "\(errorName(code)): \(message)"
+  }
+}
+
+/// asyncio.CancelledError: the operation was cancelled, with an optional message.
+public struct CancelledError: AsyncioError {
+  public var message: String
+  public init(_ message: String? = nil) { self.message = message ?? "" }
+  public var code: Int32 { AIOS_ECANCELLED.rawValue }
+}
+
+/// asyncio.TimeoutError.
+public struct TimeoutError: AsyncioError {
+  public var message: String
+  public init(_ message: String = "") { self.message = message }
+  public var code: Int32 { AIOS_ETIMEOUT.rawValue }
+}
+
+/// asyncio.InvalidStateError: a future read or set in the wrong state.
+public struct InvalidStateError: AsyncioError {
+  public var message: String
+  public init(_ message: String) { self.message = message }
+  public var code: Int32 { AIOS_EINVALIDSTATE.rawValue }
+}
+
+/// RuntimeError and misuse: a closed loop, a wrong thread, a loop already
+/// running, a bad argument. `code` says which.
+public struct RuntimeError: AsyncioError {
+  public var code: Int32
+  public var message: String
+  public init(code: Int32, _ message: String? = nil) {
+    self.code = code
+    self.message = message ?? errorMessage(code)
+  }
+}
+
+/// OSError: `errno` as the operating system or libuv reported it.
+public struct OSError: AsyncioError {
+  public var errno: Int32
+  public var message: String
+  public init(errno: Int32, _ message: String? = nil) {
+    self.errno = errno
+    self.message = message ?? errorMessage(-errno)
+  }
+  public var code: Int32 { -errno }
+}
+
+/// An error raised by user code through the C ABI, carrying the user's data
+/// (a binding's exception object). The data's destructor runs exactly once,
+/// when the last copy of the error is gone.
+public struct UserError: AsyncioError {
+  public final class Payload {
+    public let data: UnsafeMutableRawPointer?
+    let destructor: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?
+    public init(data: UnsafeMutableRawPointer?,
+                destructor: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?) {
+      self.data = data
+      self.destructor = destructor
+    }
+    deinit { destructor?(data) }
+  }
+  public var message: String
+  public var payload: Payload?
+  public init(_ message: String, payload: Payload? = nil) {
+    self.message = message
+    self.payload = payload
+  }
+  public var code: Int32 { AIOS_EUSER.rawValue }
+}
+
+/// An error with one of the library's codes that has no type of its own yet
+/// (IncompleteReadError, QueueFull, ...).
+public struct CodedError: AsyncioError {
+  public var code: Int32
+  public var message: String
+  public init(code: Int32, _ message: String? = nil) {
+    self.code = code
+    self.message = message ?? errorMessage(code)
+  }
+}
+
+/// The Swift error for a status code, as C hands it in.
+public func makeError(code: Int32, message: String?) -> any Error {
+  switch errorKind(forCode: code) {
+  case .cancelled: return CancelledError(message)
+  case .timeout: return TimeoutError(message ?? "")
+  case .invalidState: return InvalidStateError(message ?? errorMessage(code))
+  case .os: return OSError(errno: -code, message)
+  case .user: return UserError(message ?? errorMessage(code))
+  case .runtime: return RuntimeError(code: code, message)
+  default: return CodedError(code: code, message)
+  }
+}
+
+/// The status code of any error: its own for ours, AIOS_EUSER for the rest.
+public func statusCode(of error: any Error) -> Int32 {
+  (error as? any AsyncioError)?.code ?? AIOS_EUSER.rawValue
+}
+
+public func errorKind(forCode code: Int32) -> ErrorKind {
+  switch code {
+  case AIOS_ECANCELLED.rawValue: return .cancelled
+  case AIOS_ETIMEOUT.rawValue: return .timeout
+  case AIOS_EINVALIDSTATE.rawValue: return .invalidState
+  case AIOS_EINCOMPLETE.rawValue: return .incompleteRead
+  case AIOS_ELIMIT.rawValue: return .limitOverrun
+  case AIOS_EBROKENBARRIER.rawValue: return .brokenBarrier
+  case AIOS_EQUEUEEMPTY.rawValue: return .queueEmpty
+  case AIOS_EQUEUEFULL.rawValue: return .queueFull
+  case AIOS_EQUEUESHUTDOWN.rawValue: return .queueShutDown
+  case AIOS_EUSER.rawValue: return .user
+  case -4095 ..< 0 where code > -3000: return .os
+  default: return .runtime
+  }
+}
+
+/// The message for a status code: the header's table for ours, strerror for -errno.
+public func errorMessage(_ code: Int32) -> String {
+  String(cString: aiosi_status_message(code))
+}
+
+/// The name of a status code: "AIOS_ECANCELLED", "ECONNRESET", "UNKNOWN".
+public func errorName(_ code: Int32) -> String {
+  String(cString: aiosi_status_name(code))
+}

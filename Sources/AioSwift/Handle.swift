@@ -1,0 +1,86 @@
+// asyncio's Handle and TimerHandle: a scheduled callback that can be cancelled.
+import Synchronization
+
+public class Handle: CustomStringConvertible {
+  enum Callback {
+    case swift(() throws -> Void)
+    case c(CCallback, UnsafeMutableRawPointer?)
+  }
+
+  public unowned let loop: Loop
+  /// Dropped once the callback ran or was cancelled, so what it holds is freed.
+  var callback: Callback?
+  public private(set) var cancelled = false
+  /// The C ABI's handle for this object (0: none yet).
+  public var foreignHandle: UInt64 = 0
+
+  init(loop: Loop, callback: Callback) {
+    self.loop = loop
+    self.callback = callback
+    LiveObjects.handles.add(1, ordering: .relaxed)
+  }
+
+  deinit { LiveObjects.handles.subtract(1, ordering: .relaxed) }
+
+  /// The callback will not be called. Cancelling twice, or after it ran, does nothing.
+  public func cancel() {
+    if cancelled { return }
+    cancelled = true
+    callback = nil
+  }
+
+  func run() {
+    guard let callback else { return }
+    self.callback = nil
+    switch callback {
+    case .c(let fn, let arg): fn(arg)
+    case .swift(let body):
+      do {
+        try body()
+      } catch {
+        loop.callExceptionHandler(ExceptionContext(
+          message: "Exception in callback \(self)", error: error, handle: self))
+      }
+    }
+  }
+
+  public var description: String {
+    var text = "<\(type(of: self))"
+    if cancelled { text += " cancelled" }
+    if case .c(let fn, _)? = callback { text += " \(unsafeBitCast(fn, to: UnsafeRawPointer.self))" }
+    return text + ">"
+  }
+}
+
+public final class TimerHandle: Handle {
+  /// The deadline in loop time.
+  public let when: Double
+  var scheduled = true
+
+  init(loop: Loop, when: Double, callback: Callback) {
+    self.when = when
+    super.init(loop: loop, callback: callback)
+  }
+
+  public override func cancel() {
+    if cancelled { return }
+    super.cancel()
+    if scheduled { loop.timerCancelled() }
+  }
+
+  /// Cancels without telling the loop (the loop is dropping its timers).
+  func cancelWithoutNotice() {
+    scheduled = false
+    super.cancel()
+  }
+}
+
+/// How many objects of each kind are alive, for leak checks in tests.
+public enum LiveObjects {
+  public static let loops = Atomic<Int>(0)
+  public static let handles = Atomic<Int>(0)
+  public static let futures = Atomic<Int>(0)
+  public static let tasks = Atomic<Int>(0)
+  public static let errors = Atomic<Int>(0)
+  public static let runners = Atomic<Int>(0)
+}

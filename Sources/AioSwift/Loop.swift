@@ -1,0 +1,495 @@
+// The event loop: asyncio's BaseEventLoop scheduling on a libuv loop.
+//
+// One iteration is asyncio's _run_once: poll libuv (waiting only when there
+// is nothing ready and no stop was asked), move the timers that are due to
+// the ready queue, then run exactly the callbacks that were ready when the
+// iteration began. Timers live in our own heap; one uv_timer wakes the poll
+// for the earliest deadline.
+internal import CAioSwift
+internal import CLibUV
+import DequeModule
+import Glibc
+import HeapModule
+import Synchronization
+
+/// A C callback and its argument.
+public typealias CCallback = @convention(c) (UnsafeMutableRawPointer?) -> Void
+public typealias CDestructor = @convention(c) (UnsafeMutableRawPointer?) -> Void
+
+/// What the loop runs on an iteration. Task steps and future callbacks go in
+/// without a Handle allocation; call_soon gets a Handle (it can be cancelled).
+enum ReadyItem {
+  case handle(Handle)
+  case callback(AnyFuture, DoneCallback)
+  case step(TaskBase)
+  case job(UnownedJob)
+  case call(CCallback, UnsafeMutableRawPointer?)
+}
+
+/// What an exception handler is told (asyncio's context dict).
+public struct ExceptionContext {
+  public var message: String
+  public var error: (any Error)?
+  public var future: AnyFuture?
+  public var handle: Handle?
+  public init(message: String, error: (any Error)? = nil, future: AnyFuture? = nil,
+              handle: Handle? = nil) {
+    self.message = message
+    self.error = error
+    self.future = future
+    self.handle = handle
+  }
+}
+
+public final class Loop: @unchecked Sendable {
+  let uv: UnsafeMutablePointer<uv_loop_t>
+  private let wakeTimer: UnsafeMutablePointer<uv_timer_t>
+  private let wakeAsync: UnsafeMutablePointer<uv_async_t>
+  private let ownerThread: pthread_t
+
+  var ready = Deque<ReadyItem>()
+  private var timers = Heap<TimerEntry>()
+  private var timerSequence: UInt64 = 0
+  private var cancelledTimerCount = 0
+  fileprivate var armedDeadline = Double.infinity
+  private let threadsafeQueue = Mutex<[UnsafeSendable<ReadyItem>]>([])
+  private let threadsafePending = Atomic<Bool>(false)
+
+  public private(set) var isRunning = false
+  private var stopping = false
+  private let closedFlag = Atomic<Bool>(false)
+  public var isClosed: Bool { closedFlag.load(ordering: .acquiring) }
+
+  /// The task whose step or job runs now.
+  public internal(set) var currentTask: TaskBase?
+  /// Set while a task resumes its Swift continuation: the job that resume
+  /// hands the executor runs at once instead of an iteration later.
+  var capturingTask: SwiftTaskBase?
+  /// What the running C step reported (aios_task_await, _return, _fail):
+  /// one step runs at a time, so the loop holds it rather than every task.
+  public var stepOutcome: StepTask.Outcome?
+  /// Pending tasks, strongly held until done (asyncio's _all_tasks; holding
+  /// them means a task nobody references still runs to its end).
+  var tasksHead: TaskBase?
+  var taskCounter = 0
+
+  public var exceptionHandler: ((Loop, ExceptionContext) -> Void)?
+  public var debug = false
+  public var slowCallbackDuration = 0.1
+
+  /// The C ABI's handle for this object (0: none yet).
+  public var foreignHandle: UInt64 = 0
+
+  public init() throws {
+    uv = .allocate(capacity: 1)
+    wakeTimer = .allocate(capacity: 1)
+    wakeAsync = .allocate(capacity: 1)
+    ownerThread = pthread_self()
+    var rc = uv_loop_init(uv)
+    if rc == 0 {
+      rc = uv_timer_init(uv, wakeTimer)
+      if rc == 0 {
+        rc = uv_async_init(uv, wakeAsync, loopAsyncCallback)
+        if rc != 0 { uv_close(UnsafeMutableRawPointer(wakeTimer).assumingMemoryBound(to: uv_handle_t.self), nil) }
+      }
+      if rc != 0 {
+        uv_run(uv, UV_RUN_DEFAULT)
+        uv_loop_close(uv)
+      }
+    }
+    if rc != 0 {
+      uv.deallocate(); wakeTimer.deallocate(); wakeAsync.deallocate()
+      throw OSError(errno: -rc)
+    }
+    // The async handle stays referenced, so uv_run waits for work even when
+    // there is none: asyncio's run_forever does.
+    let me = Unmanaged.passUnretained(self).toOpaque()
+    uv.pointee.data = me
+    wakeAsync.pointee.data = me
+    wakeTimer.pointee.data = me
+    LiveObjects.loops.add(1, ordering: .relaxed)
+  }
+
+  deinit {
+    if !isClosed { closeResources() }
+    uv.deallocate(); wakeTimer.deallocate(); wakeAsync.deallocate()
+    LiveObjects.loops.subtract(1, ordering: .relaxed)
+  }
+
+  // MARK: Checks
+
+  public var isOwnerThread: Bool { pthread_equal(ownerThread, pthread_self()) != 0 }
+
+  /// Throws unless called on the loop's thread while it is open.
+  @inline(__always)
+  public func checkUsable() throws {
+    guard isOwnerThread else { throw RuntimeError(code: AIOS_EWRONGTHREAD.rawValue) }
+    guard !isClosed else { throw RuntimeError(code: AIOS_ECLOSED.rawValue) }
+  }
+
+  // MARK: Time
+
+  /// Monotonic seconds (asyncio's loop.time()).
+  public func time() -> Double { Double(uv_hrtime()) / 1e9 }
+
+  // MARK: Scheduling
+
+  /// asyncio's call_soon.
+  @discardableResult
+  public func callSoon(_ body: @escaping () throws -> Void) throws -> Handle {
+    try checkUsable()
+    let handle = Handle(loop: self, callback: .swift(body))
+    ready.append(.handle(handle))
+    return handle
+  }
+
+  /// call_soon for a C callback.
+  public func callSoon(c fn: CCallback, arg: UnsafeMutableRawPointer?) throws -> Handle {
+    try checkUsable()
+    let handle = Handle(loop: self, callback: .c(fn, arg))
+    ready.append(.handle(handle))
+    return handle
+  }
+
+  /// call_soon for a C callback nobody will cancel: no Handle is made.
+  public func callSoonUncancellable(c fn: CCallback, arg: UnsafeMutableRawPointer?) throws {
+    try checkUsable()
+    ready.append(.call(fn, arg))
+  }
+
+  /// Schedules a future's done callback or a task step (internal, no checks).
+  @inline(__always)
+  func schedule(_ item: ReadyItem) { ready.append(item) }
+
+  /// asyncio's call_soon_threadsafe: any thread; wakes the loop.
+  @discardableResult
+  public func callSoonThreadsafe(_ body: @escaping () throws -> Void) throws -> Handle {
+    let handle = Handle(loop: self, callback: .swift(body))
+    try enqueueThreadsafe(.handle(handle))
+    return handle
+  }
+
+  public func callSoonThreadsafe(c fn: CCallback, arg: UnsafeMutableRawPointer?) throws -> Handle {
+    let handle = Handle(loop: self, callback: .c(fn, arg))
+    try enqueueThreadsafe(.handle(handle))
+    return handle
+  }
+
+  func enqueueThreadsafe(_ item: ReadyItem) throws {
+    try threadsafeQueue.withLock { queue in
+      // Checked under the lock that close() takes too, so nothing is queued
+      // on a loop that has let go of its async handle.
+      guard !isClosed else { throw RuntimeError(code: AIOS_ECLOSED.rawValue) }
+      queue.append(UnsafeSendable(item))
+      threadsafePending.store(true, ordering: .releasing)
+      uv_async_send(wakeAsync)
+    }
+  }
+
+  fileprivate func drainThreadsafe() {
+    let items = threadsafeQueue.withLock { queue -> [UnsafeSendable<ReadyItem>] in
+      let items = queue
+      queue.removeAll()
+      threadsafePending.store(false, ordering: .relaxed)
+      return items
+    }
+    for item in items { ready.append(item.value) }
+  }
+
+  /// Whether libuv has anything of its own to poll: handles or requests
+  /// beyond the loop's async handle and wake-up timer, or handles closing.
+  private var hasIOActivity: Bool {
+    let own: UInt32 = uv_is_active(asHandle(wakeTimer)) != 0 ? 2 : 1
+    return uv.pointee.active_handles > own || uv.pointee.active_reqs.count != 0
+      || uv.pointee.closing_handles != nil
+  }
+
+  /// asyncio's call_later.
+  @discardableResult
+  public func callLater(_ delay: Double, _ body: @escaping () throws -> Void) throws -> TimerHandle {
+    try callAt(time() + delay, body)
+  }
+
+  /// asyncio's call_at.
+  @discardableResult
+  public func callAt(_ when: Double, _ body: @escaping () throws -> Void) throws -> TimerHandle {
+    try checkUsable()
+    return addTimer(when: when, callback: .swift(body))
+  }
+
+  public func callAt(_ when: Double, c fn: CCallback, arg: UnsafeMutableRawPointer?) throws -> TimerHandle {
+    try checkUsable()
+    return addTimer(when: when, callback: .c(fn, arg))
+  }
+
+  private func addTimer(when: Double, callback: Handle.Callback) -> TimerHandle {
+    let handle = TimerHandle(loop: self, when: when.isNaN ? 0 : when, callback: callback)
+    timerSequence &+= 1
+    timers.insert(TimerEntry(when: handle.when, sequence: timerSequence, handle: handle))
+    return handle
+  }
+
+  /// A cancelled timer stays in the heap until it is due or, when more than
+  /// half the heap is cancelled timers, until the heap is rebuilt.
+  func timerCancelled() {
+    cancelledTimerCount += 1
+    if cancelledTimerCount > 100 && cancelledTimerCount * 2 > timers.count {
+      timers = Heap(timers.unordered.filter { !$0.handle.cancelled })
+      cancelledTimerCount = 0
+    }
+  }
+
+  private func armWakeTimer() {
+    while let top = timers.min, top.handle.cancelled {
+      timers.removeMin()
+      cancelledTimerCount -= 1
+    }
+    guard let deadline = timers.min?.when else {
+      if armedDeadline != .infinity { uv_timer_stop(wakeTimer); armedDeadline = .infinity }
+      return
+    }
+    if deadline == armedDeadline { return }
+    let remaining = deadline - time()
+    let ms = remaining <= 0 ? 0 : UInt64((remaining * 1000).rounded(.up))
+    uv_update_time(uv)
+    uv_timer_start(wakeTimer, loopTimerCallback, ms, 0)
+    armedDeadline = deadline
+  }
+
+  private func moveDueTimers() {
+    guard let first = timers.min else { return }
+    let now = time()
+    if first.when > now { return }
+    while let top = timers.min, top.when <= now {
+      timers.removeMin()
+      if top.handle.cancelled {
+        cancelledTimerCount -= 1
+      } else {
+        top.handle.scheduled = false
+        ready.append(.handle(top.handle))
+      }
+    }
+    armedDeadline = .nan  // force re-arming
+  }
+
+  // MARK: Running
+
+  /// asyncio's run_forever.
+  public func runForever() throws {
+    try checkUsable()
+    guard !isRunning, runningLoopOnThisThread() == nil else {
+      throw RuntimeError(code: AIOS_ERUNNING.rawValue)
+    }
+    isRunning = true
+    setRunningLoop(self)
+    defer {
+      setRunningLoop(nil)
+      isRunning = false
+      stopping = false
+    }
+    while true {
+      runOnce()
+      if stopping { break }
+    }
+  }
+
+  /// One iteration (asyncio's _run_once).
+  private func runOnce() {
+    if ready.isEmpty && !stopping {
+      armWakeTimer()
+      uv_run(uv, UV_RUN_ONCE)
+    } else if hasIOActivity {
+      uv_run(uv, UV_RUN_NOWAIT)
+    } else if threadsafePending.load(ordering: .acquiring) {
+      // Nothing but the loop's own handles is active: there is no I/O to
+      // poll for, so skip the system call and take the threadsafe calls.
+      drainThreadsafe()
+    }
+    moveDueTimers()
+    let processed = ready.count
+    var count = processed
+    while count > 0, let item = ready.popFirst() {
+      count -= 1
+      if debug {
+        let start = time()
+        run(item)
+        let took = time() - start
+        if took >= slowCallbackDuration {
+          callExceptionHandler(ExceptionContext(
+            message: "Executing \(describe(item)) took \(formatSeconds(took)) seconds"))
+        }
+      } else {
+        run(item)
+      }
+    }
+    // A burst (a million task steps) leaves the queue's storage that large;
+    // let it go once drained, as asyncio's deque frees its blocks.
+    if ready.isEmpty && processed > 4096 { ready = Deque() }
+  }
+
+  @inline(__always)
+  private func run(_ item: ReadyItem) {
+    switch item {
+    case .handle(let handle): handle.run()
+    case .callback(let future, let callback): callback.invoke(future)
+    case .step(let task): task.step(outcome: nil)
+    case .call(let fn, let arg): fn(arg)
+    case .job(let job):
+      let previous = currentTask
+      currentTask = nil
+      job.runSynchronously(on: asUnownedTaskExecutor())
+      currentTask = previous
+    }
+  }
+
+  private func describe(_ item: ReadyItem) -> String {
+    switch item {
+    case .handle(let handle): return "\(handle)"
+    case .callback(let future, _): return "a done callback of \(future)"
+    case .step(let task): return "a step of \(task)"
+    case .job: return "a Swift job"
+    case .call(let fn, _): return "<Handle \(unsafeBitCast(fn, to: UnsafeRawPointer.self))>"
+    }
+  }
+
+  /// asyncio's stop: the loop stops after the current iteration.
+  public func stop() throws {
+    try checkUsable()
+    stopping = true
+  }
+
+  /// asyncio's run_until_complete for any future.
+  public func runUntilComplete(_ future: AnyFuture) throws {
+    try checkUsable()
+    guard future.loop === self else { throw RuntimeError(code: AIOS_EWRONGLOOP.rawValue) }
+    let token = future.addDoneCallback { [unowned self] _ in self.stopping = true }
+    defer { future.removeDoneCallback(token) }
+    try runForever()
+    guard future.isDone else {
+      throw RuntimeError(code: AIOS_EINVALIDSTATE.rawValue, "Event loop stopped before Future completed.")
+    }
+  }
+
+  /// Runs `future` to completion and returns its value.
+  public func runUntilComplete<T>(_ future: Future<T>) throws -> T {
+    try runUntilComplete(future as AnyFuture)
+    return try future.result()
+  }
+
+  public func runUntilComplete<T>(_ task: AioTask<T>) throws -> T {
+    try runUntilComplete(task as AnyFuture)
+    return try task.result()
+  }
+
+  /// asyncio's close: drops pending callbacks and timers, frees libuv's loop.
+  /// Closing a closed loop does nothing.
+  public func close() throws {
+    guard isOwnerThread else { throw RuntimeError(code: AIOS_EWRONGTHREAD.rawValue) }
+    guard !isRunning else { throw RuntimeError(code: AIOS_ERUNNING.rawValue, "Cannot close a running event loop") }
+    if isClosed { return }
+    closeResources()
+  }
+
+  private func closeResources() {
+    let dropped = threadsafeQueue.withLock { queue -> [UnsafeSendable<ReadyItem>] in
+      closedFlag.store(true, ordering: .releasing)
+      let items = queue
+      queue.removeAll()
+      return items
+    }
+    for item in dropped { ready.append(item.value) }
+    // Jobs of Swift tasks are dropped too: those tasks never resume, as a
+    // coroutine left pending by a closed asyncio loop never does.
+    ready.removeAll()
+    for entry in timers.unordered { entry.handle.cancelWithoutNotice() }
+    timers = Heap()
+    uv_close(asHandle(wakeTimer), nil)
+    uv_close(asHandle(wakeAsync), nil)
+    uv_run(uv, UV_RUN_DEFAULT)
+    uv_loop_close(uv)
+    releaseTaskList()
+  }
+
+  // MARK: Errors nobody handled
+
+  /// asyncio's call_exception_handler.
+  public func callExceptionHandler(_ context: ExceptionContext) {
+    guard let handler = exceptionHandler else {
+      defaultExceptionHandler(context)
+      return
+    }
+    handler(self, context)
+  }
+
+  /// Prints a report to stderr, as asyncio's default handler logs one.
+  public func defaultExceptionHandler(_ context: ExceptionContext) {
+    var report = context.message.isEmpty ? "Unhandled error in event loop" : context.message
+    if let future = context.future { report += "\n  future: \(future)" }
+    if let handle = context.handle { report += "\n  handle: \(handle)" }
+    if let error = context.error { report += "\n  error: \(error)" }
+    fputs("aio-swift: " + report + "\n", stderr)
+  }
+}
+
+private func formatSeconds(_ seconds: Double) -> String {
+  let ms = Int((seconds * 1000).rounded())
+  return "\(ms / 1000).\(String(repeating: "0", count: 3 - String(ms % 1000).count))\(ms % 1000)"
+}
+
+struct TimerEntry: Comparable {
+  let when: Double
+  let sequence: UInt64
+  let handle: TimerHandle
+  static func < (a: TimerEntry, b: TimerEntry) -> Bool {
+    a.when < b.when || (a.when == b.when && a.sequence < b.sequence)
+  }
+  static func == (a: TimerEntry, b: TimerEntry) -> Bool { a.sequence == b.sequence }
+}
+
+/// Lets values cross into the threadsafe queue; the loop's thread alone uses them.
+struct UnsafeSendable<T>: @unchecked Sendable {
+  let value: T
+  init(_ value: T) { self.value = value }
+}
+
+@inline(__always)
+func asHandle<T>(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<uv_handle_t> {
+  UnsafeMutableRawPointer(p).assumingMemoryBound(to: uv_handle_t.self)
+}
+
+private func loopTimerCallback(_ timer: UnsafeMutablePointer<uv_timer_t>?) {
+  // Wakes the poll; the loop moves due timers itself after uv_run. The timer
+  // may fire a little early (libuv counts whole milliseconds): re-arm then.
+  guard let data = timer?.pointee.data else { return }
+  Unmanaged<Loop>.fromOpaque(data).takeUnretainedValue().armedDeadline = .nan
+}
+
+private func loopAsyncCallback(_ async: UnsafeMutablePointer<uv_async_t>?) {
+  guard let data = async?.pointee.data else { return }
+  Unmanaged<Loop>.fromOpaque(data).takeUnretainedValue().drainThreadsafe()
+}
+
+// MARK: The running loop of each thread
+
+private let runningLoopKey: pthread_key_t = {
+  var key = pthread_key_t()
+  pthread_key_create(&key, nil)
+  return key
+}()
+
+func runningLoopOnThisThread() -> Loop? {
+  guard let p = pthread_getspecific(runningLoopKey) else { return nil }
+  return Unmanaged<Loop>.fromOpaque(p).takeUnretainedValue()
+}
+
+private func setRunningLoop(_ loop: Loop?) {
+  pthread_setspecific(runningLoopKey, loop.map { Unmanaged.passUnretained($0).toOpaque() })
+}
+
+/// asyncio's get_running_loop: the loop running on this thread.
+public func getRunningLoop() throws -> Loop {
+  guard let loop = runningLoopOnThisThread() else {
+    throw RuntimeError(code: AIOS_ENOLOOP.rawValue, "no running event loop")
+  }
+  return loop
+}

@@ -1,0 +1,96 @@
+// asyncio.run and asyncio.Runner: run a main task on a loop, then cancel what
+// is left and close the loop.
+internal import CAioSwift
+
+public final class Runner {
+  private var loop: Loop?
+  private var closed = false
+  private let debug: Bool
+  /// The C ABI's handle for this object (0: none yet).
+  public var foreignHandle: UInt64 = 0
+
+  public init(debug: Bool = false) {
+    self.debug = debug
+    LiveObjects.runners.add(1, ordering: .relaxed)
+  }
+
+  deinit {
+    try? close()
+    LiveObjects.runners.subtract(1, ordering: .relaxed)
+  }
+
+  /// The runner's loop, created on first use.
+  public func getLoop() throws -> Loop {
+    guard !closed else { throw RuntimeError(code: AIOS_ECLOSED.rawValue, "Runner is closed") }
+    if let loop { return loop }
+    let loop = try Loop()
+    loop.debug = debug
+    self.loop = loop
+    return loop
+  }
+
+  /// Runs `body` as the main task until it is done; returns its result.
+  public func run<T>(_ body: @escaping () async throws -> T) throws -> T {
+    let task = try runTask { loop in try loop.createTask(body) }
+    return try task.result()
+  }
+
+  /// Runs a main task made by `makeTask` on the runner's loop until it is
+  /// done, and returns it (done).
+  public func runTask<Task: TaskBase>(_ makeTask: (Loop) throws -> Task) throws -> Task {
+    guard runningLoopOnThisThread() == nil else {
+      throw RuntimeError(code: AIOS_ERUNNING.rawValue,
+                         "Runner.run() cannot be called from a running event loop")
+    }
+    let loop = try getLoop()
+    let task = try makeTask(loop)
+    try loop.runUntilComplete(task)
+    return task
+  }
+
+  /// Cancels the tasks still pending, waits for them, closes the loop.
+  /// Closing twice does nothing.
+  public func close() throws {
+    guard !closed else { return }
+    guard let loop else {
+      closed = true
+      return
+    }
+    try cancelAllTasks(loop)
+    try loop.close()
+    closed = true
+    self.loop = nil
+  }
+}
+
+/// asyncio.runners._cancel_all_tasks: cancel every pending task, run the
+/// loop until they are all done, report the errors they ended with.
+func cancelAllTasks(_ loop: Loop) throws {
+  let tasks = loop.allTasks()
+  if tasks.isEmpty { return }
+  for task in tasks { task.cancel() }
+  let allDone = AnyFuture(loop: loop)
+  var remaining = tasks.count
+  for task in tasks {
+    task.addDoneCallback { _ in
+      remaining -= 1
+      if remaining == 0 { try? allDone.setCResult(nil, destructor: nil) }
+    }
+  }
+  try loop.runUntilComplete(allDone)
+  for task in tasks where !task.isCancelled {
+    if let error = task.error {
+      task.markErrorRetrieved()
+      loop.callExceptionHandler(ExceptionContext(
+        message: "unhandled exception during asyncio.run() shutdown", error: error, future: task))
+    }
+  }
+}
+
+/// asyncio.run: runs `body` as the main task of a new loop, then cancels
+/// the tasks left, and closes the loop.
+public func run<T>(debug: Bool = false, _ body: @escaping () async throws -> T) throws -> T {
+  let runner = Runner(debug: debug)
+  defer { try? runner.close() }
+  return try runner.run(body)
+}

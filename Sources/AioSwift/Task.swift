@@ -1,0 +1,454 @@
+// asyncio's Task: a future driven by a body, stepped by the loop.
+//
+// TaskBase holds what every task shares, asyncio's Task.__step and cancel:
+// cancellation requests, the future being awaited, the current task, and how
+// a body's return or error finishes the task. Two bodies drive it: a C step
+// function (StepTask) and a Swift async closure (AioTask).
+internal import CAioSwift
+import Glibc
+import Synchronization
+
+private let taskCounter = Atomic<Int>(0)
+
+public class TaskBase: AnyFuture {
+  /// What few tasks have, kept aside so a pending task stays small: a name
+  /// given by the user, its C string, a pending cancellation's message.
+  private final class Extras {
+    var name: String?
+    var cString: UnsafeMutablePointer<CChar>?
+    var cancelMessage: String?
+    deinit { cString.map { free($0) } }
+  }
+  private var extras: Extras?
+  private let number: Int
+  var cancelsRequested: Int32 = 0
+  var mustCancel = false
+  var started = false
+  /// The future the task awaits (asyncio's _fut_waiter).
+  var waiter: AnyFuture?
+  // The loop's list of pending tasks.
+  var nextTask: TaskBase?
+  unowned(unsafe) var previousTask: TaskBase?
+
+  init(loop: Loop, name: String?) {
+    number = taskCounter.add(1, ordering: .relaxed).newValue
+    super.init(taskOn: loop)
+    if let name { withExtras { $0.name = name } }
+    nextTask = loop.tasksHead
+    loop.tasksHead?.previousTask = self
+    loop.tasksHead = self
+  }
+
+  /// Schedules the first step, or runs it now for an eager task on a running
+  /// loop (asyncio 3.12's eager_start).
+  func start(eager: Bool) {
+    if eager && loop.isRunning {
+      step(outcome: nil)
+    } else {
+      loop.schedule(.step(self))
+    }
+  }
+
+  override func didFinish() {
+    if let previousTask {
+      previousTask.nextTask = nextTask
+    } else if loop.tasksHead === self {
+      loop.tasksHead = nextTask
+    }
+    nextTask?.previousTask = previousTask
+    nextTask = nil
+    previousTask = nil
+  }
+
+  public override var isTask: Bool { true }
+
+  private func withExtras<R>(_ body: (Extras) -> R) -> R {
+    if extras == nil { extras = Extras() }
+    return body(extras!)
+  }
+
+  public var name: String {
+    get { extras?.name ?? "Task-\(number)" }
+    set {
+      withExtras {
+        $0.name = newValue
+        $0.cString.map { free($0) }
+        $0.cString = nil
+      }
+    }
+  }
+
+  /// The name as a C string, valid until the task is renamed or freed.
+  public var nameCString: UnsafePointer<CChar> {
+    withExtras { extras in
+      if extras.cString == nil { extras.cString = strdup(name) }
+      return UnsafePointer(extras.cString!)
+    }
+  }
+
+  /// The message of a requested cancellation not yet delivered.
+  var cancelMessage: String? {
+    get { extras?.cancelMessage }
+    set {
+      if newValue != nil || extras != nil { withExtras { $0.cancelMessage = newValue } }
+    }
+  }
+
+  /// asyncio's Task.cancelling(): pending cancellation requests.
+  public var cancelling: Int { Int(cancelsRequested) }
+
+  /// asyncio's Task.uncancel(): takes back one request; returns those left.
+  @discardableResult
+  public func uncancel() -> Int {
+    if cancelsRequested > 0 {
+      cancelsRequested -= 1
+      if cancelsRequested == 0 { mustCancel = false }
+    }
+    return Int(cancelsRequested)
+  }
+
+  /// asyncio's Task.cancel: a request, delivered as a CancelledError at the
+  /// task's current await (by cancelling the awaited future) or next step.
+  /// Unlike Future.cancel, the task may catch it and go on.
+  @discardableResult
+  public override func cancel(message: String? = nil) -> Bool {
+    guard state == .pending else { return false }
+    cancelsRequested += 1
+    if let waiter, waiter.cancel(message: message) { return true }
+    mustCancel = true
+    cancelMessage = message
+    return true
+  }
+
+  // MARK: Stepping (asyncio's __step and __wakeup)
+
+  /// Runs one step; `outcome` is the future last awaited, nil at the start or
+  /// after a bare yield.
+  final func step(outcome: AnyFuture?) {
+    guard state == .pending else { return }
+    var cancellation: CancelledError?
+    if mustCancel {
+      mustCancel = false
+      cancellation = CancelledError(cancelMessage)
+    }
+    let previous = loop.currentTask
+    loop.currentTask = self
+    advance(outcome: outcome, cancellation: cancellation)
+    loop.currentTask = previous
+  }
+
+  final func wakeup(from future: AnyFuture) {
+    waiter = nil
+    step(outcome: future)
+  }
+
+  /// Runs the body up to its next await or its end.
+  func advance(outcome: AnyFuture?, cancellation: CancelledError?) {
+    fatalError("TaskBase.advance is abstract")
+  }
+
+  /// The body awaits `future`: wake the task when it is done.
+  final func suspend(on future: AnyFuture) {
+    waiter = future
+    future.addDoneCallback(.wakeup(self))
+    if mustCancel, future.cancel(message: cancelMessage) { mustCancel = false }
+  }
+
+  /// The body returned. Returns false when the task must end cancelled
+  /// instead (a cancel() that arrived while the body ran its last step).
+  final func bodyReturned() -> Bool {
+    if mustCancel {
+      mustCancel = false
+      _ = cancelFuture(message: cancelMessage)
+      return false
+    }
+    return true
+  }
+
+  /// The body threw: a CancelledError cancels the task, anything else fails it.
+  final func bodyThrew(_ error: any Error) {
+    if let cancelled = error as? CancelledError {
+      mustCancel = false
+      _ = cancelFuture(message: cancelled.message.isEmpty ? nil : cancelled.message)
+    } else {
+      self.error = error
+      finish(.finished)
+    }
+  }
+
+  override var typeName: String { "Task" }
+
+  public override var description: String {
+    String(super.description.dropLast()) + " name='\(name)'>"
+  }
+}
+
+/// A task driven by a C step function (see aios_step_fn in the header). The
+/// C layer calls the function through `foreignStepInvoker`, and the step
+/// reports what it did through `outcome`.
+public final class StepTask: TaskBase {
+  public enum Outcome {
+    case await(AnyFuture?)
+    case returned(UnsafeMutableRawPointer?, CDestructor?)
+    case failed(any Error)
+  }
+
+  public let stepFunction: UnsafeRawPointer
+  public let argument: UnsafeMutableRawPointer?
+  private let argumentDestructor: CDestructor?
+
+  /// Calls the step function; returns its status.
+  nonisolated(unsafe) public static var foreignStepInvoker: ((StepTask, AnyFuture?) -> Int32)?
+
+  init(loop: Loop, function: UnsafeRawPointer, argument: UnsafeMutableRawPointer?,
+       destructor: CDestructor?, name: String?) {
+    stepFunction = function
+    self.argument = argument
+    argumentDestructor = destructor
+    super.init(loop: loop, name: name)
+  }
+
+  deinit { argumentDestructor?(argument) }
+
+  /// True while this task's step function runs (aios_task_await and friends
+  /// are valid only then).
+  public var isStepping: Bool { loop.currentTask === self && started }
+
+  override func advance(outcome awaited: AnyFuture?, cancellation: CancelledError?) {
+    var awaited = awaited
+    if !started {
+      started = true
+      // A task cancelled before its first step never steps.
+      if let cancellation {
+        bodyThrew(cancellation)
+        return
+      }
+    } else if let cancellation {
+      let cancelled = AnyFuture(loop: loop)
+      _ = cancelled.cancelFuture(message: cancellation.message.isEmpty ? nil : cancellation.message)
+      awaited = cancelled
+    }
+    let outer = loop.stepOutcome
+    loop.stepOutcome = nil
+    let status = StepTask.foreignStepInvoker?(self, awaited) ?? AIOS_ENOTIMPL.rawValue
+    let reported = loop.stepOutcome
+    loop.stepOutcome = outer
+    switch (status, reported) {
+    case (Int32(AIOS_STEP_AWAIT), .await(let future)?):
+      if let future { suspend(on: future) } else { loop.schedule(.step(self)) }
+    case (Int32(AIOS_STEP_DONE), .returned(let value, let destructor)?):
+      if bodyReturned() {
+        cValue = value
+        cDestructor = destructor
+        finish(.finished)
+      } else {
+        destructor?(value)
+      }
+    case (Int32(AIOS_STEP_DONE), .failed(let error)?):
+      bodyThrew(error)
+    default:
+      if case .returned(let value, let destructor)? = reported { destructor?(value) }
+      bodyThrew(status < 0
+        ? makeError(code: status, message: nil)
+        : RuntimeError(code: AIOS_ESTEP.rawValue,
+                       "step function returned \(status) without a matching aios_task_* call"))
+    }
+  }
+}
+
+/// What a Swift task needs whatever its result type: its first job, its
+/// continuation while it awaits.
+public class SwiftTaskBase: TaskBase {
+  var pendingJob: UnownedJob?
+  var continuation: UnsafeContinuation<Void, any Error>?
+
+  @TaskLocal static var current: SwiftTaskBase?
+
+  override func advance(outcome: AnyFuture?, cancellation: CancelledError?) {
+    if !started {
+      started = true
+      // Cancelled before it started: the body never runs, but the Swift task
+      // still runs to its (empty) end so nothing of it is left.
+      if let cancellation { bodyThrew(cancellation) }
+      runPendingJob()
+      return
+    }
+    guard let continuation else { return }
+    self.continuation = nil
+    // resume() hands the task's next job to the loop's executor at once;
+    // capturing it lets it run in this step, as asyncio's __wakeup runs __step.
+    let outer = loop.capturingTask
+    loop.capturingTask = self
+    if let cancellation {
+      continuation.resume(throwing: cancellation)
+    } else {
+      continuation.resume()
+    }
+    loop.capturingTask = outer
+    runPendingJob()
+  }
+
+  private func runPendingJob() {
+    guard let job = pendingJob else { return }
+    pendingJob = nil
+    job.runSynchronously(on: loop.asUnownedTaskExecutor())
+  }
+
+  /// Suspends the body until the loop steps it again (after `future` is
+  /// done, or on the next iteration for a bare yield).
+  final func suspendBody(on future: AnyFuture?) async throws {
+    try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+      self.continuation = continuation
+      if let future { suspend(on: future) } else { loop.schedule(.step(self)) }
+    }
+  }
+}
+
+/// A task whose body is a Swift async closure running on the loop's thread.
+public final class AioTask<T>: SwiftTaskBase {
+  private var body: (() async throws -> T)?
+  private var storedValue: T?
+
+  init(loop: Loop, name: String?, body: @escaping () async throws -> T) {
+    self.body = body
+    super.init(loop: loop, name: name)
+    let outer = loop.capturingTask
+    loop.capturingTask = self
+    Swift.Task(executorPreference: loop) { await self.runBody() }
+    loop.capturingTask = outer
+  }
+
+  private func runBody() async {
+    guard let body, state == .pending else {
+      body = nil
+      return
+    }
+    self.body = nil
+    do {
+      let value = try await SwiftTaskBase.$current.withValue(self) { try await body() }
+      if bodyReturned() {
+        storedValue = value
+        finish(.finished)
+      }
+    } catch {
+      bodyThrew(error)
+    }
+  }
+
+  /// asyncio's result().
+  public func result() throws -> T {
+    try checkResult()
+    return storedValue!
+  }
+
+  /// Awaits the task from another task of the loop, then returns its result.
+  public var value: T {
+    get async throws {
+      if !isDone { try await suspendCurrentTask(until: self) }
+      return try result()
+    }
+  }
+}
+
+extension Loop {
+  /// asyncio's create_task: a task running `body` on this loop. With `eager`
+  /// on a running loop, the body runs up to its first suspension at once.
+  @discardableResult
+  public func createTask<T>(name: String? = nil, eager: Bool = false,
+                            _ body: @escaping () async throws -> T) throws -> AioTask<T> {
+    try checkUsable()
+    let task = AioTask(loop: self, name: name, body: body)
+    task.start(eager: eager)
+    return task
+  }
+
+  /// A task driven by a C step function (aios_task_new).
+  public func createStepTask(function: UnsafeRawPointer, argument: UnsafeMutableRawPointer?,
+                             destructor: CDestructor?, name: String?, eager: Bool) throws -> StepTask {
+    try checkUsable()
+    let task = StepTask(loop: self, function: function, argument: argument,
+                        destructor: destructor, name: name)
+    task.start(eager: eager)
+    return task
+  }
+
+  /// asyncio's all_tasks: the loop's tasks that are not done.
+  public func allTasks() -> [TaskBase] {
+    var tasks: [TaskBase] = []
+    var next = tasksHead
+    while let task = next {
+      tasks.append(task)
+      next = task.nextTask
+    }
+    return tasks
+  }
+
+  /// Lets go of the list of pending tasks one by one (a long chain released
+  /// at once would recurse through every task's deinit).
+  func releaseTaskList() {
+    var next = tasksHead
+    tasksHead = nil
+    while let task = next {
+      next = task.nextTask
+      task.nextTask = nil
+      task.previousTask = nil
+    }
+  }
+
+  /// A future that gets the C result `value` after `delay` seconds (now, for
+  /// delay <= 0); cancelling it cancels its timer.
+  public func sleepFuture(_ delay: Double, value: UnsafeMutableRawPointer? = nil,
+                          destructor: CDestructor? = nil) throws -> AnyFuture {
+    try checkUsable()
+    let future = AnyFuture(loop: self)
+    if delay <= 0 || delay.isNaN {
+      try future.setCResult(value, destructor: destructor)
+      return future
+    }
+    let timer = try callLater(delay) {
+      if !future.isDone { try future.setCResult(value, destructor: destructor) }
+    }
+    future.addDoneCallback { done in
+      timer.cancel()
+      if done.isCancelled { destructor?(value) }
+    }
+    return future
+  }
+}
+
+/// The Swift task of this library running now.
+func currentSwiftTask() throws -> SwiftTaskBase {
+  guard let task = SwiftTaskBase.current else {
+    throw RuntimeError(code: AIOS_ENOLOOP.rawValue, "not inside a task of an aio-swift loop")
+  }
+  guard task.loop.isOwnerThread else { throw RuntimeError(code: AIOS_EWRONGTHREAD.rawValue) }
+  return task
+}
+
+/// Suspends the current task until `future` is done (asyncio's `await fut`).
+func suspendCurrentTask(until future: AnyFuture) async throws {
+  let task = try currentSwiftTask()
+  guard task.loop === future.loop else { throw RuntimeError(code: AIOS_EWRONGLOOP.rawValue) }
+  guard task !== future else {
+    throw RuntimeError(code: AIOS_EINVAL.rawValue, "a task cannot await itself")
+  }
+  try await task.suspendBody(on: future)
+}
+
+/// asyncio.sleep: suspends the current task for `delay` seconds; a delay of
+/// 0 or less yields exactly one loop iteration.
+public func sleep(_ delay: Double) async throws {
+  let task = try currentSwiftTask()
+  if delay <= 0 || delay.isNaN {
+    try await task.suspendBody(on: nil)
+    return
+  }
+  let future = try task.loop.sleepFuture(delay)
+  try await task.suspendBody(on: future)
+  try future.checkResult()
+}
+
+/// asyncio.current_task: the task running on this thread's loop, if any.
+public func currentTask() -> TaskBase? {
+  runningLoopOnThisThread()?.currentTask ?? SwiftTaskBase.current
+}

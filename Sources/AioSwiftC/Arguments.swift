@@ -1,0 +1,102 @@
+// Turning C arguments into core objects: every pointer is checked (NULL,
+// freed, wrong type) and every loop-bound object its thread.
+import AioSwift
+import CAioSwift
+
+@inline(__always)
+func lookupLoop(_ p: OpaquePointer?) throws -> Loop {
+  guard let object = ObjectTable.shared.lookup(handleValue(p), .loop) else { throw badHandle(p) }
+  return unsafeDowncast(object, to: Loop.self)
+}
+
+/// A loop, on its own thread.
+@inline(__always)
+func ownLoop(_ p: OpaquePointer?) throws -> Loop {
+  let loop = try lookupLoop(p)
+  try checkThread(loop)
+  return loop
+}
+
+@inline(__always)
+func checkThread(_ loop: Loop) throws {
+  guard loop.isOwnerThread else { throw RuntimeError(code: AIOS_EWRONGTHREAD.rawValue) }
+}
+
+/// A future or a task, on its loop's thread.
+@inline(__always)
+func ownFuture(_ p: OpaquePointer?) throws -> AnyFuture {
+  guard let object = ObjectTable.shared.lookup(handleValue(p), .future, or: .task) else {
+    throw badHandle(p)
+  }
+  let future = unsafeDowncast(object, to: AnyFuture.self)
+  try checkThread(future.loop)
+  return future
+}
+
+/// A task, on its loop's thread.
+@inline(__always)
+func ownTask(_ p: OpaquePointer?) throws -> TaskBase {
+  guard let object = ObjectTable.shared.lookup(handleValue(p), .task) else { throw badHandle(p) }
+  let task = unsafeDowncast(object, to: TaskBase.self)
+  try checkThread(task.loop)
+  return task
+}
+
+/// A task driven by a C step function, inside its step.
+@inline(__always)
+func steppingTask(_ p: OpaquePointer?) throws -> StepTask {
+  guard let task = try ownTask(p) as? StepTask, task.isStepping else {
+    throw RuntimeError(code: AIOS_EINVAL.rawValue, "not called from the task's own step")
+  }
+  return task
+}
+
+@inline(__always)
+func ownHandle(_ p: OpaquePointer?) throws -> Handle {
+  guard let object = ObjectTable.shared.lookup(handleValue(p), .handle) else { throw badHandle(p) }
+  let handle = unsafeDowncast(object, to: Handle.self)
+  try checkThread(handle.loop)
+  return handle
+}
+
+@inline(__always)
+func lookupError(_ p: OpaquePointer?) throws -> ErrorObject {
+  guard let object = ObjectTable.shared.lookup(handleValue(p), .error) else { throw badHandle(p) }
+  return unsafeDowncast(object, to: ErrorObject.self)
+}
+
+@inline(__always)
+func lookupRunner(_ p: OpaquePointer?) throws -> Runner {
+  guard let object = ObjectTable.shared.lookup(handleValue(p), .runner) else { throw badHandle(p) }
+  return unsafeDowncast(object, to: Runner.self)
+}
+
+/// The object type C sees for a future: a task is a task.
+@inline(__always)
+func objectType(of future: AnyFuture) -> ObjectType {
+  future.isTask ? .task : .future
+}
+
+/// A C string argument as a Swift string (nil stays nil).
+@inline(__always)
+func string(_ p: UnsafePointer<CChar>?) -> String? {
+  p.map { String(cString: $0) }
+}
+
+/// ref/unref for any object type: unref accepts NULL.
+func refObject(_ p: OpaquePointer?, _ type: ObjectType, or other: ObjectType? = nil) -> Int32 {
+  guard p != nil else { return AIOS_EINVAL.rawValue }
+  guard ObjectTable.shared.lookup(handleValue(p), type, or: other) != nil,
+        ObjectTable.shared.retain(handleValue(p)) else { return AIOS_EBADHANDLE.rawValue }
+  return 0
+}
+
+func unrefObject(_ p: OpaquePointer?, _ type: ObjectType, or other: ObjectType? = nil,
+                 willFree: ((AnyObject) -> Void)? = nil) -> Int32 {
+  guard p != nil else { return 0 }
+  guard ObjectTable.shared.lookup(handleValue(p), type, or: other) != nil,
+        ObjectTable.shared.release(handleValue(p), willFree: willFree) else {
+    return AIOS_EBADHANDLE.rawValue
+  }
+  return 0
+}

@@ -1,0 +1,90 @@
+// Version, status codes, error objects and live-object counts.
+import AioSwift
+import CAioSwift
+import Glibc
+
+@_cdecl("aios_version")
+public func aios_version() -> UInt32 {
+  UInt32(AIOS_VERSION_MAJOR << 16 | AIOS_VERSION_MINOR << 8 | AIOS_VERSION_PATCH)
+}
+
+private let versionString: UnsafeMutablePointer<CChar> =
+  strdup("\(AIOS_VERSION_MAJOR).\(AIOS_VERSION_MINOR).\(AIOS_VERSION_PATCH)")
+
+@_cdecl("aios_version_string")
+public func aios_version_string() -> UnsafePointer<CChar> { UnsafePointer(versionString) }
+
+@_cdecl("aios_strerror")
+public func aios_strerror(_ code: Int32) -> UnsafePointer<CChar> { aiosi_status_message(code) }
+
+@_cdecl("aios_err_name")
+public func aios_err_name(_ code: Int32) -> UnsafePointer<CChar> { aiosi_status_name(code) }
+
+@_cdecl("aios_error_new")
+public func aios_error_new(_ code: Int32, _ message: UnsafePointer<CChar>?,
+                           _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  status {
+    guard out != nil, code < 0 else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    try give(ErrorObject(makeError(code: code, message: string(message))), .error, out)
+  }
+}
+
+@_cdecl("aios_error_new_user")
+public func aios_error_new_user(_ message: UnsafePointer<CChar>?, _ data: UnsafeMutableRawPointer?,
+                                _ destructor: aios_destructor_fn?,
+                                _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  status {
+    guard out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    let payload = UserError.Payload(data: data, destructor: destructor)
+    let error = UserError(string(message) ?? errorMessage(AIOS_EUSER.rawValue), payload: payload)
+    try give(ErrorObject(error), .error, out)
+  }
+}
+
+@_cdecl("aios_error_code")
+public func aios_error_code(_ error: OpaquePointer?) -> Int32 {
+  do { return statusCode(of: try lookupError(error).error) } catch { return statusCode(of: error) }
+}
+
+@_cdecl("aios_error_kind")
+public func aios_error_kind(_ error: OpaquePointer?) -> Int32 {
+  do {
+    return errorKind(forCode: statusCode(of: try lookupError(error).error)).rawValue
+  } catch {
+    return statusCode(of: error)
+  }
+}
+
+@_cdecl("aios_error_os_errno")
+public func aios_error_os_errno(_ error: OpaquePointer?) -> Int32 {
+  do { return (try lookupError(error).error as? OSError)?.errno ?? 0 } catch { return statusCode(of: error) }
+}
+
+@_cdecl("aios_error_message")
+public func aios_error_message(_ error: OpaquePointer?) -> UnsafePointer<CChar>? {
+  (try? lookupError(error)).map { UnsafePointer($0.message) }
+}
+
+@_cdecl("aios_error_user_data")
+public func aios_error_user_data(_ error: OpaquePointer?) -> UnsafeMutableRawPointer? {
+  ((try? lookupError(error))?.error as? UserError)?.payload?.data
+}
+
+@_cdecl("aios_error_ref")
+public func aios_error_ref(_ error: OpaquePointer?) -> Int32 { refObject(error, .error) }
+
+@_cdecl("aios_error_unref")
+public func aios_error_unref(_ error: OpaquePointer?) -> Int32 { unrefObject(error, .error) }
+
+@_cdecl("aios_live_objects")
+public func aios_live_objects(_ type: Int32) -> Int {
+  switch UInt32(bitPattern: type) {
+  case AIOS_OBJECT_LOOP.rawValue: return LiveObjects.loops.load(ordering: .relaxed)
+  case AIOS_OBJECT_HANDLE.rawValue: return LiveObjects.handles.load(ordering: .relaxed)
+  case AIOS_OBJECT_FUTURE.rawValue: return LiveObjects.futures.load(ordering: .relaxed)
+  case AIOS_OBJECT_TASK.rawValue: return LiveObjects.tasks.load(ordering: .relaxed)
+  case AIOS_OBJECT_ERROR.rawValue: return LiveObjects.errors.load(ordering: .relaxed)
+  case AIOS_OBJECT_RUNNER.rawValue: return LiveObjects.runners.load(ordering: .relaxed)
+  default: return Int(AIOS_EINVAL.rawValue)
+  }
+}

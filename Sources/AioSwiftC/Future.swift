@@ -1,0 +1,127 @@
+// Futures and sleep (asyncio.Future, asyncio.sleep).
+import AioSwift
+import CAioSwift
+
+/// Calls C done callbacks with a handle lent for the call. Installed once,
+/// before the first C callback or task can exist.
+let foreignHooksInstalled: Void = {
+  AnyFuture.foreignDoneInvoker = { future, function, arg in
+    let callback = unsafeBitCast(function, to: aios_done_fn.self)
+    lend(future, objectType(of: future)) { callback($0, arg) }
+  }
+  StepTask.foreignStepInvoker = { task, awaited in
+    let step = unsafeBitCast(task.stepFunction, to: aios_step_fn.self)
+    return lend(task, .task) { taskHandle in
+      guard let awaited else { return step(taskHandle, nil, task.argument) }
+      return lend(awaited, objectType(of: awaited)) { step(taskHandle, $0, task.argument) }
+    }
+  }
+}()
+
+@_cdecl("aios_future_new")
+public func aios_future_new(_ loop: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    guard out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    try loop.checkUsable()
+    try give(AnyFuture(loop: loop), .future, out)
+  }
+}
+
+@_cdecl("aios_future_set_result")
+public func aios_future_set_result(_ future: OpaquePointer?, _ value: UnsafeMutableRawPointer?,
+                                   _ destructor: aios_destructor_fn?) -> Int32 {
+  status { try ownFuture(future).setCResult(value, destructor: destructor) }
+}
+
+@_cdecl("aios_future_set_error")
+public func aios_future_set_error(_ future: OpaquePointer?, _ error: OpaquePointer?) -> Int32 {
+  status { try ownFuture(future).setError(try lookupError(error).error) }
+}
+
+@_cdecl("aios_future_cancel")
+public func aios_future_cancel(_ future: OpaquePointer?, _ message: UnsafePointer<CChar>?) -> Int32 {
+  count { try ownFuture(future).cancel(message: string(message)) ? 1 : 0 }
+}
+
+@_cdecl("aios_future_done")
+public func aios_future_done(_ future: OpaquePointer?) -> Int32 {
+  count { try ownFuture(future).isDone ? 1 : 0 }
+}
+
+@_cdecl("aios_future_cancelled")
+public func aios_future_cancelled(_ future: OpaquePointer?) -> Int32 {
+  count { try ownFuture(future).isCancelled ? 1 : 0 }
+}
+
+@_cdecl("aios_future_result")
+public func aios_future_result(_ future: OpaquePointer?,
+                               _ value: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32 {
+  status {
+    let future = try ownFuture(future)
+    try future.checkResult()
+    value?.pointee = future.cResult
+  }
+}
+
+@_cdecl("aios_future_error")
+public func aios_future_error(_ future: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  status {
+    let future = try ownFuture(future)
+    guard let out else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    let error: (any Error)?
+    do {
+      error = try future.exception()
+    } catch let cancelled as CancelledError {
+      error = cancelled
+    }
+    out.pointee = nil
+    if let error { try give(ErrorObject(error), .error, out) }
+  }
+}
+
+@_cdecl("aios_future_add_done_callback")
+public func aios_future_add_done_callback(_ future: OpaquePointer?, _ cb: aios_done_fn?,
+                                          _ arg: UnsafeMutableRawPointer?) -> Int32 {
+  status {
+    let future = try ownFuture(future)
+    guard let cb else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    try future.loop.checkUsable()
+    foreignHooksInstalled
+    future.addForeignDoneCallback(unsafeBitCast(cb, to: UnsafeRawPointer.self), arg)
+  }
+}
+
+@_cdecl("aios_future_remove_done_callback")
+public func aios_future_remove_done_callback(_ future: OpaquePointer?, _ cb: aios_done_fn?,
+                                             _ arg: UnsafeMutableRawPointer?) -> Int32 {
+  count {
+    let future = try ownFuture(future)
+    guard let cb else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    return future.removeForeignDoneCallback(unsafeBitCast(cb, to: UnsafeRawPointer.self), arg)
+  }
+}
+
+@_cdecl("aios_future_get_loop")
+public func aios_future_get_loop(_ future: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  status {
+    guard out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    try give(try ownFuture(future).loop, .loop, out)
+  }
+}
+
+@_cdecl("aios_future_ref")
+public func aios_future_ref(_ future: OpaquePointer?) -> Int32 { refObject(future, .future, or: .task) }
+
+@_cdecl("aios_future_unref")
+public func aios_future_unref(_ future: OpaquePointer?) -> Int32 { unrefObject(future, .future, or: .task) }
+
+@_cdecl("aios_sleep")
+public func aios_sleep(_ loop: OpaquePointer?, _ delay: Double, _ value: UnsafeMutableRawPointer?,
+                       _ destructor: aios_destructor_fn?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    guard out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    try give(try loop.sleepFuture(delay, value: value, destructor: destructor), .future, out)
+  }
+}

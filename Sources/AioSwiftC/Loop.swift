@@ -1,0 +1,206 @@
+// The event loop and handles (asyncio's BaseEventLoop, Handle, TimerHandle).
+import AioSwift
+import CAioSwift
+
+@_cdecl("aios_loop_new")
+public func aios_loop_new(_ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  status {
+    guard out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    try give(try Loop(), .loop, out)
+  }
+}
+
+@_cdecl("aios_loop_ref")
+public func aios_loop_ref(_ loop: OpaquePointer?) -> Int32 { refObject(loop, .loop) }
+
+@_cdecl("aios_loop_unref")
+public func aios_loop_unref(_ loop: OpaquePointer?) -> Int32 {
+  unrefObject(loop, .loop) { object in
+    // C let go of the loop: close it now if it can be (its futures may keep
+    // the Swift object alive for a while longer).
+    let loop = unsafeDowncast(object, to: Loop.self)
+    if loop.isOwnerThread && !loop.isRunning { try? loop.close() }
+  }
+}
+
+@_cdecl("aios_loop_run_forever")
+public func aios_loop_run_forever(_ loop: OpaquePointer?) -> Int32 {
+  status { try ownLoop(loop).runForever() }
+}
+
+@_cdecl("aios_loop_run_until_complete")
+public func aios_loop_run_until_complete(_ loop: OpaquePointer?, _ future: OpaquePointer?) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    let future = try ownFuture(future)
+    try loop.runUntilComplete(future)
+    try future.checkResult()
+  }
+}
+
+@_cdecl("aios_loop_stop")
+public func aios_loop_stop(_ loop: OpaquePointer?) -> Int32 { status { try ownLoop(loop).stop() } }
+
+@_cdecl("aios_loop_close")
+public func aios_loop_close(_ loop: OpaquePointer?) -> Int32 { status { try ownLoop(loop).close() } }
+
+@_cdecl("aios_loop_is_running")
+public func aios_loop_is_running(_ loop: OpaquePointer?) -> Int32 {
+  count { try lookupLoop(loop).isRunning ? 1 : 0 }
+}
+
+@_cdecl("aios_loop_is_closed")
+public func aios_loop_is_closed(_ loop: OpaquePointer?) -> Int32 {
+  count { try lookupLoop(loop).isClosed ? 1 : 0 }
+}
+
+@_cdecl("aios_loop_time")
+public func aios_loop_time(_ loop: OpaquePointer?, _ out: UnsafeMutablePointer<Double>?) -> Int32 {
+  status {
+    guard let out else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    out.pointee = try ownLoop(loop).time()
+  }
+}
+
+@_cdecl("aios_loop_call_soon")
+public func aios_loop_call_soon(_ loop: OpaquePointer?, _ cb: aios_callback_fn?,
+                                _ arg: UnsafeMutableRawPointer?,
+                                _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    guard let cb else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    if out == nil {
+      try loop.callSoonUncancellable(c: cb, arg: arg)
+    } else {
+      try giveHandle(try loop.callSoon(c: cb, arg: arg), out)
+    }
+  }
+}
+
+@_cdecl("aios_loop_call_soon_threadsafe")
+public func aios_loop_call_soon_threadsafe(_ loop: OpaquePointer?, _ cb: aios_callback_fn?,
+                                           _ arg: UnsafeMutableRawPointer?,
+                                           _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  status {
+    let loop = try lookupLoop(loop)
+    guard let cb else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    try giveHandle(try loop.callSoonThreadsafe(c: cb, arg: arg), out)
+  }
+}
+
+@_cdecl("aios_loop_call_later")
+public func aios_loop_call_later(_ loop: OpaquePointer?, _ delay: Double, _ cb: aios_callback_fn?,
+                                 _ arg: UnsafeMutableRawPointer?,
+                                 _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    try giveHandle(try callAt(loop, loop.time() + delay, cb, arg), out)
+  }
+}
+
+@_cdecl("aios_loop_call_at")
+public func aios_loop_call_at(_ loop: OpaquePointer?, _ when: Double, _ cb: aios_callback_fn?,
+                              _ arg: UnsafeMutableRawPointer?,
+                              _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  status { try giveHandle(try callAt(try ownLoop(loop), when, cb, arg), out) }
+}
+
+private func callAt(_ loop: Loop, _ when: Double, _ cb: aios_callback_fn?,
+                    _ arg: UnsafeMutableRawPointer?) throws -> Handle {
+  guard let cb, !when.isNaN else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+  return try loop.callAt(when, c: cb, arg: arg)
+}
+
+private func giveHandle(_ handle: Handle, _ out: UnsafeMutablePointer<OpaquePointer?>?) throws {
+  do {
+    try give(handle, .handle, out)
+  } catch {
+    handle.cancel()  // the caller gets an error: the callback must never run
+    throw error
+  }
+}
+
+@_cdecl("aios_get_running_loop")
+public func aios_get_running_loop(_ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  status {
+    guard out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    try give(try getRunningLoop(), .loop, out)
+  }
+}
+
+@_cdecl("aios_loop_set_exception_handler")
+public func aios_loop_set_exception_handler(_ loop: OpaquePointer?,
+                                            _ handler: aios_exception_handler_fn?,
+                                            _ arg: UnsafeMutableRawPointer?) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    guard let handler else {
+      loop.exceptionHandler = nil
+      return
+    }
+    loop.exceptionHandler = { loop, context in
+      lend(loop, .loop) { loopHandle in
+        let error = context.error.map { ErrorObject($0) }
+        let call = { (errorHandle: OpaquePointer?) in
+          context.message.withCString { handler(loopHandle, $0, errorHandle, arg) }
+        }
+        if let error { lend(error, .error, call) } else { call(nil) }
+      }
+    }
+  }
+}
+
+@_cdecl("aios_loop_call_exception_handler")
+public func aios_loop_call_exception_handler(_ loop: OpaquePointer?, _ message: UnsafePointer<CChar>?,
+                                             _ error: OpaquePointer?) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    let error = try error.map { try lookupError($0).error }
+    loop.callExceptionHandler(ExceptionContext(message: string(message) ?? "", error: error))
+  }
+}
+
+@_cdecl("aios_loop_set_debug")
+public func aios_loop_set_debug(_ loop: OpaquePointer?, _ enabled: Int32) -> Int32 {
+  status { try ownLoop(loop).debug = enabled != 0 }
+}
+
+@_cdecl("aios_loop_get_debug")
+public func aios_loop_get_debug(_ loop: OpaquePointer?) -> Int32 {
+  count { try ownLoop(loop).debug ? 1 : 0 }
+}
+
+@_cdecl("aios_loop_set_slow_callback_duration")
+public func aios_loop_set_slow_callback_duration(_ loop: OpaquePointer?, _ seconds: Double) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    guard seconds >= 0 else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    loop.slowCallbackDuration = seconds
+  }
+}
+
+// MARK: Handles
+
+@_cdecl("aios_handle_cancel")
+public func aios_handle_cancel(_ handle: OpaquePointer?) -> Int32 { status { try ownHandle(handle).cancel() } }
+
+@_cdecl("aios_handle_cancelled")
+public func aios_handle_cancelled(_ handle: OpaquePointer?) -> Int32 {
+  count { try ownHandle(handle).cancelled ? 1 : 0 }
+}
+
+@_cdecl("aios_handle_when")
+public func aios_handle_when(_ handle: OpaquePointer?, _ out: UnsafeMutablePointer<Double>?) -> Int32 {
+  status {
+    guard let out, let timer = try ownHandle(handle) as? TimerHandle else {
+      throw RuntimeError(code: AIOS_EINVAL.rawValue)
+    }
+    out.pointee = timer.when
+  }
+}
+
+@_cdecl("aios_handle_ref")
+public func aios_handle_ref(_ handle: OpaquePointer?) -> Int32 { refObject(handle, .handle) }
+
+@_cdecl("aios_handle_unref")
+public func aios_handle_unref(_ handle: OpaquePointer?) -> Int32 { unrefObject(handle, .handle) }

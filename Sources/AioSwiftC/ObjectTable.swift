@@ -1,0 +1,259 @@
+// The objects C holds. A C pointer (aios_loop_t *, aios_future_t *, ...) is
+// not an address but a handle: a slot index and the slot's generation. Each
+// slot keeps one Swift reference and counts C's references; when C drops
+// the last one the generation moves on, so a freed handle, a handle of the
+// wrong type, or a made-up pointer is an error code rather than a crash.
+import AioSwift
+import CAioSwift
+import CLibUV
+import Glibc
+import Synchronization
+
+/// The object types of the header's aios_object_type_t, as slot tags.
+enum ObjectType: UInt32 {
+  case loop = 1, handle, future, task, error, runner
+}
+
+/// Objects that remember their handle, so C gets the same one back.
+protocol ForeignObject: AnyObject {
+  var foreignHandle: UInt64 { get set }
+}
+extension Loop: ForeignObject {}
+extension Handle: ForeignObject {}
+extension AnyFuture: ForeignObject {}
+extension Runner: ForeignObject {}
+
+/// An error as C holds it: the Swift error and its message as a C string.
+final class ErrorObject: ForeignObject {
+  let error: any Error
+  let message: UnsafeMutablePointer<CChar>
+  var foreignHandle: UInt64 = 0
+
+  init(_ error: any Error) {
+    self.error = error
+    let text = (error as? any AsyncioError)?.message ?? String(describing: error)
+    message = strdup(text)
+    LiveObjects.errors.add(1, ordering: .relaxed)
+  }
+
+  deinit {
+    free(message)
+    LiveObjects.errors.subtract(1, ordering: .relaxed)
+  }
+}
+
+private struct Slot {
+  /// generation << 32 | C references (0: free).
+  var word: UInt64
+  var object: UnsafeMutableRawPointer?
+  var type: UInt32
+  var nextFree: UInt32
+}
+
+private let chunkBits = 12
+private let chunkSize = 1 << chunkBits
+private let chunkCount = 1 << 12  // 16M slots at most
+
+/// The one table of C handles in the process. Slots are allocated and freed
+/// under a lock; lookups and reference counts are lock-free.
+final class ObjectTable: @unchecked Sendable {
+  static let shared = ObjectTable()
+
+  private let chunks: UnsafeMutablePointer<UnsafeMutablePointer<Slot>?>
+  private struct FreeList {
+    var head: UInt32 = 0  // slot index + 1; 0: empty
+    var used: UInt32 = 1  // indexes handed out so far; index 0 is never used
+  }
+  private let freeList = Mutex(FreeList())
+
+  private init() {
+    chunks = .allocate(capacity: chunkCount)
+    chunks.initialize(repeating: nil, count: chunkCount)
+  }
+
+  @inline(__always)
+  private func slot(_ index: UInt32) -> UnsafeMutablePointer<Slot>? {
+    let chunk = Int(index) >> chunkBits
+    guard chunk < chunkCount, let base = chunks[chunk] else { return nil }
+    return base + (Int(index) & (chunkSize - 1))
+  }
+
+  @inline(__always)
+  private func wordPointer(_ slot: UnsafeMutablePointer<Slot>) -> UnsafeMutablePointer<UInt64> {
+    UnsafeMutableRawPointer(slot).assumingMemoryBound(to: UInt64.self)
+  }
+
+  /// A new handle for `object`, holding one C reference.
+  private func allocate(_ object: AnyObject, type: ObjectType) -> UInt64? {
+    let index: UInt32? = freeList.withLock { list in
+      if list.head != 0 {
+        let index = list.head - 1
+        list.head = slot(index)!.pointee.nextFree
+        return index
+      }
+      let index = list.used
+      let chunk = Int(index) >> chunkBits
+      guard chunk < chunkCount else { return nil }
+      if chunks[chunk] == nil {
+        let base = UnsafeMutablePointer<Slot>.allocate(capacity: chunkSize)
+        base.initialize(repeating: Slot(word: 1 << 32, object: nil, type: 0, nextFree: 0),
+                        count: chunkSize)
+        chunks[chunk] = base
+      }
+      list.used += 1
+      return index
+    }
+    guard let index, let slot = slot(index) else { return nil }
+    let generation = aios__atomic_load(wordPointer(slot)) >> 32
+    slot.pointee.object = Unmanaged.passRetained(object).toOpaque()
+    slot.pointee.type = type.rawValue
+    aios__atomic_store(wordPointer(slot), generation << 32 | 1)
+    return generation << 32 | UInt64(index)
+  }
+
+  /// The live slot a handle names, or nil.
+  @inline(__always)
+  private func liveSlot(_ handle: UInt64) -> UnsafeMutablePointer<Slot>? {
+    guard let slot = slot(UInt32(truncatingIfNeeded: handle)) else { return nil }
+    let word = aios__atomic_load(wordPointer(slot))
+    guard word >> 32 == handle >> 32, word & 0xffff_ffff != 0 else { return nil }
+    return slot
+  }
+
+  /// The object a handle names if it is alive and of one of `types`.
+  @inline(__always)
+  func lookup(_ handle: UInt64, _ type: ObjectType, or other: ObjectType? = nil) -> AnyObject? {
+    guard let slot = liveSlot(handle),
+          slot.pointee.type == type.rawValue || slot.pointee.type == other?.rawValue,
+          let object = slot.pointee.object else { return nil }
+    return Unmanaged<AnyObject>.fromOpaque(object).takeUnretainedValue()
+  }
+
+  /// Gives C one reference to `object`: its existing handle if C still
+  /// holds one, else a new one.
+  func export<T: ForeignObject>(_ object: T, _ type: ObjectType) -> UInt64? {
+    let existing = object.foreignHandle
+    if existing != 0, lookup(existing, type) === object, retain(existing) {
+      return existing
+    }
+    guard let handle = allocate(object, type: type) else { return nil }
+    object.foreignHandle = handle
+    return handle
+  }
+
+  /// One more C reference. False if the handle is not alive.
+  func retain(_ handle: UInt64) -> Bool {
+    guard let slot = slot(UInt32(truncatingIfNeeded: handle)) else { return false }
+    let word = wordPointer(slot)
+    while true {
+      let current = aios__atomic_load(word)
+      guard current >> 32 == handle >> 32, current & 0xffff_ffff != 0 else { return false }
+      if aios__atomic_cas(word, current, current + 1) != 0 { return true }
+    }
+  }
+
+  /// One C reference less; the last one frees the slot and releases the
+  /// object. `willFree` runs first when it is the last one (a loop closes).
+  /// False if the handle is not alive.
+  func release(_ handle: UInt64, willFree: ((AnyObject) -> Void)? = nil) -> Bool {
+    let index = UInt32(truncatingIfNeeded: handle)
+    guard let slot = slot(index) else { return false }
+    let word = wordPointer(slot)
+    while true {
+      let current = aios__atomic_load(word)
+      let count = current & 0xffff_ffff
+      guard current >> 32 == handle >> 32, count != 0 else { return false }
+      if count > 1 {
+        if aios__atomic_cas(word, current, current - 1) != 0 { return true }
+        continue
+      }
+      // The last reference: move to the next generation, then free.
+      if aios__atomic_cas(word, current, (current >> 32 &+ 1) << 32) != 0 { break }
+    }
+    let object = Unmanaged<AnyObject>.fromOpaque(slot.pointee.object!)
+    slot.pointee.object = nil
+    freeList.withLock { list in
+      slot.pointee.nextFree = list.head
+      list.head = index + 1
+    }
+    let value = object.takeUnretainedValue()
+    forgetHandle(value, type: slot.pointee.type, handle)
+    willFree?(value)
+    object.release()
+    return true
+  }
+}
+
+/// Clears an object's remembered handle (by its type tag: a protocol cast
+/// would cost a conformance lookup on every free).
+private func forgetHandle(_ object: AnyObject, type: UInt32, _ handle: UInt64) {
+  func forget<T: ForeignObject>(_ object: T) {
+    if object.foreignHandle == handle { object.foreignHandle = 0 }
+  }
+  switch ObjectType(rawValue: type) {
+  case .loop: forget(unsafeDowncast(object, to: Loop.self))
+  case .handle: forget(unsafeDowncast(object, to: Handle.self))
+  case .future, .task: forget(unsafeDowncast(object, to: AnyFuture.self))
+  case .error: forget(unsafeDowncast(object, to: ErrorObject.self))
+  case .runner: forget(unsafeDowncast(object, to: Runner.self))
+  case nil: break
+  }
+}
+
+// MARK: Handles as C pointers
+
+@inline(__always)
+func handleValue(_ pointer: OpaquePointer?) -> UInt64 {
+  UInt64(UInt(bitPattern: pointer.map { UnsafeRawPointer($0) }))
+}
+
+@inline(__always)
+func pointer(_ handle: UInt64) -> OpaquePointer? {
+  OpaquePointer(bitPattern: UInt(handle))
+}
+
+/// The error an invalid pointer argument gets.
+@inline(__always)
+func badHandle(_ pointer: OpaquePointer?) -> RuntimeError {
+  RuntimeError(code: pointer == nil ? AIOS_EINVAL.rawValue : AIOS_EBADHANDLE.rawValue)
+}
+
+/// Hands C one reference to `object` through `out`.
+@inline(__always)
+func give<T: ForeignObject>(_ object: T, _ type: ObjectType,
+                            _ out: UnsafeMutablePointer<OpaquePointer?>?) throws {
+  guard let out else { return }
+  guard let handle = ObjectTable.shared.export(object, type) else {
+    throw RuntimeError(code: AIOS_ENOMEM.rawValue, "too many live objects")
+  }
+  out.pointee = pointer(handle)
+}
+
+/// Lends C a handle to `object` for the length of `body`.
+@inline(__always)
+func lend<T: ForeignObject, R>(_ object: T, _ type: ObjectType, _ body: (OpaquePointer?) -> R) -> R {
+  guard let handle = ObjectTable.shared.export(object, type) else { return body(nil) }
+  defer { _ = ObjectTable.shared.release(handle) }
+  return body(pointer(handle))
+}
+
+/// Runs `body`, turning a thrown error into its status code.
+@inline(__always)
+func status(_ body: () throws -> Void) -> Int32 {
+  do {
+    try body()
+    return 0
+  } catch {
+    return statusCode(of: error)
+  }
+}
+
+/// Like `status`, for functions that return a non-negative count.
+@inline(__always)
+func count(_ body: () throws -> Int) -> Int32 {
+  do {
+    return Int32(clamping: try body())
+  } catch {
+    return statusCode(of: error)
+  }
+}

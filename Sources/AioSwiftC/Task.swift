@@ -1,0 +1,146 @@
+// Tasks driven by C step functions (asyncio.Task; see aios_step_fn).
+import AioSwift
+import CAioSwift
+import Glibc
+
+@_cdecl("aios_task_new")
+public func aios_task_new(_ loop: OpaquePointer?, _ step: aios_step_fn?, _ arg: UnsafeMutableRawPointer?,
+                          _ options: UnsafePointer<aios_task_options_t>?,
+                          _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    guard let step, out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    let options = try taskOptions(options)
+    foreignHooksInstalled
+    let task = try loop.createStepTask(
+      function: unsafeBitCast(step, to: UnsafeRawPointer.self), argument: arg,
+      destructor: options.arg_destructor, name: string(options.name), eager: options.eager != 0)
+    try give(task, .task, out)
+  }
+}
+
+/// Reads an options struct of any size up to ours (it carries its own size
+/// so it can grow); missing fields are zero.
+func taskOptions(_ options: UnsafePointer<aios_task_options_t>?) throws -> aios_task_options_t {
+  var result = aios_task_options_t()
+  guard let options else { return result }
+  let size = options.pointee.size
+  guard size >= MemoryLayout<Int>.size else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+  withUnsafeMutableBytes(of: &result) { target in
+    let raw = UnsafeRawPointer(options)
+    target.copyMemory(from: UnsafeRawBufferPointer(start: raw, count: min(size, target.count)))
+  }
+  return result
+}
+
+@_cdecl("aios_task_as_future")
+public func aios_task_as_future(_ task: OpaquePointer?) -> OpaquePointer? { task }
+
+@_cdecl("aios_task_await")
+public func aios_task_await(_ task: OpaquePointer?, _ future: OpaquePointer?) -> Int32 {
+  do {
+    let task = try steppingTask(task)
+    var awaited: AnyFuture?
+    if future != nil {
+      let target = try ownFuture(future)
+      guard target.loop === task.loop else { throw RuntimeError(code: AIOS_EWRONGLOOP.rawValue) }
+      guard target !== task else {
+        throw RuntimeError(code: AIOS_EINVAL.rawValue, "a task cannot await itself")
+      }
+      awaited = target
+    }
+    try checkNoOutcome(task)
+    task.loop.stepOutcome = .await(awaited)
+    return Int32(AIOS_STEP_AWAIT)
+  } catch {
+    return statusCode(of: error)
+  }
+}
+
+@_cdecl("aios_task_return")
+public func aios_task_return(_ task: OpaquePointer?, _ value: UnsafeMutableRawPointer?,
+                             _ destructor: aios_destructor_fn?) -> Int32 {
+  do {
+    let task = try steppingTask(task)
+    try checkNoOutcome(task)
+    task.loop.stepOutcome = .returned(value, destructor)
+    return Int32(AIOS_STEP_DONE)
+  } catch {
+    return statusCode(of: error)
+  }
+}
+
+@_cdecl("aios_task_fail")
+public func aios_task_fail(_ task: OpaquePointer?, _ error: OpaquePointer?) -> Int32 {
+  do {
+    let task = try steppingTask(task)
+    let error = try lookupError(error).error
+    try checkNoOutcome(task)
+    task.loop.stepOutcome = .failed(error)
+    return Int32(AIOS_STEP_DONE)
+  } catch {
+    return statusCode(of: error)
+  }
+}
+
+/// A step reports one outcome.
+private func checkNoOutcome(_ task: StepTask) throws {
+  guard task.loop.stepOutcome == nil else {
+    throw InvalidStateError("the step already awaited, returned or failed")
+  }
+}
+
+@_cdecl("aios_task_cancel")
+public func aios_task_cancel(_ task: OpaquePointer?, _ message: UnsafePointer<CChar>?) -> Int32 {
+  count { try ownTask(task).cancel(message: string(message)) ? 1 : 0 }
+}
+
+@_cdecl("aios_task_cancelling")
+public func aios_task_cancelling(_ task: OpaquePointer?) -> Int32 { count { try ownTask(task).cancelling } }
+
+@_cdecl("aios_task_uncancel")
+public func aios_task_uncancel(_ task: OpaquePointer?) -> Int32 { count { try ownTask(task).uncancel() } }
+
+@_cdecl("aios_task_get_name")
+public func aios_task_get_name(_ task: OpaquePointer?) -> UnsafePointer<CChar>? {
+  (try? ownTask(task))?.nameCString
+}
+
+@_cdecl("aios_task_set_name")
+public func aios_task_set_name(_ task: OpaquePointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
+  status {
+    let task = try ownTask(task)
+    guard let name else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    task.name = String(cString: name)
+  }
+}
+
+@_cdecl("aios_current_task")
+public func aios_current_task(_ loop: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    guard let out else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    out.pointee = nil
+    if let task = loop.currentTask { try give(task, .task, out) }
+  }
+}
+
+@_cdecl("aios_all_tasks")
+public func aios_all_tasks(_ loop: OpaquePointer?, _ tasks: UnsafeMutablePointer<OpaquePointer?>?,
+                           _ capacity: Int) -> Int32 {
+  count {
+    let loop = try ownLoop(loop)
+    guard capacity == 0 || tasks != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    let all = loop.allTasks()
+    for (index, task) in all.prefix(capacity).enumerated() {
+      try give(task, .task, tasks! + index)
+    }
+    return all.count
+  }
+}
+
+@_cdecl("aios_task_ref")
+public func aios_task_ref(_ task: OpaquePointer?) -> Int32 { refObject(task, .task) }
+
+@_cdecl("aios_task_unref")
+public func aios_task_unref(_ task: OpaquePointer?) -> Int32 { unrefObject(task, .task) }

@@ -1,0 +1,1 @@
+../../../include/aio_swift.h

@@ -1,0 +1,85 @@
+/* bench_util.h: helpers shared by the C benchmarks in bench/c/.
+ * Each benchmark prints one machine-readable line `name n seconds key=value...`
+ * on stdout; diagnostics go to stderr. A library call that fails is reported
+ * with its status name and the benchmark exits non-zero: the numbers of a
+ * misbehaving library are not printed. */
+#ifndef BENCH_UTIL_H
+#define BENCH_UTIL_H
+
+/* Include this header before any system header. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <aio_swift.h>
+
+/* The monotonic clock in seconds. */
+static inline double bench_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Aborts the benchmark when a library call returns a negative status. */
+#define BENCH_CHECK(expr)                                                     \
+  do {                                                                        \
+    int bench_rc_ = (int)(expr);                                              \
+    if (bench_rc_ < 0) {                                                      \
+      fprintf(stderr, "%s:%d: %s failed: %d %s (%s)\n", __FILE__, __LINE__,   \
+              #expr, bench_rc_, aios_err_name(bench_rc_),                     \
+              aios_strerror(bench_rc_));                                      \
+      exit(2);                                                                \
+    }                                                                         \
+  } while (0)
+
+/* Reports a violated expectation about the library's behaviour and exits. */
+#define BENCH_EXPECT(cond, ...)                                               \
+  do {                                                                        \
+    if (!(cond)) {                                                            \
+      fprintf(stderr, "%s:%d: expectation failed: %s: ", __FILE__, __LINE__,  \
+              #cond);                                                         \
+      fprintf(stderr, __VA_ARGS__);                                           \
+      fputc('\n', stderr);                                                    \
+      exit(3);                                                                \
+    }                                                                         \
+  } while (0)
+
+/* A positive count from argv[i], or `dflt` when absent. */
+static inline long bench_arg(int argc, char **argv, int i, long dflt) {
+  if (argc <= i) return dflt;
+  char *end = NULL;
+  errno = 0;
+  long v = strtol(argv[i], &end, 10);
+  if (errno != 0 || end == argv[i] || *end != '\0' || v <= 0) {
+    fprintf(stderr, "%s: bad count '%s'\n", argv[0], argv[i]);
+    exit(64);
+  }
+  return v;
+}
+
+/* Warns when objects of the library outlive the benchmark that made them:
+ * every benchmark releases all it holds, so the counts must be back at the
+ * values they had at the start. */
+static inline int bench_check_live(const long before[6]) {
+  static const char *names[6] = {"loop", "handle", "future", "task", "error", "runner"};
+  int leaks = 0;
+  for (int t = 0; t < 6; t++) {
+    long now = aios_live_objects(t);
+    if (now != before[t]) {
+      fprintf(stderr, "warning: live %s objects %ld at start, %ld at end\n",
+              names[t], before[t], now);
+      leaks++;
+    }
+  }
+  return leaks;
+}
+
+static inline void bench_snapshot_live(long out[6]) {
+  for (int t = 0; t < 6; t++) out[t] = aios_live_objects(t);
+}
+
+#endif /* BENCH_UTIL_H */

@@ -1,0 +1,162 @@
+"""Prints the table of bench/run.sh from its raw results file.
+
+    python3 bench/py/report.py RESULTS
+
+Each line of RESULTS is `IMPL KEY OUTPUT...` where OUTPUT is the line a
+benchmark printed (`name n seconds key=value...`), or `IMPL KEY FAILED why`.
+Every (IMPL, KEY) may appear several times, one per run: the best (smallest
+time) counts. Ratios compare rates (n / time), ours over the reference's.
+Targets are printed next to the figures, never enforced.
+"""
+import sys
+from collections import defaultdict
+
+REFS = ("asyncio", "uvloop")
+OURS = ("C", "Swift")
+
+
+class Result:
+    def __init__(self, fields):
+        self.name = fields[0]
+        self.n = int(fields[1])
+        self.seconds = float(fields[2])
+        self.extra = dict(f.split("=", 1) for f in fields[3:] if "=" in f)
+
+    @property
+    def rate(self):
+        return self.n / self.seconds if self.seconds > 0 else float("inf")
+
+
+def load(path):
+    runs = defaultdict(list)
+    failures = defaultdict(list)
+    with open(path) as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) < 3:
+                continue
+            impl, key, rest = parts[0], parts[1], parts[2:]
+            if rest[0] == "FAILED":
+                failures[(impl, key)].append(" ".join(rest[1:]))
+                continue
+            try:
+                runs[(impl, key)].append(Result(rest))
+            except (ValueError, IndexError):
+                failures[(impl, key)].append("unparsable output: " + " ".join(rest))
+    best = {k: min(v, key=lambda r: r.seconds) for k, v in runs.items()}
+    return best, runs, failures
+
+
+def si(x):
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if x >= div:
+            return f"{x / div:.2f}{suffix}"
+    return f"{x:.1f}"
+
+
+def failure_lines(failures, impl, key):
+    """The distinct failure messages of (impl, key), each once, with a count."""
+    seen = {}
+    for why in failures.get((impl, key), []):
+        seen[why] = seen.get(why, 0) + 1
+    return [why if count == 1 else f"{why} ({count} runs)" for why, count in seen.items()]
+
+
+def ratio_text(ours, ref, target=None):
+    text = f"{ours.rate / ref.rate:.1f}x"
+    if target is not None:
+        verdict = "met" if ours.rate / ref.rate >= target else "BELOW TARGET"
+        text += f" (target >= {target:g}x: {verdict})"
+    return text
+
+
+def table_block(title, key, best, runs, failures, target):
+    print(f"\n== {title}")
+    print(f"  {'impl':<8} {'n':>10} {'time (s)':>10} {'rate (ops/s)':>13} {'ns/op':>9}  runs")
+    rows = []
+    for impl in OURS + REFS:
+        r = best.get((impl, key))
+        if r is not None:
+            print(f"  {impl:<8} {r.n:>10} {r.seconds:>10.4f} {si(r.rate):>13} "
+                  f"{r.seconds / r.n * 1e9:>9.1f}  {len(runs[(impl, key)])}")
+            rows.append(impl)
+        for why in failure_lines(failures, impl, key):
+            print(f"  {impl:<8} FAILED: {why}")
+    ns = {best[(impl, key)].n for impl in rows}
+    if len(ns) > 1:
+        print("  (n differs between implementations: rates are compared, per-op costs of the"
+              " Python loops grow with n, so a smaller n for them is in their favour)")
+    for ours in OURS:
+        if ours not in rows:
+            continue
+        for ref in REFS:
+            if ref not in rows:
+                continue
+            tgt = target if ref == "asyncio" else None
+            print(f"  {ours} vs {ref}: {ratio_text(best[(ours, key)], best[(ref, key)], tgt)}")
+
+
+def scaling_block(best, failures):
+    print("\n== scaling: spawn per-task cost by batch size (C; target: largest/smallest within 1.5x)")
+    sizes = []
+    for key, label in (("scaling_10k", "10k"), ("scaling_100k", "100k"), ("spawn", "1M")):
+        r = best.get(("C", key))
+        if r is None:
+            for why in failure_lines(failures, "C", key):
+                print(f"  {label:>5}: FAILED: {why}")
+            continue
+        batch = int(r.extra.get("batch", r.n))
+        rounds = int(r.extra.get("rounds", 1))
+        per = r.seconds / r.n * 1e9
+        sizes.append((batch, per))
+        print(f"  {batch:>8} tasks x {rounds:>3} rounds: {per:8.1f} ns/task  ({r.seconds:.4f} s)")
+    if len(sizes) >= 2:
+        sizes.sort()
+        largest_over_smallest = sizes[-1][1] / sizes[0][1]
+        spread = max(p for _, p in sizes) / min(p for _, p in sizes)
+        verdict = "met" if largest_over_smallest <= 1.5 else "ABOVE TARGET"
+        print(f"  largest/smallest ({sizes[-1][0]}/{sizes[0][0]}): {largest_over_smallest:.2f}x "
+              f"(target <= 1.5x: {verdict}); max/min over all sizes: {spread:.2f}x")
+
+
+def memory_block(best, failures):
+    print("\n== task memory: bytes per pending task (target: C at most 256)")
+    for impl in OURS + REFS:
+        for why in failure_lines(failures, impl, "task_memory"):
+            print(f"  {impl:<8} FAILED: {why}")
+        r = best.get((impl, "task_memory"))
+        if r is None:
+            continue
+        heap = float(r.extra.get("heap_bytes_per_task", "nan"))
+        line = f"  {impl:<8} {r.n:>7} tasks: heap {heap:7.1f} B/task"
+        if "rss_bytes_per_task" in r.extra:
+            line += f", rss {float(r.extra['rss_bytes_per_task']):7.1f} B/task"
+        line += f"; create+first await {r.seconds:.4f} s"
+        if "cancel_seconds" in r.extra:
+            line += f", cancel+finish {float(r.extra['cancel_seconds']):.4f} s"
+        if impl == "C":
+            line += f"  (target <= 256: {'met' if heap <= 256 else 'ABOVE TARGET'})"
+        print(line)
+
+
+def main():
+    best, runs, failures = load(sys.argv[1])
+    print("libaio-swift benchmarks: best of the runs listed; rate = n / time; "
+          "ratio = our rate / reference rate")
+    table_block("spawn: create N trivial tasks and run them to completion", "spawn",
+                best, runs, failures, 20)
+    table_block("call_soon: N callbacks scheduled up front", "call_soon",
+                best, runs, failures, 25)
+    table_block("call_soon_chained: each callback schedules the next", "call_soon_chained",
+                best, runs, failures, 25)
+    scaling_block(best, failures)
+    memory_block(best, failures)
+    leaky = sorted({k for k, rs in runs.items() for r in rs
+                    if r.extra.get("leaks", "0") not in ("0", "")})
+    if leaky:
+        print("\nwarning: library objects still alive (aios_live_objects) after everything "
+              "was released, in: " + ", ".join(f"{i} {k}" for i, k in leaky))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# bench/run.sh: libaio-swift's benchmarks, side by side with CPython's asyncio
+# and uvloop. `make bench` builds build/ and then runs this script.
+#
+# What it does:
+#   1. installs what it lacks (pkg-config and libuv's .pc for pkg-config,
+#      uvloop through pip: without uvloop the uvloop column is left out);
+#   2. compiles bench/c/*.c with cc -O2 through pkg-config into bench/bin/;
+#   3. builds the Swift benchmark product aio-bench if the package has one;
+#   4. runs every benchmark REPEATS times, interleaving the implementations,
+#      and appends each printed line to bench/bin/results.txt (each process
+#      first runs one untimed warm-up round of the same size, C and Python
+#      alike, then times one);
+#   5. prints the table (bench/py/report.py): best run of each, rates, the
+#      ratio ours/reference and the target next to it. Targets are never
+#      enforced: a slow run still exits 0. A benchmark that fails (a library
+#      call returned an error, a check on its results did not hold) is shown
+#      as FAILED with its message, and the script exits 1 at the end.
+#
+# Knobs (environment):
+#   BENCH_REPEATS=3          runs per figure (the best one is shown)
+#   BENCH_SPAWN_N=1000000    tasks for C/Swift spawn (and the scaling's 1M point)
+#   BENCH_SPAWN_PY_N=200000  tasks for the Python spawn references (their
+#                            per-task cost grows with N: a smaller N favours them)
+#   BENCH_CALL_N=5000000     callbacks for C/Swift call_soon (plain and chained)
+#   BENCH_CALL_PY_N=1000000  callbacks for the Python call_soon references
+#   BENCH_MEMORY_N=100000    pending tasks for task_memory
+#   BENCH_SWIFT=1            0: skip the Swift build and figures
+#   SWIFT_BUILD_TIMEOUT=300  seconds allowed for building aio-bench
+#   SWIFT_BENCH_FLAGS        extra flags for that build; by default the same
+#                            -Xswiftc flags as the Makefile's library build, so
+#                            the library's modules are not compiled again
+#   BENCH_RUN_TIMEOUT=120    seconds allowed for one benchmark process
+#   PYTHON=python3, CC=cc, SWIFT=swift, BUILD=<repo>/build
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BUILD=${BUILD:-$ROOT/build}
+PYTHON=${PYTHON:-python3}
+CC=${CC:-cc}
+SWIFT=${SWIFT:-swift}
+REPEATS=${BENCH_REPEATS:-3}
+SPAWN_N=${BENCH_SPAWN_N:-1000000}
+SPAWN_PY_N=${BENCH_SPAWN_PY_N:-200000}
+CALL_N=${BENCH_CALL_N:-5000000}
+CALL_PY_N=${BENCH_CALL_PY_N:-1000000}
+MEMORY_N=${BENCH_MEMORY_N:-100000}
+RUN_TIMEOUT=${BENCH_RUN_TIMEOUT:-120}
+SWIFT_BUILD_TIMEOUT=${SWIFT_BUILD_TIMEOUT:-300}
+SWIFT_BENCH_FLAGS=${SWIFT_BENCH_FLAGS--Xswiftc -static-stdlib}
+BIN=$ROOT/bench/bin
+RESULTS=$BIN/results.txt
+START=$SECONDS
+
+say() { printf '%s\n' "$*"; }
+
+# ---------------------------------------------------------------- 1. deps
+if [ ! -e "$BUILD/lib/libaio-swift.so" ] || [ ! -e "$BUILD/lib/pkgconfig/aio-swift.pc" ]; then
+  say "bench: $BUILD/lib/libaio-swift.so or its aio-swift.pc is missing: run 'make' (or 'make bench') first" >&2
+  exit 1
+fi
+
+apt_install() {
+  say "bench: installing $* with apt-get"
+  (apt-get update -qq || true) >/dev/null 2>&1
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 ||
+    say "bench: apt-get install $* failed" >&2
+}
+
+command -v "$CC" >/dev/null 2>&1 || apt_install gcc libc6-dev
+command -v pkg-config >/dev/null 2>&1 || apt_install pkg-config
+PKG() { PKG_CONFIG_PATH="$BUILD/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" pkg-config "$@"; }
+# aio-swift.pc names libuv in Requires.private, so pkg-config wants libuv.pc.
+PKG --exists aio-swift 2>/dev/null || apt_install libuv1-dev
+if ! FLAGS=$(PKG --cflags --libs aio-swift); then
+  say "bench: pkg-config cannot resolve aio-swift (PKG_CONFIG_PATH=$BUILD/lib/pkgconfig)" >&2
+  exit 1
+fi
+
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+  say "bench: $PYTHON not found: the asyncio references need it" >&2
+  exit 1
+fi
+HAVE_UVLOOP=1
+if ! "$PYTHON" -c 'import uvloop' >/dev/null 2>&1; then
+  say "bench: installing uvloop with pip"
+  "$PYTHON" -m pip install -q uvloop >/dev/null 2>&1 || true
+  if ! "$PYTHON" -c 'import uvloop' >/dev/null 2>&1; then
+    say "bench: uvloop could not be installed; going on without the uvloop references"
+    HAVE_UVLOOP=0
+  fi
+fi
+
+# ---------------------------------------------------------------- 2. C
+mkdir -p "$BIN"
+C_BENCHES="spawn call_soon task_memory"
+for b in $C_BENCHES; do
+  # shellcheck disable=SC2086  # FLAGS is a list of flags
+  if ! "$CC" -O2 -std=gnu11 -o "$BIN/$b" "bench/c/$b.c" $FLAGS -Wl,-rpath,"$BUILD/lib"; then
+    say "bench: compiling bench/c/$b.c failed" >&2
+    exit 1
+  fi
+done
+say "bench: compiled $C_BENCHES into bench/bin/ (cc -O2, $(PKG --modversion aio-swift))"
+
+# ---------------------------------------------------------------- 3. Swift
+HAVE_SWIFT=0
+SWIFT_EXE=$ROOT/.build/release/aio-bench
+if [ "${BENCH_SWIFT:-1}" = 0 ]; then
+  say "swift: not built (BENCH_SWIFT=0)"
+elif ! command -v "$SWIFT" >/dev/null 2>&1; then
+  say "swift: not built ($SWIFT not found)"
+else
+  say "bench: building the Swift benchmark (swift build -c release --product aio-bench $SWIFT_BENCH_FLAGS)"
+  # shellcheck disable=SC2086
+  if timeout "$SWIFT_BUILD_TIMEOUT" "$SWIFT" build -c release --product aio-bench $SWIFT_BENCH_FLAGS \
+       >"$BIN/swift-build.log" 2>&1 && [ -x "$SWIFT_EXE" ]; then
+    HAVE_SWIFT=1
+  else
+    rc=$?
+    why=$(grep -m1 -iE "error|no product" "$BIN/swift-build.log" | cut -c1-160)
+    [ "$rc" = 124 ] && why="build took more than ${SWIFT_BUILD_TIMEOUT}s"
+    say "swift: not built (${why:-see bench/bin/swift-build.log})"
+  fi
+fi
+
+# ---------------------------------------------------------------- 4. runs
+: >"$RESULTS"
+FAILED=0
+
+# run IMPL KEY CMD...: one run; appends `IMPL KEY <output line>` to RESULTS.
+run() {
+  local impl=$1 key=$2 out err rc
+  shift 2
+  err=$(mktemp)
+  out=$(timeout "$RUN_TIMEOUT" "$@" 2>"$err")
+  rc=$?
+  if [ "$rc" = 0 ] && [ -n "$out" ]; then
+    printf '%s %s %s\n' "$impl" "$key" "$(printf '%s\n' "$out" | tail -n1)" >>"$RESULTS"
+    printf '  %-7s %-18s %s\n' "$impl" "$key" "$(printf '%s\n' "$out" | tail -n1)"
+  else
+    local why
+    if [ "$rc" = 124 ]; then why="timed out after ${RUN_TIMEOUT}s"
+    else why="exit $rc: $(tail -n3 "$err" | tr '\n' ' ' | cut -c1-300)"; fi
+    printf '%s %s FAILED %s\n' "$impl" "$key" "$why" >>"$RESULTS"
+    printf '  %-7s %-18s FAILED %s\n' "$impl" "$key" "$why"
+    FAILED=1
+  fi
+  rm -f "$err"
+}
+
+PY="$PYTHON bench/py"
+LOOPS="asyncio"
+[ "$HAVE_UVLOOP" = 1 ] && LOOPS="asyncio uvloop"
+
+# The scaling runs the same number of tasks as spawn, in rounds of 10k / 100k.
+ROUNDS_10K=$(( SPAWN_N / 10000 > 0 ? SPAWN_N / 10000 : 1 ))
+ROUNDS_100K=$(( SPAWN_N / 100000 > 0 ? SPAWN_N / 100000 : 1 ))
+
+say "bench: $REPEATS runs of each, implementations interleaved"
+for ((rep = 1; rep <= REPEATS; rep++)); do
+  say "-- run $rep/$REPEATS"
+  # spawn (its C figure is also the 1M point of the scaling)
+  run C spawn "$BIN/spawn" "$SPAWN_N"
+  [ "$HAVE_SWIFT" = 1 ] && run Swift spawn "$SWIFT_EXE" spawn "$SPAWN_N"
+  for l in $LOOPS; do run "$l" spawn $PY/spawn.py "$SPAWN_PY_N" --loop="$l"; done
+  # call_soon, plain and chained
+  run C call_soon "$BIN/call_soon" "$CALL_N" plain
+  [ "$HAVE_SWIFT" = 1 ] && run Swift call_soon "$SWIFT_EXE" call_soon "$CALL_N"
+  for l in $LOOPS; do run "$l" call_soon $PY/call_soon.py "$CALL_PY_N" --loop="$l"; done
+  run C call_soon_chained "$BIN/call_soon" "$CALL_N" chained
+  for l in $LOOPS; do run "$l" call_soon_chained $PY/call_soon.py "$CALL_PY_N" --loop="$l" --chained; done
+  # scaling: the same 1M tasks in batches of 10k and 100k
+  run C scaling_10k "$BIN/spawn" 10000 "$ROUNDS_10K"
+  run C scaling_100k "$BIN/spawn" 100000 "$ROUNDS_100K"
+  # task memory
+  run C task_memory "$BIN/task_memory" "$MEMORY_N"
+  run asyncio task_memory $PY/task_memory.py "$MEMORY_N" --loop=asyncio
+done
+
+# ---------------------------------------------------------------- 5. table
+echo
+"$PYTHON" bench/py/report.py "$RESULTS"
+[ "$HAVE_SWIFT" = 1 ] || say "(swift: not built, no Swift figures)"
+[ "$HAVE_UVLOOP" = 1 ] || say "(uvloop: not available, no uvloop figures)"
+say "raw results: bench/bin/results.txt; total time $((SECONDS - START)) s"
+exit "$FAILED"

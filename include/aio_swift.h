@@ -1,0 +1,442 @@
+/*
+ * aio_swift.h: the C ABI of libaio-swift, asyncio's event loop, futures and
+ * tasks built on libuv.
+ *
+ * Conventions (they hold for every function below unless its comment says
+ * otherwise):
+ *  - Objects are opaque and reference counted. A function that hands out an
+ *    object through an `out` parameter gives the caller one reference, which
+ *    the caller releases with the matching `*_unref`. Objects passed *in* are
+ *    borrowed: the library takes its own reference when it keeps one.
+ *  - Functions return an `int` status: 0 (or a documented non-negative value)
+ *    on success, a negative AIOS_E* code (or -errno for operating-system
+ *    errors) on failure. aios_strerror() and aios_err_name() describe any code.
+ *  - A bad argument is an error code, never a crash: NULL, an object that was
+ *    already freed (AIOS_EBADHANDLE), a closed loop (AIOS_ECLOSED), a call
+ *    from a thread that is not the loop's (AIOS_EWRONGTHREAD).
+ *  - When a function that takes a callback fails, the callback is never called.
+ *  - Threads: a loop belongs to the thread that created it. Every function
+ *    that takes a loop, or an object bound to a loop (handle, future, task),
+ *    must be called on that thread, except the ones named *_threadsafe and
+ *    the ref and unref functions. Error objects and the version and error
+ *    description functions may be used from any thread.
+ */
+#ifndef AIO_SWIFT_H
+#define AIO_SWIFT_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define AIOS_EXTERN __attribute__((visibility("default")))
+#else
+#define AIOS_EXTERN
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                    */
+
+#define AIOS_VERSION_MAJOR 0
+#define AIOS_VERSION_MINOR 1
+#define AIOS_VERSION_PATCH 0
+#define AIOS_VERSION_HEX \
+  ((AIOS_VERSION_MAJOR << 16) | (AIOS_VERSION_MINOR << 8) | AIOS_VERSION_PATCH)
+
+/*! aios_version() : the library's version as AIOS_VERSION_HEX is built. Any thread. */
+AIOS_EXTERN unsigned int aios_version(void);
+/*! aios_version_string() : "MAJOR.MINOR.PATCH", a static string. Any thread. */
+AIOS_EXTERN const char *aios_version_string(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                               */
+
+/* XX(name, value, message). Codes of the library's own, below -3000 so they
+ * never meet a -errno. The asyncio exception each one stands for is named. */
+#define AIOS_ERRNO_MAP(XX)                                                     \
+  XX(EINVAL, -3001, "invalid argument")                                        \
+  XX(EBADHANDLE, -3002, "object was freed or is not a valid object")           \
+  XX(ECLOSED, -3003, "event loop is closed")                                   \
+  XX(EWRONGTHREAD, -3004, "called from a thread that is not the loop's")       \
+  XX(ERUNNING, -3005, "event loop is already running")                         \
+  XX(ENOLOOP, -3006, "no running event loop")                                  \
+  XX(EWRONGLOOP, -3007, "object belongs to a different event loop")            \
+  XX(EBUSY, -3008, "another task is already running its step")                 \
+  XX(ENOMEM, -3009, "out of memory")                                           \
+  XX(ENOTIMPL, -3010, "not implemented")                                       \
+  XX(ESTEP, -3011, "step function returned an invalid value")                  \
+  XX(ECANCELLED, -3020, "operation was cancelled (CancelledError)")            \
+  XX(ETIMEOUT, -3021, "operation timed out (TimeoutError)")                    \
+  XX(EINVALIDSTATE, -3022, "invalid state (InvalidStateError)")                \
+  XX(EINCOMPLETE, -3023, "read ended early (IncompleteReadError)")             \
+  XX(ELIMIT, -3024, "buffer limit exceeded (LimitOverrunError)")               \
+  XX(EBROKENBARRIER, -3025, "barrier is broken (BrokenBarrierError)")          \
+  XX(EQUEUEEMPTY, -3026, "queue is empty (QueueEmpty)")                        \
+  XX(EQUEUEFULL, -3027, "queue is full (QueueFull)")                           \
+  XX(EQUEUESHUTDOWN, -3028, "queue is shut down (QueueShutDown)")              \
+  XX(EUSER, -3029, "error raised by user code")
+
+typedef enum aios_errno_e {
+#define AIOS_ERRNO_ENUM_(name, value, msg) AIOS_##name = value,
+  AIOS_ERRNO_MAP(AIOS_ERRNO_ENUM_)
+#undef AIOS_ERRNO_ENUM_
+  AIOS_OK = 0
+} aios_errno_t;
+
+/*! aios_strerror() : a static message for any status code (ours or -errno).
+ *  Any thread. */
+AIOS_EXTERN const char *aios_strerror(int code);
+/*! aios_err_name() : a static name for any status code ("AIOS_ECANCELLED",
+ *  "ECONNRESET", "UNKNOWN"). Any thread. */
+AIOS_EXTERN const char *aios_err_name(int code);
+
+/* ------------------------------------------------------------------------ */
+/* Types                                                                      */
+
+typedef struct aios_loop_s aios_loop_t;
+typedef struct aios_handle_s aios_handle_t;
+typedef struct aios_future_s aios_future_t;
+typedef struct aios_task_s aios_task_t;
+typedef struct aios_error_s aios_error_t;
+typedef struct aios_runner_s aios_runner_t;
+
+/* Frees a value the library holds for you (a result, a task's argument). */
+typedef void (*aios_destructor_fn)(void *value);
+/* A scheduled callback (call_soon, call_later, call_at). */
+typedef void (*aios_callback_fn)(void *arg);
+/* A future's done callback; `future` is borrowed for the call. */
+typedef void (*aios_done_fn)(aios_future_t *future, void *arg);
+/* Receives errors nobody handled: `message` and `error` (either may be NULL)
+ * are borrowed for the call. Runs on the loop's thread. */
+typedef void (*aios_exception_handler_fn)(aios_loop_t *loop, const char *message,
+                                          aios_error_t *error, void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                     */
+
+/* The kind of an error, one per asyncio exception class. */
+typedef enum aios_error_kind_e {
+  AIOS_ERROR_RUNTIME = 1,   /* RuntimeError and misuse: AIOS_EINVAL, ECLOSED, ... */
+  AIOS_ERROR_CANCELLED,     /* CancelledError */
+  AIOS_ERROR_TIMEOUT,       /* TimeoutError */
+  AIOS_ERROR_INVALID_STATE, /* InvalidStateError */
+  AIOS_ERROR_INCOMPLETE_READ,
+  AIOS_ERROR_LIMIT_OVERRUN,
+  AIOS_ERROR_BROKEN_BARRIER,
+  AIOS_ERROR_QUEUE_EMPTY,
+  AIOS_ERROR_QUEUE_FULL,
+  AIOS_ERROR_QUEUE_SHUT_DOWN,
+  AIOS_ERROR_OS,            /* OSError: code is -errno */
+  AIOS_ERROR_USER           /* raised by user code; may carry user data */
+} aios_error_kind_t;
+
+/*! aios_error_new() : a new error with status `code` (an AIOS_E* code or
+ *  -errno) and a message (copied; NULL for the code's default message).
+ *  @return 0 and one reference in *out, or AIOS_EINVAL. Any thread. */
+AIOS_EXTERN int aios_error_new(int code, const char *message, aios_error_t **out);
+/*! aios_error_new_user() : a new AIOS_ERROR_USER error carrying `data`, which
+ *  the error owns: `destructor` (may be NULL) is called exactly once, when the
+ *  error is freed. On failure the caller still owns `data`. Bindings use it
+ *  to carry their language's exception object through the runtime.
+ *  @return 0 and one reference in *out, or AIOS_EINVAL. Any thread. */
+AIOS_EXTERN int aios_error_new_user(const char *message, void *data,
+                                    aios_destructor_fn destructor,
+                                    aios_error_t **out);
+/*! aios_error_code() : the status code of the error (AIOS_ECANCELLED, -ECONNRESET,
+ *  AIOS_EUSER, ...), or AIOS_EBADHANDLE. Any thread. */
+AIOS_EXTERN int aios_error_code(const aios_error_t *error);
+/*! aios_error_kind() : an aios_error_kind_t, or AIOS_EBADHANDLE. Any thread. */
+AIOS_EXTERN int aios_error_kind(const aios_error_t *error);
+/*! aios_error_os_errno() : the positive errno of an OS error, 0 for other
+ *  kinds, or AIOS_EBADHANDLE. Any thread. */
+AIOS_EXTERN int aios_error_os_errno(const aios_error_t *error);
+/*! aios_error_message() : the message, valid while the caller holds its
+ *  reference; NULL for a bad handle. Any thread. */
+AIOS_EXTERN const char *aios_error_message(const aios_error_t *error);
+/*! aios_error_user_data() : the data of a user error, NULL for other kinds or
+ *  a bad handle. Any thread. */
+AIOS_EXTERN void *aios_error_user_data(const aios_error_t *error);
+/*! aios_error_ref() / aios_error_unref() : take or drop a reference. unref
+ *  accepts NULL. @return 0 or AIOS_EBADHANDLE. Any thread. */
+AIOS_EXTERN int aios_error_ref(aios_error_t *error);
+AIOS_EXTERN int aios_error_unref(aios_error_t *error);
+
+/* ------------------------------------------------------------------------ */
+/* Event loop                                                                 */
+
+/*! aios_loop_new() : a new event loop, bound to the calling thread.
+ *  @return 0 and one reference in *out, or an error. */
+AIOS_EXTERN int aios_loop_new(aios_loop_t **out);
+/*! aios_loop_ref() / aios_loop_unref() : take or drop a reference; any thread.
+ *  Dropping the last reference to a loop that is not closed closes it (that
+ *  part must happen on the loop's thread, while it is not running). unref
+ *  accepts NULL. @return 0 or AIOS_EBADHANDLE. */
+AIOS_EXTERN int aios_loop_ref(aios_loop_t *loop);
+AIOS_EXTERN int aios_loop_unref(aios_loop_t *loop);
+
+/*! aios_loop_run_forever() : run until aios_loop_stop(). A stop requested
+ *  before the call makes it run exactly one iteration.
+ *  @return 0, AIOS_ERUNNING (this or another loop already runs on this thread),
+ *  AIOS_ECLOSED, AIOS_EWRONGTHREAD. */
+AIOS_EXTERN int aios_loop_run_forever(aios_loop_t *loop);
+/*! aios_loop_run_until_complete() : run until `future` (or task) is done.
+ *  @return the future's status: 0 when it has a result, AIOS_ECANCELLED when
+ *  it was cancelled, its error's code when it failed (the error then counts as
+ *  retrieved); AIOS_EINVALIDSTATE if the loop was stopped before the future
+ *  was done; or a loop error as for run_forever, AIOS_EWRONGLOOP. */
+AIOS_EXTERN int aios_loop_run_until_complete(aios_loop_t *loop, aios_future_t *future);
+/*! aios_loop_stop() : stop running after the current iteration. */
+AIOS_EXTERN int aios_loop_stop(aios_loop_t *loop);
+/*! aios_loop_close() : close the loop: drop every pending callback and timer,
+ *  free its libuv resources. Closing a closed loop is a no-op (0).
+ *  @return 0, AIOS_ERUNNING, AIOS_EWRONGTHREAD. */
+AIOS_EXTERN int aios_loop_close(aios_loop_t *loop);
+/*! aios_loop_is_running() / aios_loop_is_closed() : 1 or 0, or an error code.
+ *  Any thread. */
+AIOS_EXTERN int aios_loop_is_running(const aios_loop_t *loop);
+AIOS_EXTERN int aios_loop_is_closed(const aios_loop_t *loop);
+/*! aios_loop_time() : the loop's monotonic clock in seconds into *out. */
+AIOS_EXTERN int aios_loop_time(const aios_loop_t *loop, double *out);
+
+/*! aios_loop_call_soon() : call cb(arg) on a later loop iteration, after the
+ *  callbacks already scheduled (FIFO). If `out` is not NULL it receives one
+ *  reference to a handle that can cancel the call. */
+AIOS_EXTERN int aios_loop_call_soon(aios_loop_t *loop, aios_callback_fn cb, void *arg,
+                                    aios_handle_t **out);
+/*! aios_loop_call_soon_threadsafe() : call_soon from any thread; wakes the
+ *  loop if it is waiting. The handle in `out` (may be NULL) may be cancelled
+ *  only on the loop's thread. @return 0, AIOS_ECLOSED, AIOS_EINVAL. */
+AIOS_EXTERN int aios_loop_call_soon_threadsafe(aios_loop_t *loop, aios_callback_fn cb,
+                                               void *arg, aios_handle_t **out);
+/*! aios_loop_call_later() : call cb(arg) once `delay` seconds have passed
+ *  (delay <= 0 means at the next iteration's timers). Timers due together run
+ *  in order of their deadline, then of scheduling. */
+AIOS_EXTERN int aios_loop_call_later(aios_loop_t *loop, double delay, aios_callback_fn cb,
+                                     void *arg, aios_handle_t **out);
+/*! aios_loop_call_at() : call cb(arg) at loop time `when` (aios_loop_time's clock). */
+AIOS_EXTERN int aios_loop_call_at(aios_loop_t *loop, double when, aios_callback_fn cb,
+                                  void *arg, aios_handle_t **out);
+
+/*! aios_get_running_loop() : the loop running on the calling thread.
+ *  @return 0 and one reference in *out, or AIOS_ENOLOOP. Any thread. */
+AIOS_EXTERN int aios_get_running_loop(aios_loop_t **out);
+
+/*! aios_loop_set_exception_handler() : route unhandled errors (errors never
+ *  retrieved from a future, errors reported by callbacks, slow callbacks in
+ *  debug mode) to `handler`; NULL restores the default, which prints a
+ *  report to stderr. */
+AIOS_EXTERN int aios_loop_set_exception_handler(aios_loop_t *loop,
+                                                aios_exception_handler_fn handler,
+                                                void *arg);
+/*! aios_loop_call_exception_handler() : report an error (may be NULL) with a
+ *  message to the loop's handler, as a callback that failed would. Bindings
+ *  use it for exceptions raised by their callbacks. */
+AIOS_EXTERN int aios_loop_call_exception_handler(aios_loop_t *loop, const char *message,
+                                                 aios_error_t *error);
+/*! aios_loop_set_debug() / aios_loop_get_debug() : in debug mode a callback
+ *  or task step slower than the slow-callback duration (default 0.1 s) is
+ *  reported to the exception handler. get returns 1 or 0, or an error. */
+AIOS_EXTERN int aios_loop_set_debug(aios_loop_t *loop, int enabled);
+AIOS_EXTERN int aios_loop_get_debug(const aios_loop_t *loop);
+AIOS_EXTERN int aios_loop_set_slow_callback_duration(aios_loop_t *loop, double seconds);
+
+/* ------------------------------------------------------------------------ */
+/* Handles (asyncio.Handle / TimerHandle)                                    */
+
+/*! aios_handle_cancel() : the callback will not be called. Cancelling twice,
+ *  or after the callback ran, is a no-op. @return 0 or an error. */
+AIOS_EXTERN int aios_handle_cancel(aios_handle_t *handle);
+/*! aios_handle_cancelled() : 1 or 0, or an error. */
+AIOS_EXTERN int aios_handle_cancelled(const aios_handle_t *handle);
+/*! aios_handle_when() : a timer handle's deadline in loop time into *out;
+ *  AIOS_EINVAL for a call_soon handle. */
+AIOS_EXTERN int aios_handle_when(const aios_handle_t *handle, double *out);
+/*! aios_handle_ref() / aios_handle_unref() : unref accepts NULL. Dropping a
+ *  handle does not cancel its callback. Any thread. */
+AIOS_EXTERN int aios_handle_ref(aios_handle_t *handle);
+AIOS_EXTERN int aios_handle_unref(aios_handle_t *handle);
+
+/* ------------------------------------------------------------------------ */
+/* Futures                                                                    */
+
+/*! aios_future_new() : a new pending future on `loop`.
+ *  @return 0 and one reference in *out, or an error. */
+AIOS_EXTERN int aios_future_new(aios_loop_t *loop, aios_future_t **out);
+/*! aios_future_set_result() : finish with `value`, which the future owns from
+ *  then on: `destructor` (may be NULL) is called exactly once when the future
+ *  is freed. On failure (AIOS_EINVALIDSTATE when already done) the caller
+ *  still owns `value`. Done callbacks are scheduled, never run inline. */
+AIOS_EXTERN int aios_future_set_result(aios_future_t *future, void *value,
+                                       aios_destructor_fn destructor);
+/*! aios_future_set_error() : finish with `error` (borrowed; the future takes
+ *  its own reference). An error of kind CANCELLED is refused (AIOS_EINVAL):
+ *  use aios_future_cancel. */
+AIOS_EXTERN int aios_future_set_error(aios_future_t *future, aios_error_t *error);
+/*! aios_future_cancel() : cancel with an optional message (copied; may be NULL).
+ *  @return 1 if the future is now cancelled, 0 if it was already done, or an
+ *  error. Cancelling a task requests cancellation: see aios_task_cancel. */
+AIOS_EXTERN int aios_future_cancel(aios_future_t *future, const char *message);
+/*! aios_future_done() / aios_future_cancelled() : 1 or 0, or an error. */
+AIOS_EXTERN int aios_future_done(const aios_future_t *future);
+AIOS_EXTERN int aios_future_cancelled(const aios_future_t *future);
+/*! aios_future_result() : the outcome. @return 0 and the value (borrowed: the
+ *  future keeps owning it) in *value (may be NULL); AIOS_ECANCELLED when
+ *  cancelled; the error's code when it failed (and the error then counts as
+ *  retrieved; aios_future_error gives the object); AIOS_EINVALIDSTATE when not
+ *  done yet. */
+AIOS_EXTERN int aios_future_result(aios_future_t *future, void **value);
+/*! aios_future_error() : one reference to the future's error into *out (NULL
+ *  when it has a result), and marks it retrieved. A cancelled future gives a
+ *  CANCELLED error carrying the cancel message. @return 0, AIOS_EINVALIDSTATE
+ *  when not done, or an error. */
+AIOS_EXTERN int aios_future_error(aios_future_t *future, aios_error_t **out);
+/*! aios_future_add_done_callback() : schedule cb(future, arg) with call_soon
+ *  once the future is done (at once if it already is). Callbacks run in the
+ *  order they were added. */
+AIOS_EXTERN int aios_future_add_done_callback(aios_future_t *future, aios_done_fn cb,
+                                              void *arg);
+/*! aios_future_remove_done_callback() : remove every pending registration of
+ *  (cb, arg). @return how many were removed, or an error. */
+AIOS_EXTERN int aios_future_remove_done_callback(aios_future_t *future, aios_done_fn cb,
+                                                 void *arg);
+/*! aios_future_get_loop() : one reference to the future's loop into *out. */
+AIOS_EXTERN int aios_future_get_loop(aios_future_t *future, aios_loop_t **out);
+/*! aios_future_ref() / aios_future_unref() : unref accepts NULL. Any thread.
+ *  A future freed with an error nobody retrieved reports it to the loop's
+ *  exception handler. */
+AIOS_EXTERN int aios_future_ref(aios_future_t *future);
+AIOS_EXTERN int aios_future_unref(aios_future_t *future);
+
+/*! aios_sleep() : a future that gets the result `value` (owned as by
+ *  aios_future_set_result) after `delay` seconds. delay <= 0 gives a future
+ *  that is already done: a task that awaits it yields exactly one iteration.
+ *  Cancelling the future cancels the timer. On failure the caller still owns
+ *  `value`. */
+AIOS_EXTERN int aios_sleep(aios_loop_t *loop, double delay, void *value,
+                           aios_destructor_fn destructor, aios_future_t **out);
+
+/* ------------------------------------------------------------------------ */
+/* Tasks                                                                      */
+
+/* What a step function returns: the value of one of aios_task_await,
+ * aios_task_return or aios_task_fail, or a negative status code, which fails
+ * the task with an error of that code. */
+enum { AIOS_STEP_AWAIT = 1, AIOS_STEP_DONE = 2 };
+
+/* A task's body, asyncio's Task.__step: called on the loop's thread with the
+ * task and the outcome of its last await, both borrowed for the call.
+ * `awaited` is NULL on the first step and after a bare yield; otherwise it is
+ * the future the last step awaited, now done. When the task is cancelled the
+ * cancellation arrives as `awaited` being a cancelled future (the awaited one,
+ * or a fresh cancelled one if the request came after it finished): the step
+ * may finish as cancelled (aios_task_fail with a CANCELLED error, or
+ * returning AIOS_ECANCELLED), or catch it and go on (see aios_task_uncancel).
+ * A task cancelled before its first step never steps. */
+typedef int (*aios_step_fn)(aios_task_t *task, aios_future_t *awaited, void *arg);
+
+typedef struct aios_task_options_s {
+  size_t size;                      /* sizeof(aios_task_options_t) */
+  const char *name;                 /* NULL for "Task-N"; copied */
+  int eager;                        /* run the first step inside aios_task_new */
+  aios_destructor_fn arg_destructor; /* called once on `arg` when the task is freed */
+} aios_task_options_t;
+
+/*! aios_task_new() : a task on `loop` driven by `step`; its first step is
+ *  scheduled with call_soon (or runs at once if `options->eager`; an eager
+ *  task that finishes there is returned done). `options` may be NULL.
+ *  @return 0 and one reference in *out, or an error (then `arg` is untouched
+ *  and arg_destructor is not called). */
+AIOS_EXTERN int aios_task_new(aios_loop_t *loop, aios_step_fn step, void *arg,
+                              const aios_task_options_t *options, aios_task_t **out);
+/*! aios_task_as_future() : the task as a future (the same object, no new
+ *  reference); every aios_future_* function accepts it. Any thread. */
+AIOS_EXTERN aios_future_t *aios_task_as_future(aios_task_t *task);
+/*! aios_task_await() : from a step, suspend the task until `future` is done
+ *  (NULL: a bare yield, stepping again on the next iteration). The task keeps
+ *  its own reference. @return AIOS_STEP_AWAIT, to be returned by the step, or
+ *  an error (AIOS_EWRONGLOOP, AIOS_EINVAL for the task itself). */
+AIOS_EXTERN int aios_task_await(aios_task_t *task, aios_future_t *future);
+/*! aios_task_return() : from a step, finish with a result, owned as by
+ *  aios_future_set_result. @return AIOS_STEP_DONE, to be returned by the step. */
+AIOS_EXTERN int aios_task_return(aios_task_t *task, void *value, aios_destructor_fn destructor);
+/*! aios_task_fail() : from a step, finish with `error` (borrowed); a CANCELLED
+ *  error finishes the task cancelled. @return AIOS_STEP_DONE, to be returned. */
+AIOS_EXTERN int aios_task_fail(aios_task_t *task, aios_error_t *error);
+/*! aios_task_cancel() : request cancellation with an optional message: the
+ *  future the task awaits is cancelled, or the next step receives the
+ *  cancellation. @return 1 if requested, 0 if the task is already done. */
+AIOS_EXTERN int aios_task_cancel(aios_task_t *task, const char *message);
+/*! aios_task_cancelling() : the number of pending cancellation requests. */
+AIOS_EXTERN int aios_task_cancelling(const aios_task_t *task);
+/*! aios_task_uncancel() : take back one cancellation request.
+ *  @return the remaining number of requests. */
+AIOS_EXTERN int aios_task_uncancel(aios_task_t *task);
+/*! aios_task_get_name() : the name (valid until renamed or freed). NULL for a
+ *  bad handle. */
+AIOS_EXTERN const char *aios_task_get_name(aios_task_t *task);
+/*! aios_task_set_name() : rename (copied). */
+AIOS_EXTERN int aios_task_set_name(aios_task_t *task, const char *name);
+/*! aios_current_task() : the task whose step runs now on `loop` into *out
+ *  (one reference), or NULL outside a task. */
+AIOS_EXTERN int aios_current_task(aios_loop_t *loop, aios_task_t **out);
+/*! aios_all_tasks() : the loop's tasks that are not done. Fills up to `capacity`
+ *  entries of `tasks` (may be NULL when capacity is 0) with one reference
+ *  each. @return the total number of such tasks (which may exceed capacity),
+ *  or an error. */
+AIOS_EXTERN int aios_all_tasks(aios_loop_t *loop, aios_task_t **tasks, size_t capacity);
+/*! aios_task_ref() / aios_task_unref() : unref accepts NULL. Any thread. A
+ *  running task stays alive until done whatever references remain. */
+AIOS_EXTERN int aios_task_ref(aios_task_t *task);
+AIOS_EXTERN int aios_task_unref(aios_task_t *task);
+
+/* ------------------------------------------------------------------------ */
+/* Runner (asyncio.run and asyncio.Runner)                                    */
+
+/*! aios_run() : asyncio.run: a new loop runs a main task driven by `step`
+ *  until it is done, then the remaining tasks are cancelled and awaited and
+ *  the loop is closed. `options` may be NULL. If `out` is not NULL it gets
+ *  one reference to the finished main task (to read its result).
+ *  @return the main task's status as aios_loop_run_until_complete's, or
+ *  AIOS_ERUNNING when a loop already runs on this thread. */
+AIOS_EXTERN int aios_run(aios_step_fn step, void *arg, const aios_task_options_t *options,
+                         aios_task_t **out);
+/*! aios_runner_new() : a Runner with its own loop (created on first use),
+ *  for several runs on one loop. @return 0 and one reference in *out. */
+AIOS_EXTERN int aios_runner_new(aios_runner_t **out);
+/*! aios_runner_run() : run one main task to completion on the runner's loop,
+ *  as aios_run does, without closing the loop. */
+AIOS_EXTERN int aios_runner_run(aios_runner_t *runner, aios_step_fn step, void *arg,
+                                const aios_task_options_t *options, aios_task_t **out);
+/*! aios_runner_get_loop() : one reference to the runner's loop into *out. */
+AIOS_EXTERN int aios_runner_get_loop(aios_runner_t *runner, aios_loop_t **out);
+/*! aios_runner_close() : cancel and await the remaining tasks, close the
+ *  loop. Closing twice is a no-op. */
+AIOS_EXTERN int aios_runner_close(aios_runner_t *runner);
+/*! aios_runner_ref() / aios_runner_unref() : dropping the last reference
+ *  closes the runner. unref accepts NULL. */
+AIOS_EXTERN int aios_runner_ref(aios_runner_t *runner);
+AIOS_EXTERN int aios_runner_unref(aios_runner_t *runner);
+
+/* ------------------------------------------------------------------------ */
+/* Live objects                                                               */
+
+typedef enum aios_object_type_e {
+  AIOS_OBJECT_LOOP = 0,
+  AIOS_OBJECT_HANDLE,
+  AIOS_OBJECT_FUTURE, /* futures that are not tasks */
+  AIOS_OBJECT_TASK,
+  AIOS_OBJECT_ERROR,
+  AIOS_OBJECT_RUNNER
+} aios_object_type_t;
+
+/*! aios_live_objects() : how many objects of a type are alive in the process
+ *  right now, whoever holds them; tests assert it returns to its starting
+ *  value. @return the count, or AIOS_EINVAL. Any thread. */
+AIOS_EXTERN long aios_live_objects(int type);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* AIO_SWIFT_H */
