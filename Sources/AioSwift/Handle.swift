@@ -83,4 +83,18 @@ public enum LiveObjects {
   public static let tasks = Atomic<Int>(0)
   public static let errors = Atomic<Int>(0)
   public static let runners = Atomic<Int>(0)
+
+  public struct Counts: Equatable, CustomStringConvertible {
+    public var loops, handles, futures, tasks, errors, runners: Int
+    public var description: String {
+      "loops=\(loops) handles=\(handles) futures=\(futures) tasks=\(tasks) errors=\(errors) runners=\(runners)"
+    }
+  }
+
+  /// Every count at once.
+  public static var counts: Counts {
+    Counts(loops: loops.load(ordering: .relaxed), handles: handles.load(ordering: .relaxed),
+           futures: futures.load(ordering: .relaxed), tasks: tasks.load(ordering: .relaxed),
+           errors: errors.load(ordering: .relaxed), runners: runners.load(ordering: .relaxed))
+  }
 }

@@ -358,8 +358,15 @@ public final class Loop: @unchecked Sendable {
     stopping = true
   }
 
-  /// asyncio's run_until_complete for any future.
+  /// asyncio's run_until_complete: runs until `future` is done, then throws
+  /// its error or cancellation, if it has one.
   public func runUntilComplete(_ future: AnyFuture) throws {
+    try runUntilDone(future)
+    try future.checkResult()
+  }
+
+  /// Runs until `future` is done, whatever its outcome.
+  public func runUntilDone(_ future: AnyFuture) throws {
     try checkUsable()
     guard future.loop === self else { throw RuntimeError(code: AIOS_EWRONGLOOP.rawValue) }
     let token = future.addDoneCallback { [unowned self] _ in self.stopping = true }

@@ -36,7 +36,7 @@ public final class Runner {
   }
 
   /// Runs a main task made by `makeTask` on the runner's loop until it is
-  /// done, and returns it (done).
+  /// done, and returns it (done, whatever its outcome).
   public func runTask<Task: TaskBase>(_ makeTask: (Loop) throws -> Task) throws -> Task {
     guard runningLoopOnThisThread() == nil else {
       throw RuntimeError(code: AIOS_ERUNNING.rawValue,
@@ -44,7 +44,7 @@ public final class Runner {
     }
     let loop = try getLoop()
     let task = try makeTask(loop)
-    try loop.runUntilComplete(task)
+    try loop.runUntilDone(task)
     return task
   }
 
@@ -77,7 +77,7 @@ func cancelAllTasks(_ loop: Loop) throws {
       if remaining == 0 { try? allDone.setCResult(nil, destructor: nil) }
     }
   }
-  try loop.runUntilComplete(allDone)
+  try loop.runUntilDone(allDone)
   for task in tasks where !task.isCancelled {
     if let error = task.error {
       task.markErrorRetrieved()

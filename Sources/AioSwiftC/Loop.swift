@@ -34,7 +34,6 @@ public func aios_loop_run_until_complete(_ loop: OpaquePointer?, _ future: Opaqu
     let loop = try ownLoop(loop)
     let future = try ownFuture(future)
     try loop.runUntilComplete(future)
-    try future.checkResult()
   }
 }
 
