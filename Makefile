@@ -8,10 +8,10 @@ SWIFT     ?= swift
 VALGRIND  ?= valgrind --quiet --error-exitcode=99 --leak-check=full \
              --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect
 PKG       := PKG_CONFIG_PATH=$(BUILD)/lib/pkgconfig pkg-config
-# Exclusivity is checked in debug builds and `swift test`; the release
-# library leaves the run-time checks out of its hot paths.
-SO_FLAGS  := -c release --product aio-swift -Xswiftc -static-stdlib \
-             -Xswiftc -enforce-exclusivity=unchecked \
+# Exclusivity is checked in debug builds and `swift test`; release builds
+# leave the run-time checks out of their hot paths.
+SWIFTC_RELEASE := -Xswiftc -static-stdlib -Xswiftc -enforce-exclusivity=unchecked
+SO_FLAGS  := -c release --product aio-swift $(SWIFTC_RELEASE) \
              -Xlinker --version-script=$(CURDIR)/Sources/AioSwiftC/exports.map \
              -Xlinker -soname=libaio-swift.so.$(SOMAJOR)
 
@@ -62,10 +62,10 @@ python-test: all
 	cd bindings/python && $(PYTHON) -m pytest -q tests
 
 bench: all
-	bash bench/run.sh
+	SWIFT_BENCH_FLAGS="$(SWIFTC_RELEASE)" bash bench/run.sh
 
 demo: all
-	bash examples/run_demo.sh
+	SWIFT_FLAGS="$(SWIFTC_RELEASE)" bash examples/run_demo.sh
 
 clean:
 	rm -rf $(BUILD) .build Tests/c/bin bench/bin examples/c/bin

@@ -26,6 +26,8 @@ let package = Package(
       ]),
     .target(name: "AioSwiftC", dependencies: ["AioSwift", "CAioSwift", "CLibUV"], exclude: ["exports.map"]),
     .testTarget(name: "AioSwiftTests", dependencies: ["AioSwift"]),
+    .executableTarget(name: "aio-bench", dependencies: ["AioSwift"], path: "bench/swift"),
+    .executableTarget(name: "aio-demo", dependencies: ["AioSwift"], path: "examples/swift"),
   ],
   swiftLanguageModes: [.v5]
 )
