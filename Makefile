@@ -55,6 +55,7 @@ Tests/c/bin/%: Tests/c/%.c Tests/c/test_util.h $(BUILD)/include/aio_swift.h
 	cc -std=c99 -Wall -Wextra -Werror -pedantic -g -o $@ $< \
 	   $$($(PKG) --cflags --libs aio-swift) -Wl,-rpath,$(BUILD)/lib -lpthread
 c-test: all $(C_TESTS)
+	bash Tests/check_library.sh $(BUILD)/lib/libaio-swift.so include/aio_swift.h
 	bash Tests/c/run.sh "$(VALGRIND)" $(C_TESTS)
 
 python-test: all
