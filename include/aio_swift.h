@@ -67,6 +67,8 @@ AIOS_EXTERN const char *aios_version_string(void);
   XX(ENOMEM, -3009, "out of memory")                                           \
   XX(ENOTIMPL, -3010, "not implemented")                                       \
   XX(ESTEP, -3011, "step function returned an invalid value")                  \
+  XX(ENOTACQUIRED, -3012, "lock is not acquired (RuntimeError)")               \
+  XX(ERELEASED, -3013, "released too many times (ValueError)")                 \
   XX(ECANCELLED, -3020, "operation was cancelled (CancelledError)")            \
   XX(ETIMEOUT, -3021, "operation timed out (TimeoutError)")                    \
   XX(EINVALIDSTATE, -3022, "invalid state (InvalidStateError)")                \
@@ -287,6 +289,12 @@ AIOS_EXTERN int aios_future_cancelled(const aios_future_t *future);
  *  retrieved; aios_future_error gives the object); AIOS_EINVALIDSTATE when not
  *  done yet. */
 AIOS_EXTERN int aios_future_result(aios_future_t *future, void **value);
+/*! aios_future_take_result() : move the result value out of a finished
+ *  future: the caller gets `value` and its destructor (either pointer may be
+ *  NULL to ignore it) and the future forgets them. @return as
+ *  aios_future_result. */
+AIOS_EXTERN int aios_future_take_result(aios_future_t *future, void **value,
+                                        aios_destructor_fn *destructor);
 /*! aios_future_error() : one reference to the future's error into *out (NULL
  *  when it has a result), and marks it retrieved. A cancelled future gives a
  *  CANCELLED error carrying the cancel message. @return 0, AIOS_EINVALIDSTATE
@@ -392,6 +400,168 @@ AIOS_EXTERN int aios_task_ref(aios_task_t *task);
 AIOS_EXTERN int aios_task_unref(aios_task_t *task);
 
 /* ------------------------------------------------------------------------ */
+/* Synchronization primitives (asyncio.Lock, Event, Condition, Semaphore,    */
+/* BoundedSemaphore, Barrier)                                                 */
+/*
+ * Each primitive belongs to the loop it is created on. A call that may wait
+ * hands back a future through `out` (one reference): it is already done when
+ * the call did not need to wait; otherwise await it from a task. Cancelling
+ * that future (or the task awaiting it) gives up with asyncio's semantics:
+ * a cancelled acquire never ends up holding the lock, a cancelled waiter
+ * passes its wake-up on. Waiters are served in FIFO order.
+ */
+
+typedef struct aios_lock_s aios_lock_t;
+typedef struct aios_event_s aios_event_t;
+typedef struct aios_condition_s aios_condition_t;
+typedef struct aios_semaphore_s aios_semaphore_t;
+typedef struct aios_barrier_s aios_barrier_t;
+
+/* A condition's predicate: 1 when it holds, 0 when not, or a negative status
+ * (the wait then fails with it). Runs on the loop's thread. */
+typedef int (*aios_predicate_fn)(void *arg);
+
+/*! aios_lock_new() : an unlocked Lock. @return 0 and one reference in *out. */
+AIOS_EXTERN int aios_lock_new(aios_loop_t *loop, aios_lock_t **out);
+/*! aios_lock_acquire() : a future done once the lock is held by the caller. */
+AIOS_EXTERN int aios_lock_acquire(aios_lock_t *lock, aios_future_t **out);
+/*! aios_lock_release() : unlock and wake the first waiter.
+ *  @return 0, or AIOS_ENOTACQUIRED when the lock is not locked. */
+AIOS_EXTERN int aios_lock_release(aios_lock_t *lock);
+/*! aios_lock_locked() : 1 or 0, or an error. */
+AIOS_EXTERN int aios_lock_locked(const aios_lock_t *lock);
+/*! aios_lock_ref() / aios_lock_unref() : unref accepts NULL. Any thread. */
+AIOS_EXTERN int aios_lock_ref(aios_lock_t *lock);
+AIOS_EXTERN int aios_lock_unref(aios_lock_t *lock);
+
+/*! aios_event_new() : an Event whose flag is clear. */
+AIOS_EXTERN int aios_event_new(aios_loop_t *loop, aios_event_t **out);
+/*! aios_event_set() : set the flag and wake every waiter. */
+AIOS_EXTERN int aios_event_set(aios_event_t *event);
+/*! aios_event_clear() : clear the flag. */
+AIOS_EXTERN int aios_event_clear(aios_event_t *event);
+/*! aios_event_is_set() : 1 or 0, or an error. */
+AIOS_EXTERN int aios_event_is_set(const aios_event_t *event);
+/*! aios_event_wait() : a future done once the flag is set. */
+AIOS_EXTERN int aios_event_wait(aios_event_t *event, aios_future_t **out);
+AIOS_EXTERN int aios_event_ref(aios_event_t *event);
+AIOS_EXTERN int aios_event_unref(aios_event_t *event);
+
+/*! aios_condition_new() : a Condition over `lock` (borrowed; NULL: a lock of
+ *  its own). */
+AIOS_EXTERN int aios_condition_new(aios_loop_t *loop, aios_lock_t *lock,
+                                   aios_condition_t **out);
+/*! aios_condition_acquire() / _release() / _locked() : its lock's. */
+AIOS_EXTERN int aios_condition_acquire(aios_condition_t *condition, aios_future_t **out);
+AIOS_EXTERN int aios_condition_release(aios_condition_t *condition);
+AIOS_EXTERN int aios_condition_locked(const aios_condition_t *condition);
+/*! aios_condition_wait() : release the lock, wait to be notified, re-acquire
+ *  the lock; the future is done once the lock is held again, even when it was
+ *  cancelled. @return AIOS_ENOTACQUIRED when the lock is not held. */
+AIOS_EXTERN int aios_condition_wait(aios_condition_t *condition, aios_future_t **out);
+/*! aios_condition_wait_for() : wait until predicate(arg) holds (checked now,
+ *  then after each notification, with the lock held). */
+AIOS_EXTERN int aios_condition_wait_for(aios_condition_t *condition,
+                                        aios_predicate_fn predicate, void *arg,
+                                        aios_future_t **out);
+/*! aios_condition_notify() : wake up to `n` waiters; the lock must be held
+ *  (AIOS_ENOTACQUIRED). */
+AIOS_EXTERN int aios_condition_notify(aios_condition_t *condition, int n);
+AIOS_EXTERN int aios_condition_notify_all(aios_condition_t *condition);
+AIOS_EXTERN int aios_condition_ref(aios_condition_t *condition);
+AIOS_EXTERN int aios_condition_unref(aios_condition_t *condition);
+
+/*! aios_semaphore_new() : a Semaphore with `value` permits; with `bounded`, a
+ *  BoundedSemaphore, which refuses to be released above `value`. */
+AIOS_EXTERN int aios_semaphore_new(aios_loop_t *loop, unsigned int value, int bounded,
+                                   aios_semaphore_t **out);
+/*! aios_semaphore_acquire() : a future done once a permit is taken. */
+AIOS_EXTERN int aios_semaphore_acquire(aios_semaphore_t *semaphore, aios_future_t **out);
+/*! aios_semaphore_release() : return a permit.
+ *  @return 0, or AIOS_ERELEASED for a bounded one released too often. */
+AIOS_EXTERN int aios_semaphore_release(aios_semaphore_t *semaphore);
+/*! aios_semaphore_locked() : 1 when an acquire would wait, 0, or an error. */
+AIOS_EXTERN int aios_semaphore_locked(const aios_semaphore_t *semaphore);
+AIOS_EXTERN int aios_semaphore_ref(aios_semaphore_t *semaphore);
+AIOS_EXTERN int aios_semaphore_unref(aios_semaphore_t *semaphore);
+
+/*! aios_barrier_new() : a Barrier for `parties` tasks (at least 1). */
+AIOS_EXTERN int aios_barrier_new(aios_loop_t *loop, unsigned int parties,
+                                 aios_barrier_t **out);
+/*! aios_barrier_wait() : a future done once all parties have arrived; its
+ *  result value is the arrival index, 0 to parties-1, as (intptr_t)value. It
+ *  fails with AIOS_EBROKENBARRIER when the barrier is reset or aborted. */
+AIOS_EXTERN int aios_barrier_wait(aios_barrier_t *barrier, aios_future_t **out);
+/*! aios_barrier_reset() : back to empty; current waiters fail with
+ *  AIOS_EBROKENBARRIER. The future is done once the reset is made. */
+AIOS_EXTERN int aios_barrier_reset(aios_barrier_t *barrier, aios_future_t **out);
+/*! aios_barrier_abort() : break the barrier for good. */
+AIOS_EXTERN int aios_barrier_abort(aios_barrier_t *barrier, aios_future_t **out);
+/*! aios_barrier_parties() / _n_waiting() / _broken() : counts, 1 or 0, or an error. */
+AIOS_EXTERN int aios_barrier_parties(const aios_barrier_t *barrier);
+AIOS_EXTERN int aios_barrier_n_waiting(const aios_barrier_t *barrier);
+AIOS_EXTERN int aios_barrier_broken(const aios_barrier_t *barrier);
+AIOS_EXTERN int aios_barrier_ref(aios_barrier_t *barrier);
+AIOS_EXTERN int aios_barrier_unref(aios_barrier_t *barrier);
+
+/* ------------------------------------------------------------------------ */
+/* Queues (asyncio.Queue, LifoQueue, PriorityQueue)                          */
+/*
+ * Items are `void *` values with a destructor. A queue owns an item from a
+ * successful put on; get hands the ownership on. Whatever a queue still holds
+ * when it is freed (or shut down immediately) is freed, exactly once.
+ */
+
+typedef struct aios_queue_s aios_queue_t;
+
+typedef enum aios_queue_kind_e {
+  AIOS_QUEUE_FIFO = 0,    /* asyncio.Queue */
+  AIOS_QUEUE_LIFO = 1,    /* asyncio.LifoQueue */
+  AIOS_QUEUE_PRIORITY = 2 /* asyncio.PriorityQueue: smallest priority first,
+                             equal priorities in arrival order */
+} aios_queue_kind_t;
+
+/*! aios_queue_new() : a queue of at most `maxsize` items (0: unbounded). */
+AIOS_EXTERN int aios_queue_new(aios_loop_t *loop, int kind, long maxsize,
+                               aios_queue_t **out);
+/*! aios_queue_put() : a future done once the item is in the queue (it waits
+ *  while the queue is full). `priority` matters for priority queues only.
+ *  On an error return the caller still owns `value`; once the call succeeded
+ *  the queue owns it, and frees it if the put is cancelled or fails. */
+AIOS_EXTERN int aios_queue_put(aios_queue_t *queue, void *value, aios_destructor_fn destructor,
+                               long long priority, aios_future_t **out);
+/*! aios_queue_put_nowait() : put without waiting. @return 0, AIOS_EQUEUEFULL,
+ *  AIOS_EQUEUESHUTDOWN (the caller then keeps `value`). */
+AIOS_EXTERN int aios_queue_put_nowait(aios_queue_t *queue, void *value,
+                                      aios_destructor_fn destructor, long long priority);
+/*! aios_queue_get() : a future whose result is the next item; the future owns
+ *  the item (aios_future_take_result moves it out). Fails with
+ *  AIOS_EQUEUESHUTDOWN once the queue is shut down and empty. */
+AIOS_EXTERN int aios_queue_get(aios_queue_t *queue, aios_future_t **out);
+/*! aios_queue_get_nowait() : the next item and its destructor, now owned by
+ *  the caller (`destructor` may be NULL if you know it).
+ *  @return 0, AIOS_EQUEUEEMPTY, AIOS_EQUEUESHUTDOWN. */
+AIOS_EXTERN int aios_queue_get_nowait(aios_queue_t *queue, void **value,
+                                      aios_destructor_fn *destructor);
+/*! aios_queue_qsize() / _maxsize() / _empty() / _full() : counts, 1 or 0, or
+ *  an error. */
+AIOS_EXTERN long aios_queue_qsize(const aios_queue_t *queue);
+AIOS_EXTERN long aios_queue_maxsize(const aios_queue_t *queue);
+AIOS_EXTERN int aios_queue_empty(const aios_queue_t *queue);
+AIOS_EXTERN int aios_queue_full(const aios_queue_t *queue);
+/*! aios_queue_task_done() : one item taken is processed.
+ *  @return 0, or AIOS_ERELEASED when called more often than items were put. */
+AIOS_EXTERN int aios_queue_task_done(aios_queue_t *queue);
+/*! aios_queue_join() : a future done once every item put was marked done. */
+AIOS_EXTERN int aios_queue_join(aios_queue_t *queue, aios_future_t **out);
+/*! aios_queue_shutdown() : puts fail from now on with AIOS_EQUEUESHUTDOWN;
+ *  gets fail once the queue is empty. With `immediate` the items are freed
+ *  at once. Blocked getters and putters wake up and fail. */
+AIOS_EXTERN int aios_queue_shutdown(aios_queue_t *queue, int immediate);
+AIOS_EXTERN int aios_queue_ref(aios_queue_t *queue);
+AIOS_EXTERN int aios_queue_unref(aios_queue_t *queue);
+
+/* ------------------------------------------------------------------------ */
 /* Runner (asyncio.run and asyncio.Runner)                                    */
 
 /*! aios_run() : asyncio.run: a new loop runs a main task driven by `step`
@@ -428,7 +598,9 @@ typedef enum aios_object_type_e {
   AIOS_OBJECT_FUTURE, /* futures that are not tasks */
   AIOS_OBJECT_TASK,
   AIOS_OBJECT_ERROR,
-  AIOS_OBJECT_RUNNER
+  AIOS_OBJECT_RUNNER,
+  AIOS_OBJECT_PRIMITIVE, /* locks, events, conditions, semaphores, barriers */
+  AIOS_OBJECT_QUEUE
 } aios_object_type_t;
 
 /*! aios_live_objects() : how many objects of a type are alive in the process

@@ -17,6 +17,7 @@ enum DoneCallback {
   case swift(DoneCallbackToken)
   case foreign(ForeignDoneFunction, UnsafeMutableRawPointer?)
   case wakeup(TaskBase)
+  case operation(Operation)
 
   @inline(__always)
   func invoke(_ future: AnyFuture) {
@@ -24,6 +25,7 @@ enum DoneCallback {
     case .swift(let token): token.body(future)
     case .foreign(let fn, let arg): AnyFuture.foreignDoneInvoker?(future, fn, arg)
     case .wakeup(let task): task.wakeup(from: future)
+    case .operation(let operation): operation.innerDone(future)
     }
   }
 }
@@ -113,10 +115,22 @@ public class AnyFuture: CustomStringConvertible {
     return true
   }
 
-  final func finish(_ newState: State) {
+  /// `inline` runs the callbacks now rather than on the next iteration: for
+  /// an operation completing from its own scheduled step, whose awaiters
+  /// resume in that same iteration (see Operation).
+  final func finish(_ newState: State, inline: Bool = false) {
     state = newState
-    scheduleCallbacks()
+    if inline { runCallbacks() } else { scheduleCallbacks() }
     didFinish()
+  }
+
+  private func runCallbacks() {
+    let first = firstCallback
+    let more = moreCallbacks
+    firstCallback = nil
+    moreCallbacks = []
+    first?.invoke(self)
+    for callback in more { callback.invoke(self) }
   }
 
   /// Called once the future is done (tasks leave the loop's task list).
@@ -155,6 +169,16 @@ public class AnyFuture: CustomStringConvertible {
 
   /// The C value of a finished future (nil for Swift-typed results).
   public var cResult: UnsafeMutableRawPointer? { cValue }
+
+  /// Moves the C result out: the caller owns it from then on.
+  public func takeCResult() throws -> (UnsafeMutableRawPointer?, CDestructor?) {
+    try checkResult()
+    defer {
+      cValue = nil
+      cDestructor = nil
+    }
+    return (cValue, cDestructor)
+  }
 
   /// Marks an error as retrieved without reading it.
   public func markErrorRetrieved() { errorRetrieved = true }

@@ -83,11 +83,14 @@ public enum LiveObjects {
   public static let tasks = Atomic<Int>(0)
   public static let errors = Atomic<Int>(0)
   public static let runners = Atomic<Int>(0)
+  public static let primitives = Atomic<Int>(0)
+  public static let queues = Atomic<Int>(0)
 
   public struct Counts: Equatable, CustomStringConvertible {
-    public var loops, handles, futures, tasks, errors, runners: Int
+    public var loops, handles, futures, tasks, errors, runners, primitives, queues: Int
     public var description: String {
-      "loops=\(loops) handles=\(handles) futures=\(futures) tasks=\(tasks) errors=\(errors) runners=\(runners)"
+      "loops=\(loops) handles=\(handles) futures=\(futures) tasks=\(tasks) errors=\(errors) "
+        + "runners=\(runners) primitives=\(primitives) queues=\(queues)"
     }
   }
 
@@ -95,6 +98,7 @@ public enum LiveObjects {
   public static var counts: Counts {
     Counts(loops: loops.load(ordering: .relaxed), handles: handles.load(ordering: .relaxed),
            futures: futures.load(ordering: .relaxed), tasks: tasks.load(ordering: .relaxed),
-           errors: errors.load(ordering: .relaxed), runners: runners.load(ordering: .relaxed))
+           errors: errors.load(ordering: .relaxed), runners: runners.load(ordering: .relaxed),
+           primitives: primitives.load(ordering: .relaxed), queues: queues.load(ordering: .relaxed))
   }
 }

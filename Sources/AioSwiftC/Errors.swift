@@ -85,6 +85,8 @@ public func aios_live_objects(_ type: Int32) -> Int {
   case AIOS_OBJECT_TASK.rawValue: return LiveObjects.tasks.load(ordering: .relaxed)
   case AIOS_OBJECT_ERROR.rawValue: return LiveObjects.errors.load(ordering: .relaxed)
   case AIOS_OBJECT_RUNNER.rawValue: return LiveObjects.runners.load(ordering: .relaxed)
+  case AIOS_OBJECT_PRIMITIVE.rawValue: return LiveObjects.primitives.load(ordering: .relaxed)
+  case AIOS_OBJECT_QUEUE.rawValue: return LiveObjects.queues.load(ordering: .relaxed)
   default: return Int(AIOS_EINVAL.rawValue)
   }
 }

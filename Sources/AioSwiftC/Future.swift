@@ -64,6 +64,17 @@ public func aios_future_result(_ future: OpaquePointer?,
   }
 }
 
+@_cdecl("aios_future_take_result")
+public func aios_future_take_result(_ future: OpaquePointer?,
+                                    _ value: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+                                    _ destructor: UnsafeMutablePointer<aios_destructor_fn?>?) -> Int32 {
+  status {
+    let (taken, free) = try ownFuture(future).takeCResult()
+    value?.pointee = taken
+    destructor?.pointee = free
+  }
+}
+
 @_cdecl("aios_future_error")
 public func aios_future_error(_ future: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   status {

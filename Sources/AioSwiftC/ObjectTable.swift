@@ -12,6 +12,7 @@ import Synchronization
 /// The object types of the header's aios_object_type_t, as slot tags.
 enum ObjectType: UInt32 {
   case loop = 1, handle, future, task, error, runner
+  case lock, event, condition, semaphore, barrier, queue
 }
 
 /// Objects that remember their handle, so C gets the same one back.
@@ -22,6 +23,7 @@ extension Loop: ForeignObject {}
 extension Handle: ForeignObject {}
 extension AnyFuture: ForeignObject {}
 extension Runner: ForeignObject {}
+extension LoopBound: ForeignObject {}
 
 /// An error as C holds it: the Swift error and its message as a C string.
 final class ErrorObject: ForeignObject {
@@ -196,6 +198,8 @@ private func forgetHandle(_ object: AnyObject, type: UInt32, _ handle: UInt64) {
   case .future, .task: forget(unsafeDowncast(object, to: AnyFuture.self))
   case .error: forget(unsafeDowncast(object, to: ErrorObject.self))
   case .runner: forget(unsafeDowncast(object, to: Runner.self))
+  case .lock, .event, .condition, .semaphore, .barrier, .queue:
+    forget(unsafeDowncast(object, to: LoopBound.self))
   case nil: break
   }
 }

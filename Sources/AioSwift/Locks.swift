@@ -1,0 +1,573 @@
+// asyncio's synchronization primitives (Lib/asyncio/locks.py): Lock, Event,
+// Condition, Semaphore, BoundedSemaphore, Barrier. Each blocking call is an
+// Operation whose `advance` is the code that follows `await fut` in CPython.
+// The `...Operation()` methods return nil when the call did not block; the
+// async methods are the Swift API over them.
+internal import CAioSwift
+import DequeModule
+
+/// asyncio's _LoopBoundMixin: a primitive belongs to the loop it is made
+/// for, or to the loop running when it is first used.
+public class LoopBound {
+  private var boundLoop: Loop?
+  private let isQueue: Bool
+  /// The C ABI's handle for this object (0: none yet).
+  public var foreignHandle: UInt64 = 0
+
+  init(loop: Loop?, isQueue: Bool = false) {
+    boundLoop = loop
+    self.isQueue = isQueue
+    if isQueue {
+      LiveObjects.queues.add(1, ordering: .relaxed)
+    } else {
+      LiveObjects.primitives.add(1, ordering: .relaxed)
+    }
+  }
+
+  deinit {
+    if isQueue {
+      LiveObjects.queues.subtract(1, ordering: .relaxed)
+    } else {
+      LiveObjects.primitives.subtract(1, ordering: .relaxed)
+    }
+  }
+
+  /// The primitive's loop, checked for thread and state.
+  public func loop() throws -> Loop {
+    if boundLoop == nil { boundLoop = try getRunningLoop() }
+    let loop = boundLoop!
+    try loop.checkUsable()
+    if let running = try? getRunningLoop(), running !== loop {
+      throw RuntimeError(code: AIOS_EWRONGLOOP.rawValue, "\(type(of: self)) is bound to a different event loop")
+    }
+    return loop
+  }
+}
+
+extension Deque where Element == AnyFuture {
+  /// deque.remove(fut), by identity.
+  mutating func remove(_ future: AnyFuture) {
+    if let index = firstIndex(where: { $0 === future }) { remove(at: index) }
+  }
+}
+
+extension AnyFuture {
+  /// set_result(None) for a waiter future.
+  func wake() { try? setCResult(nil, destructor: nil) }
+}
+
+// MARK: Lock
+
+/// asyncio.Lock: FIFO, not owned by a task.
+public final class Lock: LoopBound {
+  var waiters = Deque<AnyFuture>()
+  public internal(set) var locked = false
+
+  public init(loop: Loop? = nil) { super.init(loop: loop) }
+
+  /// acquire(); nil if the lock was taken at once.
+  public func acquireOperation() throws -> AnyFuture? {
+    let loop = try self.loop()
+    // Fair: a caller waits its turn unless every waiter was cancelled.
+    if !locked && waiters.allSatisfy({ $0.isCancelled }) {
+      locked = true
+      return nil
+    }
+    let waiter = AnyFuture(loop: loop)
+    waiters.append(waiter)
+    return Acquire(lock: self, waiter: waiter)
+  }
+
+  public func acquire() async throws {
+    if let operation = try acquireOperation() { try await operation.wait() }
+  }
+
+  /// Releases the lock; releasing an unlocked lock is an error.
+  public func release() throws {
+    guard locked else { throw RuntimeError(code: AIOS_ENOTACQUIRED.rawValue, "Lock is not acquired.") }
+    locked = false
+    wakeUpFirst()
+  }
+
+  /// Runs `body` holding the lock (`async with lock`).
+  public func withLock<T>(_ body: () async throws -> T) async throws -> T {
+    try await acquire()
+    defer { try? release() }
+    return try await body()
+  }
+
+  func wakeUpFirst() {
+    // A done waiter is already set to wake up (or was cancelled).
+    if let first = waiters.first, !first.isDone { first.wake() }
+  }
+
+  private final class Acquire: Operation {
+    let lock: Lock
+    init(lock: Lock, waiter: AnyFuture) {
+      self.lock = lock
+      super.init(loop: waiter.loop)
+      wait(on: waiter)
+    }
+    override func advance(_ waiter: AnyFuture) {
+      lock.waiters.remove(waiter)
+      if let cancelled = cancellation(of: waiter) {
+        // Keep the invariant: if the lock is free, the next waiter runs.
+        if !lock.locked { lock.wakeUpFirst() }
+        completeThrowing(cancelled)
+      } else {
+        lock.locked = true
+        completeReturning()
+      }
+    }
+  }
+}
+
+// MARK: Event
+
+/// asyncio.Event.
+public final class Event: LoopBound {
+  var waiters = Deque<AnyFuture>()
+  public private(set) var isSet = false
+
+  public init(loop: Loop? = nil) { super.init(loop: loop) }
+
+  /// Sets the flag and wakes every waiter.
+  public func set() {
+    guard !isSet else { return }
+    isSet = true
+    for waiter in waiters where !waiter.isDone { waiter.wake() }
+  }
+
+  public func clear() { isSet = false }
+
+  /// wait(); nil if the flag is already set.
+  public func waitOperation() throws -> AnyFuture? {
+    let loop = try self.loop()
+    if isSet { return nil }
+    let waiter = AnyFuture(loop: loop)
+    waiters.append(waiter)
+    return Wait(event: self, waiter: waiter)
+  }
+
+  public func wait() async throws {
+    if let operation = try waitOperation() { try await operation.wait() }
+  }
+
+  private final class Wait: Operation {
+    let event: Event
+    init(event: Event, waiter: AnyFuture) {
+      self.event = event
+      super.init(loop: waiter.loop)
+      wait(on: waiter)
+    }
+    override func advance(_ waiter: AnyFuture) {
+      event.waiters.remove(waiter)
+      if let cancelled = cancellation(of: waiter) { completeThrowing(cancelled) } else { completeReturning() }
+    }
+  }
+}
+
+// MARK: Condition
+
+/// asyncio.Condition, over its own Lock or a given one.
+public final class Condition: LoopBound {
+  public let lock: Lock
+  var waiters = Deque<AnyFuture>()
+
+  public init(lock: Lock? = nil, loop: Loop? = nil) {
+    self.lock = lock ?? Lock(loop: loop)
+    super.init(loop: loop)
+  }
+
+  public var locked: Bool { lock.locked }
+  public func acquireOperation() throws -> AnyFuture? { try lock.acquireOperation() }
+  public func acquire() async throws { try await lock.acquire() }
+  public func release() throws { try lock.release() }
+
+  /// wait(): releases the lock, waits for a notify, re-acquires the lock
+  /// (even when cancelled) before returning or throwing.
+  public func waitOperation() throws -> AnyFuture {
+    let loop = try self.loop()
+    guard locked else {
+      throw RuntimeError(code: AIOS_ENOTACQUIRED.rawValue, "cannot wait on un-acquired lock")
+    }
+    let waiter = AnyFuture(loop: loop)
+    try release()
+    waiters.append(waiter)
+    return Wait(condition: self, waiter: waiter)
+  }
+
+  public func wait() async throws { try await waitOperation().wait() }
+
+  /// wait_for(predicate): waits until `predicate` holds; returns nil when it
+  /// held at once.
+  public func waitForOperation(_ predicate: @escaping () throws -> Bool) throws -> AnyFuture? {
+    if try predicate() { return nil }
+    return WaitFor(condition: self, predicate: predicate, first: try waitOperation())
+  }
+
+  public func waitFor(_ predicate: @escaping () throws -> Bool) async throws {
+    if let operation = try waitForOperation(predicate) { try await operation.wait() }
+  }
+
+  /// Wakes up to `n` waiters; the lock must be held.
+  public func notify(_ n: Int = 1) throws {
+    guard locked else {
+      throw RuntimeError(code: AIOS_ENOTACQUIRED.rawValue, "cannot notify on un-acquired lock")
+    }
+    notifyWaiters(n)
+  }
+
+  public func notifyAll() throws { try notify(waiters.count) }
+
+  func notifyWaiters(_ n: Int) {
+    var woken = 0
+    for waiter in waiters {
+      if woken >= n { break }
+      if !waiter.isDone {
+        woken += 1
+        waiter.wake()
+      }
+    }
+  }
+
+  private final class Wait: Operation {
+    let condition: Condition
+    /// The error the coroutine is raising while it re-acquires the lock.
+    var raising: (any Error)?
+    var reacquiring = false
+
+    init(condition: Condition, waiter: AnyFuture) {
+      self.condition = condition
+      super.init(loop: waiter.loop)
+      wait(on: waiter)
+    }
+
+    override func advance(_ inner: AnyFuture) {
+      if !reacquiring {
+        condition.waiters.remove(inner)
+        raising = cancellation(of: inner)
+        reacquiring = true
+      } else if let cancelled = cancellation(of: inner) {
+        // Cancelled while re-acquiring: remember it and try again.
+        raising = cancelled
+      }
+      do {
+        if let acquire = try condition.lock.acquireOperation() {
+          wait(on: acquire)
+          return
+        }
+      } catch {
+        raising = error
+      }
+      if let raising {
+        // A waiter that leaves with an error passes its notification on.
+        condition.notifyWaiters(1)
+        completeThrowing(raising)
+      } else {
+        completeReturning()
+      }
+    }
+  }
+
+  private final class WaitFor: Operation {
+    let condition: Condition
+    let predicate: () throws -> Bool
+
+    init(condition: Condition, predicate: @escaping () throws -> Bool, first: AnyFuture) {
+      self.condition = condition
+      self.predicate = predicate
+      super.init(loop: first.loop)
+      wait(on: first)
+    }
+
+    override func advance(_ wait: AnyFuture) {
+      do {
+        try wait.checkResult()
+        if try predicate() {
+          completeReturning()
+        } else {
+          self.wait(on: try condition.waitOperation())
+        }
+      } catch {
+        completeThrowing(error)
+      }
+    }
+  }
+}
+
+// MARK: Semaphore
+
+/// asyncio.Semaphore, and BoundedSemaphore when `bounded`.
+public final class Semaphore: LoopBound {
+  public private(set) var value: Int
+  public let bound: Int?
+  var waiters = Deque<AnyFuture>()
+
+  public init(value: Int = 1, bounded: Bool = false, loop: Loop? = nil) throws {
+    guard value >= 0 else {
+      throw RuntimeError(code: AIOS_EINVAL.rawValue, "Semaphore initial value must be >= 0")
+    }
+    self.value = value
+    bound = bounded ? value : nil
+    super.init(loop: loop)
+  }
+
+  /// True when acquire() would wait.
+  public var locked: Bool { value == 0 || waiters.contains { !$0.isCancelled } }
+
+  public func acquireOperation() throws -> AnyFuture? {
+    let loop = try self.loop()
+    if !locked {
+      // FIFO: others already waiting go first, even if value > 0.
+      value -= 1
+      return nil
+    }
+    let waiter = AnyFuture(loop: loop)
+    waiters.append(waiter)
+    return Acquire(semaphore: self, waiter: waiter)
+  }
+
+  public func acquire() async throws {
+    if let operation = try acquireOperation() { try await operation.wait() }
+  }
+
+  public func release() throws {
+    if let bound, value >= bound {
+      throw RuntimeError(code: AIOS_ERELEASED.rawValue, "BoundedSemaphore released too many times")
+    }
+    value += 1
+    wakeUpNext()
+  }
+
+  @discardableResult
+  func wakeUpNext() -> Bool {
+    for waiter in waiters where !waiter.isDone {
+      value -= 1
+      waiter.wake()
+      return true
+    }
+    return false
+  }
+
+  private final class Acquire: Operation {
+    let semaphore: Semaphore
+    init(semaphore: Semaphore, waiter: AnyFuture) {
+      self.semaphore = semaphore
+      super.init(loop: waiter.loop)
+      wait(on: waiter)
+    }
+    override func advance(_ waiter: AnyFuture) {
+      semaphore.waiters.remove(waiter)
+      let cancelled = cancellation(of: waiter)
+      if cancelled != nil && waiter.isDone && !waiter.isCancelled {
+        // Woken, but not acquiring after all: undo the wake-up's count.
+        semaphore.value += 1
+      }
+      // Waiters that came meanwhile had to wait (FIFO): wake all allowed.
+      while semaphore.value > 0 && semaphore.wakeUpNext() {}
+      if let cancelled { completeThrowing(cancelled) } else { completeReturning() }
+    }
+  }
+}
+
+// MARK: Barrier
+
+/// asyncio.Barrier: `parties` tasks wait until all have arrived.
+public final class Barrier: LoopBound {
+  enum State { case filling, draining, resetting, broken }
+
+  public let parties: Int
+  var state = State.filling
+  var count = 0
+  let condition: Condition
+
+  public init(parties: Int, loop: Loop? = nil) throws {
+    guard parties >= 1 else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "parties must be > 0") }
+    self.parties = parties
+    condition = Condition(loop: loop)
+    super.init(loop: loop)
+  }
+
+  /// Tasks waiting while the barrier fills.
+  public var waiting: Int { state == .filling ? count : 0 }
+  public var broken: Bool { state == .broken }
+
+  /// wait(): the result is the arrival index, 0 ... parties-1.
+  public func waitOperation() throws -> AnyFuture {
+    Wait(barrier: self, loop: try loop())
+  }
+
+  public func wait() async throws -> Int {
+    let operation = try waitOperation()
+    try await operation.wait()
+    return (operation as! Wait).index
+  }
+
+  /// reset(): waiting tasks get BrokenBarrierError; the barrier fills anew.
+  public func resetOperation() throws -> AnyFuture {
+    Locked(barrier: self, loop: try loop()) { barrier in
+      if barrier.count > 0 {
+        barrier.state = .resetting
+      } else {
+        barrier.state = .filling
+      }
+    }
+  }
+
+  public func reset() async throws { try await resetOperation().wait() }
+
+  /// abort(): the barrier is broken for good.
+  public func abortOperation() throws -> AnyFuture {
+    Locked(barrier: self, loop: try loop()) { $0.state = .broken }
+  }
+
+  public func abort() async throws { try await abortOperation().wait() }
+
+  static func brokenError(_ message: String) -> any Error {
+    CodedError(code: AIOS_EBROKENBARRIER.rawValue, message)
+  }
+
+  /// `async with cond: change(self); cond.notify_all()`.
+  private final class Locked: Operation {
+    let barrier: Barrier
+    let change: (Barrier) -> Void
+
+    init(barrier: Barrier, loop: Loop, change: @escaping (Barrier) -> Void) {
+      self.barrier = barrier
+      self.change = change
+      super.init(loop: loop)
+      do {
+        if let acquire = try barrier.condition.acquireOperation() {
+          wait(on: acquire)
+        } else {
+          run()
+        }
+      } catch {
+        completeThrowing(error)
+      }
+    }
+
+    override func advance(_ acquire: AnyFuture) {
+      if let cancelled = cancellation(of: acquire) { completeThrowing(cancelled) } else { run() }
+    }
+
+    private func run() {
+      change(barrier)
+      barrier.condition.notifyWaiters(barrier.condition.waiters.count)
+      try? barrier.condition.release()
+      completeReturning()
+    }
+  }
+
+  /// Barrier.wait, phase by phase: take the lock; block while the barrier
+  /// drains or resets; arrive; the last arrival releases everyone, the
+  /// others wait for it; leave; release the lock.
+  final class Wait: Operation {
+    enum Phase { case acquiring, blocking, waiting }
+    let barrier: Barrier
+    var phase = Phase.acquiring
+    var index = -1
+
+    init(barrier: Barrier, loop: Loop) {
+      self.barrier = barrier
+      super.init(loop: loop)
+      do {
+        if let acquire = try barrier.condition.acquireOperation() {
+          wait(on: acquire)
+        } else {
+          block()
+        }
+      } catch {
+        completeThrowing(error)
+      }
+    }
+
+    override func advance(_ inner: AnyFuture) {
+      switch phase {
+      case .acquiring:
+        if let cancelled = cancellation(of: inner) { completeThrowing(cancelled) } else { block() }
+      case .blocking:
+        if let error = failure(of: inner) { leave(throwing: error, arrived: false) } else { arrive() }
+      case .waiting:
+        if let error = failure(of: inner) {
+          leave(throwing: error, arrived: true)
+        } else if barrier.state == .broken || barrier.state == .resetting {
+          leave(throwing: Barrier.brokenError("Abort or reset of barrier"), arrived: true)
+        } else {
+          leave(throwing: nil, arrived: true)
+        }
+      }
+    }
+
+    private func failure(of inner: AnyFuture) -> (any Error)? {
+      if let cancelled = cancellation(of: inner) { return cancelled }
+      do { try inner.checkResult() } catch { return error }
+      return nil
+    }
+
+    /// _block: wait while the barrier drains or resets.
+    private func block() {
+      phase = .blocking
+      let barrier = self.barrier
+      do {
+        if let waiting = try barrier.condition.waitForOperation({
+          barrier.state != .draining && barrier.state != .resetting
+        }) {
+          wait(on: waiting)
+          return
+        }
+      } catch {
+        leave(throwing: error, arrived: false)
+        return
+      }
+      arrive()
+    }
+
+    private func arrive() {
+      if barrier.state == .broken {
+        leave(throwing: Barrier.brokenError("Barrier aborted"), arrived: false)
+        return
+      }
+      index = barrier.count
+      barrier.count += 1
+      if index + 1 == barrier.parties {
+        // The last to arrive releases the others.
+        barrier.state = .draining
+        barrier.condition.notifyWaiters(barrier.condition.waiters.count)
+        leave(throwing: nil, arrived: true)
+        return
+      }
+      phase = .waiting
+      let barrier = self.barrier
+      do {
+        if let waiting = try barrier.condition.waitForOperation({ barrier.state != .filling }) {
+          wait(on: waiting)
+          return
+        }
+      } catch {
+        leave(throwing: error, arrived: true)
+        return
+      }
+      advance(AnyFuture.done(on: loop))
+    }
+
+    /// The `finally` blocks: leave the barrier (if arrived), release the lock.
+    private func leave(throwing error: (any Error)?, arrived: Bool) {
+      if arrived {
+        barrier.count -= 1
+        if barrier.count == 0 {
+          if barrier.state == .resetting || barrier.state == .draining { barrier.state = .filling }
+          barrier.condition.notifyWaiters(barrier.condition.waiters.count)
+        }
+      }
+      try? barrier.condition.release()
+      if let error {
+        completeThrowing(error)
+      } else {
+        storeCResult(UnsafeMutableRawPointer(bitPattern: index), destructor: nil)  // for C: the index
+        completeReturning()
+      }
+    }
+  }
+}

@@ -1,0 +1,88 @@
+// A future whose outcome is decided by the rest of an asyncio coroutine.
+//
+// asyncio's blocking primitives are coroutines: Lock.acquire appends a waiter
+// future, awaits it, then (when its task resumes) removes it and takes the
+// lock, or on cancellation passes the wake-up on. Here such an operation is a
+// future: it waits on an inner future, and `advance` runs the coroutine's
+// tail when the inner one is done, in the iteration where asyncio's task
+// would resume. It then completes inline, so whoever awaits the operation
+// resumes in that same iteration, exactly as the task running the coroutine
+// would. C, Swift and bindings all await the same object.
+internal import CAioSwift
+
+public class Operation: AnyFuture {
+  /// The future the operation waits on now.
+  private(set) var inner: AnyFuture?
+  /// A cancel() that arrived after `inner` was done: the operation is
+  /// cancelled at its next step, as a task with _must_cancel.
+  private var pendingCancel: CancelledError?
+
+  /// Waits on `future`; `advance(_:)` runs once it is done.
+  final func wait(on future: AnyFuture) {
+    inner = future
+    future.addDoneCallback(.operation(self))
+  }
+
+  final func innerDone(_ future: AnyFuture) {
+    guard state == .pending, future === inner else { return }
+    inner = nil
+    advance(future)
+  }
+
+  /// The coroutine's tail: inspect `inner`, then wait again or complete.
+  func advance(_ inner: AnyFuture) {
+    fatalError("Operation.advance is abstract")
+  }
+
+  /// The CancelledError the coroutine would see at its await: the inner
+  /// future's, or one requested after the inner future was done.
+  final func cancellation(of inner: AnyFuture) -> CancelledError? {
+    if let pendingCancel { return pendingCancel }
+    return inner.isCancelled ? inner.makeCancelledError() : nil
+  }
+
+  /// Cancelling the operation cancels what it waits on; the coroutine's tail
+  /// then runs its cancellation branch.
+  @discardableResult
+  public override func cancel(message: String? = nil) -> Bool {
+    guard state == .pending else { return false }
+    if let inner, inner.cancel(message: message) { return true }
+    pendingCancel = CancelledError(message)
+    return true
+  }
+
+  /// Sets the raw C result before the operation completes.
+  public final func storeCResult(_ value: UnsafeMutableRawPointer?, destructor: CDestructor?) {
+    cValue = value
+    cDestructor = destructor
+  }
+
+  final func completeReturning() {
+    finish(.finished, inline: true)
+  }
+
+  final func completeThrowing(_ error: any Error) {
+    if error is CancelledError {
+      self.error = error
+      finish(.cancelled, inline: true)
+    } else {
+      self.error = error
+      finish(.finished, inline: true)
+    }
+  }
+
+  override var typeName: String { "Operation" }
+}
+
+extension AnyFuture {
+  /// A future that is already done (for an operation that did not block),
+  /// with an optional C result.
+  public static func done(on loop: Loop, value: UnsafeMutableRawPointer? = nil,
+                          destructor: CDestructor? = nil) -> AnyFuture {
+    let future = AnyFuture(loop: loop)
+    future.cValue = value
+    future.cDestructor = destructor
+    future.finish(.finished)
+    return future
+  }
+}

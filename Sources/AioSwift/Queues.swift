@@ -1,0 +1,316 @@
+// asyncio's queues (Lib/asyncio/queues.py): Queue, LifoQueue and
+// PriorityQueue are one class here with three orders. put() and get() are
+// Operations running CPython's loops (`while full: await putter`).
+internal import CAioSwift
+import DequeModule
+
+public final class Queue<T>: LoopBound {
+  public enum Order {
+    case fifo
+    case lifo
+    /// Smallest first by `areInIncreasingOrder`; ties leave in arrival order.
+    case priority(_ areInIncreasingOrder: (T, T) -> Bool)
+  }
+
+  public let maxsize: Int
+  private let order: Order
+  private var items = Deque<T>()
+  private var heap = PriorityHeap<T>()
+  private var getters = Deque<AnyFuture>()
+  private var putters = Deque<AnyFuture>()
+  public private(set) var unfinishedTasks = 0
+  private let finished: Event
+  public private(set) var isShutdown = false
+  /// Called with each item a get() operation delivers, before it completes
+  /// (the C layer moves the item into the future's result).
+  public var deliver: ((T, AnyFuture) -> Void)?
+
+  /// A queue of at most `maxsize` items (0 or less: unbounded).
+  public init(maxsize: Int = 0, order: Order = .fifo, loop: Loop? = nil) {
+    self.maxsize = maxsize
+    self.order = order
+    finished = Event(loop: loop)
+    finished.set()
+    super.init(loop: loop, isQueue: true)
+  }
+
+  public var qsize: Int {
+    if case .priority = order { return heap.count }
+    return items.count
+  }
+  public var empty: Bool { qsize == 0 }
+  public var full: Bool { maxsize > 0 && qsize >= maxsize }
+
+  private func store(_ item: T) {
+    switch order {
+    case .fifo, .lifo: items.append(item)
+    case .priority(let less): heap.push(item, by: less)
+    }
+  }
+
+  private func take() -> T {
+    switch order {
+    case .fifo: return items.removeFirst()
+    case .lifo: return items.removeLast()
+    case .priority(let less): return heap.pop(by: less)
+    }
+  }
+
+  /// Drops every item (shutdown(immediate), or the queue going away).
+  public func removeAll() -> [T] {
+    var removed: [T] = []
+    while !empty { removed.append(take()) }
+    return removed
+  }
+
+  private func wakeUpNext(_ waiters: inout Deque<AnyFuture>) {
+    while let waiter = waiters.popFirst() {
+      if !waiter.isDone {
+        waiter.wake()
+        break
+      }
+    }
+  }
+
+  // MARK: put
+
+  public func putNowait(_ item: T) throws {
+    _ = try loop()
+    guard !isShutdown else { throw CodedError(code: AIOS_EQUEUESHUTDOWN.rawValue) }
+    guard !full else { throw CodedError(code: AIOS_EQUEUEFULL.rawValue) }
+    store(item)
+    unfinishedTasks += 1
+    finished.clear()
+    wakeUpNext(&getters)
+  }
+
+  /// put(item); nil if the item went in at once.
+  public func putOperation(_ item: T) throws -> AnyFuture? {
+    let loop = try self.loop()
+    if !full {
+      try putNowait(item)
+      return nil
+    }
+    guard !isShutdown else { throw CodedError(code: AIOS_EQUEUESHUTDOWN.rawValue) }
+    return Put(queue: self, item: item, loop: loop)
+  }
+
+  public func put(_ item: T) async throws {
+    if let operation = try putOperation(item) { try await operation.wait() }
+  }
+
+  private final class Put: Operation {
+    let queue: Queue
+    var item: T?
+
+    init(queue: Queue, item: T, loop: Loop) {
+      self.queue = queue
+      self.item = item
+      super.init(loop: loop)
+      waitForRoom()
+    }
+
+    private func waitForRoom() {
+      let putter = AnyFuture(loop: loop)
+      queue.putters.append(putter)
+      wait(on: putter)
+    }
+
+    override func advance(_ putter: AnyFuture) {
+      if let cancelled = cancellation(of: putter) {
+        _ = putter.cancel()
+        queue.putters.remove(putter)
+        if !queue.full && !putter.isCancelled { queue.wakeUpNext(&queue.putters) }
+        item = nil
+        completeThrowing(cancelled)
+        return
+      }
+      if queue.full {
+        if queue.isShutdown {
+          item = nil
+          completeThrowing(CodedError(code: AIOS_EQUEUESHUTDOWN.rawValue))
+        } else {
+          waitForRoom()
+        }
+        return
+      }
+      do {
+        try queue.putNowait(item!)
+        item = nil
+        completeReturning()
+      } catch {
+        item = nil
+        completeThrowing(error)
+      }
+    }
+  }
+
+  // MARK: get
+
+  public func getNowait() throws -> T {
+    _ = try loop()
+    if empty {
+      throw CodedError(code: isShutdown ? AIOS_EQUEUESHUTDOWN.rawValue : AIOS_EQUEUEEMPTY.rawValue)
+    }
+    let item = take()
+    wakeUpNext(&putters)
+    return item
+  }
+
+  /// get(): the item at once, or an operation that delivers it.
+  public enum Getting {
+    case ready(T)
+    case waiting(AnyFuture)
+  }
+
+  public func getOperation() throws -> Getting {
+    let loop = try self.loop()
+    if !empty { return .ready(try getNowait()) }
+    guard !isShutdown else { throw CodedError(code: AIOS_EQUEUESHUTDOWN.rawValue) }
+    return .waiting(Get(queue: self, loop: loop))
+  }
+
+  public func get() async throws -> T {
+    switch try getOperation() {
+    case .ready(let item): return item
+    case .waiting(let operation):
+      try await operation.wait()
+      return (operation as! Get).item!
+    }
+  }
+
+  private final class Get: Operation {
+    let queue: Queue
+    var item: T?
+
+    init(queue: Queue, loop: Loop) {
+      self.queue = queue
+      super.init(loop: loop)
+      waitForItem()
+    }
+
+    private func waitForItem() {
+      let getter = AnyFuture(loop: loop)
+      queue.getters.append(getter)
+      wait(on: getter)
+    }
+
+    override func advance(_ getter: AnyFuture) {
+      if let cancelled = cancellation(of: getter) {
+        _ = getter.cancel()
+        queue.getters.remove(getter)
+        if !queue.empty && !getter.isCancelled { queue.wakeUpNext(&queue.getters) }
+        completeThrowing(cancelled)
+        return
+      }
+      if queue.empty {
+        if queue.isShutdown {
+          completeThrowing(CodedError(code: AIOS_EQUEUESHUTDOWN.rawValue))
+        } else {
+          waitForItem()
+        }
+        return
+      }
+      do {
+        let item = try queue.getNowait()
+        self.item = item
+        queue.deliver?(item, self)
+        completeReturning()
+      } catch {
+        completeThrowing(error)
+      }
+    }
+  }
+
+  // MARK: task_done, join, shutdown
+
+  public func taskDone() throws {
+    _ = try loop()
+    guard unfinishedTasks > 0 else {
+      throw RuntimeError(code: AIOS_ERELEASED.rawValue, "task_done() called too many times")
+    }
+    unfinishedTasks -= 1
+    if unfinishedTasks == 0 { finished.set() }
+  }
+
+  /// join(): waits until every item put has been marked done; nil if so now.
+  public func joinOperation() throws -> AnyFuture? {
+    _ = try loop()
+    return unfinishedTasks > 0 ? try finished.waitOperation() : nil
+  }
+
+  public func join() async throws {
+    if let operation = try joinOperation() { try await operation.wait() }
+  }
+
+  /// shutdown(immediate): put() fails from now on; get() fails once the
+  /// queue is empty (at once when `immediate`, which drops the items and
+  /// returns them). Blocked getters and putters wake up and fail.
+  @discardableResult
+  public func shutdown(immediate: Bool = false) throws -> [T] {
+    _ = try loop()
+    isShutdown = true
+    var dropped: [T] = []
+    if immediate {
+      while !empty {
+        dropped.append(take())
+        if unfinishedTasks > 0 { unfinishedTasks -= 1 }
+      }
+      if unfinishedTasks == 0 { finished.set() }
+    }
+    for waiter in getters + putters where !waiter.isDone { waiter.wake() }
+    getters.removeAll()
+    putters.removeAll()
+    return dropped
+  }
+}
+
+extension Queue where T: Comparable {
+  /// asyncio.PriorityQueue: smallest first.
+  public static func priority(maxsize: Int = 0, loop: Loop? = nil) -> Queue {
+    Queue(maxsize: maxsize, order: .priority(<), loop: loop)
+  }
+}
+
+/// A binary min-heap whose order comes from a comparator, stable for ties.
+struct PriorityHeap<T> {
+  private var entries: [(item: T, sequence: UInt64)] = []
+  private var nextSequence: UInt64 = 0
+
+  var count: Int { entries.count }
+
+  private func precedes(_ a: Int, _ b: Int, _ less: (T, T) -> Bool) -> Bool {
+    let x = entries[a], y = entries[b]
+    if less(x.item, y.item) { return true }
+    if less(y.item, x.item) { return false }
+    return x.sequence < y.sequence
+  }
+
+  mutating func push(_ item: T, by less: (T, T) -> Bool) {
+    entries.append((item, nextSequence))
+    nextSequence &+= 1
+    var child = entries.count - 1
+    while child > 0 {
+      let parent = (child - 1) / 2
+      guard precedes(child, parent, less) else { break }
+      entries.swapAt(child, parent)
+      child = parent
+    }
+  }
+
+  mutating func pop(by less: (T, T) -> Bool) -> T {
+    entries.swapAt(0, entries.count - 1)
+    let top = entries.removeLast().item
+    var parent = 0
+    while true {
+      let left = 2 * parent + 1, right = left + 1
+      var first = parent
+      if left < entries.count && precedes(left, first, less) { first = left }
+      if right < entries.count && precedes(right, first, less) { first = right }
+      if first == parent { break }
+      entries.swapAt(parent, first)
+      parent = first
+    }
+    return top
+  }
+}
