@@ -25,11 +25,17 @@
 #   BENCH_CALL_N=5000000     callbacks for C/Swift call_soon (plain and chained)
 #   BENCH_CALL_PY_N=1000000  callbacks for the Python call_soon references
 #   BENCH_MEMORY_N=100000    pending tasks for task_memory
+#   BENCH_PINGPONG_N=100000  round trips for queue_pingpong (every implementation)
+#   BENCH_LOCK_TASKS=100     tasks sharing the Lock of lock_contention,
+#   BENCH_LOCK_ITERS=1000    and critical sections each
+#   BENCH_FANOUT_TASKS=10000 tasks woken by one Event.set() in event_fanout,
+#   BENCH_FANOUT_ROUNDS=10   and rounds (each with new tasks)
 #   BENCH_SWIFT=1            0: skip the Swift build and figures
 #   SWIFT_BUILD_TIMEOUT=300  seconds allowed for building aio-bench
 #   SWIFT_BENCH_FLAGS        extra flags for that build; by default the same
-#                            -Xswiftc flags as the Makefile's library build, so
-#                            the library's modules are not compiled again
+#                            -Xswiftc flags as the Makefile's library build
+#                            (SWIFTC_RELEASE), so the library's modules are not
+#                            compiled again and run without exclusivity checks
 #   BENCH_RUN_TIMEOUT=120    seconds allowed for one benchmark process
 #   PYTHON=python3, CC=cc, SWIFT=swift, BUILD=<repo>/build
 set -uo pipefail
@@ -46,9 +52,14 @@ SPAWN_PY_N=${BENCH_SPAWN_PY_N:-200000}
 CALL_N=${BENCH_CALL_N:-5000000}
 CALL_PY_N=${BENCH_CALL_PY_N:-1000000}
 MEMORY_N=${BENCH_MEMORY_N:-100000}
+PINGPONG_N=${BENCH_PINGPONG_N:-100000}
+LOCK_TASKS=${BENCH_LOCK_TASKS:-100}
+LOCK_ITERS=${BENCH_LOCK_ITERS:-1000}
+FANOUT_TASKS=${BENCH_FANOUT_TASKS:-10000}
+FANOUT_ROUNDS=${BENCH_FANOUT_ROUNDS:-10}
 RUN_TIMEOUT=${BENCH_RUN_TIMEOUT:-120}
 SWIFT_BUILD_TIMEOUT=${SWIFT_BUILD_TIMEOUT:-300}
-SWIFT_BENCH_FLAGS=${SWIFT_BENCH_FLAGS--Xswiftc -static-stdlib}
+SWIFT_BENCH_FLAGS=${SWIFT_BENCH_FLAGS--Xswiftc -static-stdlib -Xswiftc -enforce-exclusivity=unchecked}
 BIN=$ROOT/bench/bin
 RESULTS=$BIN/results.txt
 START=$SECONDS
@@ -94,7 +105,7 @@ fi
 
 # ---------------------------------------------------------------- 2. C
 mkdir -p "$BIN"
-C_BENCHES="spawn call_soon task_memory"
+C_BENCHES="spawn call_soon task_memory sync"
 for b in $C_BENCHES; do
   # shellcheck disable=SC2086  # FLAGS is a list of flags
   if ! "$CC" -O2 -std=gnu11 -o "$BIN/$b" "bench/c/$b.c" $FLAGS -Wl,-rpath,"$BUILD/lib"; then
@@ -177,6 +188,20 @@ for ((rep = 1; rep <= REPEATS; rep++)); do
   # task memory
   run C task_memory "$BIN/task_memory" "$MEMORY_N"
   run asyncio task_memory $PY/task_memory.py "$MEMORY_N" --loop=asyncio
+  # synchronization primitives and queues (bench/c/sync.c, bench/py/sync.py)
+  run C queue_pingpong "$BIN/sync" queue_pingpong "$PINGPONG_N"
+  [ "$HAVE_SWIFT" = 1 ] && run Swift queue_pingpong "$SWIFT_EXE" queue_pingpong "$PINGPONG_N"
+  for l in $LOOPS; do run "$l" queue_pingpong $PY/sync.py queue_pingpong "$PINGPONG_N" --loop="$l"; done
+  run C lock_contention "$BIN/sync" lock_contention "$LOCK_TASKS" "$LOCK_ITERS"
+  [ "$HAVE_SWIFT" = 1 ] && run Swift lock_contention "$SWIFT_EXE" lock_contention "$LOCK_TASKS" "$LOCK_ITERS"
+  for l in $LOOPS; do
+    run "$l" lock_contention $PY/sync.py lock_contention "$LOCK_TASKS" "$LOCK_ITERS" --loop="$l"
+  done
+  run C event_fanout "$BIN/sync" event_fanout "$FANOUT_TASKS" "$FANOUT_ROUNDS"
+  [ "$HAVE_SWIFT" = 1 ] && run Swift event_fanout "$SWIFT_EXE" event_fanout "$FANOUT_TASKS" "$FANOUT_ROUNDS"
+  for l in $LOOPS; do
+    run "$l" event_fanout $PY/sync.py event_fanout "$FANOUT_TASKS" "$FANOUT_ROUNDS" --loop="$l"
+  done
 done
 
 # ---------------------------------------------------------------- 5. table

@@ -11,9 +11,10 @@
  *  - Functions return an `int` status: 0 (or a documented non-negative value)
  *    on success, a negative AIOS_E* code (or -errno for operating-system
  *    errors) on failure. aios_strerror() and aios_err_name() describe any code.
- *  - A bad argument is an error code, never a crash: NULL, an object that was
- *    already freed (AIOS_EBADHANDLE), a closed loop (AIOS_ECLOSED), a call
- *    from a thread that is not the loop's (AIOS_EWRONGTHREAD).
+ *  - A bad argument is an error code, never a crash: NULL (AIOS_EINVAL), an
+ *    object that was already freed (AIOS_EBADHANDLE), a closed loop
+ *    (AIOS_ECLOSED), a call from a thread that is not the loop's
+ *    (AIOS_EWRONGTHREAD).
  *  - When a function that takes a callback fails, the callback is never called.
  *  - Threads: a loop belongs to the thread that created it. Every function
  *    that takes a loop, or an object bound to a loop (handle, future, task),
@@ -147,12 +148,12 @@ AIOS_EXTERN int aios_error_new_user(const char *message, void *data,
                                     aios_destructor_fn destructor,
                                     aios_error_t **out);
 /*! aios_error_code() : the status code of the error (AIOS_ECANCELLED, -ECONNRESET,
- *  AIOS_EUSER, ...), or AIOS_EBADHANDLE. Any thread. */
+ *  AIOS_EUSER, ...), or an error for a bad handle. Any thread. */
 AIOS_EXTERN int aios_error_code(const aios_error_t *error);
-/*! aios_error_kind() : an aios_error_kind_t, or AIOS_EBADHANDLE. Any thread. */
+/*! aios_error_kind() : an aios_error_kind_t, or an error for a bad handle. Any thread. */
 AIOS_EXTERN int aios_error_kind(const aios_error_t *error);
 /*! aios_error_os_errno() : the positive errno of an OS error, 0 for other
- *  kinds, or AIOS_EBADHANDLE. Any thread. */
+ *  kinds, or an error for a bad handle. Any thread. */
 AIOS_EXTERN int aios_error_os_errno(const aios_error_t *error);
 /*! aios_error_message() : the message, valid while the caller holds its
  *  reference; NULL for a bad handle. Any thread. */

@@ -102,13 +102,14 @@ public final class Lock: LoopBound {
   }
 
   private final class Acquire: Operation {
-    let lock: Lock
+    weak var lock: Lock?
     init(lock: Lock, waiter: AnyFuture) {
       self.lock = lock
       super.init(loop: waiter.loop)
       wait(on: waiter)
     }
     override func advance(_ waiter: AnyFuture) {
+      guard let lock else { return completeOrphaned() }
       lock.waiters.remove(waiter)
       if let cancelled = cancellation(of: waiter) {
         // Keep the invariant: if the lock is free, the next waiter runs.
@@ -154,13 +155,14 @@ public final class Event: LoopBound {
   }
 
   private final class Wait: Operation {
-    let event: Event
+    weak var event: Event?
     init(event: Event, waiter: AnyFuture) {
       self.event = event
       super.init(loop: waiter.loop)
       wait(on: waiter)
     }
     override func advance(_ waiter: AnyFuture) {
+      guard let event else { return completeOrphaned() }
       event.waiters.remove(waiter)
       if let cancelled = cancellation(of: waiter) { completeThrowing(cancelled) } else { completeReturning() }
     }
@@ -232,7 +234,7 @@ public final class Condition: LoopBound {
   }
 
   private final class Wait: Operation {
-    let condition: Condition
+    weak var condition: Condition?
     /// The error the coroutine is raising while it re-acquires the lock.
     var raising: (any Error)?
     var reacquiring = false
@@ -244,6 +246,7 @@ public final class Condition: LoopBound {
     }
 
     override func advance(_ inner: AnyFuture) {
+      guard let condition else { return completeOrphaned() }
       if !reacquiring {
         condition.waiters.remove(inner)
         raising = cancellation(of: inner)
@@ -251,6 +254,9 @@ public final class Condition: LoopBound {
       } else if let cancelled = cancellation(of: inner) {
         // Cancelled while re-acquiring: remember it and try again.
         raising = cancelled
+      } else {
+        finish()  // the lock is ours again
+        return
       }
       do {
         if let acquire = try condition.lock.acquireOperation() {
@@ -260,9 +266,13 @@ public final class Condition: LoopBound {
       } catch {
         raising = error
       }
+      finish()
+    }
+
+    private func finish() {
       if let raising {
         // A waiter that leaves with an error passes its notification on.
-        condition.notifyWaiters(1)
+        condition?.notifyWaiters(1)
         completeThrowing(raising)
       } else {
         completeReturning()
@@ -271,7 +281,7 @@ public final class Condition: LoopBound {
   }
 
   private final class WaitFor: Operation {
-    let condition: Condition
+    weak var condition: Condition?
     let predicate: () throws -> Bool
 
     init(condition: Condition, predicate: @escaping () throws -> Bool, first: AnyFuture) {
@@ -286,8 +296,10 @@ public final class Condition: LoopBound {
         try wait.checkResult()
         if try predicate() {
           completeReturning()
-        } else {
+        } else if let condition {
           self.wait(on: try condition.waitOperation())
+        } else {
+          completeOrphaned()
         }
       } catch {
         completeThrowing(error)
@@ -351,13 +363,14 @@ public final class Semaphore: LoopBound {
   }
 
   private final class Acquire: Operation {
-    let semaphore: Semaphore
+    weak var semaphore: Semaphore?
     init(semaphore: Semaphore, waiter: AnyFuture) {
       self.semaphore = semaphore
       super.init(loop: waiter.loop)
       wait(on: waiter)
     }
     override func advance(_ waiter: AnyFuture) {
+      guard let semaphore else { return completeOrphaned() }
       semaphore.waiters.remove(waiter)
       let cancelled = cancellation(of: waiter)
       if cancelled != nil && waiter.isDone && !waiter.isCancelled {
@@ -430,7 +443,7 @@ public final class Barrier: LoopBound {
 
   /// `async with cond: change(self); cond.notify_all()`.
   private final class Locked: Operation {
-    let barrier: Barrier
+    weak var barrier: Barrier?
     let change: (Barrier) -> Void
 
     init(barrier: Barrier, loop: Loop, change: @escaping (Barrier) -> Void) {
@@ -453,6 +466,7 @@ public final class Barrier: LoopBound {
     }
 
     private func run() {
+      guard let barrier else { return completeOrphaned() }
       change(barrier)
       barrier.condition.notifyWaiters(barrier.condition.waiters.count)
       try? barrier.condition.release()
@@ -465,12 +479,16 @@ public final class Barrier: LoopBound {
   /// others wait for it; leave; release the lock.
   final class Wait: Operation {
     enum Phase { case acquiring, blocking, waiting }
-    let barrier: Barrier
+    unowned(unsafe) let barrier: Barrier
+    /// Keeps the barrier's condition (what every phase waits on) for as long
+    /// as the barrier lives, without keeping the barrier itself.
+    weak var liveness: Condition?
     var phase = Phase.acquiring
     var index = -1
 
     init(barrier: Barrier, loop: Loop) {
       self.barrier = barrier
+      liveness = barrier.condition
       super.init(loop: loop)
       do {
         if let acquire = try barrier.condition.acquireOperation() {
@@ -484,6 +502,8 @@ public final class Barrier: LoopBound {
     }
 
     override func advance(_ inner: AnyFuture) {
+      // The barrier owns the condition; with it gone, so is the barrier.
+      guard liveness != nil else { return completeOrphaned() }
       switch phase {
       case .acquiring:
         if let cancelled = cancellation(of: inner) { completeThrowing(cancelled) } else { block() }
@@ -511,7 +531,9 @@ public final class Barrier: LoopBound {
       phase = .blocking
       let barrier = self.barrier
       do {
-        if let waiting = try barrier.condition.waitForOperation({
+        // The predicates live in the barrier's own condition: unowned, or
+        // they would keep the barrier alive.
+        if let waiting = try barrier.condition.waitForOperation({ [unowned(unsafe) barrier] in
           barrier.state != .draining && barrier.state != .resetting
         }) {
           wait(on: waiting)
@@ -541,7 +563,9 @@ public final class Barrier: LoopBound {
       phase = .waiting
       let barrier = self.barrier
       do {
-        if let waiting = try barrier.condition.waitForOperation({ barrier.state != .filling }) {
+        if let waiting = try barrier.condition.waitForOperation({ [unowned(unsafe) barrier] in
+          barrier.state != .filling
+        }) {
           wait(on: waiting)
           return
         }

@@ -239,21 +239,25 @@ public final class Loop: @unchecked Sendable {
     }
   }
 
-  private func armWakeTimer() {
+  /// Arms the wake-up timer for the earliest deadline before the loop
+  /// blocks in its poll. Returns true when a timer is already due: then the
+  /// loop must not block at all.
+  private func armWakeTimer() -> Bool {
     while let top = timers.min, top.handle.cancelled {
       timers.removeMin()
       cancelledTimerCount -= 1
     }
     guard let deadline = timers.min?.when else {
       if armedDeadline != .infinity { uv_timer_stop(wakeTimer); armedDeadline = .infinity }
-      return
+      return false
     }
-    if deadline == armedDeadline { return }
     let remaining = deadline - time()
-    let ms = remaining <= 0 ? 0 : UInt64((remaining * 1000).rounded(.up))
+    if remaining <= 0 { return true }
+    if deadline == armedDeadline { return false }
     uv_update_time(uv)
-    uv_timer_start(wakeTimer, loopTimerCallback, ms, 0)
+    uv_timer_start(wakeTimer, loopTimerCallback, UInt64((remaining * 1000).rounded(.up)), 0)
     armedDeadline = deadline
+    return false
   }
 
   private func moveDueTimers() {
@@ -295,8 +299,7 @@ public final class Loop: @unchecked Sendable {
 
   /// One iteration (asyncio's _run_once).
   private func runOnce() {
-    if ready.isEmpty && !stopping {
-      armWakeTimer()
+    if ready.isEmpty && !stopping && !armWakeTimer() {
       uv_run(uv, UV_RUN_ONCE)
     } else if hasIOActivity {
       uv_run(uv, UV_RUN_NOWAIT)
@@ -465,10 +468,14 @@ func asHandle<T>(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<uv_handle
 }
 
 private func loopTimerCallback(_ timer: UnsafeMutablePointer<uv_timer_t>?) {
-  // Wakes the poll; the loop moves due timers itself after uv_run. The timer
-  // may fire a little early (libuv counts whole milliseconds): re-arm then.
-  guard let data = timer?.pointee.data else { return }
-  Unmanaged<Loop>.fromOpaque(data).takeUnretainedValue().armedDeadline = .nan
+  // The loop moves due timers itself after uv_run. libuv runs due timers
+  // before it polls: uv_stop makes that poll return at once rather than
+  // wait with no timer armed. The timer may also fire a little early
+  // (libuv counts whole milliseconds): the loop re-arms it then.
+  guard let timer, let data = timer.pointee.data else { return }
+  let loop = Unmanaged<Loop>.fromOpaque(data).takeUnretainedValue()
+  loop.armedDeadline = .nan
+  uv_stop(loop.uv)
 }
 
 private func loopAsyncCallback(_ async: UnsafeMutablePointer<uv_async_t>?) {

@@ -11,8 +11,12 @@
 internal import CAioSwift
 
 public class Operation: AnyFuture {
-  /// The future the operation waits on now.
-  private(set) var inner: AnyFuture?
+  /// The future the operation waits on now. Held weakly, as operations hold
+  /// their primitive: a primitive owns its waiter futures, which own their
+  /// operations, and nothing points back, so dropping a primitive with
+  /// waits pending frees them all (they could never finish anyway).
+  private(set) weak var inner: AnyFuture?
+  private var advancing = false
   /// A cancel() that arrived after `inner` was done: the operation is
   /// cancelled at its next step, as a task with _must_cancel.
   private var pendingCancel: CancelledError?
@@ -26,7 +30,9 @@ public class Operation: AnyFuture {
   final func innerDone(_ future: AnyFuture) {
     guard state == .pending, future === inner else { return }
     inner = nil
+    advancing = true
     advance(future)
+    advancing = false
   }
 
   /// The coroutine's tail: inspect `inner`, then wait again or complete.
@@ -48,7 +54,17 @@ public class Operation: AnyFuture {
     guard state == .pending else { return false }
     if let inner, inner.cancel(message: message) { return true }
     pendingCancel = CancelledError(message)
+    if inner == nil && !advancing {
+      // What it waited on is gone with its primitive: nothing is left to run.
+      error = pendingCancel
+      finish(.cancelled)
+    }
     return true
+  }
+
+  /// The primitive was freed while the operation still needed it.
+  final func completeOrphaned() {
+    completeThrowing(RuntimeError(code: AIOS_EINVAL.rawValue, "the primitive was freed"))
   }
 
   /// Sets the raw C result before the operation completes.

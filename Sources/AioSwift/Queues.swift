@@ -100,7 +100,7 @@ public final class Queue<T>: LoopBound {
   }
 
   private final class Put: Operation {
-    let queue: Queue
+    weak var queue: Queue?
     var item: T?
 
     init(queue: Queue, item: T, loop: Loop) {
@@ -112,11 +112,12 @@ public final class Queue<T>: LoopBound {
 
     private func waitForRoom() {
       let putter = AnyFuture(loop: loop)
-      queue.putters.append(putter)
+      queue!.putters.append(putter)
       wait(on: putter)
     }
 
     override func advance(_ putter: AnyFuture) {
+      guard let queue else { return completeOrphaned() }
       if let cancelled = cancellation(of: putter) {
         _ = putter.cancel()
         queue.putters.remove(putter)
@@ -180,7 +181,7 @@ public final class Queue<T>: LoopBound {
   }
 
   private final class Get: Operation {
-    let queue: Queue
+    weak var queue: Queue?
     var item: T?
 
     init(queue: Queue, loop: Loop) {
@@ -191,11 +192,12 @@ public final class Queue<T>: LoopBound {
 
     private func waitForItem() {
       let getter = AnyFuture(loop: loop)
-      queue.getters.append(getter)
+      queue!.getters.append(getter)
       wait(on: getter)
     }
 
     override func advance(_ getter: AnyFuture) {
+      guard let queue else { return completeOrphaned() }
       if let cancelled = cancellation(of: getter) {
         _ = getter.cancel()
         queue.getters.remove(getter)

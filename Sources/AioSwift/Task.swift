@@ -400,18 +400,14 @@ extension Loop {
   public func sleepFuture(_ delay: Double, value: UnsafeMutableRawPointer? = nil,
                           destructor: CDestructor? = nil) throws -> AnyFuture {
     try checkUsable()
+    if delay <= 0 || delay.isNaN { return AnyFuture.done(on: self, value: value, destructor: destructor) }
+    // The future owns the value from the start, so it is freed exactly once
+    // whether the sleep ends, is cancelled, or is dropped unfinished.
     let future = AnyFuture(loop: self)
-    if delay <= 0 || delay.isNaN {
-      try future.setCResult(value, destructor: destructor)
-      return future
-    }
-    let timer = try callLater(delay) {
-      if !future.isDone { try future.setCResult(value, destructor: destructor) }
-    }
-    future.addDoneCallback { done in
-      timer.cancel()
-      if done.isCancelled { destructor?(value) }
-    }
+    future.cValue = value
+    future.cDestructor = destructor
+    let timer = try callLater(delay) { if !future.isDone { future.finish(.finished) } }
+    future.addDoneCallback { _ in timer.cancel() }
     return future
   }
 }

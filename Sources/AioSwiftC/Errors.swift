@@ -25,7 +25,8 @@ public func aios_error_new(_ code: Int32, _ message: UnsafePointer<CChar>?,
                            _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   status {
     guard out != nil, code < 0 else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    try give(ErrorObject(makeError(code: code, message: string(message))), .error, out)
+    let message = string(message) ?? errorMessage(code)
+    try give(ErrorObject(makeError(code: code, message: message)), .error, out)
   }
 }
 

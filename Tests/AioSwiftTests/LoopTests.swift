@@ -72,6 +72,28 @@ final class LoopTests: LeakCheckedTestCase {
     }
   }
 
+  func testOverdueTimersFire() throws {
+    // Due before the loop polls: libuv would run its wake-up timer before
+    // the poll, which must then not block.
+    try withLoop { loop in
+      var fired: [String] = []
+      try loop.callLater(0) { fired.append("zero"); try loop.stop() }
+      try loop.callAt(loop.time() - 1) { fired.append("past") }
+      try loop.runForever()
+      XCTAssertEqual(fired, ["past", "zero"], "by deadline, as asyncio orders them")
+    }
+  }
+
+  func testATimerThatFallsDueDuringASlowCallbackFires() throws {
+    try withLoop { loop in
+      var fired = false
+      try loop.callLater(0.005) { fired = true; try loop.stop() }
+      try loop.callSoon { usleep(20_000) }
+      try loop.runForever()
+      XCTAssertTrue(fired)
+    }
+  }
+
   func testCancelledHandlesDoNotRun() throws {
     try withLoop { loop in
       var events: [String] = []

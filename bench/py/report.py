@@ -6,7 +6,8 @@ Each line of RESULTS is `IMPL KEY OUTPUT...` where OUTPUT is the line a
 benchmark printed (`name n seconds key=value...`), or `IMPL KEY FAILED why`.
 Every (IMPL, KEY) may appear several times, one per run: the best (smallest
 time) counts. Ratios compare rates (n / time), ours over the reference's.
-Targets are printed next to the figures, never enforced.
+Targets are printed next to the figures, never enforced: a number applies to
+every implementation of ours, a dict ({"C": 10, "Swift": 2}) gives each its own.
 """
 import sys
 from collections import defaultdict
@@ -70,7 +71,14 @@ def ratio_text(ours, ref, target=None):
     return text
 
 
-def table_block(title, key, best, runs, failures, target):
+def target_of(target, impl):
+    """The target ratio of `impl` over asyncio: `target` is a number or a dict by impl."""
+    if isinstance(target, dict):
+        return target.get(impl)
+    return target
+
+
+def table_block(title, key, best, runs, failures, target, notes=None):
     print(f"\n== {title}")
     print(f"  {'impl':<8} {'n':>10} {'time (s)':>10} {'rate (ops/s)':>13} {'ns/op':>9}  runs")
     rows = []
@@ -92,8 +100,28 @@ def table_block(title, key, best, runs, failures, target):
         for ref in REFS:
             if ref not in rows:
                 continue
-            tgt = target if ref == "asyncio" else None
+            tgt = target_of(target, ours) if ref == "asyncio" else None
             print(f"  {ours} vs {ref}: {ratio_text(best[(ours, key)], best[(ref, key)], tgt)}")
+    if notes is not None:
+        for line in notes(best):
+            print(f"  {line}")
+
+
+def lock_notes(best):
+    """How contended lock_contention really was (C counts the acquires that waited)."""
+    r = best.get(("C", "lock_contention"))
+    if r is not None and "waited" in r.extra:
+        yield f"C: {r.extra['waited']} of {r.n} acquires waited for the lock"
+
+
+def fanout_notes(best):
+    """event_fanout times set() to the last wake-up; creating the waiters is apart."""
+    parts = [f"{impl} {float(best[(impl, 'event_fanout')].extra['setup_seconds']):.4f} s"
+             for impl in OURS + REFS
+             if (impl, "event_fanout") in best
+             and "setup_seconds" in best[(impl, "event_fanout")].extra]
+    if parts:
+        yield "untimed setup (create the tasks, run them to their wait): " + ", ".join(parts)
 
 
 def scaling_block(best, failures):
@@ -151,6 +179,13 @@ def main():
                 best, runs, failures, 25)
     scaling_block(best, failures)
     memory_block(best, failures)
+    sync_target = {"C": 10, "Swift": 2}
+    table_block("queue_pingpong: round trips between two tasks over two Queues",
+                "queue_pingpong", best, runs, failures, sync_target)
+    table_block("lock_contention: tasks x iterations of `async with lock: await sleep(0)`",
+                "lock_contention", best, runs, failures, sync_target, lock_notes)
+    table_block("event_fanout: tasks waiting on one Event woken by set(), until all finished",
+                "event_fanout", best, runs, failures, sync_target, fanout_notes)
     leaky = sorted({k for k, rs in runs.items() for r in rs
                     if r.extra.get("leaks", "0") not in ("0", "")})
     if leaky:

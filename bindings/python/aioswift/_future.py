@@ -1,0 +1,227 @@
+"""CFuture: a libaio-swift future (aios_future_t) seen from Python.
+
+Its result is a Python object put into C as a box (see _runtime) with the
+destructor aioswift_py_release, which C calls exactly once when the future is
+freed. Its exception is an AIOS_EUSER error carrying the Python exception, or
+an error of the library's own, mapped by _errors.
+"""
+
+import contextvars
+
+from ._errors import (check, error_from_exception, exception_for_code,
+                      exception_from_error)
+from ._handles import format_callback
+from ._runtime import (NULL, address, box, discard, ffi, lend, lib, lost_callback, reclaim,
+                       running_loop, unbox)
+
+_FOREIGN = object()
+
+
+def python_value(ptr):
+    """A future's value as Python sees it: None for NULL, the object of a box,
+    else the raw `void *` of a value C code put there."""
+    if ptr == NULL:
+        return None
+    value = unbox(ptr, _FOREIGN)
+    return ptr if value is _FOREIGN else value
+
+
+def boxed_value(value):
+    """(void *, destructor) for a value to put into a C future."""
+    if value is None:
+        return NULL, NULL
+    return box(value), lib.aioswift_py_release
+
+
+class CFuture:
+    """A future of the C runtime: done, cancelled, cancel, result, exception,
+    set_result, set_exception, add_done_callback, remove_done_callback and
+    get_loop, as asyncio.Future has them. Done callbacks are scheduled with
+    call_soon by the library, never run inline."""
+
+    def __init__(self, loop, ptr, value_box=None):
+        # Takes over one reference to `ptr`; `value_box` is the box of the
+        # value the future was created with (sleep's result).
+        self._loop = loop
+        self._ptr = ptr
+        self._callbacks = []        # _DoneCallback registrations not yet run
+        self._box = None            # the box of our result or exception...
+        self._owned = None          # ...whose value we hold while we live
+        self._exception_tb = None   # the exception's traceback when it was set
+        if value_box is not None:
+            self._adopt(value_box)
+
+    def _adopt(self, value_box):
+        lend(value_box, self)
+        self._box = value_box
+
+    def __del__(self):
+        ptr = getattr(self, "_ptr", NULL)
+        self._ptr = NULL
+        value_box = getattr(self, "_box", None)
+        if value_box is not None:
+            reclaim(value_box, self)    # C may keep the value after us
+            self._box = None
+            self._owned = self._exception_tb = None
+        if ptr != NULL:
+            lib.aios_future_unref(ptr)
+
+    def get_loop(self):
+        return self._loop
+
+    def done(self):
+        return bool(check(lib.aios_future_done(self._ptr)))
+
+    def cancelled(self):
+        return bool(check(lib.aios_future_cancelled(self._ptr)))
+
+    def cancel(self, msg=None):
+        message = NULL if msg is None else str(msg).encode("utf-8", "replace")
+        return check(lib.aios_future_cancel(self._ptr, message)) == 1
+
+    def _failure(self, status):
+        """The exception for a result() that returned `status`."""
+        out = ffi.new("aios_error_t **")
+        got = lib.aios_future_error(self._ptr, out)
+        if got < 0 or out[0] == NULL:
+            return exception_for_code(got if got < 0 else status)
+        try:
+            exc = exception_from_error(out[0])
+        finally:
+            lib.aios_error_unref(out[0])
+        if exc is self._owned:
+            # Raised again and again, it must not pile up tracebacks (asyncio
+            # raises a future's exception with the traceback it was set with).
+            exc = exc.with_traceback(self._exception_tb)
+        return exc
+
+    def result(self):
+        value = ffi.new("void **")
+        status = lib.aios_future_result(self._ptr, value)
+        if status == 0:
+            return python_value(value[0])
+        raise self._failure(status)
+
+    def exception(self):
+        out = ffi.new("aios_error_t **")
+        check(lib.aios_future_error(self._ptr, out))
+        if out[0] == NULL:
+            return None
+        try:
+            exc = exception_from_error(out[0])
+            cancelled = lib.aios_error_kind(out[0]) == lib.AIOS_ERROR_CANCELLED
+        finally:
+            lib.aios_error_unref(out[0])
+        if cancelled:
+            raise exc
+        return exc
+
+    def set_result(self, result):
+        value, destructor = boxed_value(result)
+        status = lib.aios_future_set_result(self._ptr, value, destructor)
+        if status < 0:
+            if value != NULL:
+                discard(value)
+            check(status)
+        if value != NULL:
+            self._adopt(value)
+
+    def set_exception(self, exception):
+        if isinstance(exception, type):
+            exception = exception()
+        if not isinstance(exception, BaseException):
+            raise TypeError(f"invalid exception object {exception!r}")
+        if isinstance(exception, StopIteration):
+            raise TypeError("StopIteration interacts badly with generators "
+                            "and cannot be raised into a Future")
+        error = error_from_exception(exception)
+        try:
+            check(lib.aios_future_set_error(self._ptr, error))
+            self._adopt(lib.aios_error_user_data(error))
+            self._exception_tb = exception.__traceback__
+        finally:
+            lib.aios_error_unref(error)
+
+    def add_done_callback(self, fn, *, context=None):
+        if not callable(fn):
+            raise TypeError(f"a callable object is expected, got {fn!r}")
+        if context is None:
+            context = contextvars.copy_context()
+        registration = _DoneCallback(self, fn, context)
+        cd = ffi.new_handle(registration)
+        registration._key = key = address(cd)
+        pending = self._loop._pending
+        pending[key] = cd
+        status = lib.aios_future_add_done_callback(self._ptr, lib.aioswift_py_done, cd)
+        if status < 0:
+            pending.pop(key, None)
+            check(status)
+        self._callbacks.append(registration)
+
+    def remove_done_callback(self, fn):
+        """Remove the registrations of `fn` that the future has not scheduled
+        yet; returns how many were removed."""
+        removed = 0
+        for registration in [r for r in self._callbacks if r._fn == fn]:
+            count = check(lib.aios_future_remove_done_callback(
+                self._ptr, lib.aioswift_py_done, ffi.cast("void *", registration._key)))
+            if count:
+                removed += count
+                self._loop._pending.pop(registration._key, None)
+                registration._forget()
+        return removed
+
+    def __repr__(self):
+        try:
+            if not self.done():
+                state = "pending"
+            elif self.cancelled():
+                state = "cancelled"
+            else:
+                state = "finished"
+        except Exception:
+            state = "invalid"
+        return f"<CFuture {state}>"
+
+
+class _DoneCallback:
+    """One add_done_callback registration, pending on the loop until it ran."""
+
+    def __init__(self, future, fn, context):
+        self._future = future
+        self._fn = fn
+        self._context = context
+        self._key = None
+
+    def _forget(self):
+        future = self._future
+        self._future = self._fn = self._context = None
+        if future is not None:
+            try:
+                future._callbacks.remove(self)
+            except ValueError:
+                pass
+
+    def _run(self):
+        future, fn, context = self._future, self._fn, self._context
+        self._forget()
+        if future is None:
+            return
+        try:
+            context.run(fn, future)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            future._loop._interrupt(exc)
+        except BaseException as exc:
+            future._loop._report_error(
+                exc, f"Exception in callback {format_callback(fn, (future,))}",
+                {"future": future})
+
+
+@ffi.def_extern()
+def aioswift_py_done(future, arg):
+    loop = running_loop()
+    cd = loop._pending.pop(address(arg), None) if loop is not None else None
+    if cd is None:
+        lost_callback(arg)
+        return
+    ffi.from_handle(cd)._run()

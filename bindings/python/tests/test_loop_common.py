@@ -1,0 +1,264 @@
+"""Event-loop behaviour that must be the same on asyncio's loop and aioswift's:
+each test runs on both (the `any_loop` fixture)."""
+
+import threading
+import time
+
+import pytest
+
+# Timers are measured with the loop's own clock. libuv counts milliseconds, so
+# a deadline may be met up to a millisecond before a finer clock says so.
+CLOCK_SLACK = 0.002
+
+
+def test_call_soon_runs_callbacks_fifo_with_their_args(any_loop):
+    loop = any_loop
+    calls = []
+
+    def record(*args):
+        calls.append(args)
+
+    loop.call_soon(record, "a", 1)
+    loop.call_soon(record)
+    loop.call_soon(record, "b", None, 2.5)
+    for i in range(20):
+        loop.call_soon(record, i)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert calls == [("a", 1), (), ("b", None, 2.5)] + [(i,) for i in range(20)]
+
+
+def test_callbacks_scheduled_by_a_callback_run_on_a_later_iteration(any_loop):
+    loop = any_loop
+    calls = []
+
+    def first():
+        calls.append("first")
+        loop.call_soon(calls.append, "scheduled by first")
+
+    loop.call_soon(first)
+    loop.call_soon(calls.append, "second")
+    loop.call_soon(loop.stop)       # stops after this iteration
+    loop.run_forever()
+    assert calls == ["first", "second"]
+
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert calls == ["first", "second", "scheduled by first"]
+
+
+def test_stop_before_run_forever_runs_exactly_one_iteration(any_loop):
+    loop = any_loop
+    calls = []
+
+    def first():
+        calls.append("first")
+        loop.call_soon(calls.append, "second")
+
+    loop.call_soon(first)
+    loop.stop()
+    loop.run_forever()
+    assert calls == ["first"]
+    assert not loop.is_running()
+
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert calls == ["first", "second"]
+
+
+def test_call_later_runs_timers_in_deadline_order_and_skips_cancelled(any_loop):
+    loop = any_loop
+    calls = []
+    handles = {}
+
+    def record(name):
+        calls.append(name)
+        assert loop.time() >= handles[name].when() - CLOCK_SLACK, name
+
+    handles["c"] = loop.call_later(0.03, record, "c")
+    handles["a"] = loop.call_later(0.01, record, "a")
+    cancelled = loop.call_later(0.02, record, "x")
+    handles["b"] = loop.call_later(0.01, record, "b")    # same delay, scheduled after a
+    handles["b2"] = loop.call_later(0.02, record, "b2")
+    handles["now"] = loop.call_later(0, record, "now")
+    assert not cancelled.cancelled()
+    cancelled.cancel()
+    assert cancelled.cancelled()
+    cancelled.cancel()                                   # a no-op
+    assert cancelled.cancelled()
+    loop.call_later(0.06, loop.stop)
+    started = time.monotonic()
+    loop.run_forever()
+    assert time.monotonic() - started < 1.0
+    assert calls == ["now", "a", "b", "b2", "c"]
+    assert not handles["a"].cancelled()
+
+
+def test_call_later_zero_runs_on_the_next_iteration_even_when_nothing_else_is_ready(any_loop):
+    loop = any_loop
+    calls = []
+    loop.call_later(0, calls.append, "zero")
+    loop.call_later(0.02, loop.stop)
+    started = time.monotonic()
+    loop.run_forever()
+    assert time.monotonic() - started < 1.0
+    assert calls == ["zero"]
+
+
+def test_a_timer_that_fell_due_during_a_slow_callback_does_not_stall_the_loop(any_loop):
+    loop = any_loop
+    calls = []
+    loop.call_later(0.01, calls.append, "overdue")
+    loop.call_soon(time.sleep, 0.03)        # the timer is overdue afterwards
+    loop.call_later(0.05, loop.stop)
+    started = time.monotonic()
+    loop.run_forever()
+    assert time.monotonic() - started < 1.0
+    assert calls == ["overdue"]
+
+
+def test_call_later_deadline_is_time_plus_delay(any_loop):
+    loop = any_loop
+    before = loop.time()
+    handle = loop.call_later(10.0, lambda: None)
+    after = loop.time()
+    assert before + 10.0 - CLOCK_SLACK <= handle.when() <= after + 10.0 + CLOCK_SLACK
+    handle.cancel()
+
+
+def test_call_at_runs_at_loop_time(any_loop):
+    loop = any_loop
+    calls = []
+    now = loop.time()
+    late = loop.call_at(now + 0.03, lambda: calls.append(("late", loop.time())))
+    early = loop.call_at(now + 0.01, lambda: calls.append(("early", loop.time())))
+    assert late.when() == pytest.approx(now + 0.03, abs=1e-3)
+    assert early.when() == pytest.approx(now + 0.01, abs=1e-3)
+    loop.call_at(now + 0.05, loop.stop)
+    loop.run_forever()
+    assert [name for name, _ in calls] == ["early", "late"]
+    assert calls[0][1] >= early.when() - CLOCK_SLACK
+    assert calls[1][1] >= late.when() - CLOCK_SLACK
+
+
+def test_time_is_monotonic_and_advances_with_timers(any_loop):
+    loop = any_loop
+    samples = [loop.time()]
+
+    def sample(n):
+        samples.append(loop.time())
+        if n:
+            loop.call_soon(sample, n - 1)
+
+    loop.call_soon(sample, 50)
+    start = loop.time()
+    loop.call_later(0.05, loop.stop)
+    loop.run_forever()
+    samples.append(loop.time())
+    assert samples == sorted(samples)
+    elapsed = loop.time() - start
+    assert 0.05 - CLOCK_SLACK <= elapsed < 1.0
+
+
+def test_call_soon_threadsafe_wakes_a_blocked_run_forever(any_loop):
+    loop = any_loop
+    ran = []
+
+    def on_loop(n):
+        ran.append((n, threading.get_ident()))
+        if n == 2:
+            loop.stop()
+
+    def worker():
+        time.sleep(0.05)      # the loop is blocked waiting by now
+        for n in range(3):
+            loop.call_soon_threadsafe(on_loop, n)
+
+    watchdog = loop.call_later(10.0, loop.stop)
+    thread = threading.Thread(target=worker)
+    started = time.monotonic()
+    thread.start()
+    loop.run_forever()
+    elapsed = time.monotonic() - started
+    thread.join()
+    watchdog.cancel()
+    me = threading.get_ident()
+    assert ran == [(0, me), (1, me), (2, me)]
+    assert 0.04 <= elapsed < 5.0
+
+
+def test_exception_in_callback_goes_to_the_handler_and_the_loop_goes_on(any_loop):
+    loop = any_loop
+    reports = []
+    calls = []
+    error = ValueError("boom")
+
+    def bad():
+        calls.append("bad")
+        raise error
+
+    loop.set_exception_handler(lambda lp, context: reports.append((lp, context)))
+    handle = loop.call_soon(bad)
+    loop.call_soon(calls.append, "after")
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert calls == ["bad", "after"]
+    assert len(reports) == 1
+    reported_loop, context = reports[0]
+    assert reported_loop is loop
+    assert context["exception"] is error
+    assert context["message"].startswith("Exception in callback ")
+    assert "bad" in context["message"]
+    assert context["handle"] is handle
+
+
+def test_set_exception_handler_rejects_a_non_callable(any_loop):
+    with pytest.raises(TypeError):
+        any_loop.set_exception_handler(42)
+    handler = lambda lp, context: None  # noqa: E731
+    any_loop.set_exception_handler(handler)
+    assert any_loop.get_exception_handler() is handler
+    any_loop.set_exception_handler(None)
+    assert any_loop.get_exception_handler() is None
+
+
+def test_call_soon_on_a_closed_loop_raises_runtime_error(any_loop):
+    loop = any_loop
+    loop.close()
+    assert loop.is_closed()
+    with pytest.raises(RuntimeError):
+        loop.call_soon(lambda: None)
+    with pytest.raises(RuntimeError):
+        loop.call_later(0.1, lambda: None)
+    with pytest.raises(RuntimeError):
+        loop.run_forever()
+    loop.close()                # closing twice is a no-op
+
+
+def test_close_and_run_forever_of_a_running_loop_raise_runtime_error(any_loop):
+    loop = any_loop
+    errors = []
+
+    def inside():
+        assert loop.is_running()
+        for attempt in (loop.close, loop.run_forever):
+            try:
+                attempt()
+            except RuntimeError as exc:
+                errors.append(exc)
+        loop.stop()
+
+    loop.call_soon(inside)
+    assert not loop.is_running()
+    loop.run_forever()
+    assert not loop.is_running()
+    assert len(errors) == 2
+    assert not loop.is_closed()
+
+
+def test_debug_flag(any_loop):
+    loop = any_loop
+    loop.set_debug(True)
+    assert loop.get_debug() is True
+    loop.set_debug(False)
+    assert loop.get_debug() is False
