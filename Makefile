@@ -10,7 +10,7 @@ VALGRIND  ?= valgrind --quiet --error-exitcode=99 --leak-check=full \
 PKG       := PKG_CONFIG_PATH=$(BUILD)/lib/pkgconfig pkg-config
 # Exclusivity is checked in debug builds and `swift test`; release builds
 # leave the run-time checks out of their hot paths.
-SWIFTC_RELEASE := -Xswiftc -static-stdlib -Xswiftc -enforce-exclusivity=unchecked
+SWIFTC_RELEASE := -Xswiftc -static-stdlib -Xswiftc -enforce-exclusivity=unchecked -Xswiftc -cross-module-optimization
 SO_FLAGS  := -c release --product aio-swift $(SWIFTC_RELEASE) \
              -Xlinker --version-script=$(CURDIR)/Sources/AioSwiftC/exports.map \
              -Xlinker -soname=libaio-swift.so.$(SOMAJOR)

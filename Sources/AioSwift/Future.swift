@@ -63,6 +63,7 @@ public class AnyFuture: CustomStringConvertible {
   }
 
   deinit {
+    if state == .pending { tellOperationsWaiting() }
     if isTask {
       LiveObjects.tasks.subtract(1, ordering: .relaxed)
     } else {
@@ -135,6 +136,13 @@ public class AnyFuture: CustomStringConvertible {
 
   /// Called once the future is done (tasks leave the loop's task list).
   func didFinish() {}
+
+  /// Operations waiting on a future freed unfinished must not keep a
+  /// pointer to it.
+  private func tellOperationsWaiting() {
+    if case .operation(let operation)? = firstCallback { operation.innerVanished(self) }
+    for case .operation(let operation) in moreCallbacks { operation.innerVanished(self) }
+  }
 
   // MARK: Reading
 

@@ -37,7 +37,7 @@ public class LoopBound {
     if boundLoop == nil { boundLoop = try getRunningLoop() }
     let loop = boundLoop!
     try loop.checkUsable()
-    if let running = try? getRunningLoop(), running !== loop {
+    guard loop.isRunningOrIdleOnThisThread else {
       throw RuntimeError(code: AIOS_EWRONGLOOP.rawValue, "\(type(of: self)) is bound to a different event loop")
     }
     return loop

@@ -73,6 +73,9 @@ public final class Loop: @unchecked Sendable {
   var tasksHead: TaskBase?
   var taskCounter = 0
 
+  /// See doneFuture; released on close (it refers back to the loop).
+  var sharedDoneFuture: AnyFuture?
+
   public var exceptionHandler: ((Loop, ExceptionContext) -> Void)?
   public var debug = false
   public var slowCallbackDuration = 0.1
@@ -418,6 +421,7 @@ public final class Loop: @unchecked Sendable {
     uv_run(uv, UV_RUN_DEFAULT)
     uv_loop_close(uv)
     releaseTaskList()
+    sharedDoneFuture = nil
   }
 
   // MARK: Errors nobody handled
@@ -490,6 +494,25 @@ private let runningLoopKey: pthread_key_t = {
   pthread_key_create(&key, nil)
   return key
 }()
+
+extension Loop {
+  /// False when another loop runs on this thread (a primitive of this loop
+  /// must not be used there). No reference is taken: it is a pointer test.
+  @inline(__always)
+  var isRunningOrIdleOnThisThread: Bool {
+    guard let running = pthread_getspecific(runningLoopKey) else { return true }
+    return running == Unmanaged.passUnretained(self).toOpaque()
+  }
+
+  /// One future, done with no value, shared by every call of this loop that
+  /// did not have to wait: it cannot change, so sharing it is safe.
+  public var doneFuture: AnyFuture {
+    if let sharedDoneFuture { return sharedDoneFuture }
+    let future = AnyFuture.done(on: self)
+    sharedDoneFuture = future
+    return future
+  }
+}
 
 func runningLoopOnThisThread() -> Loop? {
   guard let p = pthread_getspecific(runningLoopKey) else { return nil }

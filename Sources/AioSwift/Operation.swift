@@ -11,11 +11,12 @@
 internal import CAioSwift
 
 public class Operation: AnyFuture {
-  /// The future the operation waits on now. Held weakly, as operations hold
-  /// their primitive: a primitive owns its waiter futures, which own their
-  /// operations, and nothing points back, so dropping a primitive with
-  /// waits pending frees them all (they could never finish anyway).
-  private(set) weak var inner: AnyFuture?
+  /// The future the operation waits on now. Not retained, as operations
+  /// hold their primitive weakly: a primitive owns its waiter futures, which
+  /// own their operations, and nothing points back, so dropping a primitive
+  /// with waits pending frees them all. A waiter freed unfinished tells its
+  /// operation (innerVanished), so this never dangles.
+  private(set) unowned(unsafe) var inner: AnyFuture?
   private var advancing = false
   /// A cancel() that arrived after `inner` was done: the operation is
   /// cancelled at its next step, as a task with _must_cancel.
@@ -65,6 +66,15 @@ public class Operation: AnyFuture {
   /// The primitive was freed while the operation still needed it.
   final func completeOrphaned() {
     completeThrowing(RuntimeError(code: AIOS_EINVAL.rawValue, "the primitive was freed"))
+  }
+
+  /// The future it waited on was freed unfinished (its primitive is gone):
+  /// the operation can never go on.
+  final func innerVanished(_ future: AnyFuture) {
+    guard inner === future, state == .pending else { return }
+    inner = nil
+    error = RuntimeError(code: AIOS_EINVAL.rawValue, "the primitive was freed")
+    finish(.finished)
   }
 
   /// Sets the raw C result before the operation completes.

@@ -14,7 +14,7 @@ func ownPrimitive<T: LoopBound>(_ p: OpaquePointer?, _ type: ObjectType, as _: T
 /// Hands out the future of an operation, or a done one if it did not block.
 func giveOperation(_ operation: AnyFuture?, of primitive: LoopBound,
                    _ out: UnsafeMutablePointer<OpaquePointer?>?) throws {
-  let future = try operation ?? AnyFuture.done(on: primitive.loop())
+  let future = try operation ?? primitive.loop().doneFuture
   try give(future, .future, out)
 }
 
