@@ -50,7 +50,7 @@ swift-test: deps
 
 # C tests: built as a user would, through pkg-config only, run under valgrind.
 C_TESTS := $(patsubst Tests/c/%.c,Tests/c/bin/%,$(wildcard Tests/c/test_*.c))
-Tests/c/bin/%: Tests/c/%.c Tests/c/test_util.h $(BUILD)/include/aio_swift.h
+Tests/c/bin/%: Tests/c/%.c $(wildcard Tests/c/*.h) $(BUILD)/include/aio_swift.h
 	@mkdir -p Tests/c/bin
 	cc -std=c99 -Wall -Wextra -Werror -pedantic -g -o $@ $< \
 	   $$($(PKG) --cflags --libs aio-swift) -Wl,-rpath,$(BUILD)/lib -lpthread
