@@ -273,9 +273,10 @@ AIOS_EXTERN int aios_future_new(aios_loop_t *loop, aios_future_t **out);
  *  still owns `value`. Done callbacks are scheduled, never run inline. */
 AIOS_EXTERN int aios_future_set_result(aios_future_t *future, void *value,
                                        aios_destructor_fn destructor);
-/*! aios_future_set_error() : finish with `error` (borrowed; the future takes
- *  its own reference). An error of kind CANCELLED is refused (AIOS_EINVAL):
- *  use aios_future_cancel. */
+/*! aios_future_set_error() : finish with `error` (borrowed): the future keeps
+ *  the error itself, its code, message and user data, and aios_future_error
+ *  hands out an error object carrying them. An error of kind CANCELLED is
+ *  refused (AIOS_EINVAL): use aios_future_cancel. */
 AIOS_EXTERN int aios_future_set_error(aios_future_t *future, aios_error_t *error);
 /*! aios_future_cancel() : cancel with an optional message (copied; may be NULL).
  *  @return 1 if the future is now cancelled, 0 if it was already done, or an
