@@ -7,7 +7,6 @@
 // for the earliest deadline.
 internal import CAioSwift
 internal import CLibUV
-import DequeModule
 import Glibc
 import HeapModule
 import Synchronization
@@ -47,7 +46,7 @@ public final class Loop: @unchecked Sendable {
   private let wakeAsync: UnsafeMutablePointer<uv_async_t>
   private let ownerThread: pthread_t
 
-  var ready = Deque<ReadyItem>()
+  var ready = ReadyQueue()
   private var timers = Heap<TimerEntry>()
   private var timerSequence: UInt64 = 0
   private var cancelledTimerCount = 0
@@ -115,6 +114,7 @@ public final class Loop: @unchecked Sendable {
 
   deinit {
     if !isClosed { closeResources() }
+    ready.releaseStorage()
     uv.deallocate(); wakeTimer.deallocate(); wakeAsync.deallocate()
     LiveObjects.loops.subtract(1, ordering: .relaxed)
   }
@@ -312,8 +312,7 @@ public final class Loop: @unchecked Sendable {
       drainThreadsafe()
     }
     moveDueTimers()
-    let processed = ready.count
-    var count = processed
+    var count = ready.count
     while count > 0, let item = ready.popFirst() {
       count -= 1
       if debug {
@@ -328,9 +327,6 @@ public final class Loop: @unchecked Sendable {
         run(item)
       }
     }
-    // A burst (a million task steps) leaves the queue's storage that large;
-    // let it go once drained, as asyncio's deque frees its blocks.
-    if ready.isEmpty && processed > 4096 { ready = Deque() }
   }
 
   @inline(__always)
@@ -413,7 +409,7 @@ public final class Loop: @unchecked Sendable {
     for item in dropped { ready.append(item.value) }
     // Jobs of Swift tasks are dropped too: those tasks never resume, as a
     // coroutine left pending by a closed asyncio loop never does.
-    ready.removeAll()
+    ready.releaseStorage()
     for entry in timers.unordered { entry.handle.cancelWithoutNotice() }
     timers = Heap()
     uv_close(asHandle(wakeTimer), nil)
