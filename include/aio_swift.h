@@ -15,6 +15,12 @@
  *    object that was already freed (AIOS_EBADHANDLE), a closed loop
  *    (AIOS_ECLOSED), a call from a thread that is not the loop's
  *    (AIOS_EWRONGTHREAD).
+ *  - Pointers to objects are handles, not addresses: a pointer names its
+ *    object while you hold a reference through it. After your last unref
+ *    it is dead (AIOS_EBADHANDLE), even if the object lives on, and the
+ *    object may come back later under another pointer (as a step's
+ *    `awaited`, from aios_get_running_loop, ...). Compare pointers only
+ *    while you hold references to both.
  *  - When a function that takes a callback fails, the callback is never called.
  *  - Threads: a loop belongs to the thread that created it. Every function
  *    that takes a loop, or an object bound to a loop (handle, future, task),
@@ -213,9 +219,10 @@ AIOS_EXTERN int aios_loop_call_soon(aios_loop_t *loop, aios_callback_fn cb, void
  *  only on the loop's thread. @return 0, AIOS_ECLOSED, AIOS_EINVAL. */
 AIOS_EXTERN int aios_loop_call_soon_threadsafe(aios_loop_t *loop, aios_callback_fn cb,
                                                void *arg, aios_handle_t **out);
-/*! aios_loop_call_later() : call cb(arg) once `delay` seconds have passed
- *  (delay <= 0 means at the next iteration's timers). Timers due together run
- *  in order of their deadline, then of scheduling. */
+/*! aios_loop_call_later() : call cb(arg) once `delay` seconds have passed.
+ *  The deadline is now + delay, as in asyncio: a delay <= 0 is due at once
+ *  and runs with the next iteration's timers, before a later deadline. Timers
+ *  due together run in order of their deadline, then of scheduling. */
 AIOS_EXTERN int aios_loop_call_later(aios_loop_t *loop, double delay, aios_callback_fn cb,
                                      void *arg, aios_handle_t **out);
 /*! aios_loop_call_at() : call cb(arg) at loop time `when` (aios_loop_time's clock). */

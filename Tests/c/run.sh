@@ -54,7 +54,7 @@ for bin in "$@"; do
   else
     case $rc in
       99) why="valgrind found errors" ;;
-      1) why="a check failed" ;;
+      1) why="a test failed" ;;
       *) if [ "$rc" -gt 128 ]; then why="killed by signal $((rc - 128))"; else why="exit $rc"; fi ;;
     esac
     echo "FAIL $name ($why)"
