@@ -1,15 +1,22 @@
 // asyncio's queues (Lib/asyncio/queues.py): Queue, LifoQueue and
 // PriorityQueue are one class here with three orders. put() and get() are
 // Operations running CPython's loops (`while full: await putter`).
+//
+// The queue itself holds objects (ObjectQueue): its operations are then
+// compiled once, not run as unspecialised generic code, which looked up
+// type metadata at every step. Queue<T> boxes Swift values into it; C's
+// values are objects already.
 internal import CAioSwift
 import DequeModule
 
-public final class Queue<T>: LoopBound {
+public final class ObjectQueue: LoopBound {
+  public typealias T = AnyObject
+
   public enum Order {
     case fifo
     case lifo
     /// Smallest first by `areInIncreasingOrder`; ties leave in arrival order.
-    case priority(_ areInIncreasingOrder: (T, T) -> Bool)
+    case priority(_ areInIncreasingOrder: (AnyObject, AnyObject) -> Bool)
   }
 
   public let maxsize: Int
@@ -100,10 +107,10 @@ public final class Queue<T>: LoopBound {
   }
 
   private final class Put: Operation {
-    weak var queue: Queue?
+    weak var queue: ObjectQueue?
     var item: T?
 
-    init(queue: Queue, item: T, loop: Loop) {
+    init(queue: ObjectQueue, item: T, loop: Loop) {
       self.queue = queue
       self.item = item
       super.init(loop: loop)
@@ -181,10 +188,10 @@ public final class Queue<T>: LoopBound {
   }
 
   private final class Get: Operation {
-    weak var queue: Queue?
+    weak var queue: ObjectQueue?
     var item: T?
 
-    init(queue: Queue, loop: Loop) {
+    init(queue: ObjectQueue, loop: Loop) {
       self.queue = queue
       super.init(loop: loop)
       waitForItem()
@@ -264,6 +271,56 @@ public final class Queue<T>: LoopBound {
     getters.removeAll()
     putters.removeAll()
     return dropped
+  }
+}
+
+/// asyncio.Queue, LifoQueue and PriorityQueue of Swift values.
+public final class Queue<T> {
+  private final class Box {
+    let value: T
+    init(_ value: T) { self.value = value }
+  }
+
+  public enum Order {
+    case fifo
+    case lifo
+    /// Smallest first by `areInIncreasingOrder`; ties leave in arrival order.
+    case priority(_ areInIncreasingOrder: (T, T) -> Bool)
+  }
+
+  public let core: ObjectQueue
+
+  /// A queue of at most `maxsize` items (0 or less: unbounded).
+  public init(maxsize: Int = 0, order: Order = .fifo, loop: Loop? = nil) {
+    let coreOrder: ObjectQueue.Order
+    switch order {
+    case .fifo: coreOrder = .fifo
+    case .lifo: coreOrder = .lifo
+    case .priority(let less): coreOrder = .priority { less(Queue.unbox($0), Queue.unbox($1)) }
+    }
+    core = ObjectQueue(maxsize: maxsize, order: coreOrder, loop: loop)
+  }
+
+  private static func unbox(_ object: AnyObject) -> T { unsafeDowncast(object, to: Box.self).value }
+
+  public var maxsize: Int { core.maxsize }
+  public var qsize: Int { core.qsize }
+  public var empty: Bool { core.empty }
+  public var full: Bool { core.full }
+  public var unfinishedTasks: Int { core.unfinishedTasks }
+  public var isShutdown: Bool { core.isShutdown }
+
+  public func putNowait(_ item: T) throws { try core.putNowait(Box(item)) }
+  public func put(_ item: T) async throws { try await core.put(Box(item)) }
+  public func getNowait() throws -> T { Queue.unbox(try core.getNowait()) }
+  public func get() async throws -> T { Queue.unbox(try await core.get()) }
+  public func taskDone() throws { try core.taskDone() }
+  public func join() async throws { try await core.join() }
+
+  /// shutdown(immediate): see ObjectQueue.shutdown; returns the items dropped.
+  @discardableResult
+  public func shutdown(immediate: Bool = false) throws -> [T] {
+    try core.shutdown(immediate: immediate).map(Queue.unbox)
   }
 }
 

@@ -26,7 +26,10 @@ final class CItem {
   }
 }
 
-typealias CQueue = Queue<CItem>
+typealias CQueue = ObjectQueue
+
+@inline(__always)
+private func item(_ object: AnyObject) -> CItem { unsafeDowncast(object, to: CItem.self) }
 
 @_cdecl("aios_queue_new")
 public func aios_queue_new(_ loop: OpaquePointer?, _ kind: Int32, _ maxsize: Int,
@@ -36,13 +39,13 @@ public func aios_queue_new(_ loop: OpaquePointer?, _ kind: Int32, _ maxsize: Int
     switch UInt32(bitPattern: kind) {
     case AIOS_QUEUE_FIFO.rawValue: order = .fifo
     case AIOS_QUEUE_LIFO.rawValue: order = .lifo
-    case AIOS_QUEUE_PRIORITY.rawValue: order = .priority { $0.priority < $1.priority }
+    case AIOS_QUEUE_PRIORITY.rawValue: order = .priority { item($0).priority < item($1).priority }
     default: throw RuntimeError(code: AIOS_EINVAL.rawValue, "unknown queue kind")
     }
     let queue = CQueue(maxsize: maxsize, order: order, loop: loop)
     // A get() that waited hands its item to its future.
-    queue.deliver = { item, future in
-      let (value, destructor) = item.take()
+    queue.deliver = { object, future in
+      let (value, destructor) = item(object).take()
       (future as! Operation).storeCResult(value, destructor: destructor)
     }
     return queue
@@ -91,8 +94,8 @@ public func aios_queue_get(_ queue: OpaquePointer?, _ out: UnsafeMutablePointer<
   operationCall(out) {
     let queue = try ownPrimitive(queue, .queue, as: CQueue.self)
     switch try queue.getOperation() {
-    case .ready(let item):
-      let (value, destructor) = item.take()
+    case .ready(let object):
+      let (value, destructor) = item(object).take()
       try give(AnyFuture.done(on: try queue.loop(), value: value, destructor: destructor), .future, out)
     case .waiting(let operation):
       try give(operation, .future, out)
@@ -106,7 +109,7 @@ public func aios_queue_get_nowait(_ queue: OpaquePointer?, _ value: UnsafeMutabl
   status {
     let queue = try ownPrimitive(queue, .queue, as: CQueue.self)
     guard let value else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    let (taken, free) = try queue.getNowait().take()
+    let (taken, free) = item(try queue.getNowait()).take()
     value.pointee = taken
     destructor?.pointee = free
   }
