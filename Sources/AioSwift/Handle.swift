@@ -7,7 +7,10 @@ public class Handle: CustomStringConvertible {
     case c(CCallback, UnsafeMutableRawPointer?)
   }
 
-  public unowned let loop: Loop
+  /// Held strongly, as a future holds its loop: C may keep a handle after
+  /// letting go of the loop. The loop drops its callbacks and timers when it
+  /// closes, which ends the cycle.
+  public let loop: Loop
   /// Dropped once the callback ran or was cancelled, so what it holds is freed.
   var callback: Callback?
   public private(set) var cancelled = false

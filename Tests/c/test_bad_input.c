@@ -333,6 +333,27 @@ static void test_freed_handle(void) {
   CHECK_EQ(aios_loop_unref(loop), 0);
 }
 
+/* A handle kept after its loop was closed and freed still answers: the
+ * handle keeps what it needs of the loop alive. */
+static void test_handle_outlives_its_loop(void) {
+  aios_loop_t *loop = make_loop();
+  long loops0 = live_count(AIOS_OBJECT_LOOP) - 1;
+  aios_handle_t *h = NULL;
+  double d = 0;
+
+  g_called = 0;
+  CHECK_EQ(aios_loop_call_later(loop, 10.0, never_cb, NULL, &h), 0);
+  CHECK_EQ(aios_loop_close(loop), 0);
+  CHECK_EQ(aios_loop_unref(loop), 0);
+  CHECK_EQ(aios_handle_cancelled(h), 1); /* closing dropped the timer */
+  CHECK_EQ(aios_handle_cancel(h), 0);     /* harmless, as in asyncio */
+  CHECK_EQ(aios_handle_when(h, &d), 0);
+  CHECK(d > 0);
+  CHECK_EQ(aios_handle_unref(h), 0);
+  CHECK_EQ(live_count(AIOS_OBJECT_LOOP), loops0);
+  CHECK_EQ(g_called, 0);
+}
+
 static void test_freed_error(void) {
   long errors0 = live_count(AIOS_OBJECT_ERROR);
   aios_error_t *err = NULL;
@@ -619,6 +640,7 @@ TEST_MAIN(TEST_ENTRY(test_null_errors),
           TEST_ENTRY(test_freed_task),
           TEST_ENTRY(test_freed_loop),
           TEST_ENTRY(test_freed_handle),
+          TEST_ENTRY(test_handle_outlives_its_loop),
           TEST_ENTRY(test_freed_error),
           TEST_ENTRY(test_freed_runner),
           TEST_ENTRY(test_wrong_thread),
