@@ -105,8 +105,7 @@ public final class Lock: LoopBound {
     weak var lock: Lock?
     init(lock: Lock, waiter: AnyFuture) {
       self.lock = lock
-      super.init(loop: waiter.loop)
-      wait(on: waiter)
+      super.init(waitingOn: waiter)
     }
     override func advance(_ waiter: AnyFuture) {
       guard let lock else { return completeOrphaned() }
@@ -158,8 +157,7 @@ public final class Event: LoopBound {
     weak var event: Event?
     init(event: Event, waiter: AnyFuture) {
       self.event = event
-      super.init(loop: waiter.loop)
-      wait(on: waiter)
+      super.init(waitingOn: waiter)
     }
     override func advance(_ waiter: AnyFuture) {
       guard let event else { return completeOrphaned() }
@@ -241,8 +239,7 @@ public final class Condition: LoopBound {
 
     init(condition: Condition, waiter: AnyFuture) {
       self.condition = condition
-      super.init(loop: waiter.loop)
-      wait(on: waiter)
+      super.init(waitingOn: waiter)
     }
 
     override func advance(_ inner: AnyFuture) {
@@ -287,8 +284,7 @@ public final class Condition: LoopBound {
     init(condition: Condition, predicate: @escaping () throws -> Bool, first: AnyFuture) {
       self.condition = condition
       self.predicate = predicate
-      super.init(loop: first.loop)
-      wait(on: first)
+      super.init(waitingOn: first)
     }
 
     override func advance(_ wait: AnyFuture) {
@@ -366,8 +362,7 @@ public final class Semaphore: LoopBound {
     weak var semaphore: Semaphore?
     init(semaphore: Semaphore, waiter: AnyFuture) {
       self.semaphore = semaphore
-      super.init(loop: waiter.loop)
-      wait(on: waiter)
+      super.init(waitingOn: waiter)
     }
     override func advance(_ waiter: AnyFuture) {
       guard let semaphore else { return completeOrphaned() }

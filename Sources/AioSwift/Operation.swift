@@ -22,6 +22,15 @@ public class Operation: AnyFuture {
   /// cancelled at its next step, as a task with _must_cancel.
   private var pendingCancel: CancelledError?
 
+  /// An operation that starts by waiting on `waiter`.
+  init(waitingOn waiter: AnyFuture) {
+    super.init(loop: waiter.loop)
+    wait(on: waiter)
+  }
+
+  /// An operation that starts on its own (it waits or completes itself).
+  override init(loop: Loop) { super.init(loop: loop) }
+
   /// Waits on `future`; `advance(_:)` runs once it is done.
   final func wait(on future: AnyFuture) {
     inner = future

@@ -10,9 +10,8 @@ import contextvars
 
 from ._errors import (check, error_from_exception, exception_for_code,
                       exception_from_error)
-from ._handles import format_callback
-from ._runtime import (NULL, address, box, discard, ffi, lend, lib, lost_callback, reclaim,
-                       running_loop, unbox)
+from ._handles import format_callback, run_pending
+from ._runtime import NULL, address, box, discard, ffi, lend, lib, reclaim, unbox
 
 _FOREIGN = object()
 
@@ -219,9 +218,4 @@ class _DoneCallback:
 
 @ffi.def_extern()
 def aioswift_py_done(future, arg):
-    loop = running_loop()
-    cd = loop._pending.pop(address(arg), None) if loop is not None else None
-    if cd is None:
-        lost_callback(arg)
-        return
-    ffi.from_handle(cd)._run()
+    run_pending(arg)

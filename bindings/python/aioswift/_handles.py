@@ -136,15 +136,20 @@ class TimerHandle(Handle):
         return f"<TimerHandle{state} when={self._when} {self._repr}>"
 
 
-@ffi.def_extern()
-def aioswift_py_callback(arg):
-    # Never raise into C: Handle._run reports the callback's exceptions itself.
+def run_pending(arg):
+    """Runs the callback registered under `arg` on the running loop. Never
+    raises into C: the callback's _run reports its exceptions itself."""
     loop = running_loop()
     cd = loop._pending.pop(address(arg), None) if loop is not None else None
     if cd is None:
         lost_callback(arg)
         return
     ffi.from_handle(cd)._run()
+
+
+@ffi.def_extern()
+def aioswift_py_callback(arg):
+    run_pending(arg)
 
 
 def schedule(loop, cls, callback, args, context, start):
