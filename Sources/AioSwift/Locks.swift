@@ -136,33 +136,36 @@ public final class Event: LoopBound {
     guard !isSet else { return }
     isSet = true
     for waiter in waiters where !waiter.isDone { waiter.wake() }
+    // CPython's waiters remove themselves when they resume; all of them
+    // leave now, so set() does it for them.
+    waiters.removeAll()
   }
 
   public func clear() { isSet = false }
 
-  /// wait(); nil if the flag is already set.
+  /// wait(); nil if the flag is already set. The future is the waiter
+  /// itself: after `await fut` CPython's wait() only removes it from the
+  /// waiters, which set() has done, so no Operation is needed.
   public func waitOperation() throws -> AnyFuture? {
     let loop = try self.loop()
     if isSet { return nil }
+    dropCancelledWaiters()
     let waiter = AnyFuture(loop: loop)
     waiters.append(waiter)
-    return Wait(event: self, waiter: waiter)
+    return waiter
   }
 
   public func wait() async throws {
-    if let operation = try waitOperation() { try await operation.wait() }
+    if let waiter = try waitOperation() { try await waiter.wait() }
   }
 
-  private final class Wait: Operation {
-    weak var event: Event?
-    init(event: Event, waiter: AnyFuture) {
-      self.event = event
-      super.init(waitingOn: waiter)
-    }
-    override func advance(_ waiter: AnyFuture) {
-      guard let event else { return completeOrphaned() }
-      event.waiters.remove(waiter)
-      if let cancelled = cancellation(of: waiter) { completeThrowing(cancelled) } else { completeReturning() }
+  /// Cancelled waiters stay until set(); an event that is never set drops
+  /// them as new waiters come (from the front at once, all of them whenever
+  /// the count doubles), so they cannot pile up.
+  private func dropCancelledWaiters() {
+    while let first = waiters.first, first.isCancelled { waiters.removeFirst() }
+    if waiters.count >= 64 && waiters.count & (waiters.count - 1) == 0 {
+      waiters.removeAll { $0.isCancelled }
     }
   }
 }
