@@ -1,18 +1,20 @@
 // The event loop: asyncio's BaseEventLoop scheduling on a libuv loop.
 //
-// One iteration is asyncio's _run_once: poll libuv (waiting only when there
-// is nothing ready and no stop was asked), move the timers that are due to
-// the ready queue, then run exactly the callbacks that were ready when the
-// iteration began. Timers live in our own heap; one uv_timer wakes the poll
-// for the earliest deadline.
+// One iteration is asyncio's _run_once: poll libuv (waiting only when
+// nothing is ready, no timer is due and no stop was asked; when no I/O handle
+// is active and something is ready, the poll system call is skipped), move
+// the timers that are due to the ready queue, then run exactly the callbacks
+// that were ready when the iteration began. Timers live in our own heap; one
+// uv_timer wakes the poll for the earliest deadline.
 internal import CAioSwift
 internal import CLibUV
 import Glibc
 import HeapModule
 import Synchronization
 
-/// A C callback and its argument.
+/// A C callback, called with its argument (aios_callback_fn).
 public typealias CCallback = @convention(c) (UnsafeMutableRawPointer?) -> Void
+/// Frees a C value (aios_destructor_fn).
 public typealias CDestructor = @convention(c) (UnsafeMutableRawPointer?) -> Void
 
 /// What the loop runs on an iteration. Task steps and future callbacks go in
