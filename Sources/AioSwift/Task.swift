@@ -185,7 +185,7 @@ public class TaskBase: AnyFuture {
 
 /// A task driven by a C step function (see aios_step_fn in the header). The
 /// C layer calls the function through `foreignStepInvoker`, and the step
-/// reports what it did through `outcome`.
+/// reports what it did through `loop.stepOutcome`.
 public final class StepTask: TaskBase {
   public enum Outcome {
     case await(AnyFuture?)
