@@ -409,6 +409,47 @@ AIOS_EXTERN int aios_task_ref(aios_task_t *task);
 AIOS_EXTERN int aios_task_unref(aios_task_t *task);
 
 /* ------------------------------------------------------------------------ */
+/* Timeouts (asyncio.timeout, timeout_at, wait_for)                          */
+
+typedef struct aios_timeout_s aios_timeout_t;
+
+/*! aios_timeout_new() : asyncio.timeout_at(when): a scope with a deadline in
+ *  loop time (aios_loop_time's clock; INFINITY: none). Enter it from a task's
+ *  step; at the deadline it cancels the task, and its exit turns that
+ *  cancellation, and only that one, into AIOS_ETIMEOUT.
+ *  @return 0 and one reference in *out. */
+AIOS_EXTERN int aios_timeout_new(aios_loop_t *loop, double when, aios_timeout_t **out);
+/*! aios_timeout_enter() : `async with`: bind the scope to `task` (in its
+ *  step) and arm it. @return 0, AIOS_EINVALIDSTATE when entered before,
+ *  AIOS_EWRONGLOOP. */
+AIOS_EXTERN int aios_timeout_enter(aios_timeout_t *timeout, aios_task_t *task);
+/*! aios_timeout_exit() : leave the scope with the status its body ended with
+ *  (0, or the negative status it failed with; AIOS_ECANCELLED for a
+ *  cancellation, such as an awaited future found cancelled).
+ *  @return the status to go on with: AIOS_ETIMEOUT when the scope's own
+ *  deadline cancelled the body and no newer cancellation was requested, else
+ *  `status`; AIOS_EINVALIDSTATE if the scope is not active. */
+AIOS_EXTERN int aios_timeout_exit(aios_timeout_t *timeout, int status);
+/*! aios_timeout_reschedule() : move the deadline of an active scope
+ *  (INFINITY: none). */
+AIOS_EXTERN int aios_timeout_reschedule(aios_timeout_t *timeout, double when);
+/*! aios_timeout_when() : the deadline into *out (INFINITY: none). */
+AIOS_EXTERN int aios_timeout_when(const aios_timeout_t *timeout, double *out);
+/*! aios_timeout_expired() : 1 once the deadline passed while active, 0, or
+ *  an error. */
+AIOS_EXTERN int aios_timeout_expired(const aios_timeout_t *timeout);
+AIOS_EXTERN int aios_timeout_ref(aios_timeout_t *timeout);
+AIOS_EXTERN int aios_timeout_unref(aios_timeout_t *timeout);
+
+/*! aios_wait_for() : asyncio.wait_for(future, timeout): a task (as a future,
+ *  in *out) done when `future` is, or failing with AIOS_ETIMEOUT once
+ *  `timeout` seconds have passed, after cancelling `future` and, for a task,
+ *  waiting for it to finish cancelling. timeout <= 0 still takes a result
+ *  already there; INFINITY waits for ever. Cancelling the returned future
+ *  cancels `future`. Its own result is empty: read `future`'s. */
+AIOS_EXTERN int aios_wait_for(aios_future_t *future, double timeout, aios_future_t **out);
+
+/* ------------------------------------------------------------------------ */
 /* Synchronization primitives (asyncio.Lock, Event, Condition, Semaphore,    */
 /* BoundedSemaphore, Barrier)                                                 */
 /*
@@ -608,7 +649,8 @@ typedef enum aios_object_type_e {
   AIOS_OBJECT_TASK,
   AIOS_OBJECT_ERROR,
   AIOS_OBJECT_RUNNER,
-  AIOS_OBJECT_PRIMITIVE, /* locks, events, conditions, semaphores, barriers */
+  AIOS_OBJECT_PRIMITIVE, /* locks, events, conditions, semaphores, barriers,
+                            timeouts */
   AIOS_OBJECT_QUEUE
 } aios_object_type_t;
 

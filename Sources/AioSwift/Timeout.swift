@@ -8,6 +8,8 @@ public final class Timeout: CustomStringConvertible {
   enum State: String { case created, entered = "active", expiring, expired, exited = "finished" }
 
   private(set) var state = State.created
+  /// The loop whose tasks the scope may guard (nil: any, bound on entry).
+  public private(set) var loop: Loop?
   /// The deadline in loop time; nil for none.
   public private(set) var when: Double?
   private var handler: Handle?
@@ -16,8 +18,15 @@ public final class Timeout: CustomStringConvertible {
   /// The C ABI's handle for this object (0: none yet).
   public var foreignHandle: UInt64 = 0
 
-  public init(when: Double?) {
+  public init(when: Double?, loop: Loop? = nil) {
     self.when = when
+    self.loop = loop
+    LiveObjects.primitives.add(1, ordering: .relaxed)
+  }
+
+  deinit {
+    handler?.cancel()
+    LiveObjects.primitives.subtract(1, ordering: .relaxed)
   }
 
   /// True once the deadline passed while the scope was active.
@@ -28,6 +37,9 @@ public final class Timeout: CustomStringConvertible {
     guard state == .created else {
       throw RuntimeError(code: AIOS_EINVALIDSTATE.rawValue, "Timeout has already been entered")
     }
+    if let loop, loop !== task.loop { throw RuntimeError(code: AIOS_EWRONGLOOP.rawValue) }
+    guard !task.isDone else { throw RuntimeError(code: AIOS_EINVALIDSTATE.rawValue, "the task is done") }
+    loop = task.loop
     state = .entered
     self.task = task
     cancellingAtEntry = task.cancelling
@@ -121,6 +133,13 @@ public func waitFor<T>(_ future: Future<T>, timeout delay: Double?) async throws
 
 public func waitFor<T>(_ task: AioTask<T>, timeout delay: Double?) async throws -> T {
   try await waitFor(task as AnyFuture, timeout: delay) { try task.result() }
+}
+
+/// wait_for on any future; its result stays in the future. (Disfavoured,
+/// so a Future<T> or AioTask<T> gets the overload that returns its value.)
+@_disfavoredOverload
+public func waitFor(_ future: AnyFuture, timeout delay: Double?) async throws {
+  try await waitFor(future, timeout: delay) { try future.checkResult() }
 }
 
 private func waitFor<T>(_ future: AnyFuture, timeout delay: Double?,
