@@ -409,7 +409,7 @@ AIOS_EXTERN int aios_task_ref(aios_task_t *task);
 AIOS_EXTERN int aios_task_unref(aios_task_t *task);
 
 /* ------------------------------------------------------------------------ */
-/* Timeouts (asyncio.timeout, timeout_at, wait_for)                          */
+/* Combinators (asyncio.gather, shield, timeout, timeout_at, wait_for)      */
 
 typedef struct aios_timeout_s aios_timeout_t;
 
@@ -440,6 +440,22 @@ AIOS_EXTERN int aios_timeout_when(const aios_timeout_t *timeout, double *out);
 AIOS_EXTERN int aios_timeout_expired(const aios_timeout_t *timeout);
 AIOS_EXTERN int aios_timeout_ref(aios_timeout_t *timeout);
 AIOS_EXTERN int aios_timeout_unref(aios_timeout_t *timeout);
+
+/*! aios_gather() : asyncio.gather(*futures): a future done once all of
+ *  `futures` (futures or tasks of one loop; `count` of them, each borrowed;
+ *  one listed twice counts once) are done. Without `return_exceptions` it
+ *  fails with the first child's error at once (the others go on) and is
+ *  cancelled by a cancelled child. Cancelling it cancels every child. Its own
+ *  result is empty: read the children's. count 0 gives a future already done
+ *  (NULL `futures` allowed then); a NULL entry is AIOS_EINVAL.
+ *  @return 0 and one reference in *out, AIOS_EWRONGLOOP, AIOS_EINVAL. */
+AIOS_EXTERN int aios_gather(aios_loop_t *loop, aios_future_t *const *futures, size_t count,
+                            int return_exceptions, aios_future_t **out);
+/*! aios_shield() : asyncio.shield(future): a future that follows `future`,
+ *  but cancelling it leaves `future` running, its result not lost. Its result
+ *  value is lent from `future` (valid while the shield is held). A done
+ *  `future` is handed back as it is (a new reference). */
+AIOS_EXTERN int aios_shield(aios_future_t *future, aios_future_t **out);
 
 /*! aios_wait_for() : asyncio.wait_for(future, timeout): a task (as a future,
  *  in *out) done when `future` is, or failing with AIOS_ETIMEOUT once

@@ -1,9 +1,10 @@
-/* Timeouts from C: asyncio.timeout_at scopes entered and left by a step
- * function, and wait_for. CPython's Lib/asyncio/timeouts.py and tasks.py
- * (wait_for) are the reference. */
+/* Combinators from C: asyncio.timeout_at scopes entered and left by a step
+ * function, wait_for, gather and shield. CPython's Lib/asyncio/timeouts.py
+ * and tasks.py are the reference. */
 #include "test_util.h"
 
 #include <math.h>
+#include <stdint.h>
 
 /* The loop of the current aios_run, one reference held for the run (a
  * pointer is valid only while a reference through it is held). */
@@ -250,6 +251,187 @@ static void test_wait_for_bad_arguments(void) {
   close_loop(loop);
 }
 
+/* ------------------------------------------------------------------------ */
+/* gather and shield                                                          */
+
+/* A child: sleeps `delay`, then returns `value` or fails with `code`. */
+typedef struct child {
+  double delay;
+  intptr_t value;
+  int code;
+  int step;
+} child_t;
+
+static int child_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
+  child_t *c = arg;
+  if (c->step++ == 0) return await_sleep(task, c->delay);
+  if (aios_future_cancelled(awaited)) return AIOS_ECANCELLED;
+  if (c->code) return c->code;
+  return aios_task_return(task, (void *)c->value, NULL);
+}
+
+/* main: start the children, gather them (cancelling the gather at once when
+ * `cancel_gather`), await it; then await every child before finishing. */
+typedef struct gathering {
+  child_t children[3];
+  size_t count;
+  int return_exceptions, cancel_gather;
+  int step, status, pending_at_gather_end;
+  intptr_t results[3];
+  int child_status[3];
+  aios_task_t *tasks[3];
+} gathering_t;
+
+static int gathering_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
+  gathering_t *g = arg;
+  size_t i;
+  if (g->step == 0) {
+    aios_future_t *futures[3] = {NULL, NULL, NULL}, *outer = NULL;
+    for (i = 0; i < g->count; i++) {
+      CHECK_EQ(aios_task_new(running_loop(), child_step, &g->children[i], NULL, &g->tasks[i]), 0);
+      futures[i] = aios_task_as_future(g->tasks[i]);
+    }
+    CHECK_EQ(aios_gather(running_loop(), futures, g->count, g->return_exceptions, &outer), 0);
+    if (g->cancel_gather) CHECK_EQ(aios_future_cancel(outer, "stop"), 1);
+    g->step = 1;
+    int rc = aios_task_await(task, outer);
+    CHECK_EQ(aios_future_unref(outer), 0);
+    return rc;
+  }
+  if (g->step == 1) {
+    g->status = status_of(awaited);
+    for (i = 0; i < g->count; i++)
+      if (aios_future_done(aios_task_as_future(g->tasks[i])) == 0) g->pending_at_gather_end++;
+  }
+  /* Await the children still running, one per step. */
+  for (i = 0; i < g->count; i++) {
+    if (aios_future_done(aios_task_as_future(g->tasks[i])) == 0) {
+      g->step = 2;
+      return aios_task_await(task, aios_task_as_future(g->tasks[i]));
+    }
+  }
+  for (i = 0; i < g->count; i++) {
+    void *value = NULL;
+    g->child_status[i] = aios_future_result(aios_task_as_future(g->tasks[i]), &value);
+    g->results[i] = (intptr_t)value;
+    CHECK_EQ(aios_task_unref(g->tasks[i]), 0);
+  }
+  return aios_task_return(task, NULL, NULL);
+}
+
+static void test_gather_waits_for_all(void) {
+  gathering_t g = {.children = {{.delay = 0.02, .value = 1}, {.delay = 0, .value = 2}, {.delay = 0.01, .value = 3}},
+                   .count = 3};
+  CHECK_EQ(run_main(gathering_step, &g), 0);
+  CHECK_EQ(g.status, 0);
+  CHECK_EQ(g.pending_at_gather_end, 0);
+  CHECK_EQ(g.results[0], 1);
+  CHECK_EQ(g.results[1], 2);
+  CHECK_EQ(g.results[2], 3);
+}
+
+/* The first error ends the gather at once; the other children go on. */
+static void test_gather_first_error(void) {
+  gathering_t g = {.children = {{.delay = 0.001, .code = -ECONNRESET}, {.delay = 0.02, .value = 2}}, .count = 2};
+  CHECK_EQ(run_main(gathering_step, &g), 0);
+  CHECK_EQ(g.status, -ECONNRESET);
+  CHECK_EQ(g.pending_at_gather_end, 1);
+  CHECK_EQ(g.child_status[1], 0);
+  CHECK_EQ(g.results[1], 2);
+}
+
+static void test_gather_return_exceptions(void) {
+  gathering_t g = {.children = {{.delay = 0.001, .code = -ECONNRESET}, {.delay = 0.01, .value = 2}},
+                   .count = 2, .return_exceptions = 1};
+  CHECK_EQ(run_main(gathering_step, &g), 0);
+  CHECK_EQ(g.status, 0);
+  CHECK_EQ(g.pending_at_gather_end, 0);
+  CHECK_EQ(g.child_status[0], -ECONNRESET);
+  CHECK_EQ(g.results[1], 2);
+}
+
+/* Cancelling the gather cancels every child; it ends cancelled even with
+ * return_exceptions. */
+static void test_gather_cancel(void) {
+  gathering_t g = {.children = {{.delay = 10}, {.delay = 10}}, .count = 2, .return_exceptions = 1,
+                   .cancel_gather = 1};
+  CHECK_EQ(run_main(gathering_step, &g), 0);
+  CHECK_EQ(g.status, AIOS_ECANCELLED);
+  CHECK_EQ(g.child_status[0], AIOS_ECANCELLED);
+  CHECK_EQ(g.child_status[1], AIOS_ECANCELLED);
+}
+
+static void test_gather_empty_and_bad_arguments(void) {
+  aios_loop_t *loop = make_loop(), *other = make_loop();
+  aios_future_t *f = NULL, *g = NULL, *outer = NULL;
+  aios_future_t *list[2];
+  CHECK_EQ(aios_gather(loop, NULL, 0, 0, &outer), 0);
+  CHECK_EQ(aios_future_done(outer), 1);
+  CHECK_EQ(aios_future_result(outer, NULL), 0);
+  CHECK_EQ(aios_future_unref(outer), 0);
+  CHECK_EQ(aios_future_new(loop, &f), 0);
+  CHECK_EQ(aios_future_new(other, &g), 0);
+  list[0] = f;
+  list[1] = NULL;
+  CHECK_EQ(aios_gather(loop, list, 2, 0, &outer), AIOS_EINVAL);
+  list[1] = g;
+  CHECK_EQ(aios_gather(loop, list, 2, 0, &outer), AIOS_EWRONGLOOP);
+  CHECK_EQ(aios_gather(loop, NULL, 1, 0, &outer), AIOS_EINVAL);
+  CHECK_EQ(aios_future_unref(f), 0);
+  CHECK_EQ(aios_future_unref(g), 0);
+  close_loop(other);
+  close_loop(loop);
+}
+
+/* shield: cancelling the outer leaves the inner running; its result is not
+ * lost, and an outer that was not cancelled lends it. */
+typedef struct shielding {
+  child_t inner_child;
+  int cancel_outer;
+  int step, outer_status, inner_status;
+  intptr_t outer_value, inner_value;
+  aios_task_t *inner;
+  aios_future_t *outer;
+} shielding_t;
+
+static int shielding_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
+  shielding_t *s = arg;
+  void *value = NULL;
+  switch (s->step++) {
+    case 0:
+      CHECK_EQ(aios_task_new(running_loop(), child_step, &s->inner_child, NULL, &s->inner), 0);
+      CHECK_EQ(aios_shield(aios_task_as_future(s->inner), &s->outer), 0);
+      if (s->cancel_outer) CHECK_EQ(aios_future_cancel(s->outer, NULL), 1);
+      return aios_task_await(task, s->outer);
+    case 1:
+      s->outer_status = aios_future_result(awaited, &value);
+      s->outer_value = (intptr_t)value;
+      return aios_task_await(task, aios_task_as_future(s->inner));
+    default:
+      s->inner_status = aios_future_result(awaited, &value);
+      s->inner_value = (intptr_t)value;
+      CHECK_EQ(aios_future_unref(s->outer), 0);
+      CHECK_EQ(aios_task_unref(s->inner), 0);
+      return aios_task_return(task, NULL, NULL);
+  }
+}
+
+static void test_shield_cancelled_outer_keeps_inner(void) {
+  shielding_t s = {.inner_child = {.delay = 0.01, .value = 5}, .cancel_outer = 1};
+  CHECK_EQ(run_main(shielding_step, &s), 0);
+  CHECK_EQ(s.outer_status, AIOS_ECANCELLED);
+  CHECK_EQ(s.inner_status, 0);
+  CHECK_EQ(s.inner_value, 5);
+}
+
+static void test_shield_follows_inner(void) {
+  shielding_t s = {.inner_child = {.delay = 0.001, .value = 6}};
+  CHECK_EQ(run_main(shielding_step, &s), 0);
+  CHECK_EQ(s.outer_status, 0);
+  CHECK_EQ(s.outer_value, 6);
+  CHECK_EQ(s.inner_value, 6);
+}
+
 TEST_MAIN(TEST_ENTRY(test_deadline_is_a_timeout),
           TEST_ENTRY(test_scope_that_does_not_expire),
           TEST_ENTRY(test_newer_cancel_wins),
@@ -259,4 +441,11 @@ TEST_MAIN(TEST_ENTRY(test_deadline_is_a_timeout),
           TEST_ENTRY(test_wait_for_result_in_time),
           TEST_ENTRY(test_wait_for_forever),
           TEST_ENTRY(test_wait_for_zero_takes_a_done_result),
-          TEST_ENTRY(test_wait_for_bad_arguments))
+          TEST_ENTRY(test_wait_for_bad_arguments),
+          TEST_ENTRY(test_gather_waits_for_all),
+          TEST_ENTRY(test_gather_first_error),
+          TEST_ENTRY(test_gather_return_exceptions),
+          TEST_ENTRY(test_gather_cancel),
+          TEST_ENTRY(test_gather_empty_and_bad_arguments),
+          TEST_ENTRY(test_shield_cancelled_outer_keeps_inner),
+          TEST_ENTRY(test_shield_follows_inner))
