@@ -451,6 +451,22 @@ AIOS_EXTERN int aios_timeout_unref(aios_timeout_t *timeout);
  *  @return 0 and one reference in *out, AIOS_EWRONGLOOP, AIOS_EINVAL. */
 AIOS_EXTERN int aios_gather(aios_loop_t *loop, aios_future_t *const *futures, size_t count,
                             int return_exceptions, aios_future_t **out);
+/* When aios_wait's future is done (asyncio.FIRST_COMPLETED, ...). */
+typedef enum aios_return_when_e {
+  AIOS_FIRST_COMPLETED = 1,
+  AIOS_FIRST_EXCEPTION = 2,
+  AIOS_ALL_COMPLETED = 3
+} aios_return_when_t;
+
+/*! aios_wait() : asyncio.wait(futures, timeout, return_when): a future done
+ *  once `return_when` holds for `futures` (of `loop`; `count` > 0 of them,
+ *  borrowed; duplicates count once), or after `timeout` seconds (INFINITY:
+ *  none). A timeout cancels nothing: see which futures are done with
+ *  aios_future_done. Cancelling the returned future stops the wait only.
+ *  @return 0 and one reference in *out; AIOS_EINVAL for no futures, a NULL
+ *  entry or a bad return_when; AIOS_EWRONGLOOP. */
+AIOS_EXTERN int aios_wait(aios_loop_t *loop, aios_future_t *const *futures, size_t count,
+                          double timeout, int return_when, aios_future_t **out);
 /*! aios_shield() : asyncio.shield(future): a future that follows `future`,
  *  but cancelling it leaves `future` running, its result not lost. Its result
  *  value is lent from `future` (valid while the shield is held). A done

@@ -1,15 +1,35 @@
-// gather and shield.
+// gather, wait and shield.
 import AioSwift
 import CAioSwift
+
+/// A C array of `count` futures.
+private func futureList(_ futures: UnsafePointer<OpaquePointer?>?, _ count: Int) throws -> [AnyFuture] {
+  guard count >= 0, count == 0 || futures != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+  return try (0..<count).map { try ownFuture(futures![$0]) }
+}
 
 @_cdecl("aios_gather")
 public func aios_gather(_ loop: OpaquePointer?, _ futures: UnsafePointer<OpaquePointer?>?, _ count: Int,
                         _ returnExceptions: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   operationCall(out) {
     let loop = try ownLoop(loop)
-    guard count >= 0, count == 0 || futures != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    let children = try (0..<count).map { try ownFuture(futures![$0]) }
+    let children = try futureList(futures, count)
     try give(try loop.gather(children, returnExceptions: returnExceptions != 0), .future, out)
+  }
+}
+
+@_cdecl("aios_wait")
+public func aios_wait(_ loop: OpaquePointer?, _ futures: UnsafePointer<OpaquePointer?>?, _ count: Int,
+                      _ timeout: Double, _ returnWhen: Int32,
+                      _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  operationCall(out) {
+    let loop = try ownLoop(loop)
+    guard let when = ReturnWhen(rawValue: returnWhen), !timeout.isNaN else {
+      throw RuntimeError(code: AIOS_EINVAL.rawValue)
+    }
+    let waiting = try loop.wait(try futureList(futures, count),
+                                timeout: timeout == .infinity ? nil : timeout, returnWhen: when)
+    try give(waiting, .future, out)
   }
 }
 

@@ -432,6 +432,94 @@ static void test_shield_follows_inner(void) {
   CHECK_EQ(s.inner_value, 6);
 }
 
+/* wait: FIRST_COMPLETED returns at the first; a timeout cancels nothing. */
+typedef struct waiting {
+  child_t children[2];
+  double timeout;
+  int return_when;
+  int step, status, done[2];
+  aios_task_t *tasks[2];
+} waiting_t;
+
+static int waiting_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
+  waiting_t *w = arg;
+  int i;
+  if (w->step == 0) {
+    aios_future_t *futures[2], *outer = NULL;
+    for (i = 0; i < 2; i++) {
+      CHECK_EQ(aios_task_new(running_loop(), child_step, &w->children[i], NULL, &w->tasks[i]), 0);
+      futures[i] = aios_task_as_future(w->tasks[i]);
+    }
+    CHECK_EQ(aios_wait(running_loop(), futures, 2, w->timeout, w->return_when, &outer), 0);
+    w->step = 1;
+    int rc = aios_task_await(task, outer);
+    CHECK_EQ(aios_future_unref(outer), 0);
+    return rc;
+  }
+  if (w->step == 1) {
+    w->status = status_of(awaited);
+    for (i = 0; i < 2; i++) {
+      w->done[i] = aios_future_done(aios_task_as_future(w->tasks[i]));
+      if (!w->done[i]) CHECK_EQ(aios_task_cancel(w->tasks[i], NULL), 1); /* tidy up */
+    }
+    w->step = 2;
+  }
+  for (i = 0; i < 2; i++)
+    if (aios_future_done(aios_task_as_future(w->tasks[i])) == 0)
+      return aios_task_await(task, aios_task_as_future(w->tasks[i]));
+  for (i = 0; i < 2; i++) {
+    aios_future_result(aios_task_as_future(w->tasks[i]), NULL); /* retrieve */
+    CHECK_EQ(aios_task_unref(w->tasks[i]), 0);
+  }
+  return aios_task_return(task, NULL, NULL);
+}
+
+static void test_wait_first_completed(void) {
+  waiting_t w = {.children = {{.delay = 10}, {.delay = 0.001, .value = 1}}, .timeout = INFINITY,
+                 .return_when = AIOS_FIRST_COMPLETED};
+  CHECK_EQ(run_main(waiting_step, &w), 0);
+  CHECK_EQ(w.status, 0);
+  CHECK_EQ(w.done[0], 0);
+  CHECK_EQ(w.done[1], 1);
+}
+
+static void test_wait_first_exception(void) {
+  waiting_t w = {.children = {{.delay = 10}, {.delay = 0.001, .code = -EPIPE}}, .timeout = INFINITY,
+                 .return_when = AIOS_FIRST_EXCEPTION};
+  CHECK_EQ(run_main(waiting_step, &w), 0);
+  CHECK_EQ(w.done[0], 0);
+  CHECK_EQ(w.done[1], 1);
+}
+
+static void test_wait_all_completed(void) {
+  waiting_t w = {.children = {{.delay = 0.01, .value = 1}, {.delay = 0.001, .value = 2}}, .timeout = INFINITY,
+                 .return_when = AIOS_ALL_COMPLETED};
+  CHECK_EQ(run_main(waiting_step, &w), 0);
+  CHECK_EQ(w.done[0], 1);
+  CHECK_EQ(w.done[1], 1);
+}
+
+static void test_wait_timeout_cancels_nothing(void) {
+  waiting_t w = {.children = {{.delay = 10}, {.delay = 10}}, .timeout = 0.01,
+                 .return_when = AIOS_ALL_COMPLETED};
+  CHECK_EQ(run_main(waiting_step, &w), 0);
+  CHECK_EQ(w.status, 0);
+  CHECK_EQ(w.done[0], 0);
+  CHECK_EQ(w.done[1], 0);
+}
+
+static void test_wait_bad_arguments(void) {
+  aios_loop_t *loop = make_loop();
+  aios_future_t *f = NULL, *out = NULL;
+  CHECK_EQ(aios_future_new(loop, &f), 0);
+  CHECK_EQ(aios_wait(loop, NULL, 0, INFINITY, AIOS_ALL_COMPLETED, &out), AIOS_EINVAL);
+  CHECK_EQ(aios_wait(loop, &f, 1, INFINITY, 0, &out), AIOS_EINVAL);
+  CHECK_EQ(aios_wait(loop, &f, 1, NAN, AIOS_ALL_COMPLETED, &out), AIOS_EINVAL);
+  CHECK(out == NULL);
+  CHECK_EQ(aios_future_unref(f), 0);
+  close_loop(loop);
+}
+
 TEST_MAIN(TEST_ENTRY(test_deadline_is_a_timeout),
           TEST_ENTRY(test_scope_that_does_not_expire),
           TEST_ENTRY(test_newer_cancel_wins),
@@ -448,4 +536,9 @@ TEST_MAIN(TEST_ENTRY(test_deadline_is_a_timeout),
           TEST_ENTRY(test_gather_cancel),
           TEST_ENTRY(test_gather_empty_and_bad_arguments),
           TEST_ENTRY(test_shield_cancelled_outer_keeps_inner),
-          TEST_ENTRY(test_shield_follows_inner))
+          TEST_ENTRY(test_shield_follows_inner),
+          TEST_ENTRY(test_wait_first_completed),
+          TEST_ENTRY(test_wait_first_exception),
+          TEST_ENTRY(test_wait_all_completed),
+          TEST_ENTRY(test_wait_timeout_cancels_nothing),
+          TEST_ENTRY(test_wait_bad_arguments))
