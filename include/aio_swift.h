@@ -482,6 +482,26 @@ AIOS_EXTERN int aios_shield(aios_future_t *future, aios_future_t **out);
 AIOS_EXTERN int aios_wait_for(aios_future_t *future, double timeout, aios_future_t **out);
 
 /* ------------------------------------------------------------------------ */
+/* Threads (asyncio.to_thread)                                               */
+
+/* Work for a worker thread: returns 0 and sets *result, or a negative status
+ * (the future then fails with it). It must not call into the loop except
+ * through aios_loop_call_soon_threadsafe. */
+typedef int (*aios_thread_fn)(void *arg, void **result);
+
+/*! aios_to_thread() : run fn(arg) on the worker pool; the future in *out gets
+ *  its result (owned, freed by `result_destructor`) on the loop's thread.
+ *  The loop runs on meanwhile. Cancelling the future does not stop fn: its
+ *  result is freed when it arrives. Closing the loop waits for work already
+ *  started. */
+AIOS_EXTERN int aios_to_thread(aios_loop_t *loop, aios_thread_fn fn, void *arg,
+                               aios_destructor_fn result_destructor, aios_future_t **out);
+/*! aios_set_thread_pool_size() : the number of worker threads (default 4),
+ *  for the whole process. @return 0, AIOS_EINVAL (0 or above 1024), or
+ *  AIOS_EBUSY once the pool has started. Any thread. */
+AIOS_EXTERN int aios_set_thread_pool_size(unsigned int size);
+
+/* ------------------------------------------------------------------------ */
 /* Synchronization primitives (asyncio.Lock, Event, Condition, Semaphore,    */
 /* BoundedSemaphore, Barrier)                                                 */
 /*

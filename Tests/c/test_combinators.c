@@ -4,6 +4,9 @@
 #include "test_util.h"
 
 #include <math.h>
+#include <semaphore.h>
+#include <stdlib.h>
+#include <string.h>
 #include <stdint.h>
 
 /* The loop of the current aios_run, one reference held for the run (a
@@ -520,6 +523,114 @@ static void test_wait_bad_arguments(void) {
   close_loop(loop);
 }
 
+/* ------------------------------------------------------------------------ */
+/* to_thread                                                                  */
+
+static int g_freed;
+static void count_free(void *value) {
+  g_freed++;
+  free(value);
+}
+
+/* A worker: waits until the loop posts `gate` (so it can only finish if
+ * the loop runs while it blocks), then returns a string or `code`. */
+typedef struct work {
+  sem_t *gate;
+  int code;
+} work_t;
+
+static int worker_fn(void *arg, void **result) {
+  work_t *w = arg;
+  if (w->gate != NULL) sem_wait(w->gate);
+  if (w->code) return w->code;
+  *result = malloc(8);
+  strcpy(*result, "done");
+  return 0;
+}
+
+static void post_gate_cb(void *arg) {
+  int i;
+  for (i = 0; i < 4; i++) sem_post((sem_t *)arg);
+}
+
+typedef struct threading {
+  work_t work[4];
+  size_t count;
+  int cancel_first;
+  int step, status[4];
+  char text[4][8];
+  aios_future_t *futures[4];
+  sem_t gate;
+} threading_t;
+
+static int threading_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
+  threading_t *t = arg;
+  size_t i;
+  (void)awaited;
+  if (t->step == 0) {
+    for (i = 0; i < t->count; i++)
+      CHECK_EQ(aios_to_thread(running_loop(), worker_fn, &t->work[i], count_free, &t->futures[i]), 0);
+    /* The workers block until this loop callback runs. */
+    CHECK_EQ(aios_loop_call_later(running_loop(), 0.001, post_gate_cb, &t->gate, NULL), 0);
+    if (t->cancel_first) CHECK_EQ(aios_future_cancel(t->futures[0], NULL), 1);
+    t->step = 1;
+  }
+  for (i = 0; i < t->count; i++)
+    if (aios_future_done(t->futures[i]) == 0) return aios_task_await(task, t->futures[i]);
+  for (i = 0; i < t->count; i++) {
+    void *value = NULL;
+    t->status[i] = aios_future_result(t->futures[i], &value);
+    if (value != NULL) strcpy(t->text[i], value);
+    CHECK_EQ(aios_future_unref(t->futures[i]), 0);
+  }
+  return aios_task_return(task, NULL, NULL);
+}
+
+/* Four workers block at once; the loop runs on and releases them. */
+static void test_to_thread_results_while_the_loop_runs(void) {
+  threading_t t = {.count = 4};
+  size_t i;
+  CHECK_EQ(sem_init(&t.gate, 0, 0), 0);
+  for (i = 0; i < 4; i++) t.work[i].gate = &t.gate;
+  g_freed = 0;
+  CHECK_EQ(run_main(threading_step, &t), 0);
+  for (i = 0; i < 4; i++) {
+    CHECK_EQ(t.status[i], 0);
+    CHECK_STR_EQ(t.text[i], "done");
+  }
+  CHECK_EQ(g_freed, 4); /* each result freed once, with its future */
+  sem_destroy(&t.gate);
+}
+
+static void test_to_thread_error(void) {
+  threading_t t = {.count = 1, .work = {{.code = -EIO}}};
+  CHECK_EQ(sem_init(&t.gate, 0, 0), 0);
+  CHECK_EQ(run_main(threading_step, &t), 0);
+  CHECK_EQ(t.status[0], -EIO);
+  sem_destroy(&t.gate);
+}
+
+/* A cancelled future does not stop the work; its result is freed once when
+ * it arrives (closing the loop waits for it). */
+static void test_to_thread_cancelled(void) {
+  threading_t t = {.count = 2, .cancel_first = 1};
+  CHECK_EQ(sem_init(&t.gate, 0, 0), 0);
+  t.work[0].gate = t.work[1].gate = &t.gate;
+  g_freed = 0;
+  CHECK_EQ(run_main(threading_step, &t), 0);
+  CHECK_EQ(t.status[0], AIOS_ECANCELLED);
+  CHECK_EQ(t.status[1], 0);
+  CHECK_EQ(g_freed, 2);
+  sem_destroy(&t.gate);
+}
+
+static void test_thread_pool_size(void) {
+  CHECK_EQ(aios_set_thread_pool_size(0), AIOS_EINVAL);
+  CHECK_EQ(aios_set_thread_pool_size(8), 0); /* before any work */
+  test_to_thread_error();
+  CHECK_EQ(aios_set_thread_pool_size(8), AIOS_EBUSY);
+}
+
 TEST_MAIN(TEST_ENTRY(test_deadline_is_a_timeout),
           TEST_ENTRY(test_scope_that_does_not_expire),
           TEST_ENTRY(test_newer_cancel_wins),
@@ -541,4 +652,8 @@ TEST_MAIN(TEST_ENTRY(test_deadline_is_a_timeout),
           TEST_ENTRY(test_wait_first_exception),
           TEST_ENTRY(test_wait_all_completed),
           TEST_ENTRY(test_wait_timeout_cancels_nothing),
-          TEST_ENTRY(test_wait_bad_arguments))
+          TEST_ENTRY(test_wait_bad_arguments),
+          TEST_ENTRY(test_to_thread_results_while_the_loop_runs),
+          TEST_ENTRY(test_to_thread_error),
+          TEST_ENTRY(test_to_thread_cancelled),
+          TEST_ENTRY(test_thread_pool_size))
