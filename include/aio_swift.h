@@ -85,7 +85,8 @@ AIOS_EXTERN const char *aios_version_string(void);
   XX(EQUEUEEMPTY, -3026, "queue is empty (QueueEmpty)")                        \
   XX(EQUEUEFULL, -3027, "queue is full (QueueFull)")                           \
   XX(EQUEUESHUTDOWN, -3028, "queue is shut down (QueueShutDown)")              \
-  XX(EUSER, -3029, "error raised by user code")
+  XX(EUSER, -3029, "error raised by user code")                               \
+  XX(EGROUP, -3030, "errors in a task group (ExceptionGroup)")
 
 typedef enum aios_errno_e {
 #define AIOS_ERRNO_ENUM_(name, value, msg) AIOS_##name = value,

@@ -89,6 +89,14 @@ public struct UserError: AsyncioError {
   public var code: Int32 { AIOS_EUSER.rawValue }
 }
 
+/// The errors of a task group's tasks, together (asyncio's ExceptionGroup).
+public struct TaskGroupError: AsyncioError {
+  public var errors: [any Error]
+  public init(_ errors: [any Error]) { self.errors = errors }
+  public var code: Int32 { AIOS_EGROUP.rawValue }
+  public var message: String { "unhandled errors in a TaskGroup (\(errors.count) sub-exception\(errors.count == 1 ? "" : "s"))" }
+}
+
 /// An error with one of the library's codes that has no type of its own yet
 /// (IncompleteReadError, QueueFull, ...).
 public struct CodedError: AsyncioError {
