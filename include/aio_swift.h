@@ -483,6 +483,42 @@ AIOS_EXTERN int aios_shield(aios_future_t *future, aios_future_t **out);
 AIOS_EXTERN int aios_wait_for(aios_future_t *future, double timeout, aios_future_t **out);
 
 /* ------------------------------------------------------------------------ */
+/* Task groups (asyncio.TaskGroup)                                           */
+
+typedef struct aios_task_group_s aios_task_group_t;
+
+/*! aios_task_group_new() : a TaskGroup of `loop`, to be entered.
+ *  @return 0 and one reference in *out. */
+AIOS_EXTERN int aios_task_group_new(aios_loop_t *loop, aios_task_group_t **out);
+/*! aios_task_group_enter() : `async with`: from the step of `parent`, the
+ *  task the group belongs to. @return 0, AIOS_EINVALIDSTATE when entered
+ *  before, AIOS_EWRONGLOOP. */
+AIOS_EXTERN int aios_task_group_enter(aios_task_group_t *group, aios_task_t *parent);
+/*! aios_task_group_create_task() : aios_task_new, in the group. `out` may be
+ *  NULL. @return AIOS_EINVALIDSTATE when the group is not entered, is
+ *  finished or is shutting down (then `arg` is untouched). */
+AIOS_EXTERN int aios_task_group_create_task(aios_task_group_t *group, aios_step_fn step, void *arg,
+                                            const aios_task_options_t *options, aios_task_t **out);
+/*! aios_task_group_exit() : leave the scope with the status the parent's
+ *  body ended with (0, AIOS_ECANCELLED, or its error). The future in *out is
+ *  done once every task of the group is. It fails with AIOS_EGROUP when
+ *  tasks failed (aios_future_error gives the group error; its members through
+ *  aios_error_group_size and aios_error_group_get), or with AIOS_ECANCELLED
+ *  to propagate a cancellation; done normally, go on with `status`. The
+ *  first task failure cancels the other tasks and the parent (once). */
+AIOS_EXTERN int aios_task_group_exit(aios_task_group_t *group, int status, aios_future_t **out);
+AIOS_EXTERN int aios_task_group_ref(aios_task_group_t *group);
+AIOS_EXTERN int aios_task_group_unref(aios_task_group_t *group);
+
+/*! aios_error_group_size() : how many errors an AIOS_EGROUP error holds (0
+ *  for other errors), or an error. Any thread. */
+AIOS_EXTERN int aios_error_group_size(const aios_error_t *error);
+/*! aios_error_group_get() : one reference to the error at `index` of a
+ *  group error into *out. @return 0, or AIOS_EINVAL for an index out of
+ *  range. Any thread. */
+AIOS_EXTERN int aios_error_group_get(const aios_error_t *error, size_t index, aios_error_t **out);
+
+/* ------------------------------------------------------------------------ */
 /* Threads (asyncio.to_thread)                                               */
 
 /* Work for a worker thread: returns 0 and sets *result, or a negative status
@@ -703,7 +739,7 @@ typedef enum aios_object_type_e {
   AIOS_OBJECT_ERROR,
   AIOS_OBJECT_RUNNER,
   AIOS_OBJECT_PRIMITIVE, /* locks, events, conditions, semaphores, barriers,
-                            timeouts */
+                            timeouts, task groups */
   AIOS_OBJECT_QUEUE
 } aios_object_type_t;
 

@@ -631,6 +631,92 @@ static void test_thread_pool_size(void) {
   CHECK_EQ(aios_set_thread_pool_size(8), AIOS_EBUSY);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Task groups                                                                */
+
+typedef struct grouping {
+  child_t children[3];
+  size_t count;
+  int step, status, group_size, first_code, cancelled_children, late_create, cancelling_after;
+  aios_task_group_t *group;
+  aios_task_t *tasks[3];
+} grouping_t;
+
+static int grouping_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
+  grouping_t *g = arg;
+  size_t i;
+  if (g->step++ == 0) {
+    aios_future_t *exiting = NULL;
+    CHECK_EQ(aios_task_group_new(running_loop(), &g->group), 0);
+    CHECK_EQ(aios_task_group_enter(g->group, task), 0);
+    for (i = 0; i < g->count; i++)
+      CHECK_EQ(aios_task_group_create_task(g->group, child_step, &g->children[i], NULL, &g->tasks[i]), 0);
+    CHECK_EQ(aios_task_group_exit(g->group, 0, &exiting), 0);
+    int rc = aios_task_await(task, exiting);
+    CHECK_EQ(aios_future_unref(exiting), 0);
+    return rc;
+  }
+  g->status = status_of(awaited);
+  if (g->status == AIOS_EGROUP) {
+    aios_error_t *error = NULL, *first = NULL;
+    CHECK_EQ(aios_future_error(awaited, &error), 0);
+    g->group_size = aios_error_group_size(error);
+    CHECK_EQ(aios_error_group_get(error, 0, &first), 0);
+    g->first_code = aios_error_code(first);
+    CHECK_EQ(aios_error_group_get(error, 5, &first), AIOS_EINVAL);
+    CHECK_EQ(aios_error_unref(first), 0);
+    CHECK_EQ(aios_error_unref(error), 0);
+  }
+  g->cancelling_after = aios_task_cancelling(task);
+  g->late_create = aios_task_group_create_task(g->group, child_step, &g->children[0], NULL, NULL);
+  for (i = 0; i < g->count; i++) {
+    CHECK_EQ(aios_future_done(aios_task_as_future(g->tasks[i])), 1);
+    if (aios_future_cancelled(aios_task_as_future(g->tasks[i]))) g->cancelled_children++;
+    aios_future_result(aios_task_as_future(g->tasks[i]), NULL);
+    CHECK_EQ(aios_task_unref(g->tasks[i]), 0);
+  }
+  CHECK_EQ(aios_task_group_unref(g->group), 0);
+  return aios_task_return(task, NULL, NULL);
+}
+
+static void test_task_group_waits_for_all(void) {
+  grouping_t g = {.children = {{.delay = 0.01, .value = 1}, {.delay = 0.001, .value = 2}, {.delay = 0, .value = 3}},
+                  .count = 3};
+  CHECK_EQ(run_main(grouping_step, &g), 0);
+  CHECK_EQ(g.status, 0);
+  CHECK_EQ(g.cancelled_children, 0);
+  CHECK_EQ(g.late_create, AIOS_EINVALIDSTATE); /* the group is finished */
+}
+
+/* The first failure cancels the sibling and the parent's wait; the errors
+ * come out as one AIOS_EGROUP error, and the group's own cancel request on
+ * the parent is taken back. */
+static void test_task_group_failure(void) {
+  grouping_t g = {.children = {{.delay = 10}, {.delay = 0.001, .code = -ECONNRESET}}, .count = 2};
+  CHECK_EQ(run_main(grouping_step, &g), 0);
+  CHECK_EQ(g.status, AIOS_EGROUP);
+  CHECK_EQ(g.group_size, 1);
+  CHECK_EQ(g.first_code, -ECONNRESET);
+  CHECK_EQ(g.cancelled_children, 1);
+  CHECK_EQ(g.cancelling_after, 0);
+}
+
+static void test_task_group_misuse(void) {
+  aios_loop_t *loop = make_loop();
+  aios_task_group_t *group = NULL;
+  aios_future_t *f = NULL;
+  aios_error_t *plain = NULL;
+  CHECK_EQ(aios_task_group_new(loop, &group), 0);
+  CHECK_EQ(aios_task_group_create_task(group, child_step, NULL, NULL, NULL), AIOS_EINVALIDSTATE);
+  CHECK_EQ(aios_task_group_exit(group, 0, &f), AIOS_EINVALIDSTATE);
+  CHECK_EQ(aios_task_group_enter(group, NULL), AIOS_EINVAL);
+  CHECK_EQ(aios_error_new(-EIO, NULL, &plain), 0);
+  CHECK_EQ(aios_error_group_size(plain), 0);
+  CHECK_EQ(aios_error_unref(plain), 0);
+  CHECK_EQ(aios_task_group_unref(group), 0);
+  close_loop(loop);
+}
+
 TEST_MAIN(TEST_ENTRY(test_deadline_is_a_timeout),
           TEST_ENTRY(test_scope_that_does_not_expire),
           TEST_ENTRY(test_newer_cancel_wins),
@@ -656,4 +742,7 @@ TEST_MAIN(TEST_ENTRY(test_deadline_is_a_timeout),
           TEST_ENTRY(test_to_thread_results_while_the_loop_runs),
           TEST_ENTRY(test_to_thread_error),
           TEST_ENTRY(test_to_thread_cancelled),
-          TEST_ENTRY(test_thread_pool_size))
+          TEST_ENTRY(test_thread_pool_size),
+          TEST_ENTRY(test_task_group_waits_for_all),
+          TEST_ENTRY(test_task_group_failure),
+          TEST_ENTRY(test_task_group_misuse))
