@@ -468,6 +468,24 @@ typedef enum aios_return_when_e {
  *  entry or a bad return_when; AIOS_EWRONGLOOP. */
 AIOS_EXTERN int aios_wait(aios_loop_t *loop, aios_future_t *const *futures, size_t count,
                           double timeout, int return_when, aios_future_t **out);
+typedef struct aios_as_completed_s aios_as_completed_t;
+
+/*! aios_as_completed_new() : asyncio.as_completed(futures, timeout): an
+ *  iterator over `futures` (of `loop`; `count` of them, borrowed, none twice)
+ *  in the order they finish. `timeout` in seconds (INFINITY: none).
+ *  @return 0 and one reference in *out; AIOS_EINVAL for a NULL or repeated
+ *  entry; AIOS_EWRONGLOOP. */
+AIOS_EXTERN int aios_as_completed_new(aios_loop_t *loop, aios_future_t *const *futures,
+                                      size_t count, double timeout, aios_as_completed_t **out);
+/*! aios_as_completed_next() : *out gets a future done once the next of the
+ *  futures has finished; its result value is that future's index in
+ *  `futures`, as (intptr_t)value. After the timeout it fails with
+ *  AIOS_ETIMEOUT (nothing is cancelled).
+ *  @return 0, or 1 with *out NULL once every future was handed out. */
+AIOS_EXTERN int aios_as_completed_next(aios_as_completed_t *iterator, aios_future_t **out);
+AIOS_EXTERN int aios_as_completed_ref(aios_as_completed_t *iterator);
+AIOS_EXTERN int aios_as_completed_unref(aios_as_completed_t *iterator);
+
 /*! aios_shield() : asyncio.shield(future): a future that follows `future`,
  *  but cancelling it leaves `future` running, its result not lost. Its result
  *  value is lent from `future` (valid while the shield is held). A done

@@ -187,7 +187,7 @@ public final class ObjectQueue: LoopBound {
     }
   }
 
-  private final class Get: Operation {
+  final class Get: Operation {
     weak var queue: ObjectQueue?
     var item: T?
 

@@ -1,4 +1,4 @@
-// gather, wait and shield.
+// gather, wait, as_completed and shield.
 import AioSwift
 import CAioSwift
 
@@ -41,3 +41,44 @@ public func aios_shield(_ future: OpaquePointer?, _ out: UnsafeMutablePointer<Op
     try give(outer, objectType(of: outer), out)
   }
 }
+
+extension AsCompleted: ForeignObject {}
+
+@_cdecl("aios_as_completed_new")
+public func aios_as_completed_new(_ loop: OpaquePointer?, _ futures: UnsafePointer<OpaquePointer?>?,
+                                  _ count: Int, _ timeout: Double,
+                                  _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  operationCall(out) {
+    let loop = try ownLoop(loop)
+    let list = try futureList(futures, count)
+    // Indexes refer to the caller's array: a repeated future would shift them.
+    guard Set(list.map(ObjectIdentifier.init)).count == list.count, !timeout.isNaN else {
+      throw RuntimeError(code: AIOS_EINVAL.rawValue)
+    }
+    let iterator = try loop.asCompleted(list, timeout: timeout == .infinity ? nil : timeout)
+    try give(iterator, .asCompleted, out)
+  }
+}
+
+@_cdecl("aios_as_completed_next")
+public func aios_as_completed_next(_ iterator: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  do {
+    guard let out else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    guard let object = ObjectTable.shared.lookup(handleValue(iterator), .asCompleted) else {
+      throw badHandle(iterator)
+    }
+    let iterator = unsafeDowncast(object, to: AsCompleted.self)
+    out.pointee = nil
+    guard let next = try iterator.nextOperation() else { return 1 }
+    try give(next, .future, out)
+    return 0
+  } catch {
+    return statusCode(of: error)
+  }
+}
+
+@_cdecl("aios_as_completed_ref")
+public func aios_as_completed_ref(_ iterator: OpaquePointer?) -> Int32 { refObject(iterator, .asCompleted) }
+
+@_cdecl("aios_as_completed_unref")
+public func aios_as_completed_unref(_ iterator: OpaquePointer?) -> Int32 { unrefObject(iterator, .asCompleted) }

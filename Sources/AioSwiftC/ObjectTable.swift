@@ -12,7 +12,7 @@ import Synchronization
 /// The object types of the header's aios_object_type_t, as slot tags.
 enum ObjectType: UInt32 {
   case loop = 1, handle, future, task, error, runner
-  case lock, event, condition, semaphore, barrier, queue, timeout, taskGroup
+  case lock, event, condition, semaphore, barrier, queue, timeout, taskGroup, asCompleted
 }
 
 /// Objects that remember their handle, so C gets the same one back.
@@ -202,6 +202,7 @@ private func forgetHandle(_ object: AnyObject, type: UInt32, _ handle: UInt64) {
     forget(unsafeDowncast(object, to: LoopBound.self))
   case .timeout: forget(unsafeDowncast(object, to: Timeout.self))
   case .taskGroup: forget(unsafeDowncast(object, to: TaskGroup.self))
+  case .asCompleted: forget(unsafeDowncast(object, to: AsCompleted.self))
   case nil: break
   }
 }

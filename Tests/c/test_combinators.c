@@ -335,7 +335,7 @@ static void test_gather_waits_for_all(void) {
 
 /* The first error ends the gather at once; the other children go on. */
 static void test_gather_first_error(void) {
-  gathering_t g = {.children = {{.delay = 0.001, .code = -ECONNRESET}, {.delay = 0.02, .value = 2}}, .count = 2};
+  gathering_t g = {.children = {{.delay = 0.001, .code = -ECONNRESET}, {.delay = 0.5, .value = 2}}, .count = 2};
   CHECK_EQ(run_main(gathering_step, &g), 0);
   CHECK_EQ(g.status, -ECONNRESET);
   CHECK_EQ(g.pending_at_gather_end, 1);
@@ -717,6 +717,92 @@ static void test_task_group_misuse(void) {
   close_loop(loop);
 }
 
+/* ------------------------------------------------------------------------ */
+/* as_completed                                                               */
+
+typedef struct completing {
+  child_t children[3];
+  size_t count;
+  double timeout;
+  int step, order[4], statuses[4], handed, exhausted;
+  aios_task_t *tasks[3];
+  aios_as_completed_t *iterator;
+} completing_t;
+
+static int completing_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
+  completing_t *c = arg;
+  size_t i;
+  if (c->step++ == 0) {
+    aios_future_t *futures[3];
+    for (i = 0; i < c->count; i++) {
+      CHECK_EQ(aios_task_new(running_loop(), child_step, &c->children[i], NULL, &c->tasks[i]), 0);
+      futures[i] = aios_task_as_future(c->tasks[i]);
+    }
+    CHECK_EQ(aios_as_completed_new(running_loop(), futures, c->count, c->timeout, &c->iterator), 0);
+  } else if (!c->exhausted) {
+    void *value = NULL;
+    c->statuses[c->handed] = aios_future_result(awaited, &value);
+    c->order[c->handed++] = (int)(intptr_t)value;
+  }
+  if (!c->exhausted) {
+    aios_future_t *next = NULL;
+    int rc = aios_as_completed_next(c->iterator, &next);
+    if (rc == 0) {
+      rc = aios_task_await(task, next);
+      CHECK_EQ(aios_future_unref(next), 0);
+      return rc;
+    }
+    CHECK_EQ(rc, 1);
+    CHECK(next == NULL);
+    c->exhausted = 1;
+    CHECK_EQ(aios_as_completed_unref(c->iterator), 0);
+    for (i = 0; i < c->count; i++)
+      if (aios_future_done(aios_task_as_future(c->tasks[i])) == 0) CHECK_EQ(aios_task_cancel(c->tasks[i], NULL), 1);
+  }
+  for (i = 0; i < c->count; i++)
+    if (aios_future_done(aios_task_as_future(c->tasks[i])) == 0)
+      return aios_task_await(task, aios_task_as_future(c->tasks[i]));
+  for (i = 0; i < c->count; i++) {
+    aios_future_result(aios_task_as_future(c->tasks[i]), NULL);
+    CHECK_EQ(aios_task_unref(c->tasks[i]), 0);
+  }
+  return aios_task_return(task, NULL, NULL);
+}
+
+static void test_as_completed_order(void) {
+  completing_t c = {.children = {{.delay = 0.02, .value = 1}, {.delay = 0, .value = 2}, {.delay = 0.01, .value = 3}},
+                    .count = 3, .timeout = INFINITY};
+  CHECK_EQ(run_main(completing_step, &c), 0);
+  CHECK_EQ(c.handed, 3);
+  CHECK_EQ(c.order[0], 1); /* indexes into the array, in finishing order */
+  CHECK_EQ(c.order[1], 2);
+  CHECK_EQ(c.order[2], 0);
+}
+
+/* After the timeout the remaining next futures fail with AIOS_ETIMEOUT. */
+static void test_as_completed_timeout(void) {
+  completing_t c = {.children = {{.delay = 0, .value = 1}, {.delay = 10}}, .count = 2, .timeout = 0.5};
+  CHECK_EQ(run_main(completing_step, &c), 0);
+  CHECK_EQ(c.handed, 2);
+  CHECK_EQ(c.statuses[0], 0);
+  CHECK_EQ(c.order[0], 0);
+  CHECK_EQ(c.statuses[1], AIOS_ETIMEOUT);
+}
+
+static void test_as_completed_bad_arguments(void) {
+  aios_loop_t *loop = make_loop();
+  aios_future_t *f = NULL, *twice[2];
+  aios_as_completed_t *it = NULL;
+  CHECK_EQ(aios_future_new(loop, &f), 0);
+  twice[0] = twice[1] = f;
+  CHECK_EQ(aios_as_completed_new(loop, twice, 2, INFINITY, &it), AIOS_EINVAL);
+  CHECK_EQ(aios_as_completed_new(loop, &f, 1, NAN, &it), AIOS_EINVAL);
+  CHECK(it == NULL);
+  CHECK_EQ(aios_as_completed_next(NULL, &f), AIOS_EINVAL);
+  CHECK_EQ(aios_future_unref(f), 0);
+  close_loop(loop);
+}
+
 TEST_MAIN(TEST_ENTRY(test_deadline_is_a_timeout),
           TEST_ENTRY(test_scope_that_does_not_expire),
           TEST_ENTRY(test_newer_cancel_wins),
@@ -745,4 +831,7 @@ TEST_MAIN(TEST_ENTRY(test_deadline_is_a_timeout),
           TEST_ENTRY(test_thread_pool_size),
           TEST_ENTRY(test_task_group_waits_for_all),
           TEST_ENTRY(test_task_group_failure),
-          TEST_ENTRY(test_task_group_misuse))
+          TEST_ENTRY(test_task_group_misuse),
+          TEST_ENTRY(test_as_completed_order),
+          TEST_ENTRY(test_as_completed_timeout),
+          TEST_ENTRY(test_as_completed_bad_arguments))
