@@ -180,6 +180,26 @@ final class WaitForTests: LeakCheckedTestCase {
     }
   }
 
+  /// A result that races the deadline is not lost: wait_for returns it or
+  /// raises TimeoutError, but the future keeps its result either way (it is
+  /// never cancelled after finishing).
+  func testAResultRacingTheDeadlineIsNotLost() throws {
+    try runMain {
+      let loop = try getRunningLoop()
+      for _ in 0..<20 {
+        let future = loop.createFuture(of: Int.self)
+        let when = loop.time() + 0.002
+        try loop.callAt(when) { try future.setResult(5) }
+        do {
+          let value = try await waitFor(future, timeout: when - loop.time())
+          XCTAssertEqual(value, 5)
+        } catch is TimeoutError {}
+        try await sleep(0.003)
+        XCTAssertEqual(try future.result(), 5)
+      }
+    }
+  }
+
   /// The waiting task's own cancellation propagates as a cancellation.
   func testTheOuterCancellationPropagates() throws {
     try runMain {
