@@ -30,13 +30,22 @@
 #   BENCH_LOCK_ITERS=1000    and critical sections each
 #   BENCH_FANOUT_TASKS=10000 tasks woken by one Event.set() in event_fanout,
 #   BENCH_FANOUT_ROUNDS=10   and rounds (each with new tasks)
+#   BENCH_GATHER_N=100000    tasks for gather100k and taskgroup100k (every
+#                            implementation); the C scaling points are 1k, 10k
+#   BENCH_WAIT_FOR_N=200000  wait_for calls on a done future (every implementation)
+#   BENCH_THREAD_N=30000     to_thread round trips (every implementation),
+#   BENCH_THREAD_CALLERS=8   and the tasks sharing them in to_thread_concurrent
+#   BENCH_COMBINATOR_TIMEOUT=20  seconds allowed for one process of the
+#                            combinator benchmarks (asyncio needs about 2 s for
+#                            its warm-up and timed run of gather100k)
 #   BENCH_SWIFT=1            0: skip the Swift build and figures
 #   SWIFT_BUILD_TIMEOUT=300  seconds allowed for building aio-bench
 #   SWIFT_BENCH_FLAGS        extra flags for that build; by default the same
 #                            -Xswiftc flags as the Makefile's library build
 #                            (SWIFTC_RELEASE), so the library's modules are not
 #                            compiled again and run without exclusivity checks
-#   BENCH_RUN_TIMEOUT=120    seconds allowed for one benchmark process
+#   BENCH_RUN_TIMEOUT=120    seconds allowed for one benchmark process; a
+#                            benchmark that timed out once is not run again
 #   PYTHON=python3, CC=cc, SWIFT=swift, BUILD=<repo>/build
 set -uo pipefail
 
@@ -57,6 +66,11 @@ LOCK_TASKS=${BENCH_LOCK_TASKS:-100}
 LOCK_ITERS=${BENCH_LOCK_ITERS:-1000}
 FANOUT_TASKS=${BENCH_FANOUT_TASKS:-10000}
 FANOUT_ROUNDS=${BENCH_FANOUT_ROUNDS:-10}
+GATHER_N=${BENCH_GATHER_N:-100000}
+WAIT_FOR_N=${BENCH_WAIT_FOR_N:-200000}
+THREAD_N=${BENCH_THREAD_N:-30000}
+THREAD_CALLERS=${BENCH_THREAD_CALLERS:-8}
+COMBINATOR_TIMEOUT=${BENCH_COMBINATOR_TIMEOUT:-20}
 RUN_TIMEOUT=${BENCH_RUN_TIMEOUT:-120}
 SWIFT_BUILD_TIMEOUT=${SWIFT_BUILD_TIMEOUT:-300}
 SWIFT_BENCH_FLAGS=${SWIFT_BENCH_FLAGS--Xswiftc -static-stdlib -Xswiftc -enforce-exclusivity=unchecked}
@@ -105,7 +119,7 @@ fi
 
 # ---------------------------------------------------------------- 2. C
 mkdir -p "$BIN"
-C_BENCHES="spawn call_soon task_memory sync"
+C_BENCHES="spawn call_soon task_memory sync combinators"
 for b in $C_BENCHES; do
   # shellcheck disable=SC2086  # FLAGS is a list of flags
   if ! "$CC" -O2 -std=gnu11 -o "$BIN/$b" "bench/c/$b.c" $FLAGS -Wl,-rpath,"$BUILD/lib"; then
@@ -140,19 +154,27 @@ fi
 : >"$RESULTS"
 FAILED=0
 
+declare -A TIMED_OUT=()
+
 # run IMPL KEY CMD...: one run; appends `IMPL KEY <output line>` to RESULTS.
+# LIMIT=seconds before it overrides RUN_TIMEOUT. A benchmark that timed out
+# is not run again in the later repetitions (its FAILED line stays).
 run() {
-  local impl=$1 key=$2 out err rc
+  local impl=$1 key=$2 limit=${LIMIT:-$RUN_TIMEOUT} out err rc
   shift 2
+  if [ -n "${TIMED_OUT["$impl $key"]:-}" ]; then
+    printf '  %-7s %-18s skipped (timed out in an earlier run)\n' "$impl" "$key"
+    return
+  fi
   err=$(mktemp)
-  out=$(timeout "$RUN_TIMEOUT" "$@" 2>"$err")
+  out=$(timeout "$limit" "$@" 2>"$err")
   rc=$?
   if [ "$rc" = 0 ] && [ -n "$out" ]; then
     printf '%s %s %s\n' "$impl" "$key" "$(printf '%s\n' "$out" | tail -n1)" >>"$RESULTS"
     printf '  %-7s %-18s %s\n' "$impl" "$key" "$(printf '%s\n' "$out" | tail -n1)"
   else
     local why
-    if [ "$rc" = 124 ]; then why="timed out after ${RUN_TIMEOUT}s"
+    if [ "$rc" = 124 ]; then why="timed out after ${limit}s"; TIMED_OUT["$impl $key"]=1
     else why="exit $rc: $(tail -n3 "$err" | tr '\n' ' ' | cut -c1-300)"; fi
     printf '%s %s FAILED %s\n' "$impl" "$key" "$why" >>"$RESULTS"
     printf '  %-7s %-18s FAILED %s\n' "$impl" "$key" "$why"
@@ -160,6 +182,9 @@ run() {
   fi
   rm -f "$err"
 }
+
+# crun: run, with the combinator benchmarks' time limit.
+crun() { LIMIT=$COMBINATOR_TIMEOUT run "$@"; }
 
 PY="$PYTHON bench/py"
 LOOPS="asyncio"
@@ -201,6 +226,29 @@ for ((rep = 1; rep <= REPEATS; rep++)); do
   [ "$HAVE_SWIFT" = 1 ] && run Swift event_fanout "$SWIFT_EXE" event_fanout "$FANOUT_TASKS" "$FANOUT_ROUNDS"
   for l in $LOOPS; do
     run "$l" event_fanout $PY/sync.py event_fanout "$FANOUT_TASKS" "$FANOUT_ROUNDS" --loop="$l"
+  done
+  # task combinators (bench/c/combinators.c, bench/py/combinators.py)
+  for b in gather taskgroup; do
+    crun C "${b}100k" "$BIN/combinators" "$b" "$GATHER_N"
+    [ "$HAVE_SWIFT" = 1 ] && crun Swift "${b}100k" "$SWIFT_EXE" "$b" "$GATHER_N"
+    for l in $LOOPS; do crun "$l" "${b}100k" $PY/combinators.py "$b" "$GATHER_N" --loop="$l"; done
+    # its C per-task cost at smaller batches (the combinator's scaling)
+    crun C "${b}_1k" "$BIN/combinators" "$b" 1000
+    crun C "${b}_10k" "$BIN/combinators" "$b" 10000
+  done
+  crun C wait_for "$BIN/combinators" wait_for "$WAIT_FOR_N"
+  [ "$HAVE_SWIFT" = 1 ] && crun Swift wait_for "$SWIFT_EXE" wait_for "$WAIT_FOR_N"
+  for l in $LOOPS; do crun "$l" wait_for $PY/combinators.py wait_for "$WAIT_FOR_N" --loop="$l"; done
+  # to_thread: one caller, then THREAD_CALLERS callers at once (none when it is 1)
+  cases="1:to_thread"
+  [ "$THREAD_CALLERS" != 1 ] && cases="$cases $THREAD_CALLERS:to_thread_concurrent"
+  for c in $cases; do
+    callers=${c%%:*} key=${c#*:}
+    crun C "$key" "$BIN/combinators" to_thread "$THREAD_N" "$callers"
+    [ "$HAVE_SWIFT" = 1 ] && crun Swift "$key" "$SWIFT_EXE" to_thread "$THREAD_N" "$callers"
+    for l in $LOOPS; do
+      crun "$l" "$key" $PY/combinators.py to_thread "$THREAD_N" "$callers" --loop="$l"
+    done
   done
 done
 

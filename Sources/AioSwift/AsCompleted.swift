@@ -109,13 +109,7 @@ public final class AsCompleted: AsyncSequence, AsyncIteratorProtocol {
 extension Loop {
   /// asyncio.as_completed over futures of this loop (duplicates count once).
   public func asCompleted(_ futures: [AnyFuture], timeout: Double? = nil) throws -> AsCompleted {
-    try checkUsable()
-    var unique: [AnyFuture] = []
-    for future in futures where !unique.contains(where: { $0 === future }) {
-      guard future.loop === self else { throw RuntimeError(code: AIOS_EWRONGLOOP.rawValue) }
-      unique.append(future)
-    }
-    return try AsCompleted(futures: unique, timeout: timeout, loop: self)
+    try AsCompleted(futures: try distinctFutures(futures), timeout: timeout, loop: self)
   }
 }
 

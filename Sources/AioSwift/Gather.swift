@@ -65,15 +65,24 @@ public final class GatheringFuture: AnyFuture {
 }
 
 extension Loop {
-  /// asyncio.gather over futures and tasks of this loop (a future listed
-  /// twice counts once). An empty gather is done at once.
-  public func gather(_ futures: [AnyFuture], returnExceptions: Bool = false) throws -> GatheringFuture {
+  /// The futures of a combinator: each once, in the order given, all of this
+  /// loop (asyncio turns its arguments into a set the same way).
+  func distinctFutures(_ futures: [AnyFuture]) throws -> [AnyFuture] {
     try checkUsable()
+    var seen = Set<ObjectIdentifier>(minimumCapacity: futures.count)
     var unique: [AnyFuture] = []
-    for future in futures where !unique.contains(where: { $0 === future }) {
+    unique.reserveCapacity(futures.count)
+    for future in futures where seen.insert(ObjectIdentifier(future)).inserted {
       guard future.loop === self else { throw RuntimeError(code: AIOS_EWRONGLOOP.rawValue) }
       unique.append(future)
     }
+    return unique
+  }
+
+  /// asyncio.gather over futures and tasks of this loop (a future listed
+  /// twice counts once). An empty gather is done at once.
+  public func gather(_ futures: [AnyFuture], returnExceptions: Bool = false) throws -> GatheringFuture {
+    let unique = try distinctFutures(futures)
     let outer = GatheringFuture(children: unique, returnExceptions: returnExceptions, loop: self)
     if unique.isEmpty {
       outer.finish(.finished)

@@ -67,12 +67,7 @@ extension Loop {
   /// none). An empty set is an error, as in CPython.
   public func wait(_ futures: [AnyFuture], timeout: Double? = nil,
                    returnWhen: ReturnWhen = .allCompleted) throws -> WaitOperation {
-    try checkUsable()
-    var unique: [AnyFuture] = []
-    for future in futures where !unique.contains(where: { $0 === future }) {
-      guard future.loop === self else { throw RuntimeError(code: AIOS_EWRONGLOOP.rawValue) }
-      unique.append(future)
-    }
+    let unique = try distinctFutures(futures)
     guard !unique.isEmpty else {
       throw RuntimeError(code: AIOS_EINVAL.rawValue, "Set of Tasks/Futures is empty.")
     }

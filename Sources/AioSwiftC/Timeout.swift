@@ -75,8 +75,31 @@ public func aios_wait_for(_ future: OpaquePointer?, _ timeout: Double,
   operationCall(out) {
     let future = try ownFuture(future)
     guard !timeout.isNaN else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    if future.isDone {
+      // wait_for on a done future returns (or raises) at once: no task.
+      let finished = try finishedLike(future)
+      try give(finished, objectType(of: finished), out)
+      return
+    }
     let delay: Double? = timeout == .infinity ? nil : timeout
     let waiter = try future.loop.createTask { try await waitFor(future, timeout: delay) }
     try give(waiter, .task, out)
+  }
+}
+
+/// A done future with `future`'s outcome but no result value (the value
+/// stays in `future`): the loop's shared done future for a result.
+private func finishedLike(_ future: AnyFuture) throws -> AnyFuture {
+  do {
+    try future.checkResult()
+    return future.loop.doneFuture
+  } catch let cancelled as CancelledError {
+    let copy = AnyFuture(loop: future.loop)
+    copy.cancel(message: cancelled.message.isEmpty ? nil : cancelled.message)
+    return copy
+  } catch {
+    let copy = AnyFuture(loop: future.loop)
+    try copy.setError(error)
+    return copy
   }
 }

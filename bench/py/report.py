@@ -167,12 +167,42 @@ def memory_block(best, failures):
         print(line)
 
 
+def combinator_scaling_block(best, failures):
+    """The C per-task cost of gather and TaskGroup at 1k, 10k and 100k tasks:
+    flat when the combinator's cost is linear in its tasks."""
+    print("\n== combinator scaling: C per-task cost by number of tasks (flat = linear; no target)")
+    for name in ("gather", "taskgroup"):
+        sizes = []
+        for key, label in ((f"{name}_1k", "1k"), (f"{name}_10k", "10k"), (f"{name}100k", "100k")):
+            r = best.get(("C", key))
+            for why in failure_lines(failures, "C", key):
+                print(f"  {name:<9} {label:>8} tasks: FAILED: {why}")
+            if r is not None:
+                per = r.seconds / r.n * 1e9
+                sizes.append((r.n, per))
+                print(f"  {name:<9} {r.n:>8} tasks: {per:10.1f} ns/task  ({r.seconds:.4f} s)")
+        if len(sizes) >= 2:
+            sizes.sort()
+            print(f"  {name:<9} {sizes[-1][0]}/{sizes[0][0]} tasks: per-task cost x"
+                  f"{sizes[-1][1] / sizes[0][1]:.1f}")
+
+
+def thread_notes(best):
+    """How many callers shared the to_thread round trips."""
+    callers = sorted({r.extra["callers"] for (impl, key), r in best.items()
+                      if key == "to_thread_concurrent" and "callers" in r.extra})
+    if callers:
+        yield (f"callers: {', '.join(callers)} tasks, each awaiting its round trips one after the"
+               " other (libuv's pool has 4 threads, asyncio's default executor min(32, cpus + 4))")
+
+
 def main():
     best, runs, failures = load(sys.argv[1])
     print("libaio-swift benchmarks: best of the runs listed; rate = n / time; "
           "ratio = our rate / reference rate")
     # The targets the issues set: spawn C 20x and Swift 2x; call_soon C 25x
-    # (none for Swift, shown for information).
+    # (none for Swift, shown for information); the sync primitives and the
+    # combinators C 10x and Swift 2x, to_thread 2x for both.
     table_block("spawn: create N trivial tasks and run them to completion", "spawn",
                 best, runs, failures, {"C": 20, "Swift": 2})
     table_block("call_soon: N callbacks scheduled up front", "call_soon",
@@ -188,6 +218,18 @@ def main():
                 "lock_contention", best, runs, failures, sync_target, lock_notes)
     table_block("event_fanout: tasks waiting on one Event woken by set(), until all finished",
                 "event_fanout", best, runs, failures, sync_target, fanout_notes)
+    combinator_target = {"C": 10, "Swift": 2}
+    table_block("gather100k: N trivial tasks created and gathered, awaited by main",
+                "gather100k", best, runs, failures, combinator_target)
+    table_block("taskgroup100k: a TaskGroup creating N trivial tasks, until its exit",
+                "taskgroup100k", best, runs, failures, combinator_target)
+    combinator_scaling_block(best, failures)
+    table_block("wait_for: wait_for(future, 10) on a future already done, one after the other",
+                "wait_for", best, runs, failures, combinator_target)
+    table_block("to_thread: round trips of a trivial function to the worker pool, one at a time",
+                "to_thread", best, runs, failures, 2)
+    table_block("to_thread_concurrent: the same round trips shared by concurrent callers",
+                "to_thread_concurrent", best, runs, failures, 2, thread_notes)
     leaky = sorted({k for k, rs in runs.items() for r in rs
                     if r.extra.get("leaks", "0") not in ("0", "")})
     if leaky:

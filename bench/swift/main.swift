@@ -2,7 +2,10 @@
 // the C programs beside it. Usage:
 //   aio-bench spawn|call_soon N
 //   aio-bench queue_pingpong N | lock_contention TASKS ITERS | event_fanout TASKS ROUNDS
-// The last three are the twins of bench/c/sync.c and bench/py/sync.py (see
+//   aio-bench gather N | taskgroup N | wait_for N | to_thread N [CALLERS]
+// queue_pingpong, lock_contention and event_fanout are the twins of
+// bench/c/sync.c and bench/py/sync.py; gather, taskgroup, wait_for and
+// to_thread those of bench/c/combinators.c and bench/py/combinators.py (see
 // there for what each one times and checks).
 import AioSwift
 import Glibc
@@ -166,6 +169,86 @@ func eventFanout(tasks: Int, rounds: Int) async throws -> (Double, Double) {
   return (timed, setup)
 }
 
+// MARK: task combinators
+
+/// `try await gather(tasks)` over n trivial tasks (task i returns i). Times
+/// creating the tasks, gathering them and dropping them; checks every result.
+func gatherTasks(_ n: Int) async throws -> Double {
+  let loop = try getRunningLoop()
+  let start = now()
+  var tasks: [AioTask<Int>] = []
+  tasks.reserveCapacity(n)
+  for i in 0..<n { tasks.append(try loop.createTask { i }) }
+  let results = try await gather(tasks)
+  tasks = []
+  let seconds = now() - start
+  try expect(results.count == n, "gather gave \(results.count) results for \(n) tasks")
+  for (i, result) in results.enumerated() where result != i {
+    throw BenchFailure(description: "task \(i) gave \(result)")
+  }
+  try expect(loop.allTasks().count == 1, "\(loop.allTasks().count - 1) tasks besides main are pending")
+  return seconds
+}
+
+/// A TaskGroup creating n trivial tasks (`async with TaskGroup() as tg:
+/// for ...: tg.create_task(noop())`). Times all of it; checks every task ran.
+func taskGroupTasks(_ n: Int) async throws -> Double {
+  let loop = try getRunningLoop()
+  var ran = 0
+  let start = now()
+  try await taskGroup { group in
+    for _ in 0..<n { try group.createTask { ran += 1 } }
+  }
+  let seconds = now() - start
+  try expect(ran == n, "\(ran) of \(n) tasks ran")
+  try expect(loop.allTasks().count == 1, "\(loop.allTasks().count - 1) tasks besides main are pending")
+  return seconds
+}
+
+/// n times `try await waitFor(future, timeout: 10)` on a future done before
+/// the clock starts (result 42); checks every value.
+func waitForDone(_ n: Int) async throws -> Double {
+  let loop = try getRunningLoop()
+  let future = loop.createFuture(of: Int.self)
+  try future.setResult(42)
+  let start = now()
+  for i in 0..<n {
+    let value = try await waitFor(future, timeout: 10)
+    try expect(value == 42, "waitFor \(i) gave \(value)")
+  }
+  let seconds = now() - start
+  try expect(loop.allTasks().count == 1, "\(loop.allTasks().count - 1) tasks besides main are pending")
+  return seconds
+}
+
+/// `callers` tasks, each `try await toThread { i }` one call after the
+/// other, n calls in all (the first callers take the remainder). Times
+/// creating the callers and running them to completion; checks every value.
+func toThreadRoundTrips(_ n: Int, callers: Int) async throws -> Double {
+  try expect(callers <= n, "\(callers) callers for \(n) calls")
+  let loop = try getRunningLoop()
+  let start = now()
+  var workers: [AioTask<Int>] = []
+  workers.reserveCapacity(callers)
+  var first = 0
+  for c in 0..<callers {
+    let count = n / callers + (c < n % callers ? 1 : 0), from = first
+    first += count
+    workers.append(try loop.createTask { () async throws -> Int in
+      for i in from..<from + count {
+        let value = try await toThread { i }
+        try expect(value == i, "toThread { \(i) } gave \(value)")
+      }
+      return count
+    })
+  }
+  var done = 0
+  for worker in workers { done += try await worker.value }
+  let seconds = now() - start
+  try expect(done == n, "\(done) of \(n) calls made")
+  return seconds
+}
+
 func nanos(_ seconds: Double, per n: Int) -> Double { (seconds / Double(n) * 1e10).rounded() / 10 }
 
 /// The sync benchmarks: their default counts and a run that prints nothing
@@ -191,10 +274,30 @@ let syncBenchmarks: [String: (counts: [Int], run: ([Int]) throws -> String)] = [
   }),
 ]
 
+/// The combinator benchmarks, run like the sync ones.
+let combinatorBenchmarks: [String: (counts: [Int], run: ([Int]) throws -> String)] = [
+  "gather": ([100_000], { c in
+    let seconds = try warmThenTime { try await gatherTasks(c[0]) }
+    return "gather \(c[0]) \(seconds) per_task_ns=\(nanos(seconds, per: c[0]))"
+  }),
+  "taskgroup": ([100_000], { c in
+    let seconds = try warmThenTime { try await taskGroupTasks(c[0]) }
+    return "taskgroup \(c[0]) \(seconds) per_task_ns=\(nanos(seconds, per: c[0]))"
+  }),
+  "wait_for": ([100_000], { c in
+    let seconds = try warmThenTime { try await waitForDone(c[0]) }
+    return "wait_for \(c[0]) \(seconds) per_call_ns=\(nanos(seconds, per: c[0]))"
+  }),
+  "to_thread": ([10_000, 1], { c in
+    let seconds = try warmThenTime { try await toThreadRoundTrips(c[0], callers: c[1]) }
+    return "to_thread \(c[0]) \(seconds) callers=\(c[1]) per_roundtrip_ns=\(nanos(seconds, per: c[0]))"
+  }),
+]
+
 let arguments = CommandLine.arguments
 let usage = "usage: aio-bench spawn|call_soon N | queue_pingpong N | lock_contention TASKS ITERS"
-  + " | event_fanout TASKS ROUNDS\n"
-if arguments.count >= 2, let sync = syncBenchmarks[arguments[1]] {
+  + " | event_fanout TASKS ROUNDS | gather N | taskgroup N | wait_for N | to_thread N [CALLERS]\n"
+if arguments.count >= 2, let sync = syncBenchmarks[arguments[1]] ?? combinatorBenchmarks[arguments[1]] {
   let given = arguments.dropFirst(2).map { Int($0) }
   guard given.count <= sync.counts.count, given.allSatisfy({ ($0 ?? 0) > 0 }) else {
     fputs(usage, stderr)
