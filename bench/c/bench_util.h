@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include <aio_swift.h>
+#include <stdint.h>
 
 /* The monotonic clock in seconds. */
 static inline double bench_now(void) {
@@ -80,6 +81,35 @@ static inline int bench_check_live(const long before[6]) {
 
 static inline void bench_snapshot_live(long out[6]) {
   for (int t = 0; t < 6; t++) out[t] = aios_live_objects(t);
+}
+
+
+/* ---------------------------------------------------- helpers for C steps */
+
+/* A non-NULL value for the index i (values carry no destructor). */
+#define ITEM(i) ((void *)(intptr_t)((i) + 1))
+
+/* 1 if the future is done, 0 if not; a negative status aborts. */
+static inline int is_done(aios_future_t *f) {
+  int rc = aios_future_done(f);
+  BENCH_CHECK(rc);
+  return rc;
+}
+
+/* `return await f` from a step: the task keeps its own reference to f. */
+static inline int await_and_drop(aios_task_t *task, aios_future_t *f) {
+  int rc = aios_task_await(task, f);
+  BENCH_CHECK(rc);
+  BENCH_CHECK(aios_future_unref(f));
+  return rc;
+}
+
+/* The result of a done future (borrowed from it); a failure aborts. */
+static inline void *result_of(aios_future_t *f) {
+  void *v = NULL;
+  int rc = aios_future_result(f, &v);
+  BENCH_EXPECT(rc == 0, "future finished with %d %s (%s)", rc, aios_err_name(rc), aios_strerror(rc));
+  return v;
 }
 
 #endif /* BENCH_UTIL_H */

@@ -49,31 +49,6 @@
 
 static aios_loop_t *g_loop; /* the runner's loop */
 
-/* A non-NULL value for the index i. */
-#define ITEM(i) ((void *)(intptr_t)((i) + 1))
-
-/* 1 if the future is done, 0 if not; a negative status aborts. */
-static int is_done(aios_future_t *f) {
-  int rc = aios_future_done(f);
-  BENCH_CHECK(rc);
-  return rc;
-}
-
-/* `return await f` from a step: the task keeps its own reference to f. */
-static int await_and_drop(aios_task_t *task, aios_future_t *f) {
-  int rc = aios_task_await(task, f);
-  BENCH_CHECK(rc);
-  BENCH_CHECK(aios_future_unref(f));
-  return rc;
-}
-
-/* The result of a done future (borrowed from it); a failure aborts. */
-static void *result_of(aios_future_t *f) {
-  void *v = NULL;
-  int rc = aios_future_result(f, &v);
-  BENCH_EXPECT(rc == 0, "future finished with %d %s (%s)", rc, aios_err_name(rc), aios_strerror(rc));
-  return v;
-}
 
 /* Checks that the only task of the loop not done is the caller (main). */
 static void expect_only_main_pending(void) {

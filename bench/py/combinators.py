@@ -27,11 +27,9 @@ import asyncio
 import sys
 import time
 
-from common import make_loop
+from common import Failed, run_named
 
 
-class Failed(Exception):
-    pass
 
 
 async def noop():
@@ -155,29 +153,7 @@ BENCHES = {
 def main(argv):
     usage = (f"usage: {argv[0]} gather N | taskgroup N | wait_for N | to_thread N [CALLERS]"
              "  [--loop=asyncio|uvloop]")
-    loop_name = "asyncio"
-    words = []
-    for a in argv[1:]:
-        if a.startswith("--loop="):
-            loop_name = a.split("=", 1)[1]
-        else:
-            words.append(a)
-    if not words or words[0] not in BENCHES:
-        sys.exit(usage)
-    bench, defaults = BENCHES[words[0]]
-    counts = words[1:]
-    if len(counts) > len(defaults) or not all(c.isdigit() and int(c) > 0 for c in counts):
-        sys.exit(usage)
-    args = [int(c) for c in counts] + list(defaults[len(counts):])
-    loop = make_loop(loop_name)
-    try:
-        line = bench(loop, *args)
-    except Failed as e:
-        sys.exit(f"{words[0]}: {e}")
-    finally:
-        loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
-    print(f"{line} impl={loop_name}")
+    run_named(argv, BENCHES, usage)
 
 
 if __name__ == "__main__":

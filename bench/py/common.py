@@ -31,3 +31,36 @@ def parse_args(argv, default_n, flags=()):
     if n <= 0:
         sys.exit("N must be positive")
     return n, loop_name, seen
+
+
+class Failed(Exception):
+    """A check of a benchmark's outcome did not hold."""
+
+
+def run_named(argv, benches, usage):
+    """Runs one of `benches` ({name: (function, default counts)}) as the
+    command line asks: NAME [COUNT...] [--loop=asyncio|uvloop]; prints the
+    function's line with the implementation's name."""
+    loop_name = "asyncio"
+    words = []
+    for a in argv[1:]:
+        if a.startswith("--loop="):
+            loop_name = a.split("=", 1)[1]
+        else:
+            words.append(a)
+    if not words or words[0] not in benches:
+        sys.exit(usage)
+    bench, defaults = benches[words[0]]
+    counts = words[1:]
+    if len(counts) > len(defaults) or not all(c.isdigit() and int(c) > 0 for c in counts):
+        sys.exit(usage)
+    args = [int(c) for c in counts] + list(defaults[len(counts):])
+    loop = make_loop(loop_name)
+    try:
+        line = bench(loop, *args)
+    except Failed as e:
+        sys.exit(f"{words[0]}: {e}")
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+    print(f"{line} impl={loop_name}")
