@@ -62,27 +62,30 @@ static inline long bench_arg(int argc, char **argv, int i, long dflt) {
   return v;
 }
 
+/* Object types counted by aios_live_objects: every one it knows. */
+#define BENCH_TYPES 16
+
 /* Warns when objects of the library outlive the benchmark that made them:
  * every benchmark releases all it holds, so the counts must be back at the
  * values they had at the start. */
-static inline int bench_check_live(const long before[6]) {
-  static const char *names[6] = {"loop", "handle", "future", "task", "error", "runner"};
+static inline int bench_check_live(const long before[BENCH_TYPES]) {
+  static const char *names[] = {"loop", "handle", "future", "task", "error", "runner", "primitive", "queue"};
   int leaks = 0;
-  for (int t = 0; t < 6; t++) {
+  for (int t = 0; t < BENCH_TYPES && before[t] >= 0; t++) {
     long now = aios_live_objects(t);
     if (now != before[t]) {
       fprintf(stderr, "warning: live %s objects %ld at start, %ld at end\n",
-              names[t], before[t], now);
+              t < (int)(sizeof names / sizeof *names) ? names[t] : "other", before[t], now);
       leaks++;
     }
   }
   return leaks;
 }
 
-static inline void bench_snapshot_live(long out[6]) {
-  for (int t = 0; t < 6; t++) out[t] = aios_live_objects(t);
+/* The counts of every type the library knows (-1 past the last). */
+static inline void bench_snapshot_live(long out[BENCH_TYPES]) {
+  for (int t = 0; t < BENCH_TYPES; t++) out[t] = aios_live_objects(t) < 0 ? -1 : aios_live_objects(t);
 }
-
 
 /* ---------------------------------------------------- helpers for C steps */
 
@@ -110,6 +113,17 @@ static inline void *result_of(aios_future_t *f) {
   int rc = aios_future_result(f, &v);
   BENCH_EXPECT(rc == 0, "future finished with %d %s (%s)", rc, aios_err_name(rc), aios_strerror(rc));
   return v;
+}
+
+
+/* Runs `main_step` once on the runner and checks it finished with a result. */
+static inline void run_main(aios_runner_t *runner, aios_step_fn main_step, void *arg) {
+  aios_task_t *task = NULL;
+  int rc = aios_runner_run(runner, main_step, arg, NULL, &task);
+  BENCH_CHECK(rc);
+  BENCH_EXPECT(task != NULL, "aios_runner_run gave no task");
+  BENCH_EXPECT(is_done(aios_task_as_future(task)) == 1, "main task not done after aios_runner_run");
+  BENCH_CHECK(aios_task_unref(task));
 }
 
 #endif /* BENCH_UTIL_H */

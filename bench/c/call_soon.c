@@ -52,7 +52,7 @@ int main(int argc, char **argv) {
       return 64;
     }
   }
-  long live[6];
+  long live[BENCH_TYPES];
   bench_snapshot_live(live);
   BENCH_CHECK(aios_loop_new(&g_loop));
   /* Round 0 is an untimed warm-up of the same size (the loop's ready queue

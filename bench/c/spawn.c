@@ -39,7 +39,7 @@ static int spawn_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
 int main(int argc, char **argv) {
   long n = bench_arg(argc, argv, 1, 1000000);
   long rounds = bench_arg(argc, argv, 2, 1);
-  long live[6];
+  long live[BENCH_TYPES];
   bench_snapshot_live(live);
 
   aios_task_t **tasks = malloc((size_t)n * sizeof *tasks);

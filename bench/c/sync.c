@@ -45,33 +45,6 @@ static aios_loop_t *g_loop; /* the runner's loop */
 
 
 /* aios_live_objects for every type, primitives and queues included. */
-#define NTYPES 8
-static void snapshot_all(long out[NTYPES]) {
-  for (int t = 0; t < NTYPES; t++) out[t] = aios_live_objects(t);
-}
-static int check_all(const long before[NTYPES]) {
-  static const char *names[NTYPES] = {"loop",  "handle", "future",    "task",
-                                      "error", "runner", "primitive", "queue"};
-  int leaks = 0;
-  for (int t = 0; t < NTYPES; t++) {
-    long now = aios_live_objects(t);
-    if (now != before[t]) {
-      fprintf(stderr, "warning: live %s objects %ld at start, %ld at end\n", names[t], before[t], now);
-      leaks++;
-    }
-  }
-  return leaks;
-}
-
-/* Runs `main_step` once on the runner and checks it finished with a result. */
-static void run_main(aios_runner_t *runner, aios_step_fn main_step, void *arg) {
-  aios_task_t *task = NULL;
-  int rc = aios_runner_run(runner, main_step, arg, NULL, &task);
-  BENCH_CHECK(rc);
-  BENCH_EXPECT(task != NULL, "aios_runner_run gave no task");
-  BENCH_EXPECT(is_done(aios_task_as_future(task)) == 1, "main task not done after aios_runner_run");
-  BENCH_CHECK(aios_task_unref(task));
-}
 
 /* ---------------------------------------------------------- queue_pingpong */
 
@@ -459,8 +432,8 @@ static void usage(const char *argv0) {
 int main(int argc, char **argv) {
   if (argc < 2) usage(argv[0]);
   const char *name = argv[1];
-  long live[NTYPES];
-  snapshot_all(live);
+  long live[BENCH_TYPES];
+  bench_snapshot_live(live);
 
   aios_runner_t *runner;
   BENCH_CHECK(aios_runner_new(&runner));
@@ -493,7 +466,7 @@ int main(int argc, char **argv) {
   BENCH_CHECK(aios_runner_close(runner));
   BENCH_CHECK(aios_loop_unref(g_loop));
   BENCH_CHECK(aios_runner_unref(runner));
-  int leaks = check_all(live);
+  int leaks = bench_check_live(live);
   printf("%s leaks=%d\n", line, leaks);
   return 0;
 }

@@ -63,7 +63,7 @@ static long rss_bytes(void) {
 
 int main(int argc, char **argv) {
   long n = bench_arg(argc, argv, 1, 100000);
-  long live[6];
+  long live[BENCH_TYPES];
   bench_snapshot_live(live);
 
   aios_task_t **tasks = malloc((size_t)n * sizeof *tasks);
