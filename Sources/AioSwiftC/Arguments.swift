@@ -3,11 +3,16 @@
 import AioSwift
 import CAioSwift
 
+/// The object a C pointer names, if it is alive and of `type` (or `other`).
 @inline(__always)
-func lookupLoop(_ p: OpaquePointer?) throws -> Loop {
-  guard let object = ObjectTable.shared.lookup(handleValue(p), .loop) else { throw badHandle(p) }
-  return unsafeDowncast(object, to: Loop.self)
+func object<T: AnyObject>(_ p: OpaquePointer?, _ type: ObjectType, or other: ObjectType? = nil,
+                          as _: T.Type) throws -> T {
+  guard let object = ObjectTable.shared.lookup(handleValue(p), type, or: other) else { throw badHandle(p) }
+  return unsafeDowncast(object, to: T.self)
 }
+
+@inline(__always)
+func lookupLoop(_ p: OpaquePointer?) throws -> Loop { try object(p, .loop, as: Loop.self) }
 
 /// A loop, on its own thread.
 @inline(__always)
@@ -25,10 +30,7 @@ func checkThread(_ loop: Loop) throws {
 /// A future or a task, on its loop's thread.
 @inline(__always)
 func ownFuture(_ p: OpaquePointer?) throws -> AnyFuture {
-  guard let object = ObjectTable.shared.lookup(handleValue(p), .future, or: .task) else {
-    throw badHandle(p)
-  }
-  let future = unsafeDowncast(object, to: AnyFuture.self)
+  let future = try object(p, .future, or: .task, as: AnyFuture.self)
   try checkThread(future.loop)
   return future
 }
@@ -36,8 +38,7 @@ func ownFuture(_ p: OpaquePointer?) throws -> AnyFuture {
 /// A task, on its loop's thread.
 @inline(__always)
 func ownTask(_ p: OpaquePointer?) throws -> TaskBase {
-  guard let object = ObjectTable.shared.lookup(handleValue(p), .task) else { throw badHandle(p) }
-  let task = unsafeDowncast(object, to: TaskBase.self)
+  let task = try object(p, .task, as: TaskBase.self)
   try checkThread(task.loop)
   return task
 }
@@ -53,23 +54,16 @@ func steppingTask(_ p: OpaquePointer?) throws -> StepTask {
 
 @inline(__always)
 func ownHandle(_ p: OpaquePointer?) throws -> Handle {
-  guard let object = ObjectTable.shared.lookup(handleValue(p), .handle) else { throw badHandle(p) }
-  let handle = unsafeDowncast(object, to: Handle.self)
+  let handle = try object(p, .handle, as: Handle.self)
   try checkThread(handle.loop)
   return handle
 }
 
 @inline(__always)
-func lookupError(_ p: OpaquePointer?) throws -> ErrorObject {
-  guard let object = ObjectTable.shared.lookup(handleValue(p), .error) else { throw badHandle(p) }
-  return unsafeDowncast(object, to: ErrorObject.self)
-}
+func lookupError(_ p: OpaquePointer?) throws -> ErrorObject { try object(p, .error, as: ErrorObject.self) }
 
 @inline(__always)
-func lookupRunner(_ p: OpaquePointer?) throws -> Runner {
-  guard let object = ObjectTable.shared.lookup(handleValue(p), .runner) else { throw badHandle(p) }
-  return unsafeDowncast(object, to: Runner.self)
-}
+func lookupRunner(_ p: OpaquePointer?) throws -> Runner { try object(p, .runner, as: Runner.self) }
 
 /// The object type C sees for a future: a task is a task.
 @inline(__always)

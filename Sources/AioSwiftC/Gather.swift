@@ -64,10 +64,7 @@ public func aios_as_completed_new(_ loop: OpaquePointer?, _ futures: UnsafePoint
 public func aios_as_completed_next(_ iterator: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   do {
     guard let out else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    guard let object = ObjectTable.shared.lookup(handleValue(iterator), .asCompleted) else {
-      throw badHandle(iterator)
-    }
-    let iterator = unsafeDowncast(object, to: AsCompleted.self)
+    let iterator = try object(iterator, .asCompleted, as: AsCompleted.self)
     out.pointee = nil
     guard let next = try iterator.nextOperation() else { return 1 }
     try give(next, .future, out)

@@ -5,8 +5,7 @@ import CAioSwift
 /// A primitive of the given type, on its loop's thread, the loop open.
 @inline(__always)
 func ownPrimitive<T: LoopBound>(_ p: OpaquePointer?, _ type: ObjectType, as _: T.Type) throws -> T {
-  guard let object = ObjectTable.shared.lookup(handleValue(p), type) else { throw badHandle(p) }
-  let primitive = unsafeDowncast(object, to: T.self)
+  let primitive = try object(p, type, as: T.self)
   _ = try primitive.loop()
   return primitive
 }

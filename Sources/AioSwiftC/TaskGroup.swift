@@ -5,8 +5,7 @@ import CAioSwift
 extension TaskGroup: ForeignObject {}
 
 private func ownGroup(_ p: OpaquePointer?) throws -> TaskGroup {
-  guard let object = ObjectTable.shared.lookup(handleValue(p), .taskGroup) else { throw badHandle(p) }
-  let group = unsafeDowncast(object, to: TaskGroup.self)
+  let group = try object(p, .taskGroup, as: TaskGroup.self)
   try checkThread(group.loop)
   return group
 }

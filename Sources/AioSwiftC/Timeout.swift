@@ -12,8 +12,7 @@ private func deadline(_ when: Double) throws -> Double? {
 
 /// A timeout scope, on its loop's thread.
 private func ownTimeout(_ p: OpaquePointer?) throws -> Timeout {
-  guard let object = ObjectTable.shared.lookup(handleValue(p), .timeout) else { throw badHandle(p) }
-  let timeout = unsafeDowncast(object, to: Timeout.self)
+  let timeout = try object(p, .timeout, as: Timeout.self)
   if let loop = timeout.loop { try checkThread(loop) }
   return timeout
 }
