@@ -11,6 +11,10 @@ import DequeModule
 public class LoopBound {
   private var boundLoop: Loop?
   private let isQueue: Bool
+  /// Cleared when the primitive goes away; its operations hold this rather
+  /// than a weak reference, which would put every retain and release of the
+  /// primitive on Swift's slower side-table path.
+  let liveness = Liveness()
   /// The C ABI's handle for this object (0: none yet).
   public var foreignHandle: UInt64 = 0
 
@@ -25,6 +29,7 @@ public class LoopBound {
   }
 
   deinit {
+    liveness.isAlive = false
     if isQueue {
       LiveObjects.queues.subtract(1, ordering: .relaxed)
     } else {
@@ -33,7 +38,21 @@ public class LoopBound {
   }
 
   /// The primitive's loop, checked for thread and state.
+  @inline(__always)
   public func loop() throws -> Loop {
+    // The common case: the loop is bound and running on this thread.
+    if let loop = boundLoop, loop.isRunningOnThisThread { return loop }
+    return try bindAndCheckLoop()
+  }
+
+  /// Throws unless the primitive may be used here (see loop()).
+  @inline(__always)
+  public func checkLoop() throws {
+    if let loop = boundLoop, loop.isRunningOnThisThread { return }
+    _ = try bindAndCheckLoop()
+  }
+
+  private func bindAndCheckLoop() throws -> Loop {
     if boundLoop == nil { boundLoop = try getRunningLoop() }
     let loop = boundLoop!
     try loop.checkUsable()
@@ -42,6 +61,26 @@ public class LoopBound {
     }
     return loop
   }
+}
+
+/// Whether a primitive still lives (see LoopBound.liveness).
+final class Liveness {
+  var isAlive = true
+}
+
+/// An operation's reference to its primitive: it does not keep the
+/// primitive alive (the primitive owns its waiters, which own their
+/// operations), and it reads nil once the primitive is gone.
+struct PrimitiveReference<T: LoopBound> {
+  private unowned(unsafe) let primitive: T
+  private let liveness: Liveness
+
+  init(_ primitive: T) {
+    self.primitive = primitive
+    liveness = primitive.liveness
+  }
+
+  var object: T? { liveness.isAlive ? primitive : nil }
 }
 
 extension Deque where Element == AnyFuture {
@@ -102,13 +141,13 @@ public final class Lock: LoopBound {
   }
 
   private final class Acquire: Operation {
-    weak var lock: Lock?
+    let lock: PrimitiveReference<Lock>
     init(lock: Lock, waiter: AnyFuture) {
-      self.lock = lock
+      self.lock = PrimitiveReference(lock)
       super.init(waitingOn: waiter)
     }
     override func advance(_ waiter: AnyFuture) {
-      guard let lock else { return completeOrphaned() }
+      guard let lock = lock.object else { return completeOrphaned() }
       lock.waiters.remove(waiter)
       if let cancelled = cancellation(of: waiter) {
         // Keep the invariant: if the lock is free, the next waiter runs.
@@ -235,18 +274,18 @@ public final class Condition: LoopBound {
   }
 
   private final class Wait: Operation {
-    weak var condition: Condition?
+    let condition: PrimitiveReference<Condition>
     /// The error the coroutine is raising while it re-acquires the lock.
     var raising: (any Error)?
     var reacquiring = false
 
     init(condition: Condition, waiter: AnyFuture) {
-      self.condition = condition
+      self.condition = PrimitiveReference(condition)
       super.init(waitingOn: waiter)
     }
 
     override func advance(_ inner: AnyFuture) {
-      guard let condition else { return completeOrphaned() }
+      guard let condition = condition.object else { return completeOrphaned() }
       if !reacquiring {
         condition.waiters.remove(inner)
         raising = cancellation(of: inner)
@@ -272,7 +311,7 @@ public final class Condition: LoopBound {
     private func finish() {
       if let raising {
         // A waiter that leaves with an error passes its notification on.
-        condition?.notifyWaiters(1)
+        condition.object?.notifyWaiters(1)
         completeThrowing(raising)
       } else {
         completeReturning()
@@ -281,11 +320,11 @@ public final class Condition: LoopBound {
   }
 
   private final class WaitFor: Operation {
-    weak var condition: Condition?
+    let condition: PrimitiveReference<Condition>
     let predicate: () throws -> Bool
 
     init(condition: Condition, predicate: @escaping () throws -> Bool, first: AnyFuture) {
-      self.condition = condition
+      self.condition = PrimitiveReference(condition)
       self.predicate = predicate
       super.init(waitingOn: first)
     }
@@ -295,7 +334,7 @@ public final class Condition: LoopBound {
         try wait.checkResult()
         if try predicate() {
           completeReturning()
-        } else if let condition {
+        } else if let condition = condition.object {
           self.wait(on: try condition.waitOperation())
         } else {
           completeOrphaned()
@@ -362,13 +401,13 @@ public final class Semaphore: LoopBound {
   }
 
   private final class Acquire: Operation {
-    weak var semaphore: Semaphore?
+    let semaphore: PrimitiveReference<Semaphore>
     init(semaphore: Semaphore, waiter: AnyFuture) {
-      self.semaphore = semaphore
+      self.semaphore = PrimitiveReference(semaphore)
       super.init(waitingOn: waiter)
     }
     override func advance(_ waiter: AnyFuture) {
-      guard let semaphore else { return completeOrphaned() }
+      guard let semaphore = semaphore.object else { return completeOrphaned() }
       semaphore.waiters.remove(waiter)
       let cancelled = cancellation(of: waiter)
       if cancelled != nil && waiter.isDone && !waiter.isCancelled {
@@ -441,11 +480,11 @@ public final class Barrier: LoopBound {
 
   /// `async with cond: change(self); cond.notify_all()`.
   private final class Locked: Operation {
-    weak var barrier: Barrier?
+    let barrier: PrimitiveReference<Barrier>
     let change: (Barrier) -> Void
 
     init(barrier: Barrier, loop: Loop, change: @escaping (Barrier) -> Void) {
-      self.barrier = barrier
+      self.barrier = PrimitiveReference(barrier)
       self.change = change
       super.init(loop: loop)
       do {
@@ -464,7 +503,7 @@ public final class Barrier: LoopBound {
     }
 
     private func run() {
-      guard let barrier else { return completeOrphaned() }
+      guard let barrier = barrier.object else { return completeOrphaned() }
       change(barrier)
       barrier.condition.notifyWaiters(barrier.condition.waiters.count)
       try? barrier.condition.release()
@@ -477,16 +516,14 @@ public final class Barrier: LoopBound {
   /// others wait for it; leave; release the lock.
   final class Wait: Operation {
     enum Phase { case acquiring, blocking, waiting }
-    unowned(unsafe) let barrier: Barrier
-    /// Keeps the barrier's condition (what every phase waits on) for as long
-    /// as the barrier lives, without keeping the barrier itself.
-    weak var liveness: Condition?
+    let reference: PrimitiveReference<Barrier>
+    /// The barrier, once `advance` has checked that it lives.
+    var barrier: Barrier { reference.object! }
     var phase = Phase.acquiring
     var index = -1
 
     init(barrier: Barrier, loop: Loop) {
-      self.barrier = barrier
-      liveness = barrier.condition
+      reference = PrimitiveReference(barrier)
       super.init(loop: loop)
       do {
         if let acquire = try barrier.condition.acquireOperation() {
@@ -500,8 +537,7 @@ public final class Barrier: LoopBound {
     }
 
     override func advance(_ inner: AnyFuture) {
-      // The barrier owns the condition; with it gone, so is the barrier.
-      guard liveness != nil else { return completeOrphaned() }
+      guard reference.object != nil else { return completeOrphaned() }
       switch phase {
       case .acquiring:
         if let cancelled = cancellation(of: inner) { completeThrowing(cancelled) } else { block() }

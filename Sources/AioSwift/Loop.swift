@@ -487,19 +487,20 @@ private func loopAsyncCallback(_ async: UnsafeMutablePointer<uv_async_t>?) {
 
 // MARK: The running loop of each thread
 
-private let runningLoopKey: pthread_key_t = {
-  var key = pthread_key_t()
-  pthread_key_create(&key, nil)
-  return key
-}()
-
 extension Loop {
   /// False when another loop runs on this thread (a primitive of this loop
   /// must not be used there). No reference is taken: it is a pointer test.
   @inline(__always)
   var isRunningOrIdleOnThisThread: Bool {
-    guard let running = pthread_getspecific(runningLoopKey) else { return true }
+    guard let running = aiosi_get_running_loop() else { return true }
     return running == Unmanaged.passUnretained(self).toOpaque()
+  }
+
+  /// True when this loop is the one running on this thread: then the thread
+  /// is its own and it is open. No reference is taken: it is a pointer test.
+  @inline(__always)
+  var isRunningOnThisThread: Bool {
+    aiosi_get_running_loop() == Unmanaged.passUnretained(self).toOpaque()
   }
 
   /// One future, done with no value, shared by every call of this loop that
@@ -513,12 +514,12 @@ extension Loop {
 }
 
 func runningLoopOnThisThread() -> Loop? {
-  guard let p = pthread_getspecific(runningLoopKey) else { return nil }
+  guard let p = aiosi_get_running_loop() else { return nil }
   return Unmanaged<Loop>.fromOpaque(p).takeUnretainedValue()
 }
 
 private func setRunningLoop(_ loop: Loop?) {
-  pthread_setspecific(runningLoopKey, loop.map { Unmanaged.passUnretained($0).toOpaque() })
+  aiosi_set_running_loop(loop.map { Unmanaged.passUnretained($0).toOpaque() })
 }
 
 /// asyncio's get_running_loop: the loop running on this thread.

@@ -107,11 +107,11 @@ public final class ObjectQueue: LoopBound {
   }
 
   private final class Put: Operation {
-    weak var queue: ObjectQueue?
+    let queue: PrimitiveReference<ObjectQueue>
     var item: T?
 
     init(queue: ObjectQueue, item: T, loop: Loop) {
-      self.queue = queue
+      self.queue = PrimitiveReference(queue)
       self.item = item
       super.init(loop: loop)
       waitForRoom()
@@ -119,12 +119,12 @@ public final class ObjectQueue: LoopBound {
 
     private func waitForRoom() {
       let putter = AnyFuture(loop: loop)
-      queue!.putters.append(putter)
+      queue.object!.putters.append(putter)
       wait(on: putter)
     }
 
     override func advance(_ putter: AnyFuture) {
-      guard let queue else { return completeOrphaned() }
+      guard let queue = queue.object else { return completeOrphaned() }
       if let cancelled = cancellation(of: putter) {
         _ = putter.cancel()
         queue.putters.remove(putter)
@@ -188,23 +188,23 @@ public final class ObjectQueue: LoopBound {
   }
 
   final class Get: Operation {
-    weak var queue: ObjectQueue?
+    let queue: PrimitiveReference<ObjectQueue>
     var item: T?
 
     init(queue: ObjectQueue, loop: Loop) {
-      self.queue = queue
+      self.queue = PrimitiveReference(queue)
       super.init(loop: loop)
       waitForItem()
     }
 
     private func waitForItem() {
       let getter = AnyFuture(loop: loop)
-      queue!.getters.append(getter)
+      queue.object!.getters.append(getter)
       wait(on: getter)
     }
 
     override func advance(_ getter: AnyFuture) {
-      guard let queue else { return completeOrphaned() }
+      guard let queue = queue.object else { return completeOrphaned() }
       if let cancelled = cancellation(of: getter) {
         _ = getter.cancel()
         queue.getters.remove(getter)

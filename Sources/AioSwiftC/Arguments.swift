@@ -3,11 +3,30 @@
 import AioSwift
 import CAioSwift
 
+/// Runs `body` with the object a C pointer names, if it is alive and of
+/// `type` (or `other`). The object is borrowed: C's reference keeps it alive
+/// for the call, so no Swift reference is taken on these hot paths.
+@inline(__always)
+func withObject<T: AnyObject, R>(_ p: OpaquePointer?, _ type: ObjectType, or other: ObjectType? = nil,
+                                 as _: T.Type, _ body: (T) throws -> R) throws -> R {
+  guard let address = ObjectTable.address(handleValue(p), type, or: other) else { throw badHandle(p) }
+  return try Unmanaged<T>.fromOpaque(address)._withUnsafeGuaranteedRef(body)
+}
+
+/// withObject for a future or a task, on its loop's thread.
+@inline(__always)
+func withOwnFuture<R>(_ p: OpaquePointer?, _ body: (AnyFuture) throws -> R) throws -> R {
+  try withObject(p, .future, or: .task, as: AnyFuture.self) { future in
+    try checkThread(future.loop)
+    return try body(future)
+  }
+}
+
 /// The object a C pointer names, if it is alive and of `type` (or `other`).
 @inline(__always)
 func object<T: AnyObject>(_ p: OpaquePointer?, _ type: ObjectType, or other: ObjectType? = nil,
                           as _: T.Type) throws -> T {
-  guard let object = ObjectTable.shared.lookup(handleValue(p), type, or: other) else { throw badHandle(p) }
+  guard let object = ObjectTable.lookup(handleValue(p), type, or: other) else { throw badHandle(p) }
   return unsafeDowncast(object, to: T.self)
 }
 
@@ -43,13 +62,16 @@ func ownTask(_ p: OpaquePointer?) throws -> TaskBase {
   return task
 }
 
-/// A task driven by a C step function, inside its step.
+/// Runs `body` with a task driven by a C step function, inside its step.
 @inline(__always)
-func steppingTask(_ p: OpaquePointer?) throws -> StepTask {
-  guard let task = try ownTask(p) as? StepTask, task.isStepping else {
-    throw RuntimeError(code: AIOS_EINVAL.rawValue, "not called from the task's own step")
+func withSteppingTask<R>(_ p: OpaquePointer?, _ body: (StepTask) throws -> R) throws -> R {
+  try withObject(p, .task, as: TaskBase.self) { task in
+    try checkThread(task.loop)
+    guard let task = task as? StepTask, task.isStepping else {
+      throw RuntimeError(code: AIOS_EINVAL.rawValue, "not called from the task's own step")
+    }
+    return try body(task)
   }
-  return task
 }
 
 @inline(__always)
@@ -80,16 +102,16 @@ func string(_ p: UnsafePointer<CChar>?) -> String? {
 /// ref/unref for any object type: unref accepts NULL.
 func refObject(_ p: OpaquePointer?, _ type: ObjectType, or other: ObjectType? = nil) -> Int32 {
   guard p != nil else { return AIOS_EINVAL.rawValue }
-  guard ObjectTable.shared.lookup(handleValue(p), type, or: other) != nil,
-        ObjectTable.shared.retain(handleValue(p)) else { return AIOS_EBADHANDLE.rawValue }
+  guard ObjectTable.address(handleValue(p), type, or: other) != nil,
+        ObjectTable.retain(handleValue(p)) else { return AIOS_EBADHANDLE.rawValue }
   return 0
 }
 
 func unrefObject(_ p: OpaquePointer?, _ type: ObjectType, or other: ObjectType? = nil,
                  willFree: ((AnyObject) -> Void)? = nil) -> Int32 {
   guard p != nil else { return 0 }
-  guard ObjectTable.shared.lookup(handleValue(p), type, or: other) != nil,
-        ObjectTable.shared.release(handleValue(p), willFree: willFree) else {
+  guard ObjectTable.address(handleValue(p), type, or: other) != nil,
+        ObjectTable.release(handleValue(p), willFree: willFree) else {
     return AIOS_EBADHANDLE.rawValue
   }
   return 0

@@ -46,21 +46,22 @@ public func aios_future_cancel(_ future: OpaquePointer?, _ message: UnsafePointe
 
 @_cdecl("aios_future_done")
 public func aios_future_done(_ future: OpaquePointer?) -> Int32 {
-  count { try ownFuture(future).isDone ? 1 : 0 }
+  count { try withOwnFuture(future) { $0.isDone ? 1 : 0 } }
 }
 
 @_cdecl("aios_future_cancelled")
 public func aios_future_cancelled(_ future: OpaquePointer?) -> Int32 {
-  count { try ownFuture(future).isCancelled ? 1 : 0 }
+  count { try withOwnFuture(future) { $0.isCancelled ? 1 : 0 } }
 }
 
 @_cdecl("aios_future_result")
 public func aios_future_result(_ future: OpaquePointer?,
                                _ value: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32 {
   status {
-    let future = try ownFuture(future)
-    try future.checkResult()
-    value?.pointee = future.cResult
+    try withOwnFuture(future) { future in
+      try future.checkResult()
+      value?.pointee = future.cResult
+    }
   }
 }
 
@@ -69,7 +70,7 @@ public func aios_future_take_result(_ future: OpaquePointer?,
                                     _ value: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
                                     _ destructor: UnsafeMutablePointer<aios_destructor_fn?>?) -> Int32 {
   status {
-    let (taken, free) = try ownFuture(future).takeCResult()
+    let (taken, free) = try withOwnFuture(future) { try $0.takeCResult() }
     value?.pointee = taken
     destructor?.pointee = free
   }

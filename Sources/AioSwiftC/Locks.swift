@@ -6,8 +6,18 @@ import CAioSwift
 @inline(__always)
 func ownPrimitive<T: LoopBound>(_ p: OpaquePointer?, _ type: ObjectType, as _: T.Type) throws -> T {
   let primitive = try object(p, type, as: T.self)
-  _ = try primitive.loop()
+  try primitive.checkLoop()
   return primitive
+}
+
+/// withObject for a primitive, on its loop's thread, the loop open.
+@inline(__always)
+func withPrimitive<T: LoopBound, R>(_ p: OpaquePointer?, _ type: ObjectType, as _: T.Type,
+                                    _ body: (T) throws -> R) throws -> R {
+  try withObject(p, type, as: T.self) { primitive in
+    try primitive.checkLoop()
+    return try body(primitive)
+  }
 }
 
 /// Hands out the future of an operation, or a done one if it did not block.
@@ -47,22 +57,24 @@ public func aios_lock_new(_ loop: OpaquePointer?, _ out: UnsafeMutablePointer<Op
 @_cdecl("aios_lock_acquire")
 public func aios_lock_acquire(_ lock: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   operationCall(out) {
-    let lock = try ownPrimitive(lock, .lock, as: Lock.self)
-    try giveOperation(try lock.acquireOperation(), of: lock, out)
+    try withPrimitive(lock, .lock, as: Lock.self) { lock in
+      try giveOperation(try lock.acquireOperation(), of: lock, out)
+    }
   }
 }
 
 @_cdecl("aios_lock_release")
 public func aios_lock_release(_ lock: OpaquePointer?) -> Int32 {
   status {
-    let lock = try ownPrimitive(lock, .lock, as: Lock.self)
-    try lock.release()
+    try withPrimitive(lock, .lock, as: Lock.self) { lock in
+      try lock.release()
+    }
   }
 }
 
 @_cdecl("aios_lock_locked")
 public func aios_lock_locked(_ lock: OpaquePointer?) -> Int32 {
-  count { try ownPrimitive(lock, .lock, as: Lock.self).locked ? 1 : 0 }
+  count { try withPrimitive(lock, .lock, as: Lock.self) { $0.locked ? 1 : 0 } }
 }
 
 @_cdecl("aios_lock_ref")
@@ -81,29 +93,32 @@ public func aios_event_new(_ loop: OpaquePointer?, _ out: UnsafeMutablePointer<O
 @_cdecl("aios_event_set")
 public func aios_event_set(_ event: OpaquePointer?) -> Int32 {
   status {
-    let event = try ownPrimitive(event, .event, as: Event.self)
-    event.set()
+    try withPrimitive(event, .event, as: Event.self) { event in
+      event.set()
+    }
   }
 }
 
 @_cdecl("aios_event_clear")
 public func aios_event_clear(_ event: OpaquePointer?) -> Int32 {
   status {
-    let event = try ownPrimitive(event, .event, as: Event.self)
-    event.clear()
+    try withPrimitive(event, .event, as: Event.self) { event in
+      event.clear()
+    }
   }
 }
 
 @_cdecl("aios_event_is_set")
 public func aios_event_is_set(_ event: OpaquePointer?) -> Int32 {
-  count { try ownPrimitive(event, .event, as: Event.self).isSet ? 1 : 0 }
+  count { try withPrimitive(event, .event, as: Event.self) { $0.isSet ? 1 : 0 } }
 }
 
 @_cdecl("aios_event_wait")
 public func aios_event_wait(_ event: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   operationCall(out) {
-    let event = try ownPrimitive(event, .event, as: Event.self)
-    try giveOperation(try event.waitOperation(), of: event, out)
+    try withPrimitive(event, .event, as: Event.self) { event in
+      try giveOperation(try event.waitOperation(), of: event, out)
+    }
   }
 }
 
@@ -129,29 +144,32 @@ public func aios_condition_new(_ loop: OpaquePointer?, _ lock: OpaquePointer?,
 public func aios_condition_acquire(_ condition: OpaquePointer?,
                                    _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   operationCall(out) {
-    let condition = try ownPrimitive(condition, .condition, as: Condition.self)
-    try giveOperation(try condition.acquireOperation(), of: condition, out)
+    try withPrimitive(condition, .condition, as: Condition.self) { condition in
+      try giveOperation(try condition.acquireOperation(), of: condition, out)
+    }
   }
 }
 
 @_cdecl("aios_condition_release")
 public func aios_condition_release(_ condition: OpaquePointer?) -> Int32 {
   status {
-    let condition = try ownPrimitive(condition, .condition, as: Condition.self)
-    try condition.release()
+    try withPrimitive(condition, .condition, as: Condition.self) { condition in
+      try condition.release()
+    }
   }
 }
 
 @_cdecl("aios_condition_locked")
 public func aios_condition_locked(_ condition: OpaquePointer?) -> Int32 {
-  count { try ownPrimitive(condition, .condition, as: Condition.self).locked ? 1 : 0 }
+  count { try withPrimitive(condition, .condition, as: Condition.self) { $0.locked ? 1 : 0 } }
 }
 
 @_cdecl("aios_condition_wait")
 public func aios_condition_wait(_ condition: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   operationCall(out) {
-    let condition = try ownPrimitive(condition, .condition, as: Condition.self)
-    try give(try condition.waitOperation(), .future, out)
+    try withPrimitive(condition, .condition, as: Condition.self) { condition in
+      try give(try condition.waitOperation(), .future, out)
+    }
   }
 }
 
@@ -160,31 +178,34 @@ public func aios_condition_wait_for(_ condition: OpaquePointer?, _ predicate: ai
                                     _ arg: UnsafeMutableRawPointer?,
                                     _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   operationCall(out) {
-    let condition = try ownPrimitive(condition, .condition, as: Condition.self)
-    guard let predicate else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    let operation = try condition.waitForOperation {
-      let verdict = predicate(arg)
-      if verdict < 0 { throw makeError(code: verdict, message: nil) }
-      return verdict != 0
+    try withPrimitive(condition, .condition, as: Condition.self) { condition in
+      guard let predicate else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+      let operation = try condition.waitForOperation {
+        let verdict = predicate(arg)
+        if verdict < 0 { throw makeError(code: verdict, message: nil) }
+        return verdict != 0
+      }
+      try giveOperation(operation, of: condition, out)
     }
-    try giveOperation(operation, of: condition, out)
   }
 }
 
 @_cdecl("aios_condition_notify")
 public func aios_condition_notify(_ condition: OpaquePointer?, _ n: Int32) -> Int32 {
   status {
-    let condition = try ownPrimitive(condition, .condition, as: Condition.self)
-    guard n >= 0 else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    try condition.notify(Int(n))
+    try withPrimitive(condition, .condition, as: Condition.self) { condition in
+      guard n >= 0 else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+      try condition.notify(Int(n))
+    }
   }
 }
 
 @_cdecl("aios_condition_notify_all")
 public func aios_condition_notify_all(_ condition: OpaquePointer?) -> Int32 {
   status {
-    let condition = try ownPrimitive(condition, .condition, as: Condition.self)
-    try condition.notifyAll()
+    try withPrimitive(condition, .condition, as: Condition.self) { condition in
+      try condition.notifyAll()
+    }
   }
 }
 
@@ -206,22 +227,24 @@ public func aios_semaphore_new(_ loop: OpaquePointer?, _ value: UInt32, _ bounde
 public func aios_semaphore_acquire(_ semaphore: OpaquePointer?,
                                    _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   operationCall(out) {
-    let semaphore = try ownPrimitive(semaphore, .semaphore, as: Semaphore.self)
-    try giveOperation(try semaphore.acquireOperation(), of: semaphore, out)
+    try withPrimitive(semaphore, .semaphore, as: Semaphore.self) { semaphore in
+      try giveOperation(try semaphore.acquireOperation(), of: semaphore, out)
+    }
   }
 }
 
 @_cdecl("aios_semaphore_release")
 public func aios_semaphore_release(_ semaphore: OpaquePointer?) -> Int32 {
   status {
-    let semaphore = try ownPrimitive(semaphore, .semaphore, as: Semaphore.self)
-    try semaphore.release()
+    try withPrimitive(semaphore, .semaphore, as: Semaphore.self) { semaphore in
+      try semaphore.release()
+    }
   }
 }
 
 @_cdecl("aios_semaphore_locked")
 public func aios_semaphore_locked(_ semaphore: OpaquePointer?) -> Int32 {
-  count { try ownPrimitive(semaphore, .semaphore, as: Semaphore.self).locked ? 1 : 0 }
+  count { try withPrimitive(semaphore, .semaphore, as: Semaphore.self) { $0.locked ? 1 : 0 } }
 }
 
 @_cdecl("aios_semaphore_ref")
@@ -261,17 +284,17 @@ public func aios_barrier_abort(_ barrier: OpaquePointer?, _ out: UnsafeMutablePo
 
 @_cdecl("aios_barrier_parties")
 public func aios_barrier_parties(_ barrier: OpaquePointer?) -> Int32 {
-  count { try ownPrimitive(barrier, .barrier, as: Barrier.self).parties }
+  count { try withPrimitive(barrier, .barrier, as: Barrier.self) { $0.parties } }
 }
 
 @_cdecl("aios_barrier_n_waiting")
 public func aios_barrier_n_waiting(_ barrier: OpaquePointer?) -> Int32 {
-  count { try ownPrimitive(barrier, .barrier, as: Barrier.self).waiting }
+  count { try withPrimitive(barrier, .barrier, as: Barrier.self) { $0.waiting } }
 }
 
 @_cdecl("aios_barrier_broken")
 public func aios_barrier_broken(_ barrier: OpaquePointer?) -> Int32 {
-  count { try ownPrimitive(barrier, .barrier, as: Barrier.self).broken ? 1 : 0 }
+  count { try withPrimitive(barrier, .barrier, as: Barrier.self) { $0.broken ? 1 : 0 } }
 }
 
 @_cdecl("aios_barrier_ref")

@@ -54,58 +54,81 @@ private struct Slot {
 
 private let chunkBits = 12
 private let chunkSize = 1 << chunkBits
-private let chunkCount = 1 << 12  // 16M slots at most
+private let chunkCount = Int(AIOSI_HANDLE_CHUNKS)  // 16M slots at most
 
-/// The one table of C handles in the process. Slots are allocated and freed
-/// under a lock; lookups and reference counts are lock-free.
-final class ObjectTable: @unchecked Sendable {
-  static let shared = ObjectTable()
-
-  private let chunks: UnsafeMutablePointer<UnsafeMutablePointer<Slot>?>
-  private struct FreeList {
-    var head: UInt32 = 0  // slot index + 1; 0: empty
-    var used: UInt32 = 1  // indexes handed out so far; index 0 is never used
-  }
-  private let freeList = Mutex(FreeList())
-
-  private init() {
-    chunks = .allocate(capacity: chunkCount)
-    chunks.initialize(repeating: nil, count: chunkCount)
-  }
+/// The one table of C handles in the process, in C globals (see
+/// aios_runtime.h). Lookups, reference counts and the free list are
+/// lock-free; only growing the table takes a lock.
+enum ObjectTable {
+  /// The chunks of slots, allocated as the table grows and never freed.
+  @inline(__always)
+  private static var chunks: UnsafeMutablePointer<UnsafeMutableRawPointer?> { aiosi_handle_chunk_table() }
+  /// The free list's head: a tag << 32 | (slot index + 1), 0 below when
+  /// empty. Every push and pop changes the tag, so a compare-and-swap fails
+  /// on a head that was popped and pushed back meanwhile (ABA).
+  @inline(__always)
+  private static var freeHead: UnsafeMutablePointer<UInt64> { aiosi_handle_free_list() }
+  /// Indexes handed out so far; index 0 is never used.
+  private static let used = Mutex<UInt32>(1)
 
   @inline(__always)
-  private func slot(_ index: UInt32) -> UnsafeMutablePointer<Slot>? {
+  private static func slot(_ index: UInt32) -> UnsafeMutablePointer<Slot>? {
     let chunk = Int(index) >> chunkBits
     guard chunk < chunkCount, let base = chunks[chunk] else { return nil }
-    return base + (Int(index) & (chunkSize - 1))
+    return base.assumingMemoryBound(to: Slot.self) + (Int(index) & (chunkSize - 1))
   }
 
   @inline(__always)
-  private func wordPointer(_ slot: UnsafeMutablePointer<Slot>) -> UnsafeMutablePointer<UInt64> {
+  private static func wordPointer(_ slot: UnsafeMutablePointer<Slot>) -> UnsafeMutablePointer<UInt64> {
     UnsafeMutableRawPointer(slot).assumingMemoryBound(to: UInt64.self)
   }
 
-  /// A new handle for `object`, holding one C reference.
-  private func allocate(_ object: AnyObject, type: ObjectType) -> UInt64? {
-    let index: UInt32? = freeList.withLock { list in
-      if list.head != 0 {
-        let index = list.head - 1
-        list.head = slot(index)!.pointee.nextFree
-        return index
-      }
-      let index = list.used
+  @inline(__always)
+  private static func nextFreePointer(_ slot: UnsafeMutablePointer<Slot>) -> UnsafeMutablePointer<UInt32> {
+    (UnsafeMutableRawPointer(slot) + MemoryLayout<Slot>.offset(of: \Slot.nextFree)!)
+      .assumingMemoryBound(to: UInt32.self)
+  }
+
+  private static func popFree() -> UInt32? {
+    while true {
+      let head = aios__atomic_load(freeHead)
+      let entry = UInt32(truncatingIfNeeded: head)
+      guard entry != 0 else { return nil }
+      // A stale read here only makes the compare-and-swap fail.
+      let next = aios__atomic_load32(nextFreePointer(slot(entry - 1)!))
+      if aios__atomic_cas(freeHead, head, (head >> 32 &+ 1) << 32 | UInt64(next)) != 0 { return entry - 1 }
+    }
+  }
+
+  private static func pushFree(_ index: UInt32) {
+    let next = nextFreePointer(slot(index)!)
+    while true {
+      let head = aios__atomic_load(freeHead)
+      aios__atomic_store32(next, UInt32(truncatingIfNeeded: head))
+      if aios__atomic_cas(freeHead, head, (head >> 32 &+ 1) << 32 | UInt64(index + 1)) != 0 { return }
+    }
+  }
+
+  /// A never used index, adding a chunk of slots when needed.
+  private static func grow() -> UInt32? {
+    used.withLock { used in
+      let index = used
       let chunk = Int(index) >> chunkBits
       guard chunk < chunkCount else { return nil }
       if chunks[chunk] == nil {
         let base = UnsafeMutablePointer<Slot>.allocate(capacity: chunkSize)
         base.initialize(repeating: Slot(word: 1 << 32, object: nil, type: 0, nextFree: 0),
                         count: chunkSize)
-        chunks[chunk] = base
+        chunks[chunk] = UnsafeMutableRawPointer(base)
       }
-      list.used += 1
+      used += 1
       return index
     }
-    guard let index, let slot = slot(index) else { return nil }
+  }
+
+  /// A new handle for `object`, holding one C reference.
+  private static func allocate(_ object: AnyObject, type: ObjectType) -> UInt64? {
+    guard let index = popFree() ?? grow(), let slot = slot(index) else { return nil }
     let generation = aios__atomic_load(wordPointer(slot)) >> 32
     slot.pointee.object = Unmanaged.passRetained(object).toOpaque()
     slot.pointee.type = type.rawValue
@@ -115,7 +138,7 @@ final class ObjectTable: @unchecked Sendable {
 
   /// The live slot a handle names, or nil.
   @inline(__always)
-  private func liveSlot(_ handle: UInt64) -> UnsafeMutablePointer<Slot>? {
+  private static func liveSlot(_ handle: UInt64) -> UnsafeMutablePointer<Slot>? {
     guard let slot = slot(UInt32(truncatingIfNeeded: handle)) else { return nil }
     let word = aios__atomic_load(wordPointer(slot))
     guard word >> 32 == handle >> 32, word & 0xffff_ffff != 0 else { return nil }
@@ -124,16 +147,23 @@ final class ObjectTable: @unchecked Sendable {
 
   /// The object a handle names if it is alive and of one of `types`.
   @inline(__always)
-  func lookup(_ handle: UInt64, _ type: ObjectType, or other: ObjectType? = nil) -> AnyObject? {
+  static func lookup(_ handle: UInt64, _ type: ObjectType, or other: ObjectType? = nil) -> AnyObject? {
+    address(handle, type, or: other).map { Unmanaged<AnyObject>.fromOpaque($0).takeUnretainedValue() }
+  }
+
+  /// The address of the object a handle names if it is alive and of one of
+  /// `types`; the table's reference keeps it alive.
+  @inline(__always)
+  static func address(_ handle: UInt64, _ type: ObjectType, or other: ObjectType? = nil)
+    -> UnsafeMutableRawPointer? {
     guard let slot = liveSlot(handle),
-          slot.pointee.type == type.rawValue || slot.pointee.type == other?.rawValue,
-          let object = slot.pointee.object else { return nil }
-    return Unmanaged<AnyObject>.fromOpaque(object).takeUnretainedValue()
+          slot.pointee.type == type.rawValue || slot.pointee.type == other?.rawValue else { return nil }
+    return slot.pointee.object
   }
 
   /// Gives C one reference to `object`: its existing handle if C still
   /// holds one, else a new one.
-  func export<T: ForeignObject>(_ object: T, _ type: ObjectType) -> UInt64? {
+  static func export<T: ForeignObject>(_ object: T, _ type: ObjectType) -> UInt64? {
     let existing = object.foreignHandle
     if existing != 0, lookup(existing, type) === object, retain(existing) {
       return existing
@@ -144,7 +174,7 @@ final class ObjectTable: @unchecked Sendable {
   }
 
   /// One more C reference. False if the handle is not alive.
-  func retain(_ handle: UInt64) -> Bool {
+  static func retain(_ handle: UInt64) -> Bool {
     guard let slot = slot(UInt32(truncatingIfNeeded: handle)) else { return false }
     let word = wordPointer(slot)
     while true {
@@ -157,7 +187,7 @@ final class ObjectTable: @unchecked Sendable {
   /// One C reference less; the last one frees the slot and releases the
   /// object. `willFree` runs first when it is the last one (a loop closes).
   /// False if the handle is not alive.
-  func release(_ handle: UInt64, willFree: ((AnyObject) -> Void)? = nil) -> Bool {
+  static func release(_ handle: UInt64, willFree: ((AnyObject) -> Void)? = nil) -> Bool {
     let index = UInt32(truncatingIfNeeded: handle)
     guard let slot = slot(index) else { return false }
     let word = wordPointer(slot)
@@ -174,12 +204,10 @@ final class ObjectTable: @unchecked Sendable {
     }
     let object = Unmanaged<AnyObject>.fromOpaque(slot.pointee.object!)
     slot.pointee.object = nil
-    freeList.withLock { list in
-      slot.pointee.nextFree = list.head
-      list.head = index + 1
-    }
+    let type = slot.pointee.type
+    pushFree(index)
     let value = object.takeUnretainedValue()
-    forgetHandle(value, type: slot.pointee.type, handle)
+    forgetHandle(value, type: type, handle)
     willFree?(value)
     object.release()
     return true
@@ -230,7 +258,7 @@ func badHandle(_ pointer: OpaquePointer?) -> RuntimeError {
 func give<T: ForeignObject>(_ object: T, _ type: ObjectType,
                             _ out: UnsafeMutablePointer<OpaquePointer?>?) throws {
   guard let out else { return }
-  guard let handle = ObjectTable.shared.export(object, type) else {
+  guard let handle = ObjectTable.export(object, type) else {
     throw RuntimeError(code: AIOS_ENOMEM.rawValue, "too many live objects")
   }
   out.pointee = pointer(handle)
@@ -239,8 +267,8 @@ func give<T: ForeignObject>(_ object: T, _ type: ObjectType,
 /// Lends C a handle to `object` for the length of `body`.
 @inline(__always)
 func lend<T: ForeignObject, R>(_ object: T, _ type: ObjectType, _ body: (OpaquePointer?) -> R) -> R {
-  guard let handle = ObjectTable.shared.export(object, type) else { return body(nil) }
-  defer { _ = ObjectTable.shared.release(handle) }
+  guard let handle = ObjectTable.export(object, type) else { return body(nil) }
+  defer { _ = ObjectTable.release(handle) }
   return body(pointer(handle))
 }
 

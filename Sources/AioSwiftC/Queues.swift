@@ -56,13 +56,14 @@ public func aios_queue_new(_ loop: OpaquePointer?, _ kind: Int32, _ maxsize: Int
 private func put(_ queue: OpaquePointer?, _ value: UnsafeMutableRawPointer?, _ destructor: aios_destructor_fn?,
                  _ priority: Int64, _ body: (CQueue, CItem) throws -> Void) -> Int32 {
   status {
-    let queue = try ownPrimitive(queue, .queue, as: CQueue.self)
-    let item = CItem(value, destructor, priority: priority)
-    do {
-      try body(queue, item)
-    } catch {
-      _ = item.take()
-      throw error
+    try withPrimitive(queue, .queue, as: CQueue.self) { queue in
+      let item = CItem(value, destructor, priority: priority)
+      do {
+        try body(queue, item)
+      } catch {
+        _ = item.take()
+        throw error
+      }
     }
   }
 }
@@ -92,13 +93,14 @@ public func aios_queue_put_nowait(_ queue: OpaquePointer?, _ value: UnsafeMutabl
 @_cdecl("aios_queue_get")
 public func aios_queue_get(_ queue: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   operationCall(out) {
-    let queue = try ownPrimitive(queue, .queue, as: CQueue.self)
-    switch try queue.getOperation() {
-    case .ready(let object):
-      let (value, destructor) = item(object).take()
-      try give(AnyFuture.done(on: try queue.loop(), value: value, destructor: destructor), .future, out)
-    case .waiting(let operation):
-      try give(operation, .future, out)
+    try withPrimitive(queue, .queue, as: CQueue.self) { queue in
+      switch try queue.getOperation() {
+      case .ready(let object):
+        let (value, destructor) = item(object).take()
+        try give(AnyFuture.done(on: try queue.loop(), value: value, destructor: destructor), .future, out)
+      case .waiting(let operation):
+        try give(operation, .future, out)
+      }
     }
   }
 }
@@ -107,50 +109,52 @@ public func aios_queue_get(_ queue: OpaquePointer?, _ out: UnsafeMutablePointer<
 public func aios_queue_get_nowait(_ queue: OpaquePointer?, _ value: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
                                   _ destructor: UnsafeMutablePointer<aios_destructor_fn?>?) -> Int32 {
   status {
-    let queue = try ownPrimitive(queue, .queue, as: CQueue.self)
-    guard let value else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    let (taken, free) = item(try queue.getNowait()).take()
-    value.pointee = taken
-    destructor?.pointee = free
+    try withPrimitive(queue, .queue, as: CQueue.self) { queue in
+      guard let value else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+      let (taken, free) = item(try queue.getNowait()).take()
+      value.pointee = taken
+      destructor?.pointee = free
+    }
   }
 }
 
 @_cdecl("aios_queue_qsize")
 public func aios_queue_qsize(_ queue: OpaquePointer?) -> Int {
-  do { return try ownPrimitive(queue, .queue, as: CQueue.self).qsize } catch { return Int(statusCode(of: error)) }
+  do { return try withPrimitive(queue, .queue, as: CQueue.self) { $0.qsize } } catch { return Int(statusCode(of: error)) }
 }
 
 @_cdecl("aios_queue_maxsize")
 public func aios_queue_maxsize(_ queue: OpaquePointer?) -> Int {
-  do { return try ownPrimitive(queue, .queue, as: CQueue.self).maxsize } catch { return Int(statusCode(of: error)) }
+  do { return try withPrimitive(queue, .queue, as: CQueue.self) { $0.maxsize } } catch { return Int(statusCode(of: error)) }
 }
 
 @_cdecl("aios_queue_empty")
 public func aios_queue_empty(_ queue: OpaquePointer?) -> Int32 {
-  count { try ownPrimitive(queue, .queue, as: CQueue.self).empty ? 1 : 0 }
+  count { try withPrimitive(queue, .queue, as: CQueue.self) { $0.empty ? 1 : 0 } }
 }
 
 @_cdecl("aios_queue_full")
 public func aios_queue_full(_ queue: OpaquePointer?) -> Int32 {
-  count { try ownPrimitive(queue, .queue, as: CQueue.self).full ? 1 : 0 }
+  count { try withPrimitive(queue, .queue, as: CQueue.self) { $0.full ? 1 : 0 } }
 }
 
 @_cdecl("aios_queue_task_done")
 public func aios_queue_task_done(_ queue: OpaquePointer?) -> Int32 {
-  status { try ownPrimitive(queue, .queue, as: CQueue.self).taskDone() }
+  status { try withPrimitive(queue, .queue, as: CQueue.self) { try $0.taskDone() } }
 }
 
 @_cdecl("aios_queue_join")
 public func aios_queue_join(_ queue: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   operationCall(out) {
-    let queue = try ownPrimitive(queue, .queue, as: CQueue.self)
-    try giveOperation(try queue.joinOperation(), of: queue, out)
+    try withPrimitive(queue, .queue, as: CQueue.self) { queue in
+      try giveOperation(try queue.joinOperation(), of: queue, out)
+    }
   }
 }
 
 @_cdecl("aios_queue_shutdown")
 public func aios_queue_shutdown(_ queue: OpaquePointer?, _ immediate: Int32) -> Int32 {
-  status { try ownPrimitive(queue, .queue, as: CQueue.self).shutdown(immediate: immediate != 0) }
+  status { try withPrimitive(queue, .queue, as: CQueue.self) { _ = try $0.shutdown(immediate: immediate != 0) } }
 }
 
 @_cdecl("aios_queue_ref")

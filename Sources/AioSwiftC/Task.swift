@@ -39,19 +39,21 @@ public func aios_task_as_future(_ task: OpaquePointer?) -> OpaquePointer? { task
 @_cdecl("aios_task_await")
 public func aios_task_await(_ task: OpaquePointer?, _ future: OpaquePointer?) -> Int32 {
   do {
-    let task = try steppingTask(task)
-    var awaited: AnyFuture?
-    if future != nil {
-      let target = try ownFuture(future)
-      guard target.loop === task.loop else { throw RuntimeError(code: AIOS_EWRONGLOOP.rawValue) }
-      guard target !== task else {
-        throw RuntimeError(code: AIOS_EINVAL.rawValue, "a task cannot await itself")
+    return try withSteppingTask(task) { task in
+      var awaited: AnyFuture?
+      if future != nil {
+        awaited = try withOwnFuture(future) { target in
+          guard target.loop === task.loop else { throw RuntimeError(code: AIOS_EWRONGLOOP.rawValue) }
+          guard target !== task else {
+            throw RuntimeError(code: AIOS_EINVAL.rawValue, "a task cannot await itself")
+          }
+          return target
+        }
       }
-      awaited = target
+      try checkNoOutcome(task)
+      task.loop.stepOutcome = .await(awaited)
+      return Int32(AIOS_STEP_AWAIT)
     }
-    try checkNoOutcome(task)
-    task.loop.stepOutcome = .await(awaited)
-    return Int32(AIOS_STEP_AWAIT)
   } catch {
     return statusCode(of: error)
   }
@@ -61,10 +63,11 @@ public func aios_task_await(_ task: OpaquePointer?, _ future: OpaquePointer?) ->
 public func aios_task_return(_ task: OpaquePointer?, _ value: UnsafeMutableRawPointer?,
                              _ destructor: aios_destructor_fn?) -> Int32 {
   do {
-    let task = try steppingTask(task)
-    try checkNoOutcome(task)
-    task.loop.stepOutcome = .returned(value, destructor)
-    return Int32(AIOS_STEP_DONE)
+    return try withSteppingTask(task) { task in
+      try checkNoOutcome(task)
+      task.loop.stepOutcome = .returned(value, destructor)
+      return Int32(AIOS_STEP_DONE)
+    }
   } catch {
     return statusCode(of: error)
   }
@@ -73,11 +76,12 @@ public func aios_task_return(_ task: OpaquePointer?, _ value: UnsafeMutableRawPo
 @_cdecl("aios_task_fail")
 public func aios_task_fail(_ task: OpaquePointer?, _ error: OpaquePointer?) -> Int32 {
   do {
-    let task = try steppingTask(task)
-    let error = try lookupError(error).error
-    try checkNoOutcome(task)
-    task.loop.stepOutcome = .failed(error)
-    return Int32(AIOS_STEP_DONE)
+    return try withSteppingTask(task) { task in
+      let error = try lookupError(error).error
+      try checkNoOutcome(task)
+      task.loop.stepOutcome = .failed(error)
+      return Int32(AIOS_STEP_DONE)
+    }
   } catch {
     return statusCode(of: error)
   }
