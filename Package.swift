@@ -23,7 +23,11 @@ let package = Package(
         "CLibUV", "CAioSwift",
         .product(name: "DequeModule", package: "swift-collections"),
         .product(name: "HeapModule", package: "swift-collections"),
-      ]),
+      ],
+      // Async functions run on their caller's executor (the loop's) rather
+      // than hopping to the generic one at every call: each hop costs a
+      // task switch and a look at the task's executor preference under a lock.
+      swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]),
     .target(name: "AioSwiftC", dependencies: ["AioSwift", "CAioSwift", "CLibUV"], exclude: ["exports.map"]),
     .testTarget(name: "AioSwiftTests", dependencies: ["AioSwift"]),
     .executableTarget(name: "aio-bench", dependencies: ["AioSwift"], path: "bench/swift"),
