@@ -126,12 +126,15 @@ public class AnyFuture: CustomStringConvertible {
   }
 
   private func runCallbacks() {
-    let first = firstCallback
-    let more = moreCallbacks
-    firstCallback = nil
-    moreCallbacks = []
-    first?.invoke(self)
-    for callback in more { callback.invoke(self) }
+    let first = firstCallback.take()
+    if !moreCallbacks.isEmpty {
+      let more = moreCallbacks
+      moreCallbacks = []
+      first?.invoke(self)
+      for callback in more { callback.invoke(self) }
+    } else {
+      first?.invoke(self)
+    }
   }
 
   /// Called once the future is done (tasks leave the loop's task list).
@@ -263,10 +266,7 @@ public class AnyFuture: CustomStringConvertible {
       moreCallbacks = []
       return
     }
-    if let first = firstCallback {
-      firstCallback = nil
-      loop.schedule(.callback(self, first))
-    }
+    if let first = firstCallback.take() { loop.schedule(.callback(self, first)) }
     if !moreCallbacks.isEmpty {
       for callback in moreCallbacks { loop.schedule(.callback(self, callback)) }
       moreCallbacks = []

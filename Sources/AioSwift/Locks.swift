@@ -83,10 +83,10 @@ struct PrimitiveReference<T: LoopBound> {
   var object: T? { liveness.isAlive ? primitive : nil }
 }
 
-extension Deque where Element == AnyFuture {
+extension Deque where Element: AnyObject {
   /// deque.remove(fut), by identity.
-  mutating func remove(_ future: AnyFuture) {
-    if let index = firstIndex(where: { $0 === future }) { remove(at: index) }
+  mutating func remove(_ waiter: Element) {
+    if let index = firstIndex(where: { $0 === waiter }) { remove(at: index) }
   }
 }
 
@@ -99,22 +99,27 @@ extension AnyFuture {
 
 /// asyncio.Lock: FIFO, not owned by a task.
 public final class Lock: LoopBound {
-  var waiters = Deque<AnyFuture>()
+  /// Blocked acquire() operations, each its own waiter.
+  var waiters = Deque<Operation>()
   public internal(set) var locked = false
 
   public init(loop: Loop? = nil) { super.init(loop: loop) }
+
+  deinit {
+    for waiter in waiters { waiter.waiterVanished() }
+  }
 
   /// acquire(); nil if the lock was taken at once.
   public func acquireOperation() throws -> AnyFuture? {
     let loop = try self.loop()
     // Fair: a caller waits its turn unless every waiter was cancelled.
-    if !locked && waiters.allSatisfy({ $0.isCancelled }) {
+    if !locked && waiters.allSatisfy({ $0.waiterIsCancelled }) {
       locked = true
       return nil
     }
-    let waiter = AnyFuture(loop: loop)
-    waiters.append(waiter)
-    return Acquire(lock: self, waiter: waiter)
+    let acquire = Acquire(lock: self, loop: loop)
+    waiters.append(acquire)
+    return acquire
   }
 
   public func acquire() async throws {
@@ -137,19 +142,22 @@ public final class Lock: LoopBound {
 
   func wakeUpFirst() {
     // A done waiter is already set to wake up (or was cancelled).
-    if let first = waiters.first, !first.isDone { first.wake() }
+    if let first = waiters.first, !first.waiterIsDone { first.wakeWaiter() }
   }
 
   private final class Acquire: Operation {
     let lock: PrimitiveReference<Lock>
-    init(lock: Lock, waiter: AnyFuture) {
+    init(lock: Lock, loop: Loop) {
       self.lock = PrimitiveReference(lock)
-      super.init(waitingOn: waiter)
+      super.init(loop: loop)
+      waitAsWaiter()
     }
-    override func advance(_ waiter: AnyFuture) {
+    override func advance(_: AnyFuture) {
       guard let lock = lock.object else { return completeOrphaned() }
-      lock.waiters.remove(waiter)
-      if let cancelled = cancellation(of: waiter) {
+      lock.waiters.remove(self)
+      let cancelled = cancellation(of: self)
+      leaveAsWaiter()
+      if let cancelled {
         // Keep the invariant: if the lock is free, the next waiter runs.
         if !lock.locked { lock.wakeUpFirst() }
         completeThrowing(cancelled)
@@ -174,10 +182,11 @@ public final class Event: LoopBound {
   public func set() {
     guard !isSet else { return }
     isSet = true
-    for waiter in waiters where !waiter.isDone { waiter.wake() }
     // CPython's waiters remove themselves when they resume; all of them
     // leave now, so set() does it for them.
-    waiters.removeAll()
+    while let waiter = waiters.popFirst() {
+      if !waiter.isDone { waiter.wake() }
+    }
   }
 
   public func clear() { isSet = false }
@@ -352,7 +361,8 @@ public final class Condition: LoopBound {
 public final class Semaphore: LoopBound {
   public private(set) var value: Int
   public let bound: Int?
-  var waiters = Deque<AnyFuture>()
+  /// Blocked acquire() operations, each its own waiter.
+  var waiters = Deque<Operation>()
 
   public init(value: Int = 1, bounded: Bool = false, loop: Loop? = nil) throws {
     guard value >= 0 else {
@@ -363,8 +373,12 @@ public final class Semaphore: LoopBound {
     super.init(loop: loop)
   }
 
+  deinit {
+    for waiter in waiters { waiter.waiterVanished() }
+  }
+
   /// True when acquire() would wait.
-  public var locked: Bool { value == 0 || waiters.contains { !$0.isCancelled } }
+  public var locked: Bool { value == 0 || waiters.contains { !$0.waiterIsCancelled } }
 
   public func acquireOperation() throws -> AnyFuture? {
     let loop = try self.loop()
@@ -373,9 +387,9 @@ public final class Semaphore: LoopBound {
       value -= 1
       return nil
     }
-    let waiter = AnyFuture(loop: loop)
-    waiters.append(waiter)
-    return Acquire(semaphore: self, waiter: waiter)
+    let acquire = Acquire(semaphore: self, loop: loop)
+    waiters.append(acquire)
+    return acquire
   }
 
   public func acquire() async throws {
@@ -392,9 +406,9 @@ public final class Semaphore: LoopBound {
 
   @discardableResult
   func wakeUpNext() -> Bool {
-    for waiter in waiters where !waiter.isDone {
+    for waiter in waiters where !waiter.waiterIsDone {
       value -= 1
-      waiter.wake()
+      waiter.wakeWaiter()
       return true
     }
     return false
@@ -402,18 +416,20 @@ public final class Semaphore: LoopBound {
 
   private final class Acquire: Operation {
     let semaphore: PrimitiveReference<Semaphore>
-    init(semaphore: Semaphore, waiter: AnyFuture) {
+    init(semaphore: Semaphore, loop: Loop) {
       self.semaphore = PrimitiveReference(semaphore)
-      super.init(waitingOn: waiter)
+      super.init(loop: loop)
+      waitAsWaiter()
     }
-    override func advance(_ waiter: AnyFuture) {
+    override func advance(_: AnyFuture) {
       guard let semaphore = semaphore.object else { return completeOrphaned() }
-      semaphore.waiters.remove(waiter)
-      let cancelled = cancellation(of: waiter)
-      if cancelled != nil && waiter.isDone && !waiter.isCancelled {
+      semaphore.waiters.remove(self)
+      let cancelled = cancellation(of: self)
+      if cancelled != nil && waiterIsDone && !waiterIsCancelled {
         // Woken, but not acquiring after all: undo the wake-up's count.
         semaphore.value += 1
       }
+      leaveAsWaiter()
       // Waiters that came meanwhile had to wait (FIFO): wake all allowed.
       while semaphore.value > 0 && semaphore.wakeUpNext() {}
       if let cancelled { completeThrowing(cancelled) } else { completeReturning() }

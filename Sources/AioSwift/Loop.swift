@@ -25,6 +25,7 @@ enum ReadyItem {
   case step(TaskBase)
   case job(UnownedJob)
   case call(CCallback, UnsafeMutableRawPointer?)
+  case advance(Operation)
 }
 
 /// What an exception handler is told (asyncio's context dict).
@@ -61,8 +62,10 @@ public final class Loop: @unchecked Sendable {
   private let closedFlag = Atomic<Bool>(false)
   public var isClosed: Bool { closedFlag.load(ordering: .acquiring) }
 
-  /// The task whose step or job runs now.
-  public internal(set) var currentTask: TaskBase?
+  /// The task whose step or job runs now. Unowned: a task is alive while
+  /// it steps, and this changes at every step, so counting references to it
+  /// would be waste.
+  public internal(set) unowned(unsafe) var currentTask: TaskBase?
   /// Set while a task resumes its Swift continuation: the job that resume
   /// hands the executor runs at once instead of an iteration later.
   var capturingTask: SwiftTaskBase?
@@ -338,6 +341,7 @@ public final class Loop: @unchecked Sendable {
     case .callback(let future, let callback): callback.invoke(future)
     case .step(let task): task.step(outcome: nil)
     case .call(let fn, let arg): fn(arg)
+    case .advance(let operation): operation.waiterDone()
     case .job(let job):
       let previous = currentTask
       currentTask = nil
@@ -353,6 +357,7 @@ public final class Loop: @unchecked Sendable {
     case .step(let task): return "a step of \(task)"
     case .job: return "a Swift job"
     case .call(let fn, _): return "<Handle \(unsafeBitCast(fn, to: UnsafeRawPointer.self))>"
+    case .advance(let operation): return "a step of \(operation)"
     }
   }
 

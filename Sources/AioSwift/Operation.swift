@@ -11,6 +11,19 @@
 internal import CAioSwift
 
 public class Operation: AnyFuture {
+  /// The state of the operation as its own waiter. Most blocking calls
+  /// append a waiter future to their primitive and await it; here the
+  /// operation itself is that waiter (waitAsWaiter), which saves a future,
+  /// its callback and its scheduling on every call that blocks.
+  enum Waiter: UInt8 {
+    case no  // not waiting as a waiter
+    case pending  // in the primitive's queue
+    case woken  // fut.set_result(None): `advance` is scheduled
+    case cancelled  // fut.cancel(): `advance` is scheduled
+  }
+  private(set) var waiter = Waiter.no
+  private var waiterCancellation: CancelledError?
+
   /// The future the operation waits on now. Not retained, as operations
   /// hold their primitive weakly: a primitive owns its waiter futures, which
   /// own their operations, and nothing points back, so dropping a primitive
@@ -37,6 +50,53 @@ public class Operation: AnyFuture {
     future.addDoneCallback(.operation(self))
   }
 
+  /// Waits as its own waiter; `advance(self)` runs once woken or cancelled.
+  final func waitAsWaiter() {
+    waiter = .pending
+  }
+
+  /// The waiter's done(): woken or cancelled, its advance still to run.
+  final var waiterIsDone: Bool { waiter == .woken || waiter == .cancelled }
+  final var waiterIsCancelled: Bool { waiter == .cancelled }
+
+  /// The waiter's set_result(None).
+  final func wakeWaiter() {
+    guard waiter == .pending else { return }
+    waiter = .woken
+    if !loop.isClosed { loop.schedule(.advance(self)) }
+  }
+
+  /// The waiter's cancel(); false if it was done.
+  final func cancelWaiter(message: String?) -> Bool {
+    guard waiter == .pending else { return false }
+    waiter = .cancelled
+    waiterCancellation = CancelledError(message)
+    if !loop.isClosed { loop.schedule(.advance(self)) }
+    return true
+  }
+
+  /// The scheduled step of an operation woken or cancelled as a waiter.
+  final func waiterDone() {
+    guard state == .pending, waiterIsDone else { return }
+    advancing = true
+    advance(self)
+    advancing = false
+  }
+
+  /// The waiter's state was read: it leaves the primitive's queue.
+  final func leaveAsWaiter() {
+    waiter = .no
+    waiterCancellation = nil
+  }
+
+  /// The primitive went away with this operation queued: it can never go on.
+  final func waiterVanished() {
+    guard waiter == .pending, state == .pending else { return }
+    waiter = .no
+    error = RuntimeError(code: AIOS_EINVAL.rawValue, "the primitive was freed")
+    finish(.finished)
+  }
+
   final func innerDone(_ future: AnyFuture) {
     guard state == .pending, future === inner else { return }
     inner = nil
@@ -54,6 +114,7 @@ public class Operation: AnyFuture {
   /// future's, or one requested after the inner future was done.
   final func cancellation(of inner: AnyFuture) -> CancelledError? {
     if let pendingCancel { return pendingCancel }
+    if inner === self { return waiterCancellation }
     return inner.isCancelled ? inner.makeCancelledError() : nil
   }
 
@@ -62,9 +123,10 @@ public class Operation: AnyFuture {
   @discardableResult
   public override func cancel(message: String? = nil) -> Bool {
     guard state == .pending else { return false }
+    if waiter == .pending { return cancelWaiter(message: message) }
     if let inner, inner.cancel(message: message) { return true }
     pendingCancel = CancelledError(message)
-    if inner == nil && !advancing {
+    if inner == nil && waiter == .no && !advancing {
       // What it waited on is gone with its primitive: nothing is left to run.
       error = pendingCancel
       finish(.cancelled)

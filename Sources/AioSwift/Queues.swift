@@ -23,8 +23,9 @@ public final class ObjectQueue: LoopBound {
   private let order: Order
   private var items = Deque<T>()
   private var heap = PriorityHeap<T>()
-  private var getters = Deque<AnyFuture>()
-  private var putters = Deque<AnyFuture>()
+  // Blocked get() and put() operations, each its own waiter.
+  private var getters = Deque<Operation>()
+  private var putters = Deque<Operation>()
   public private(set) var unfinishedTasks = 0
   private let finished: Event
   public private(set) var isShutdown = false
@@ -39,6 +40,11 @@ public final class ObjectQueue: LoopBound {
     finished = Event(loop: loop)
     finished.set()
     super.init(loop: loop, isQueue: true)
+  }
+
+  deinit {
+    for waiter in getters { waiter.waiterVanished() }
+    for waiter in putters { waiter.waiterVanished() }
   }
 
   public var qsize: Int {
@@ -70,10 +76,10 @@ public final class ObjectQueue: LoopBound {
     return removed
   }
 
-  private func wakeUpNext(_ waiters: inout Deque<AnyFuture>) {
+  private func wakeUpNext(_ waiters: inout Deque<Operation>) {
     while let waiter = waiters.popFirst() {
-      if !waiter.isDone {
-        waiter.wake()
+      if !waiter.waiterIsDone {
+        waiter.wakeWaiter()
         break
       }
     }
@@ -118,17 +124,18 @@ public final class ObjectQueue: LoopBound {
     }
 
     private func waitForRoom() {
-      let putter = AnyFuture(loop: loop)
-      queue.object!.putters.append(putter)
-      wait(on: putter)
+      queue.object!.putters.append(self)
+      waitAsWaiter()
     }
 
-    override func advance(_ putter: AnyFuture) {
+    override func advance(_: AnyFuture) {
       guard let queue = queue.object else { return completeOrphaned() }
-      if let cancelled = cancellation(of: putter) {
-        _ = putter.cancel()
-        queue.putters.remove(putter)
-        if !queue.full && !putter.isCancelled { queue.wakeUpNext(&queue.putters) }
+      let cancelled = cancellation(of: self)
+      let putterCancelled = waiterIsCancelled
+      leaveAsWaiter()
+      if let cancelled {
+        queue.putters.remove(self)
+        if !queue.full && !putterCancelled { queue.wakeUpNext(&queue.putters) }
         item = nil
         completeThrowing(cancelled)
         return
@@ -198,17 +205,18 @@ public final class ObjectQueue: LoopBound {
     }
 
     private func waitForItem() {
-      let getter = AnyFuture(loop: loop)
-      queue.object!.getters.append(getter)
-      wait(on: getter)
+      queue.object!.getters.append(self)
+      waitAsWaiter()
     }
 
-    override func advance(_ getter: AnyFuture) {
+    override func advance(_: AnyFuture) {
       guard let queue = queue.object else { return completeOrphaned() }
-      if let cancelled = cancellation(of: getter) {
-        _ = getter.cancel()
-        queue.getters.remove(getter)
-        if !queue.empty && !getter.isCancelled { queue.wakeUpNext(&queue.getters) }
+      let cancelled = cancellation(of: self)
+      let getterCancelled = waiterIsCancelled
+      leaveAsWaiter()
+      if let cancelled {
+        queue.getters.remove(self)
+        if !queue.empty && !getterCancelled { queue.wakeUpNext(&queue.getters) }
         completeThrowing(cancelled)
         return
       }
@@ -267,7 +275,7 @@ public final class ObjectQueue: LoopBound {
       }
       if unfinishedTasks == 0 { finished.set() }
     }
-    for waiter in getters + putters where !waiter.isDone { waiter.wake() }
+    for waiter in getters + putters where !waiter.waiterIsDone { waiter.wakeWaiter() }
     getters.removeAll()
     putters.removeAll()
     return dropped

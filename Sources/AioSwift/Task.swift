@@ -50,13 +50,14 @@ public class TaskBase: AnyFuture {
   }
 
   override func didFinish() {
+    // Moved, not copied: unlinking takes no retain.
+    let next = nextTask.take()
+    next?.previousTask = previousTask
     if let previousTask {
-      previousTask.nextTask = nextTask
+      previousTask.nextTask = next
     } else if loop.tasksHead === self {
-      loop.tasksHead = nextTask
+      loop.tasksHead = next
     }
-    nextTask?.previousTask = previousTask
-    nextTask = nil
     previousTask = nil
   }
 
@@ -199,6 +200,11 @@ public final class StepTask: TaskBase {
 
   /// Calls the step function; returns its status.
   nonisolated(unsafe) public static var foreignStepInvoker: ((StepTask, AnyFuture?) -> Int32)?
+  /// The C layer's reference to the future the task awaits, kept so that
+  /// the next step gets the same handle back (0: none).
+  public var foreignAwaitHandle: UInt64 = 0
+  /// Drops such a reference of a task freed while it awaited.
+  nonisolated(unsafe) public static var foreignHandleRelease: ((UInt64) -> Void)?
 
   init(loop: Loop, function: UnsafeRawPointer, argument: UnsafeMutableRawPointer?,
        destructor: CDestructor?, name: String?) {
@@ -208,7 +214,10 @@ public final class StepTask: TaskBase {
     super.init(loop: loop, name: name)
   }
 
-  deinit { argumentDestructor?(argument) }
+  deinit {
+    if foreignAwaitHandle != 0 { StepTask.foreignHandleRelease?(foreignAwaitHandle) }
+    argumentDestructor?(argument)
+  }
 
   /// True while this task's step function runs (aios_task_await and friends
   /// are valid only then).
@@ -228,10 +237,9 @@ public final class StepTask: TaskBase {
       _ = cancelled.cancelFuture(message: cancellation.message.isEmpty ? nil : cancellation.message)
       awaited = cancelled
     }
-    let outer = loop.stepOutcome
-    loop.stepOutcome = nil
+    let outer = loop.stepOutcome.take()
     let status = StepTask.foreignStepInvoker?(self, awaited) ?? AIOS_ENOTIMPL.rawValue
-    let reported = loop.stepOutcome
+    let reported = loop.stepOutcome.take()
     loop.stepOutcome = outer
     switch (status, reported) {
     case (Int32(AIOS_STEP_AWAIT), .await(let future)?):

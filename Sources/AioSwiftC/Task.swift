@@ -51,6 +51,8 @@ public func aios_task_await(_ task: OpaquePointer?, _ future: OpaquePointer?) ->
         }
       }
       try checkNoOutcome(task)
+      // Keep a C reference for the next step, which gets this handle back.
+      if awaited != nil, ObjectTable.retain(handleValue(future)) { task.foreignAwaitHandle = handleValue(future) }
       task.loop.stepOutcome = .await(awaited)
       return Int32(AIOS_STEP_AWAIT)
     }
@@ -89,7 +91,7 @@ public func aios_task_fail(_ task: OpaquePointer?, _ error: OpaquePointer?) -> I
 
 /// A step reports one outcome.
 private func checkNoOutcome(_ task: StepTask) throws {
-  guard task.loop.stepOutcome == nil else {
+  if case .some = task.loop.stepOutcome {
     throw InvalidStateError("the step already awaited, returned or failed")
   }
 }
