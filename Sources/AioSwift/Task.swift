@@ -30,7 +30,11 @@ public class TaskBase: AnyFuture {
   var nextTask: TaskBase?
   unowned(unsafe) var previousTask: TaskBase?
 
-  init(loop: Loop, name: String?) {
+  /// True for a StepTask (a stored flag: cheaper than a dynamic cast).
+  public let isStepTask: Bool
+
+  init(loop: Loop, name: String?, isStepTask: Bool = false) {
+    self.isStepTask = isStepTask
     number = taskCounter.add(1, ordering: .relaxed).newValue
     super.init(taskOn: loop)
     if let name { withExtras { $0.name = name } }
@@ -186,7 +190,7 @@ public class TaskBase: AnyFuture {
 
 /// A task driven by a C step function (see aios_step_fn in the header). The
 /// C layer calls the function through `foreignStepInvoker`, and the step
-/// reports what it did through `loop.stepOutcome`.
+/// reports what it did through `outcome`.
 public final class StepTask: TaskBase {
   public enum Outcome {
     case await(AnyFuture?)
@@ -211,7 +215,7 @@ public final class StepTask: TaskBase {
     stepFunction = function
     self.argument = argument
     argumentDestructor = destructor
-    super.init(loop: loop, name: name)
+    super.init(loop: loop, name: name, isStepTask: true)
   }
 
   deinit {
@@ -221,7 +225,10 @@ public final class StepTask: TaskBase {
 
   /// True while this task's step function runs (aios_task_await and friends
   /// are valid only then).
-  public var isStepping: Bool { loop.currentTask === self && started }
+  public var isStepping: Bool { stepping && loop.currentTask === self }
+  private var stepping = false
+  /// What the running step reported (aios_task_await, _return, _fail).
+  public var outcome: Outcome?
 
   override func advance(outcome awaited: AnyFuture?, cancellation: CancelledError?) {
     var awaited = awaited
@@ -237,10 +244,10 @@ public final class StepTask: TaskBase {
       _ = cancelled.cancelFuture(message: cancellation.message.isEmpty ? nil : cancellation.message)
       awaited = cancelled
     }
-    let outer = loop.stepOutcome.take()
+    stepping = true
     let status = StepTask.foreignStepInvoker?(self, awaited) ?? AIOS_ENOTIMPL.rawValue
-    let reported = loop.stepOutcome.take()
-    loop.stepOutcome = outer
+    stepping = false
+    let reported = outcome.take()
     switch (status, reported) {
     case (Int32(AIOS_STEP_AWAIT), .await(let future)?):
       if let future { suspend(on: future) } else { loop.schedule(.step(self)) }

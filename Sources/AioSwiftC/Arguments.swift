@@ -67,10 +67,10 @@ func ownTask(_ p: OpaquePointer?) throws -> TaskBase {
 func withSteppingTask<R>(_ p: OpaquePointer?, _ body: (StepTask) throws -> R) throws -> R {
   try withObject(p, .task, as: TaskBase.self) { task in
     try checkThread(task.loop)
-    guard let task = task as? StepTask, task.isStepping else {
+    guard task.isStepTask, unsafeDowncast(task, to: StepTask.self).isStepping else {
       throw RuntimeError(code: AIOS_EINVAL.rawValue, "not called from the task's own step")
     }
-    return try body(task)
+    return try body(unsafeDowncast(task, to: StepTask.self))
   }
 }
 
