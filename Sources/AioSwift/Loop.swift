@@ -501,7 +501,7 @@ extension Loop {
   /// True when this loop is the one running on this thread: then the thread
   /// is its own and it is open. No reference is taken: it is a pointer test.
   @inline(__always)
-  var isRunningOnThisThread: Bool {
+  public var isRunningOnThisThread: Bool {
     aiosi_get_running_loop() == Unmanaged.passUnretained(self).toOpaque()
   }
 

@@ -225,8 +225,8 @@ public final class StepTask: TaskBase {
 
   /// True while this task's step function runs (aios_task_await and friends
   /// are valid only then).
-  public var isStepping: Bool { stepping && loop.currentTask === self }
-  private var stepping = false
+  @inlinable public var isStepping: Bool { stepping && loop.currentTask === self }
+  @usableFromInline var stepping = false
   /// What the running step reported (aios_task_await, _return, _fail).
   public var outcome: Outcome?
 

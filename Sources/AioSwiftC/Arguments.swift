@@ -43,7 +43,10 @@ func ownLoop(_ p: OpaquePointer?) throws -> Loop {
 
 @inline(__always)
 func checkThread(_ loop: Loop) throws {
-  guard loop.isOwnerThread else { throw RuntimeError(code: AIOS_EWRONGTHREAD.rawValue) }
+  // A loop running here is on its own thread: one load decides the common case.
+  guard loop.isRunningOnThisThread || loop.isOwnerThread else {
+    throw RuntimeError(code: AIOS_EWRONGTHREAD.rawValue)
+  }
 }
 
 /// A future or a task, on its loop's thread.

@@ -46,7 +46,7 @@ public func aios_queue_new(_ loop: OpaquePointer?, _ kind: Int32, _ maxsize: Int
     // A get() that waited hands its item to its future.
     queue.deliver = { object, future in
       let (value, destructor) = item(object).take()
-      (future as! Operation).storeCResult(value, destructor: destructor)
+      unsafeDowncast(future, to: Operation.self).storeCResult(value, destructor: destructor)
     }
     return queue
   }
