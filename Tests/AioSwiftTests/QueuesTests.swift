@@ -88,6 +88,27 @@ final class QueueTests: LeakCheckedTestCase {
     }
   }
 
+  /// A putter woken by a get() and cancelled before it runs passes the room
+  /// on to the next putter; one cancelled while it waits just leaves.
+  func testAWokenThenCancelledPutterPassesTheRoomOn() throws {
+    try runMain {
+      let queue = Queue<Int>(maxsize: 1)
+      try queue.putNowait(1)
+      let first = try spawn { try await queue.put(2) }
+      let second = try spawn { try await queue.put(3) }
+      let third = try spawn { try await queue.put(4) }
+      try await yieldIterations()
+      third.cancel()  // still waiting: it leaves the putters
+      XCTAssertEqual(try queue.getNowait(), 1)  // wakes first
+      first.cancel()  // before first runs
+      try await second.value
+      do { try await first.value; XCTFail("expected CancelledError") } catch is CancelledError {}
+      do { try await third.value; XCTFail("expected CancelledError") } catch is CancelledError {}
+      XCTAssertEqual(try queue.getNowait(), 3)
+      XCTAssertTrue(queue.empty)
+    }
+  }
+
   func testTaskDoneAndJoin() throws {
     try runMain {
       let queue = Queue<Int>()
