@@ -69,6 +69,8 @@ public final class Loop: @unchecked Sendable {
   /// Set while a task resumes its Swift continuation: the job that resume
   /// hands the executor runs at once instead of an iteration later.
   var capturingTask: SwiftTaskBase?
+  /// What the running C step reported (aios_task_await, _return, _fail).
+  public var stepOutcome: StepTask.Outcome?
   /// Pending tasks, strongly held until done (asyncio's _all_tasks; holding
   /// them means a task nobody references still runs to its end).
   var tasksHead: TaskBase?

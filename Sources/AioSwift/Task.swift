@@ -24,17 +24,18 @@ public class TaskBase: AnyFuture {
   var cancelsRequested: Int32 = 0
   var mustCancel = false
   var started = false
+  /// A StepTask's step function is running.
+  @usableFromInline var stepping = false
+  /// The C layer holds a reference to the handle of the future a StepTask
+  /// awaits (`waiter`), so that the next step gets the same handle back.
+  public var holdsAwaitedHandle = false
   /// The future the task awaits (asyncio's _fut_waiter).
   var waiter: AnyFuture?
   // The loop's list of pending tasks.
   var nextTask: TaskBase?
   unowned(unsafe) var previousTask: TaskBase?
 
-  /// True for a StepTask (a stored flag: cheaper than a dynamic cast).
-  public let isStepTask: Bool
-
-  init(loop: Loop, name: String?, isStepTask: Bool = false) {
-    self.isStepTask = isStepTask
+  init(loop: Loop, name: String?) {
     number = taskCounter.add(1, ordering: .relaxed).newValue
     super.init(taskOn: loop)
     if let name { withExtras { $0.name = name } }
@@ -66,6 +67,8 @@ public class TaskBase: AnyFuture {
   }
 
   public override var isTask: Bool { true }
+  /// True for a StepTask (a virtual call, cheaper than a dynamic cast).
+  public var isStepTask: Bool { false }
 
   private func withExtras<R>(_ body: (Extras) -> R) -> R {
     if extras == nil { extras = Extras() }
@@ -190,7 +193,7 @@ public class TaskBase: AnyFuture {
 
 /// A task driven by a C step function (see aios_step_fn in the header). The
 /// C layer calls the function through `foreignStepInvoker`, and the step
-/// reports what it did through `outcome`.
+/// reports what it did through `loop.stepOutcome`.
 public final class StepTask: TaskBase {
   public enum Outcome {
     case await(AnyFuture?)
@@ -204,31 +207,34 @@ public final class StepTask: TaskBase {
 
   /// Calls the step function; returns its status.
   nonisolated(unsafe) public static var foreignStepInvoker: ((StepTask, AnyFuture?) -> Int32)?
-  /// The C layer's reference to the future the task awaits, kept so that
-  /// the next step gets the same handle back (0: none).
-  public var foreignAwaitHandle: UInt64 = 0
-  /// Drops such a reference of a task freed while it awaited.
+  /// Drops the C reference of holdsAwaitedHandle.
   nonisolated(unsafe) public static var foreignHandleRelease: ((UInt64) -> Void)?
+
+  /// Drops the reference to the awaited future's handle, if one is held.
+  public func releaseAwaitedHandle(of future: AnyFuture?) {
+    guard holdsAwaitedHandle else { return }
+    holdsAwaitedHandle = false
+    if let future { StepTask.foreignHandleRelease?(future.foreignHandle) }
+  }
 
   init(loop: Loop, function: UnsafeRawPointer, argument: UnsafeMutableRawPointer?,
        destructor: CDestructor?, name: String?) {
     stepFunction = function
     self.argument = argument
     argumentDestructor = destructor
-    super.init(loop: loop, name: name, isStepTask: true)
+    super.init(loop: loop, name: name)
   }
 
+  public override var isStepTask: Bool { true }
+
   deinit {
-    if foreignAwaitHandle != 0 { StepTask.foreignHandleRelease?(foreignAwaitHandle) }
+    releaseAwaitedHandle(of: waiter)
     argumentDestructor?(argument)
   }
 
   /// True while this task's step function runs (aios_task_await and friends
   /// are valid only then).
   @inlinable public var isStepping: Bool { stepping && loop.currentTask === self }
-  @usableFromInline var stepping = false
-  /// What the running step reported (aios_task_await, _return, _fail).
-  public var outcome: Outcome?
 
   override func advance(outcome awaited: AnyFuture?, cancellation: CancelledError?) {
     var awaited = awaited
@@ -240,14 +246,19 @@ public final class StepTask: TaskBase {
         return
       }
     } else if let cancellation {
+      releaseAwaitedHandle(of: awaited)
       let cancelled = AnyFuture(loop: loop)
       _ = cancelled.cancelFuture(message: cancellation.message.isEmpty ? nil : cancellation.message)
       awaited = cancelled
     }
+    // The outcome is the loop's, not every task's (pending tasks stay small);
+    // an eager task's step may run inside this one, so it is set aside.
+    let outer = loop.stepOutcome.take()
     stepping = true
     let status = StepTask.foreignStepInvoker?(self, awaited) ?? AIOS_ENOTIMPL.rawValue
     stepping = false
-    let reported = outcome.take()
+    let reported = loop.stepOutcome.take()
+    loop.stepOutcome = outer
     switch (status, reported) {
     case (Int32(AIOS_STEP_AWAIT), .await(let future)?):
       if let future { suspend(on: future) } else { loop.schedule(.step(self)) }

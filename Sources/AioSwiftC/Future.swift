@@ -13,18 +13,18 @@ let foreignHooksInstalled: Void = {
     let step = unsafeBitCast(task.stepFunction, to: aios_step_fn.self)
     // The reference aios_task_await took for the future now done: the step
     // gets that handle back rather than a new one.
-    let held = task.foreignAwaitHandle
-    task.foreignAwaitHandle = 0
+    let held = task.holdsAwaitedHandle ? awaited?.foreignHandle ?? 0 : 0
+    task.holdsAwaitedHandle = false
     let status = lend(task, .task) { taskHandle in
       guard let awaited else { return step(taskHandle, nil, task.argument) }
-      if held != 0 && awaited.foreignHandle == held { return step(taskHandle, pointer(held), task.argument) }
+      if held != 0 { return step(taskHandle, pointer(held), task.argument) }
       return lend(awaited, objectType(of: awaited)) { step(taskHandle, $0, task.argument) }
     }
     if held != 0 { _ = ObjectTable.release(held) }
     // One taken by this step is kept only while the task awaits.
-    if task.foreignAwaitHandle != 0 && status != Int32(AIOS_STEP_AWAIT) {
-      _ = ObjectTable.release(task.foreignAwaitHandle)
-      task.foreignAwaitHandle = 0
+    if task.holdsAwaitedHandle && status != Int32(AIOS_STEP_AWAIT),
+       case .await(let future)? = task.loop.stepOutcome {
+      task.releaseAwaitedHandle(of: future)
     }
     return status
   }

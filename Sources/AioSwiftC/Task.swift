@@ -52,8 +52,8 @@ public func aios_task_await(_ task: OpaquePointer?, _ future: OpaquePointer?) ->
       }
       try checkNoOutcome(task)
       // Keep a C reference for the next step, which gets this handle back.
-      if awaited != nil, ObjectTable.retain(handleValue(future)) { task.foreignAwaitHandle = handleValue(future) }
-      task.outcome = .await(awaited)
+      task.holdsAwaitedHandle = awaited != nil && ObjectTable.retain(handleValue(future))
+      task.loop.stepOutcome = .await(awaited)
       return Int32(AIOS_STEP_AWAIT)
     }
   } catch {
@@ -67,7 +67,7 @@ public func aios_task_return(_ task: OpaquePointer?, _ value: UnsafeMutableRawPo
   do {
     return try withSteppingTask(task) { task in
       try checkNoOutcome(task)
-      task.outcome = .returned(value, destructor)
+      task.loop.stepOutcome = .returned(value, destructor)
       return Int32(AIOS_STEP_DONE)
     }
   } catch {
@@ -81,7 +81,7 @@ public func aios_task_fail(_ task: OpaquePointer?, _ error: OpaquePointer?) -> I
     return try withSteppingTask(task) { task in
       let error = try lookupError(error).error
       try checkNoOutcome(task)
-      task.outcome = .failed(error)
+      task.loop.stepOutcome = .failed(error)
       return Int32(AIOS_STEP_DONE)
     }
   } catch {
@@ -91,7 +91,7 @@ public func aios_task_fail(_ task: OpaquePointer?, _ error: OpaquePointer?) -> I
 
 /// A step reports one outcome.
 private func checkNoOutcome(_ task: StepTask) throws {
-  if case .some = task.outcome {
+  if case .some = task.loop.stepOutcome {
     throw InvalidStateError("the step already awaited, returned or failed")
   }
 }
