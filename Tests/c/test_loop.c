@@ -416,6 +416,64 @@ static void test_loop_per_thread(void) {
   close_loop(loop);
 }
 
+/* Handles are taken and given back on many threads at once: each thread
+ * makes futures on its own loop, while all of them share error objects and
+ * drop references to them. No handle may name another thread's object, a
+ * dropped handle must be dead, and every object must be freed. */
+enum { HT_THREADS = 4, HT_ROUNDS = 300, HT_BATCH = 16 };
+
+typedef struct handle_thread_s {
+  aios_error_t *shared;
+  int ok;
+} handle_thread_t;
+
+static void *handle_thread(void *arg) {
+  handle_thread_t *t = (handle_thread_t *)arg;
+  aios_loop_t *loop = NULL;
+  aios_future_t *futures[HT_BATCH];
+  if (aios_loop_new(&loop) != 0) return NULL;
+  int ok = 1;
+  for (int round = 0; round < HT_ROUNDS && ok; round++) {
+    for (int i = 0; i < HT_BATCH; i++) {
+      if (aios_future_new(loop, &futures[i]) != 0) ok = 0;
+      else if (aios_future_set_result(futures[i], (void *)(intptr_t)(round * HT_BATCH + i + 1), NULL) != 0) ok = 0;
+    }
+    /* Another reference to the shared error, dropped at once. */
+    if (aios_error_ref(t->shared) != 0 || aios_error_unref(t->shared) != 0) ok = 0;
+    for (int i = 0; i < HT_BATCH && ok; i++) {
+      void *value = NULL;
+      if (aios_future_result(futures[i], &value) != 0 || value != (void *)(intptr_t)(round * HT_BATCH + i + 1))
+        ok = 0;
+    }
+    for (int i = 0; i < HT_BATCH; i++) {
+      if (aios_future_unref(futures[i]) != 0) ok = 0;
+      /* Dead now, unless another thread's new object took the slot with
+       * the same generation, which the generation forbids. */
+      if (aios_future_done(futures[i]) != AIOS_EBADHANDLE) ok = 0;
+    }
+  }
+  if (aios_loop_close(loop) != 0) ok = 0;
+  aios_loop_unref(loop);
+  t->ok = ok;
+  return NULL;
+}
+
+static void test_handles_across_threads(void) {
+  handle_thread_t threads[HT_THREADS];
+  pthread_t ids[HT_THREADS];
+  aios_error_t *shared = NULL;
+  CHECK_EQ(aios_error_new(AIOS_ETIMEOUT, "shared", &shared), 0);
+  for (int i = 0; i < HT_THREADS; i++) {
+    threads[i].shared = shared;
+    threads[i].ok = 0;
+    CHECK_EQ(pthread_create(&ids[i], NULL, handle_thread, &threads[i]), 0);
+  }
+  for (int i = 0; i < HT_THREADS; i++) CHECK_EQ(pthread_join(ids[i], NULL), 0);
+  for (int i = 0; i < HT_THREADS; i++) CHECK_EQ(threads[i].ok, 1);
+  CHECK_EQ(aios_error_code(shared), AIOS_ETIMEOUT);
+  CHECK_EQ(aios_error_unref(shared), 0);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Running-loop rules                                                         */
 
@@ -652,6 +710,7 @@ TEST_MAIN(TEST_ENTRY(test_loop_new_close_unref),
           TEST_ENTRY(test_loop_time_monotonic),
           TEST_ENTRY(test_call_soon_threadsafe_wakes_loop),
           TEST_ENTRY(test_loop_per_thread),
+          TEST_ENTRY(test_handles_across_threads),
           TEST_ENTRY(test_running_loop_rules),
           TEST_ENTRY(test_closed_loop_refuses_work),
           TEST_ENTRY(test_close_drops_pending),
