@@ -24,11 +24,13 @@ public class Operation: AnyFuture {
   private(set) var waiter = Waiter.no
   private var waiterCancellation: CancelledError?
 
-  /// The future the operation waits on now. Not retained, as operations
-  /// hold their primitive weakly: a primitive owns its waiter futures, which
-  /// own their operations, and nothing points back, so dropping a primitive
-  /// with waits pending frees them all. A waiter freed unfinished tells its
-  /// operation (innerVanished), so this never dangles.
+  /// The future the operation waits on now. Not retained, as operations do
+  /// not retain their primitive (PrimitiveReference): a primitive owns its
+  /// waiters, which own their operations, and nothing points back, so
+  /// dropping a primitive with waits pending frees them all. A waiter freed
+  /// unfinished tells its operation (innerVanished), so this never dangles;
+  /// a primitive freed with operations queued as waiters fails them
+  /// (waiterVanished).
   private(set) unowned(unsafe) var inner: AnyFuture?
   private var advancing = false
   /// A cancel() that arrived after `inner` was done: the operation is
