@@ -373,7 +373,8 @@ AIOS_EXTERN int aios_task_new(aios_loop_t *loop, aios_step_fn step, void *arg,
 AIOS_EXTERN aios_future_t *aios_task_as_future(aios_task_t *task);
 /*! aios_task_await() : from a step, suspend the task until `future` is done
  *  (NULL: a bare yield, stepping again on the next iteration). The task keeps
- *  its own reference. @return AIOS_STEP_AWAIT, to be returned by the step, or
+ *  its own reference through this pointer, so the next step's `awaited` is
+ *  this same pointer. @return AIOS_STEP_AWAIT, to be returned by the step, or
  *  an error (AIOS_EWRONGLOOP, AIOS_EINVAL for the task itself). */
 AIOS_EXTERN int aios_task_await(aios_task_t *task, aios_future_t *future);
 /*! aios_task_return() : from a step, finish with a result, owned as by
