@@ -898,6 +898,54 @@ static void test_await_another_task(void) {
   close_loop(loop);
 }
 
+/* A step that awaits a future and drops its own reference gets the same
+ * pointer back as `awaited`: the task's reference is held through it, and
+ * dropped once that step is over. A step that awaits and then fails drops
+ * it at once. */
+typedef struct dropper_s {
+  aios_future_t *awaited_ptr;
+  int steps;
+  int fail_after_await;
+  void *got;
+} dropper_t;
+
+static int drop_awaited_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
+  dropper_t *d = (dropper_t *)arg;
+  aios_loop_t *loop = NULL;
+  d->steps++;
+  if (d->steps == 1) {
+    CHECK_EQ(aios_get_running_loop(&loop), 0);
+    CHECK_EQ(aios_sleep(loop, 0.001, &d->steps, NULL, &d->awaited_ptr), 0);
+    CHECK_EQ(aios_loop_unref(loop), 0);
+    int rc = aios_task_await(task, d->awaited_ptr);
+    CHECK_EQ(rc, AIOS_STEP_AWAIT);
+    CHECK_EQ(aios_future_unref(d->awaited_ptr), 0);
+    /* Still named by the task's reference. */
+    CHECK_EQ(aios_future_done(d->awaited_ptr), 0);
+    return d->fail_after_await ? AIOS_EINVAL : rc;
+  }
+  CHECK_PTR_EQ(awaited, d->awaited_ptr);
+  CHECK_EQ(aios_future_result(awaited, &d->got), 0);
+  return aios_task_return(task, NULL, NULL);
+}
+
+static void test_awaited_comes_back_under_the_same_pointer(void) {
+  aios_loop_t *loop = make_loop();
+  for (int fail = 0; fail < 2; fail++) {
+    dropper_t d;
+    memset(&d, 0, sizeof d);
+    d.fail_after_await = fail;
+    aios_task_t *t = new_task(loop, drop_awaited_step, &d);
+    CHECK_EQ(aios_loop_run_until_complete(loop, aios_task_as_future(t)), fail ? AIOS_EINVAL : 0);
+    CHECK_EQ(d.steps, fail ? 1 : 2);
+    if (!fail) CHECK_PTR_EQ(d.got, &d.steps);
+    /* The task's reference is gone with the step: the pointer is dead. */
+    CHECK_EQ(aios_future_done(d.awaited_ptr), AIOS_EBADHANDLE);
+    CHECK_EQ(aios_task_unref(t), 0);
+  }
+  close_loop(loop);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Unretrieved task errors                                                    */
 
@@ -964,5 +1012,6 @@ TEST_MAIN(TEST_ENTRY(test_state_machine_sleeps_and_returns),
           TEST_ENTRY(test_await_future_of_other_loop),
           TEST_ENTRY(test_await_itself),
           TEST_ENTRY(test_await_another_task),
+          TEST_ENTRY(test_awaited_comes_back_under_the_same_pointer),
           TEST_ENTRY(test_task_unretrieved_error_reported),
           TEST_ENTRY(test_task_retrieved_error_not_reported))
