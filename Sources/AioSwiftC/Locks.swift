@@ -2,14 +2,6 @@
 import AioSwift
 import CAioSwift
 
-/// A primitive of the given type, on its loop's thread, the loop open.
-@inline(__always)
-func ownPrimitive<T: LoopBound>(_ p: OpaquePointer?, _ type: ObjectType, as _: T.Type) throws -> T {
-  let primitive = try object(p, type, as: T.self)
-  try primitive.checkLoop()
-  return primitive
-}
-
 /// withObject for a primitive, on its loop's thread, the loop open.
 @inline(__always)
 func withPrimitive<T: LoopBound, R>(_ p: OpaquePointer?, _ type: ObjectType, as _: T.Type,
@@ -134,7 +126,7 @@ public func aios_event_unref(_ event: OpaquePointer?) -> Int32 { unrefObject(eve
 public func aios_condition_new(_ loop: OpaquePointer?, _ lock: OpaquePointer?,
                                _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   newPrimitive(loop, .condition, out) { loop in
-    let lock = try lock.map { try ownPrimitive($0, .lock, as: Lock.self) }
+    let lock = try lock.map { try withPrimitive($0, .lock, as: Lock.self) { $0 } }
     if let lock, try lock.loop() !== loop { throw RuntimeError(code: AIOS_EWRONGLOOP.rawValue) }
     return Condition(lock: lock, loop: loop)
   }
@@ -264,21 +256,21 @@ public func aios_barrier_new(_ loop: OpaquePointer?, _ parties: UInt32,
 @_cdecl("aios_barrier_wait")
 public func aios_barrier_wait(_ barrier: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   operationCall(out) {
-    try give(try ownPrimitive(barrier, .barrier, as: Barrier.self).waitOperation(), .future, out)
+    try give(try withPrimitive(barrier, .barrier, as: Barrier.self) { try $0.waitOperation() }, .future, out)
   }
 }
 
 @_cdecl("aios_barrier_reset")
 public func aios_barrier_reset(_ barrier: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   operationCall(out) {
-    try give(try ownPrimitive(barrier, .barrier, as: Barrier.self).resetOperation(), .future, out)
+    try give(try withPrimitive(barrier, .barrier, as: Barrier.self) { try $0.resetOperation() }, .future, out)
   }
 }
 
 @_cdecl("aios_barrier_abort")
 public func aios_barrier_abort(_ barrier: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   operationCall(out) {
-    try give(try ownPrimitive(barrier, .barrier, as: Barrier.self).abortOperation(), .future, out)
+    try give(try withPrimitive(barrier, .barrier, as: Barrier.self) { try $0.abortOperation() }, .future, out)
   }
 }
 
