@@ -23,10 +23,15 @@
  *    while you hold references to both.
  *  - When a function that takes a callback fails, the callback is never called.
  *  - Threads: a loop belongs to the thread that created it. Every function
- *    that takes a loop, or an object bound to a loop (handle, future, task),
- *    must be called on that thread, except the ones named *_threadsafe and
- *    the ref and unref functions. Error objects and the version and error
- *    description functions may be used from any thread.
+ *    that takes a loop, or an object bound to a loop (handle, future, task,
+ *    primitive, queue, ...), must be called on that thread, except the ones
+ *    named *_threadsafe, aios_loop_is_running/_is_closed and the ref and
+ *    unref functions; a runner belongs to the thread that made it. Error
+ *    objects and the version and error description functions may be used
+ *    from any thread. When the last reference to an object is dropped on
+ *    another thread, the object's own thread frees it (its destructors run
+ *    there): the loop is woken for it, and it goes at the loop's next
+ *    iteration, when the loop closes, or at that thread's next unref call.
  */
 #ifndef AIO_SWIFT_H
 #define AIO_SWIFT_H

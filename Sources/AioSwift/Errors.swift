@@ -73,12 +73,32 @@ public struct UserError: AsyncioError {
   public final class Payload {
     public let data: UnsafeMutableRawPointer?
     let destructor: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?
+    /// The C error object that owns `data` (its handle, one C reference),
+    /// when the payload refers to one rather than owning the data itself.
+    public let foreignError: UInt64
+    /// Drops the C reference of `foreignError` (set by the C layer).
+    nonisolated(unsafe) public static var foreignErrorRelease: ((UInt64) -> Void)?
+
     public init(data: UnsafeMutableRawPointer?,
                 destructor: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?) {
       self.data = data
       self.destructor = destructor
+      foreignError = 0
     }
-    deinit { destructor?(data) }
+
+    public init(data: UnsafeMutableRawPointer?, foreignError: UInt64) {
+      self.data = data
+      destructor = nil
+      self.foreignError = foreignError
+    }
+
+    deinit {
+      if foreignError != 0 {
+        Payload.foreignErrorRelease?(foreignError)
+      } else {
+        destructor?(data)
+      }
+    }
   }
   public var message: String
   public var payload: Payload?

@@ -7,10 +7,18 @@ public class Handle: CustomStringConvertible {
     case c(CCallback, UnsafeMutableRawPointer?)
   }
 
-  /// Held strongly, as a future holds its loop: C may keep a handle after
-  /// letting go of the loop. The loop drops its callbacks and timers when it
-  /// closes, which ends the cycle.
-  public let loop: Loop
+  /// Held strongly (through loopKeeper), as a future holds its loop: C may
+  /// keep a handle after letting go of the loop. The loop drops its
+  /// callbacks and timers when it closes, which ends the cycle.
+  public var loop: Loop { loopReference.takeUnretainedValue() }
+  private let loopReference: Unmanaged<Loop>
+  /// The loop's address, read without counting a reference to the loop
+  /// (any thread may read it: see Loop.threadsafeHandle).
+  public var loopAddress: UnsafeMutableRawPointer { loopReference.toOpaque() }
+  /// What keeps the loop alive: the loop itself, or for a handle made on
+  /// another thread, an object holding the loop by other means (the loop's
+  /// reference count belongs to its own thread).
+  private let loopKeeper: AnyObject
   /// Dropped once the callback ran or was cancelled, so what it holds is freed.
   var callback: Callback?
   public private(set) var cancelled = false
@@ -18,7 +26,17 @@ public class Handle: CustomStringConvertible {
   public var foreignHandle: UInt64 = 0
 
   init(loop: Loop, callback: Callback) {
-    self.loop = loop
+    loopReference = Unmanaged.passUnretained(loop)
+    loopKeeper = loop
+    self.callback = callback
+    LiveObjects.handles.add(1, ordering: .relaxed)
+  }
+
+  /// Takes the loop's address: this runs on other threads, which must not
+  /// count references to it.
+  init(loopAddress: UnsafeMutableRawPointer, keeper: AnyObject, callback: Callback) {
+    loopReference = Unmanaged.fromOpaque(loopAddress)
+    loopKeeper = keeper
     self.callback = callback
     LiveObjects.handles.add(1, ordering: .relaxed)
   }

@@ -37,6 +37,11 @@ public class LoopBound {
     }
   }
 
+  /// The loop the primitive is bound to, unretained (nil: none yet).
+  public var boundLoopAddress: UnsafeMutableRawPointer? {
+    boundLoop.map { Unmanaged.passUnretained($0).toOpaque() }
+  }
+
   /// The primitive's loop, checked for thread and state.
   @inline(__always)
   public func loop() throws -> Loop {
@@ -72,15 +77,18 @@ final class Liveness {
 /// primitive alive (the primitive owns its waiters, which own their
 /// operations), and it reads nil once the primitive is gone.
 struct PrimitiveReference<T: LoopBound> {
-  private unowned(unsafe) let primitive: T
+  // Unmanaged rather than unowned(unsafe): reading an unowned(unsafe)
+  // reference retains it with an atomic instruction even in the library's
+  // non-atomic build.
+  private let primitive: Unmanaged<T>
   private let liveness: Liveness
 
   init(_ primitive: T) {
-    self.primitive = primitive
+    self.primitive = Unmanaged.passUnretained(primitive)
     liveness = primitive.liveness
   }
 
-  var object: T? { liveness.isAlive ? primitive : nil }
+  var object: T? { liveness.isAlive ? primitive.takeUnretainedValue() : nil }
 }
 
 extension Deque where Element: AnyObject {

@@ -48,13 +48,15 @@ public final class Loop: @unchecked Sendable {
   private let wakeTimer: UnsafeMutablePointer<uv_timer_t>
   private let wakeAsync: UnsafeMutablePointer<uv_async_t>
   private let ownerThread: pthread_t
+  /// The owner thread's aiosi_thread_token.
+  public let ownerToken: UInt
 
   var ready = ReadyQueue()
   private var timers = Heap<TimerEntry>()
   private var timerSequence: UInt64 = 0
   private var cancelledTimerCount = 0
   fileprivate var armedDeadline = Double.infinity
-  private let threadsafeQueue = Mutex<[UnsafeSendable<ReadyItem>]>([])
+  private let threadsafeQueue = ThreadLock<[UnsafeSendable<ReadyItem>]>([])
   private let threadsafePending = Atomic<Bool>(false)
 
   public private(set) var isRunning = false
@@ -65,7 +67,11 @@ public final class Loop: @unchecked Sendable {
   /// The task whose step or job runs now. Unowned: a task is alive while
   /// it steps, and this changes at every step, so counting references to it
   /// would be waste.
-  public internal(set) unowned(unsafe) var currentTask: TaskBase?
+  public var currentTask: TaskBase? {
+    currentTaskAddress.map { Unmanaged<TaskBase>.fromOpaque($0).takeUnretainedValue() }
+  }
+  /// currentTask's address: setting and comparing it counts no reference.
+  @usableFromInline var currentTaskAddress: UnsafeMutableRawPointer?
   /// Set while a task resumes its Swift continuation: the job that resume
   /// hands the executor runs at once instead of an iteration later.
   var capturingTask: SwiftTaskBase?
@@ -91,6 +97,7 @@ public final class Loop: @unchecked Sendable {
     wakeTimer = .allocate(capacity: 1)
     wakeAsync = .allocate(capacity: 1)
     ownerThread = pthread_self()
+    ownerToken = aiosi_thread_token()
     var rc = uv_loop_init(uv)
     if rc == 0 {
       rc = uv_timer_init(uv, wakeTimer)
@@ -176,11 +183,19 @@ public final class Loop: @unchecked Sendable {
     return handle
   }
 
-  public func callSoonThreadsafe(c fn: CCallback, arg: UnsafeMutableRawPointer?) throws -> Handle {
-    let handle = Handle(loop: self, callback: .c(fn, arg))
-    try enqueueThreadsafe(.handle(handle))
-    return handle
+  /// call_soon_threadsafe for a C callback nobody will cancel: no Handle is made.
+  public func callSoonThreadsafe(c fn: CCallback, arg: UnsafeMutableRawPointer?) throws {
+    try enqueueThreadsafe(.call(fn, arg))
   }
+
+  /// A Handle for call_soon_threadsafe, made on any thread and queued with
+  /// enqueueThreadsafe(_:). It holds the loop through `keeper`, not by a
+  /// reference of its own: the loop's reference count belongs to its thread.
+  public func threadsafeHandle(c fn: CCallback, arg: UnsafeMutableRawPointer?, keeper: AnyObject) -> Handle {
+    Handle(loopAddress: Unmanaged.passUnretained(self).toOpaque(), keeper: keeper, callback: .c(fn, arg))
+  }
+
+  public func enqueueThreadsafe(_ handle: Handle) throws { try enqueueThreadsafe(.handle(handle)) }
 
   func enqueueThreadsafe(_ item: ReadyItem) throws {
     try threadsafeQueue.withLock { queue in
@@ -191,6 +206,24 @@ public final class Loop: @unchecked Sendable {
       threadsafePending.store(true, ordering: .releasing)
       uv_async_send(wakeAsync)
     }
+  }
+
+  /// Wakes the loop from any thread; a closed loop is left alone.
+  public func wakeUp() {
+    threadsafeQueue.withLock { _ in
+      guard !isClosed else { return }
+      threadsafePending.store(true, ordering: .releasing)
+      uv_async_send(wakeAsync)
+    }
+  }
+
+  /// Releases the objects of this thread whose last C reference was dropped
+  /// on another thread (set by the C layer).
+  nonisolated(unsafe) public static var deferredReleaseDrain: (() -> Void)?
+
+  @inline(__always)
+  func drainDeferredReleases() {
+    if aiosi_deferred_release_count() != 0 { Loop.deferredReleaseDrain?() }
   }
 
   fileprivate func drainThreadsafe() {
@@ -315,6 +348,7 @@ public final class Loop: @unchecked Sendable {
       // poll for, so skip the system call and take the threadsafe calls.
       drainThreadsafe()
     }
+    drainDeferredReleases()
     moveDueTimers()
     var count = ready.count
     while count > 0, let item = ready.popFirst() {
@@ -342,10 +376,10 @@ public final class Loop: @unchecked Sendable {
     case .call(let fn, let arg): fn(arg)
     case .advance(let operation): operation.waiterDone()
     case .job(let job):
-      let previous = currentTask
-      currentTask = nil
+      let previous = currentTaskAddress
+      currentTaskAddress = nil
       job.runSynchronously(on: asUnownedTaskExecutor())
-      currentTask = previous
+      currentTaskAddress = previous
     }
   }
 
@@ -424,6 +458,7 @@ public final class Loop: @unchecked Sendable {
     uv_loop_close(uv)
     releaseTaskList()
     sharedDoneFuture = nil
+    drainDeferredReleases()
   }
 
   // MARK: Errors nobody handled

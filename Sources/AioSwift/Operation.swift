@@ -31,7 +31,14 @@ public class Operation: AnyFuture {
   /// unfinished tells its operation (innerVanished), so this never dangles;
   /// a primitive freed with operations queued as waiters fails them
   /// (waiterVanished).
-  private(set) unowned(unsafe) var inner: AnyFuture?
+  private(set) var inner: AnyFuture? {
+    get { innerReference?.takeUnretainedValue() }
+    set { innerReference = newValue.map { Unmanaged.passUnretained($0) } }
+  }
+  // Unmanaged rather than unowned(unsafe): reading an unowned(unsafe)
+  // reference retains it with an atomic instruction even in the library's
+  // non-atomic build.
+  private var innerReference: Unmanaged<AnyFuture>?
   private var advancing = false
   /// A cancel() that arrived after `inner` was done: the operation is
   /// cancelled at its next step, as a task with _must_cancel.

@@ -33,7 +33,12 @@ public class TaskBase: AnyFuture {
   var waiter: AnyFuture?
   // The loop's list of pending tasks.
   var nextTask: TaskBase?
-  unowned(unsafe) var previousTask: TaskBase?
+  var previousTask: TaskBase? {
+    get { previousTaskReference?.takeUnretainedValue() }
+    set { previousTaskReference = newValue.map { Unmanaged.passUnretained($0) } }
+  }
+  // Unowned, as an Unmanaged: an unowned(unsafe) read retains atomically.
+  private var previousTaskReference: Unmanaged<TaskBase>?
 
   init(loop: Loop, name: String?) {
     number = taskCounter.add(1, ordering: .relaxed).newValue
@@ -139,10 +144,10 @@ public class TaskBase: AnyFuture {
       mustCancel = false
       cancellation = CancelledError(cancelMessage)
     }
-    let previous = loop.currentTask
-    loop.currentTask = self
+    let previous = loop.currentTaskAddress
+    loop.currentTaskAddress = Unmanaged.passUnretained(self).toOpaque()
     advance(outcome: outcome, cancellation: cancellation)
-    loop.currentTask = previous
+    loop.currentTaskAddress = previous
   }
 
   final func wakeup(from future: AnyFuture) {
@@ -210,6 +215,24 @@ public final class StepTask: TaskBase {
   /// Drops the C reference of holdsAwaitedHandle.
   nonisolated(unsafe) public static var foreignHandleRelease: ((UInt64) -> Void)?
 
+  /// The task's own C handle (0: none), holding one C reference while the
+  /// task is pending: its steps get it without a reference taken each time.
+  public var ownHandle: UInt64 = 0
+
+  /// Drops the reference of ownHandle, once the task is done or its loop
+  /// let go of it.
+  public func releaseOwnHandle() {
+    guard ownHandle != 0 else { return }
+    let handle = ownHandle
+    ownHandle = 0
+    StepTask.foreignHandleRelease?(handle)
+  }
+
+  override func didFinish() {
+    super.didFinish()
+    releaseOwnHandle()
+  }
+
   /// Drops the reference to the awaited future's handle, if one is held.
   public func releaseAwaitedHandle(of future: AnyFuture?) {
     guard holdsAwaitedHandle else { return }
@@ -234,7 +257,9 @@ public final class StepTask: TaskBase {
 
   /// True while this task's step function runs (aios_task_await and friends
   /// are valid only then).
-  @inlinable public var isStepping: Bool { stepping && loop.currentTask === self }
+  @inlinable public var isStepping: Bool {
+    stepping && loop.currentTaskAddress == Unmanaged.passUnretained(self).toOpaque()
+  }
 
   override func advance(outcome awaited: AnyFuture?, cancellation: CancelledError?) {
     var awaited = awaited
@@ -389,11 +414,15 @@ extension Loop {
   }
 
   /// A task driven by a C step function (aios_task_new).
+  /// A task driven by a C step function; `prepare` runs before its first
+  /// step can (an eager one runs at once).
   public func createStepTask(function: UnsafeRawPointer, argument: UnsafeMutableRawPointer?,
-                             destructor: CDestructor?, name: String?, eager: Bool) throws -> StepTask {
+                             destructor: CDestructor?, name: String?, eager: Bool,
+                             prepare: (StepTask) throws -> Void = { _ in }) throws -> StepTask {
     try checkUsable()
     let task = StepTask(loop: self, function: function, argument: argument,
                         destructor: destructor, name: name)
+    try prepare(task)
     task.start(eager: eager)
     return task
   }
@@ -418,6 +447,7 @@ extension Loop {
       next = task.nextTask
       task.nextTask = nil
       task.previousTask = nil
+      if task.isStepTask { unsafeDowncast(task, to: StepTask.self).releaseOwnHandle() }
     }
   }
 

@@ -3,73 +3,58 @@
 import AioSwift
 import CAioSwift
 
-/// Runs `body` with the object a C pointer names, if it is alive and of
-/// `type` (or `other`). The object is borrowed: C's reference keeps it alive
-/// for the call, so no Swift reference is taken on these hot paths.
+/// Runs `body` with the object a C pointer names, if it is alive, of `type`
+/// (or `other`) and the calling thread's (the table knows each object's
+/// thread). The object is borrowed: C's reference keeps it alive for the
+/// call, so no Swift reference is taken on these hot paths.
 @inline(__always)
 func withObject<T: AnyObject, R>(_ p: OpaquePointer?, _ type: ObjectType, or other: ObjectType? = nil,
                                  as _: T.Type, _ body: (T) throws -> R) throws -> R {
-  guard let address = ObjectTable.address(handleValue(p), type, or: other) else { throw badHandle(p) }
+  let address = try ObjectTable.ownAddress(handleValue(p), type, or: other)
   return try Unmanaged<T>.fromOpaque(address)._withUnsafeGuaranteedRef(body)
 }
 
-/// withObject for a future or a task, on its loop's thread.
+/// withObject for the calls any thread may make: the object is only read.
 @inline(__always)
-func withOwnFuture<R>(_ p: OpaquePointer?, _ body: (AnyFuture) throws -> R) throws -> R {
-  try withObject(p, .future, or: .task, as: AnyFuture.self) { future in
-    try checkThread(future.loop)
-    return try body(future)
-  }
+func withObjectOnAnyThread<T: AnyObject, R>(_ p: OpaquePointer?, _ type: ObjectType, as _: T.Type,
+                                            _ body: (T) throws -> R) throws -> R {
+  guard let address = ObjectTable.address(handleValue(p), type) else { throw badHandle(p) }
+  return try Unmanaged<T>.fromOpaque(address)._withUnsafeGuaranteedRef(body)
 }
 
-/// The object a C pointer names, if it is alive and of `type` (or `other`).
+/// withObject for a future or a task.
+@inline(__always)
+func withOwnFuture<R>(_ p: OpaquePointer?, _ body: (AnyFuture) throws -> R) throws -> R {
+  try withObject(p, .future, or: .task, as: AnyFuture.self, body)
+}
+
+/// The object a C pointer names, if it is alive, of `type` (or `other`)
+/// and the calling thread's.
 @inline(__always)
 func object<T: AnyObject>(_ p: OpaquePointer?, _ type: ObjectType, or other: ObjectType? = nil,
                           as _: T.Type) throws -> T {
-  guard let object = ObjectTable.lookup(handleValue(p), type, or: other) else { throw badHandle(p) }
-  return unsafeDowncast(object, to: T.self)
+  let address = try ObjectTable.ownAddress(handleValue(p), type, or: other)
+  return Unmanaged<T>.fromOpaque(address).takeUnretainedValue()
 }
-
-@inline(__always)
-func lookupLoop(_ p: OpaquePointer?) throws -> Loop { try object(p, .loop, as: Loop.self) }
 
 /// A loop, on its own thread.
 @inline(__always)
-func ownLoop(_ p: OpaquePointer?) throws -> Loop {
-  let loop = try lookupLoop(p)
-  try checkThread(loop)
-  return loop
-}
-
-@inline(__always)
-func checkThread(_ loop: Loop) throws {
-  // A loop running here is on its own thread: one load decides the common case.
-  guard loop.isRunningOnThisThread || loop.isOwnerThread else {
-    throw RuntimeError(code: AIOS_EWRONGTHREAD.rawValue)
-  }
-}
+func ownLoop(_ p: OpaquePointer?) throws -> Loop { try object(p, .loop, as: Loop.self) }
 
 /// A future or a task, on its loop's thread.
 @inline(__always)
 func ownFuture(_ p: OpaquePointer?) throws -> AnyFuture {
-  let future = try object(p, .future, or: .task, as: AnyFuture.self)
-  try checkThread(future.loop)
-  return future
+  try object(p, .future, or: .task, as: AnyFuture.self)
 }
 
 /// A task, on its loop's thread.
 @inline(__always)
-func ownTask(_ p: OpaquePointer?) throws -> TaskBase {
-  let task = try object(p, .task, as: TaskBase.self)
-  try checkThread(task.loop)
-  return task
-}
+func ownTask(_ p: OpaquePointer?) throws -> TaskBase { try object(p, .task, as: TaskBase.self) }
 
 /// Runs `body` with a task driven by a C step function, inside its step.
 @inline(__always)
 func withSteppingTask<R>(_ p: OpaquePointer?, _ body: (StepTask) throws -> R) throws -> R {
   try withObject(p, .task, as: TaskBase.self) { task in
-    try checkThread(task.loop)
     guard task.isStepTask, unsafeDowncast(task, to: StepTask.self).isStepping else {
       throw RuntimeError(code: AIOS_EINVAL.rawValue, "not called from the task's own step")
     }
@@ -78,17 +63,11 @@ func withSteppingTask<R>(_ p: OpaquePointer?, _ body: (StepTask) throws -> R) th
 }
 
 @inline(__always)
-func ownHandle(_ p: OpaquePointer?) throws -> Handle {
-  let handle = try object(p, .handle, as: Handle.self)
-  try checkThread(handle.loop)
-  return handle
-}
+func ownHandle(_ p: OpaquePointer?) throws -> Handle { try object(p, .handle, as: Handle.self) }
+
 
 @inline(__always)
-func lookupError(_ p: OpaquePointer?) throws -> ErrorObject { try object(p, .error, as: ErrorObject.self) }
-
-@inline(__always)
-func lookupRunner(_ p: OpaquePointer?) throws -> Runner { try object(p, .runner, as: Runner.self) }
+func ownRunner(_ p: OpaquePointer?) throws -> Runner { try object(p, .runner, as: Runner.self) }
 
 /// The object type C sees for a future: a task is a task.
 @inline(__always)
@@ -102,7 +81,7 @@ func string(_ p: UnsafePointer<CChar>?) -> String? {
   p.map { String(cString: $0) }
 }
 
-/// ref/unref for any object type: unref accepts NULL.
+/// ref/unref for any object type, from any thread: unref accepts NULL.
 func refObject(_ p: OpaquePointer?, _ type: ObjectType, or other: ObjectType? = nil) -> Int32 {
   guard p != nil else { return AIOS_EINVAL.rawValue }
   guard ObjectTable.address(handleValue(p), type, or: other) != nil,
@@ -110,11 +89,10 @@ func refObject(_ p: OpaquePointer?, _ type: ObjectType, or other: ObjectType? = 
   return 0
 }
 
-func unrefObject(_ p: OpaquePointer?, _ type: ObjectType, or other: ObjectType? = nil,
-                 willFree: ((AnyObject) -> Void)? = nil) -> Int32 {
+func unrefObject(_ p: OpaquePointer?, _ type: ObjectType, or other: ObjectType? = nil) -> Int32 {
   guard p != nil else { return 0 }
   guard ObjectTable.address(handleValue(p), type, or: other) != nil,
-        ObjectTable.release(handleValue(p), willFree: willFree) else {
+        ObjectTable.release(handleValue(p)) else {
     return AIOS_EBADHANDLE.rawValue
   }
   return 0

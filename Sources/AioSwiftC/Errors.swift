@@ -25,8 +25,7 @@ public func aios_error_new(_ code: Int32, _ message: UnsafePointer<CChar>?,
                            _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   status {
     guard out != nil, code < 0 else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    let message = string(message) ?? errorMessage(code)
-    try give(ErrorObject(makeError(code: code, message: message)), .error, out)
+    try give(ErrorObject(code: code, message: string(message) ?? errorMessage(code)), .error, out)
   }
 }
 
@@ -36,39 +35,52 @@ public func aios_error_new_user(_ message: UnsafePointer<CChar>?, _ data: Unsafe
                                 _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   status {
     guard out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    let payload = UserError.Payload(data: data, destructor: destructor)
-    let error = UserError(string(message) ?? errorMessage(AIOS_EUSER.rawValue), payload: payload)
-    try give(ErrorObject(error), .error, out)
+    let object = ErrorObject(code: AIOS_EUSER.rawValue,
+                             message: string(message) ?? errorMessage(AIOS_EUSER.rawValue),
+                             userData: data, userDestructor: destructor)
+    do {
+      try give(object, .error, out)
+    } catch {
+      object.userDestructor = nil  // the caller keeps `data` when the call fails
+      throw error
+    }
   }
+}
+
+/// Runs `body` with the error object a C pointer names; any thread.
+@inline(__always)
+private func withError<R>(_ p: OpaquePointer?, _ body: (ErrorObject) -> R) throws -> R {
+  guard let result = ObjectTable.withError(handleValue(p), body) else { throw badHandle(p) }
+  return result
 }
 
 @_cdecl("aios_error_code")
 public func aios_error_code(_ error: OpaquePointer?) -> Int32 {
-  do { return statusCode(of: try lookupError(error).error) } catch { return statusCode(of: error) }
+  do { return try withError(error) { $0.code } } catch { return statusCode(of: error) }
 }
 
 @_cdecl("aios_error_kind")
 public func aios_error_kind(_ error: OpaquePointer?) -> Int32 {
+  do { return try withError(error) { errorKind(forCode: $0.code).rawValue } } catch { return statusCode(of: error) }
+}
+
+@_cdecl("aios_error_os_errno")
+public func aios_error_os_errno(_ error: OpaquePointer?) -> Int32 {
   do {
-    return errorKind(forCode: statusCode(of: try lookupError(error).error)).rawValue
+    return try withError(error) { errorKind(forCode: $0.code) == .os ? -$0.code : 0 }
   } catch {
     return statusCode(of: error)
   }
 }
 
-@_cdecl("aios_error_os_errno")
-public func aios_error_os_errno(_ error: OpaquePointer?) -> Int32 {
-  do { return (try lookupError(error).error as? OSError)?.errno ?? 0 } catch { return statusCode(of: error) }
-}
-
 @_cdecl("aios_error_message")
 public func aios_error_message(_ error: OpaquePointer?) -> UnsafePointer<CChar>? {
-  (try? lookupError(error)).map { UnsafePointer($0.message) }
+  ObjectTable.withError(handleValue(error)) { UnsafePointer($0.message) }
 }
 
 @_cdecl("aios_error_user_data")
 public func aios_error_user_data(_ error: OpaquePointer?) -> UnsafeMutableRawPointer? {
-  ((try? lookupError(error))?.error as? UserError)?.payload?.data
+  ObjectTable.withError(handleValue(error)) { $0.isUserError ? $0.userData : nil } ?? nil
 }
 
 @_cdecl("aios_error_ref")

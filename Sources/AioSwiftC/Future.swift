@@ -15,11 +15,12 @@ let foreignHooksInstalled: Void = {
     // gets that handle back rather than a new one.
     let held = task.holdsAwaitedHandle ? awaited?.foreignHandle ?? 0 : 0
     task.holdsAwaitedHandle = false
-    let status = lend(task, .task) { taskHandle in
+    let run = { (taskHandle: OpaquePointer?) -> Int32 in
       guard let awaited else { return step(taskHandle, nil, task.argument) }
       if held != 0 { return step(taskHandle, pointer(held), task.argument) }
       return lend(awaited, objectType(of: awaited)) { step(taskHandle, $0, task.argument) }
     }
+    let status = task.ownHandle != 0 ? run(pointer(task.ownHandle)) : lend(task, .task, run)
     if held != 0 { _ = ObjectTable.release(held) }
     // One taken by this step is kept only while the task awaits.
     if task.holdsAwaitedHandle && status != Int32(AIOS_STEP_AWAIT),
@@ -29,6 +30,8 @@ let foreignHooksInstalled: Void = {
     return status
   }
   StepTask.foreignHandleRelease = { _ = ObjectTable.release($0) }
+  UserError.Payload.foreignErrorRelease = { _ = ObjectTable.release($0) }
+  Loop.deferredReleaseDrain = { DeferredReleases.drain() }
 }()
 
 @_cdecl("aios_future_new")
@@ -49,7 +52,10 @@ public func aios_future_set_result(_ future: OpaquePointer?, _ value: UnsafeMuta
 
 @_cdecl("aios_future_set_error")
 public func aios_future_set_error(_ future: OpaquePointer?, _ error: OpaquePointer?) -> Int32 {
-  status { try ownFuture(future).setError(try lookupError(error).error) }
+  status {
+    let future = try ownFuture(future)
+    try withSwiftError(error) { try future.setError($0) }
+  }
 }
 
 @_cdecl("aios_future_cancel")
@@ -101,7 +107,7 @@ public func aios_future_error(_ future: OpaquePointer?, _ out: UnsafeMutablePoin
       error = cancelled
     }
     out.pointee = nil
-    if let error { try give(ErrorObject(error), .error, out) }
+    if let error { try giveError(error, out) }
   }
 }
 

@@ -14,14 +14,7 @@ public func aios_loop_new(_ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32
 public func aios_loop_ref(_ loop: OpaquePointer?) -> Int32 { refObject(loop, .loop) }
 
 @_cdecl("aios_loop_unref")
-public func aios_loop_unref(_ loop: OpaquePointer?) -> Int32 {
-  unrefObject(loop, .loop) { object in
-    // C let go of the loop: close it now if it can be (its futures may keep
-    // the Swift object alive for a while longer).
-    let loop = unsafeDowncast(object, to: Loop.self)
-    if loop.isOwnerThread && !loop.isRunning { try? loop.close() }
-  }
-}
+public func aios_loop_unref(_ loop: OpaquePointer?) -> Int32 { unrefObject(loop, .loop) }
 
 @_cdecl("aios_loop_run_forever")
 public func aios_loop_run_forever(_ loop: OpaquePointer?) -> Int32 {
@@ -45,12 +38,12 @@ public func aios_loop_close(_ loop: OpaquePointer?) -> Int32 { status { try ownL
 
 @_cdecl("aios_loop_is_running")
 public func aios_loop_is_running(_ loop: OpaquePointer?) -> Int32 {
-  count { try lookupLoop(loop).isRunning ? 1 : 0 }
+  count { try withObjectOnAnyThread(loop, .loop, as: Loop.self) { $0.isRunning ? 1 : 0 } }
 }
 
 @_cdecl("aios_loop_is_closed")
 public func aios_loop_is_closed(_ loop: OpaquePointer?) -> Int32 {
-  count { try lookupLoop(loop).isClosed ? 1 : 0 }
+  count { try withObjectOnAnyThread(loop, .loop, as: Loop.self) { $0.isClosed ? 1 : 0 } }
 }
 
 @_cdecl("aios_loop_time")
@@ -80,11 +73,36 @@ public func aios_loop_call_soon(_ loop: OpaquePointer?, _ cb: aios_callback_fn?,
 public func aios_loop_call_soon_threadsafe(_ loop: OpaquePointer?, _ cb: aios_callback_fn?,
                                            _ arg: UnsafeMutableRawPointer?,
                                            _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  // Any thread: the loop is only borrowed, and what is made here is handed
+  // over whole to the loop's thread.
   status {
-    let loop = try lookupLoop(loop)
-    guard let cb else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    try giveHandle(try loop.callSoonThreadsafe(c: cb, arg: arg), out)
+    try withObjectOnAnyThread(loop, .loop, as: Loop.self) { target in
+      guard let cb else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+      guard let out else { return try target.callSoonThreadsafe(c: cb, arg: arg) }
+      guard !target.isClosed else { throw RuntimeError(code: AIOS_ECLOSED.rawValue) }
+      guard ObjectTable.retain(handleValue(loop)) else { throw badHandle(loop) }
+      let handle = target.threadsafeHandle(c: cb, arg: arg, keeper: LoopKeeper(handleValue(loop)))
+      // C's reference is taken before the loop's thread can run the handle.
+      guard let handleValue = ObjectTable.export(handle, .handle, owner: target.ownerToken) else {
+        throw RuntimeError(code: AIOS_ENOMEM.rawValue, "too many live objects")
+      }
+      do {
+        try target.enqueueThreadsafe(handle)
+      } catch {
+        // Never queued: nothing of it reached the loop's thread.
+        _ = ObjectTable.release(handleValue, onThisThread: true)
+        throw error
+      }
+      out.pointee = pointer(handleValue)
+    }
   }
+}
+
+/// Holds a loop by a C reference, for a handle made on another thread.
+private final class LoopKeeper {
+  let loopHandle: UInt64
+  init(_ loopHandle: UInt64) { self.loopHandle = loopHandle }
+  deinit { _ = ObjectTable.release(loopHandle) }
 }
 
 @_cdecl("aios_loop_call_later")
@@ -139,11 +157,9 @@ public func aios_loop_set_exception_handler(_ loop: OpaquePointer?,
     }
     loop.exceptionHandler = { loop, context in
       lend(loop, .loop) { loopHandle in
-        let error = context.error.map { ErrorObject($0) }
-        let call = { (errorHandle: OpaquePointer?) in
-          context.message.withCString { handler(loopHandle, $0, errorHandle, arg) }
-        }
-        if let error { lend(error, .error, call) } else { call(nil) }
+        let error = context.error.flatMap(exportError)
+        defer { if let error { _ = ObjectTable.release(error) } }
+        context.message.withCString { handler(loopHandle, $0, error.flatMap(pointer), arg) }
       }
     }
   }
@@ -154,7 +170,7 @@ public func aios_loop_call_exception_handler(_ loop: OpaquePointer?, _ message: 
                                              _ error: OpaquePointer?) -> Int32 {
   status {
     let loop = try ownLoop(loop)
-    let error = try error.map { try lookupError($0).error }
+    let error = try error.map { try withSwiftError($0) { $0 } }
     loop.callExceptionHandler(ExceptionContext(message: string(message) ?? "", error: error))
   }
 }

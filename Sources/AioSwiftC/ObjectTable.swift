@@ -3,6 +3,16 @@
 // slot keeps one Swift reference and counts C's references; when C drops
 // the last one the generation moves on, so a freed handle, a handle of the
 // wrong type, or a made-up pointer is an error code rather than a crash.
+//
+// Threads. The library is built with non-atomic reference counting (see
+// the Makefile), which is sound only if each Swift object's count changes
+// on one thread. So every object belongs to a thread (its slot's owner):
+// a call from another thread is refused by the table before the object is
+// touched; C's counts live in the slots and are atomic; a last reference
+// dropped elsewhere is released by the owner (DeferredReleases); error
+// objects, which any thread may use, share no Swift object with the loops
+// (ErrorObject); and call_soon_threadsafe builds its handle without counting
+// a reference to the loop. Tests/c/test_threads.c checks this under helgrind.
 import AioSwift
 import CAioSwift
 import CLibUV
@@ -18,30 +28,107 @@ enum ObjectType: UInt32 {
 /// Objects that remember their handle, so C gets the same one back.
 protocol ForeignObject: AnyObject {
   var foreignHandle: UInt64 { get set }
+  /// The loop to wake when the object's last C reference is dropped on
+  /// another thread (unretained), if it has one.
+  var foreignLoop: UnsafeMutableRawPointer? { get }
+  /// Whether any thread may use the object (errors); the others belong to
+  /// the thread that first hands them to C.
+  static var usableFromAnyThread: Bool { get }
 }
-extension Loop: ForeignObject {}
-extension Handle: ForeignObject {}
-extension AnyFuture: ForeignObject {}
+extension ForeignObject {
+  var foreignLoop: UnsafeMutableRawPointer? { nil }
+  static var usableFromAnyThread: Bool { false }
+}
+extension Loop: ForeignObject {
+  var foreignLoop: UnsafeMutableRawPointer? { Unmanaged.passUnretained(self).toOpaque() }
+}
+extension Handle: ForeignObject {
+  var foreignLoop: UnsafeMutableRawPointer? { loopAddress }
+}
+extension AnyFuture: ForeignObject {
+  var foreignLoop: UnsafeMutableRawPointer? { Unmanaged.passUnretained(loop).toOpaque() }
+}
 extension Runner: ForeignObject {}
-extension LoopBound: ForeignObject {}
+extension LoopBound: ForeignObject {
+  var foreignLoop: UnsafeMutableRawPointer? { boundLoopAddress }
+}
 
-/// An error as C holds it: the Swift error and its message as a C string.
+/// An error as C holds it: an immutable description any thread may read.
+/// It shares no Swift object with the loops (reference counts belong to the
+/// loop's thread): a future failed with it gets an error value of its own
+/// (swiftError), which refers back to it by a C reference where identity
+/// matters (a user error's data). Fields are plain memory, so reading them
+/// never touches a reference count.
 final class ErrorObject: ForeignObject {
-  let error: any Error
+  static var usableFromAnyThread: Bool { true }
+  let code: Int32
   let message: UnsafeMutablePointer<CChar>
+  let userData: UnsafeMutableRawPointer?
+  /// Frees userData with the error (errors made by aios_error_new_user).
+  var userDestructor: aios_destructor_fn?
+  /// A group's errors, as C handles holding one reference each.
+  let children: UnsafeMutableBufferPointer<UInt64>
   var foreignHandle: UInt64 = 0
 
-  init(_ error: any Error) {
-    self.error = error
-    let text = (error as? any AsyncioError)?.message ?? String(describing: error)
-    message = strdup(text)
+  init(code: Int32, message: String, userData: UnsafeMutableRawPointer? = nil,
+       userDestructor: aios_destructor_fn? = nil, children: [UInt64] = []) {
+    self.code = code
+    self.message = strdup(message)
+    self.userData = userData
+    self.userDestructor = userDestructor
+    self.children = .allocate(capacity: children.count)
+    _ = self.children.initialize(from: children)
     LiveObjects.errors.add(1, ordering: .relaxed)
   }
 
   deinit {
     free(message)
+    for child in children { _ = ObjectTable.release(child) }
+    children.deallocate()
+    userDestructor?(userData)
     LiveObjects.errors.subtract(1, ordering: .relaxed)
   }
+
+  var isUserError: Bool { code == AIOS_EUSER.rawValue }
+
+  /// A Swift error for the loop's side (a future's or a task's), made on
+  /// the loop's thread; `handle` names this object.
+  func swiftError(handle: UInt64) -> any Error {
+    foreignHooksInstalled
+    let text = String(cString: message)
+    if isUserError, ObjectTable.retain(handle) {
+      return UserError(text, payload: UserError.Payload(data: userData, foreignError: handle))
+    }
+    if code == AIOS_EGROUP.rawValue {
+      return TaskGroupError(children.map { child in
+        ObjectTable.withError(child) { $0.swiftError(handle: child) } ?? RuntimeError(code: AIOS_EBADHANDLE.rawValue)
+      })
+    }
+    return makeError(code: code, message: text)
+  }
+}
+
+/// One C reference to an error object describing `error`: the very object
+/// a user error came from, else a new description.
+func exportError(_ error: any Error) -> UInt64? {
+  if let payload = (error as? UserError)?.payload, payload.foreignError != 0,
+     ObjectTable.retain(payload.foreignError) {
+    return payload.foreignError
+  }
+  var children: [UInt64] = []
+  if let group = error as? TaskGroupError {
+    for child in group.errors {
+      guard let handle = exportError(child) else {
+        for handle in children { _ = ObjectTable.release(handle) }
+        return nil
+      }
+      children.append(handle)
+    }
+  }
+  let text = (error as? any AsyncioError)?.message ?? String(describing: error)
+  let object = ErrorObject(code: statusCode(of: error), message: text,
+                           userData: (error as? UserError)?.payload?.data, children: children)
+  return ObjectTable.export(object, .error)
 }
 
 private struct Slot {
@@ -50,6 +137,11 @@ private struct Slot {
   var object: UnsafeMutableRawPointer?
   var type: UInt32
   var nextFree: UInt32
+  /// The token of the thread the object belongs to (aiosi_thread_token),
+  /// 0 for objects any thread may use.
+  var owner: UInt
+  /// The object's loop, to wake (see ForeignObject.foreignLoop).
+  var loop: UnsafeMutableRawPointer?
 }
 
 private let chunkBits = 12
@@ -69,7 +161,7 @@ enum ObjectTable {
   @inline(__always)
   private static var freeHead: UnsafeMutablePointer<UInt64> { aiosi_handle_free_list() }
   /// Indexes handed out so far; index 0 is never used.
-  private static let used = Mutex<UInt32>(1)
+  private static let used = ThreadLock<UInt32>(1)
 
   @inline(__always)
   private static func slot(_ index: UInt32) -> UnsafeMutablePointer<Slot>? {
@@ -117,7 +209,7 @@ enum ObjectTable {
       guard chunk < chunkCount else { return nil }
       if chunks[chunk] == nil {
         let base = UnsafeMutablePointer<Slot>.allocate(capacity: chunkSize)
-        base.initialize(repeating: Slot(word: 1 << 32, object: nil, type: 0, nextFree: 0),
+        base.initialize(repeating: Slot(word: 1 << 32, object: nil, type: 0, nextFree: 0, owner: 0, loop: nil),
                         count: chunkSize)
         chunks[chunk] = UnsafeMutableRawPointer(base)
       }
@@ -127,11 +219,14 @@ enum ObjectTable {
   }
 
   /// A new handle for `object`, holding one C reference.
-  private static func allocate(_ object: AnyObject, type: ObjectType) -> UInt64? {
+  private static func allocate(_ object: AnyObject, type: ObjectType, owner: UInt,
+                               loop: UnsafeMutableRawPointer?) -> UInt64? {
     guard let index = popFree() ?? grow(), let slot = slot(index) else { return nil }
     let generation = aios__atomic_load(wordPointer(slot)) >> 32
     slot.pointee.object = Unmanaged.passRetained(object).toOpaque()
     slot.pointee.type = type.rawValue
+    slot.pointee.owner = owner
+    slot.pointee.loop = loop
     aios__atomic_store(wordPointer(slot), generation << 32 | 1)
     return generation << 32 | UInt64(index)
   }
@@ -145,14 +240,8 @@ enum ObjectTable {
     return slot
   }
 
-  /// The object a handle names if it is alive and of one of `types`.
-  @inline(__always)
-  static func lookup(_ handle: UInt64, _ type: ObjectType, or other: ObjectType? = nil) -> AnyObject? {
-    address(handle, type, or: other).map { Unmanaged<AnyObject>.fromOpaque($0).takeUnretainedValue() }
-  }
-
   /// The address of the object a handle names if it is alive and of one of
-  /// `types`; the table's reference keeps it alive.
+  /// `types`, whatever thread asks; the table's reference keeps it alive.
   @inline(__always)
   static func address(_ handle: UInt64, _ type: ObjectType, or other: ObjectType? = nil)
     -> UnsafeMutableRawPointer? {
@@ -161,14 +250,39 @@ enum ObjectTable {
     return slot.pointee.object
   }
 
+  /// address(), for a call that must be made on the object's own thread:
+  /// a call from another thread is refused before it touches the object.
+  @inline(__always)
+  static func ownAddress(_ handle: UInt64, _ type: ObjectType, or other: ObjectType? = nil) throws
+    -> UnsafeMutableRawPointer {
+    guard let slot = liveSlot(handle),
+          slot.pointee.type == type.rawValue || slot.pointee.type == other?.rawValue,
+          let object = slot.pointee.object else { throw badHandle(pointer(handle)) }
+    let owner = slot.pointee.owner
+    guard owner == 0 || owner == aiosi_thread_token() else {
+      throw RuntimeError(code: AIOS_EWRONGTHREAD.rawValue)
+    }
+    return object
+  }
+
+  /// Runs `body` with the error object a handle names, from any thread.
+  @inline(__always)
+  static func withError<R>(_ handle: UInt64, _ body: (ErrorObject) throws -> R) rethrows -> R? {
+    guard let address = address(handle, .error) else { return nil }
+    return try Unmanaged<ErrorObject>.fromOpaque(address)._withUnsafeGuaranteedRef(body)
+  }
+
   /// Gives C one reference to `object`: its existing handle if C still
-  /// holds one, else a new one.
-  static func export<T: ForeignObject>(_ object: T, _ type: ObjectType) -> UInt64? {
+  /// holds one, else a new one. The object belongs to `owner` (a thread
+  /// token; by default the calling thread's).
+  static func export<T: ForeignObject>(_ object: T, _ type: ObjectType, owner: UInt? = nil) -> UInt64? {
     let existing = object.foreignHandle
-    if existing != 0, lookup(existing, type) === object, retain(existing) {
+    if existing != 0, address(existing, type) == Unmanaged.passUnretained(object).toOpaque(),
+       retain(existing) {
       return existing
     }
-    guard let handle = allocate(object, type: type) else { return nil }
+    let owner = T.usableFromAnyThread ? 0 : owner ?? aiosi_thread_token()
+    guard let handle = allocate(object, type: type, owner: owner, loop: object.foreignLoop) else { return nil }
     object.foreignHandle = handle
     return handle
   }
@@ -185,9 +299,10 @@ enum ObjectTable {
   }
 
   /// One C reference less; the last one frees the slot and releases the
-  /// object. `willFree` runs first when it is the last one (a loop closes).
-  /// False if the handle is not alive.
-  static func release(_ handle: UInt64, willFree: ((AnyObject) -> Void)? = nil) -> Bool {
+  /// object (closing a loop nobody else can reach). An object that belongs
+  /// to another thread is released there (see DeferredReleases). False if
+  /// the handle is not alive.
+  static func release(_ handle: UInt64, onThisThread: Bool = false) -> Bool {
     let index = UInt32(truncatingIfNeeded: handle)
     guard let slot = slot(index) else { return false }
     let word = wordPointer(slot)
@@ -202,15 +317,74 @@ enum ObjectTable {
       // The last reference: move to the next generation, then free.
       if aios__atomic_cas(word, current, (current >> 32 &+ 1) << 32) != 0 { break }
     }
-    let object = Unmanaged<AnyObject>.fromOpaque(slot.pointee.object!)
-    slot.pointee.object = nil
+    let object = slot.pointee.object!
     let type = slot.pointee.type
+    let owner = slot.pointee.owner
+    let loop = slot.pointee.loop
+    slot.pointee.object = nil
+    slot.pointee.loop = nil
     pushFree(index)
-    let value = object.takeUnretainedValue()
-    forgetHandle(value, type: type, handle)
-    willFree?(value)
-    object.release()
+    if owner != 0 && owner != aiosi_thread_token() && !onThisThread {
+      DeferredReleases.add(object, type: type, handle: handle, owner: owner, loop: loop)
+    } else {
+      finalRelease(object, type: type, handle: handle)
+    }
+    if aiosi_deferred_release_count() != 0 { DeferredReleases.drain() }
     return true
+  }
+
+  /// Releases C's hold on an object, on the object's own thread.
+  static func finalRelease(_ address: UnsafeMutableRawPointer, type: UInt32, handle: UInt64) {
+    let object = Unmanaged<AnyObject>.fromOpaque(address)
+    object._withUnsafeGuaranteedRef { value in
+      forgetHandle(value, type: type, handle)
+      // C let go of a loop or a runner: close it now if it can be (a loop's
+      // futures may keep the Swift object alive for a while longer).
+      if type == ObjectType.loop.rawValue {
+        let loop = unsafeDowncast(value, to: Loop.self)
+        if !loop.isRunning { try? loop.close() }
+      } else if type == ObjectType.runner.rawValue {
+        try? unsafeDowncast(value, to: Runner.self).close()
+      }
+    }
+    object.release()
+  }
+}
+
+/// Objects whose last C reference was dropped on a thread they do not belong
+/// to. Reference counts are not atomic in the library's build, so only an
+/// object's own thread may release it: the entry waits here, its loop is
+/// woken, and the owner thread releases it on its next iteration or its next
+/// unref, whichever comes first.
+enum DeferredReleases {
+  private struct Entry {
+    let object: UnsafeMutableRawPointer
+    let type: UInt32
+    let handle: UInt64
+    let owner: UInt
+  }
+  private static let entries = ThreadLock<[Entry]>([])
+
+  static func add(_ object: UnsafeMutableRawPointer, type: UInt32, handle: UInt64, owner: UInt,
+                  loop: UnsafeMutableRawPointer?) {
+    foreignHooksInstalled
+    entries.withLock { $0.append(Entry(object: object, type: type, handle: handle, owner: owner)) }
+    aiosi_deferred_release_add(1)
+    // The object holds its loop, so the loop is alive until it is released.
+    if let loop { Unmanaged<Loop>.fromOpaque(loop)._withUnsafeGuaranteedRef { $0.wakeUp() } }
+  }
+
+  /// Releases the entries that belong to the calling thread.
+  static func drain() {
+    let token = aiosi_thread_token()
+    let mine = entries.withLock { entries -> [Entry] in
+      let mine = entries.filter { $0.owner == token }
+      if !mine.isEmpty { entries.removeAll { $0.owner == token } }
+      return mine
+    }
+    guard !mine.isEmpty else { return }
+    aiosi_deferred_release_add(-Int64(mine.count))
+    for entry in mine { ObjectTable.finalRelease(entry.object, type: entry.type, handle: entry.handle) }
   }
 }
 
@@ -262,6 +436,22 @@ func give<T: ForeignObject>(_ object: T, _ type: ObjectType,
     throw RuntimeError(code: AIOS_ENOMEM.rawValue, "too many live objects")
   }
   out.pointee = pointer(handle)
+}
+
+/// Hands C one reference to an error object for `error` through `out`.
+func giveError(_ error: any Error, _ out: UnsafeMutablePointer<OpaquePointer?>) throws {
+  guard let handle = exportError(error) else {
+    throw RuntimeError(code: AIOS_ENOMEM.rawValue, "too many live objects")
+  }
+  out.pointee = pointer(handle)
+}
+
+/// Runs `body` with the Swift error for the error object a C pointer names
+/// (on the loop's thread, which keeps what it makes).
+func withSwiftError<R>(_ p: OpaquePointer?, _ body: (any Error) throws -> R) throws -> R {
+  let handle = handleValue(p)
+  guard let error = ObjectTable.withError(handle, { $0.swiftError(handle: handle) }) else { throw badHandle(p) }
+  return try body(error)
 }
 
 /// Lends C a handle to `object` for the length of `body`.

@@ -46,7 +46,7 @@ public func aios_runner_run(_ runner: OpaquePointer?, _ step: aios_step_fn?, _ a
                             _ options: UnsafePointer<aios_task_options_t>?,
                             _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   do {
-    return try runMain(try lookupRunner(runner), step, arg, options, out)
+    return try runMain(try ownRunner(runner), step, arg, options, out)
   } catch {
     return statusCode(of: error)
   }
@@ -56,17 +56,15 @@ public func aios_runner_run(_ runner: OpaquePointer?, _ step: aios_step_fn?, _ a
 public func aios_runner_get_loop(_ runner: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   status {
     guard out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    try give(try lookupRunner(runner).getLoop(), .loop, out)
+    try give(try ownRunner(runner).getLoop(), .loop, out)
   }
 }
 
 @_cdecl("aios_runner_close")
-public func aios_runner_close(_ runner: OpaquePointer?) -> Int32 { status { try lookupRunner(runner).close() } }
+public func aios_runner_close(_ runner: OpaquePointer?) -> Int32 { status { try ownRunner(runner).close() } }
 
 @_cdecl("aios_runner_ref")
 public func aios_runner_ref(_ runner: OpaquePointer?) -> Int32 { refObject(runner, .runner) }
 
 @_cdecl("aios_runner_unref")
-public func aios_runner_unref(_ runner: OpaquePointer?) -> Int32 {
-  unrefObject(runner, .runner) { object in try? unsafeDowncast(object, to: Runner.self).close() }
-}
+public func aios_runner_unref(_ runner: OpaquePointer?) -> Int32 { unrefObject(runner, .runner) }

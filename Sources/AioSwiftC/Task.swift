@@ -12,11 +12,24 @@ public func aios_task_new(_ loop: OpaquePointer?, _ step: aios_step_fn?, _ arg: 
     guard let step, out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
     let options = try taskOptions(options)
     foreignHooksInstalled
-    let task = try loop.createStepTask(
+    var handle: UInt64 = 0
+    _ = try loop.createStepTask(
       function: unsafeBitCast(step, to: UnsafeRawPointer.self), argument: arg,
-      destructor: options.arg_destructor, name: string(options.name), eager: options.eager != 0)
-    try give(task, .task, out)
+      destructor: options.arg_destructor, name: string(options.name), eager: options.eager != 0,
+      prepare: { handle = try giveOwnHandle($0) })
+    out?.pointee = pointer(handle)
   }
+}
+
+/// A new task's handle: one reference for C, one the task keeps while it
+/// is pending (see StepTask.ownHandle).
+func giveOwnHandle(_ task: StepTask) throws -> UInt64 {
+  guard let handle = ObjectTable.export(task, .task) else {
+    throw RuntimeError(code: AIOS_ENOMEM.rawValue, "too many live objects")
+  }
+  _ = ObjectTable.retain(handle)
+  task.ownHandle = handle
+  return handle
 }
 
 /// Reads an options struct of any size up to ours (it carries its own size
@@ -79,7 +92,7 @@ public func aios_task_return(_ task: OpaquePointer?, _ value: UnsafeMutableRawPo
 public func aios_task_fail(_ task: OpaquePointer?, _ error: OpaquePointer?) -> Int32 {
   do {
     return try withSteppingTask(task) { task in
-      let error = try lookupError(error).error
+      let error = try withSwiftError(error) { $0 }
       try checkNoOutcome(task)
       task.loop.stepOutcome = .failed(error)
       return Int32(AIOS_STEP_DONE)

@@ -2,13 +2,11 @@
 import AioSwift
 import CAioSwift
 
-extension TaskGroup: ForeignObject {}
-
-private func ownGroup(_ p: OpaquePointer?) throws -> TaskGroup {
-  let group = try object(p, .taskGroup, as: TaskGroup.self)
-  try checkThread(group.loop)
-  return group
+extension TaskGroup: ForeignObject {
+  var foreignLoop: UnsafeMutableRawPointer? { Unmanaged.passUnretained(loop).toOpaque() }
 }
+
+private func ownGroup(_ p: OpaquePointer?) throws -> TaskGroup { try object(p, .taskGroup, as: TaskGroup.self) }
 
 @_cdecl("aios_task_group_new")
 public func aios_task_group_new(_ loop: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
@@ -35,11 +33,13 @@ public func aios_task_group_create_task(_ group: OpaquePointer?, _ step: aios_st
     try group.checkCanCreate()
     let options = try taskOptions(options)
     foreignHooksInstalled
+    var handle: UInt64 = 0
     let task = try group.loop.createStepTask(
       function: unsafeBitCast(step, to: UnsafeRawPointer.self), argument: arg,
-      destructor: options.arg_destructor, name: string(options.name), eager: options.eager != 0)
+      destructor: options.arg_destructor, name: string(options.name), eager: options.eager != 0,
+      prepare: { handle = try giveOwnHandle($0) })
     group.add(task)
-    try give(task, .task, out)
+    out?.pointee = pointer(handle)
   }
 }
 
@@ -62,15 +62,20 @@ public func aios_task_group_unref(_ group: OpaquePointer?) -> Int32 { unrefObjec
 
 @_cdecl("aios_error_group_size")
 public func aios_error_group_size(_ error: OpaquePointer?) -> Int32 {
-  count { (try lookupError(error).error as? TaskGroupError)?.errors.count ?? 0 }
+  guard let size = ObjectTable.withError(handleValue(error), { $0.children.count }) else {
+    return statusCode(of: badHandle(error))
+  }
+  return Int32(clamping: size)
 }
 
 @_cdecl("aios_error_group_get")
 public func aios_error_group_get(_ error: OpaquePointer?, _ index: Int,
                                  _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-  operationCall(out) {
-    guard let group = try lookupError(error).error as? TaskGroupError,
-          index >= 0, index < group.errors.count else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    try give(ErrorObject(group.errors[index]), .error, out)
-  }
+  guard let out else { return AIOS_EINVAL.rawValue }
+  guard let child = ObjectTable.withError(handleValue(error), { group in
+    index >= 0 && index < group.children.count ? group.children[index] : 0
+  }) else { return statusCode(of: badHandle(error)) }
+  guard child != 0, ObjectTable.retain(child) else { return AIOS_EINVAL.rawValue }
+  out.pointee = pointer(child)
+  return 0
 }

@@ -10,12 +10,8 @@ private func deadline(_ when: Double) throws -> Double? {
   return when == .infinity ? nil : when
 }
 
-/// A timeout scope, on its loop's thread.
-private func ownTimeout(_ p: OpaquePointer?) throws -> Timeout {
-  let timeout = try object(p, .timeout, as: Timeout.self)
-  if let loop = timeout.loop { try checkThread(loop) }
-  return timeout
-}
+/// A timeout scope, on its thread.
+private func ownTimeout(_ p: OpaquePointer?) throws -> Timeout { try object(p, .timeout, as: Timeout.self) }
 
 @_cdecl("aios_timeout_new")
 public func aios_timeout_new(_ loop: OpaquePointer?, _ when: Double,

@@ -16,6 +16,21 @@ AIOSI_INTERNAL extern __thread void *aiosi_running_loop __attribute__((tls_model
 static inline void *aiosi_get_running_loop(void) { return aiosi_running_loop; }
 static inline void aiosi_set_running_loop(void *loop) { aiosi_running_loop = loop; }
 
+/* This thread's token: the address of its running-loop variable, which no
+ * other live thread shares. Objects record the token of the thread they
+ * belong to; a call on another thread is refused before it touches them. */
+static inline uintptr_t aiosi_thread_token(void) { return (uintptr_t)&aiosi_running_loop; }
+
+/* How many objects wait for their own thread to release them (their last C
+ * reference was dropped on another thread). */
+AIOSI_INTERNAL extern uint64_t aiosi_deferred_releases;
+static inline uint64_t aiosi_deferred_release_count(void) {
+  return __atomic_load_n(&aiosi_deferred_releases, __ATOMIC_ACQUIRE);
+}
+static inline void aiosi_deferred_release_add(int64_t n) {
+  __atomic_add_fetch(&aiosi_deferred_releases, (uint64_t)n, __ATOMIC_RELEASE);
+}
+
 /* The C handle table's storage (Sources/AioSwiftC/ObjectTable.swift): its
  * chunks of slots, and the head of its free list. */
 #define AIOSI_HANDLE_CHUNKS 4096
