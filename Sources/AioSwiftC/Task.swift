@@ -16,18 +16,18 @@ public func aios_task_new(_ loop: OpaquePointer?, _ step: aios_step_fn?, _ arg: 
     _ = try loop.createStepTask(
       function: unsafeBitCast(step, to: UnsafeRawPointer.self), argument: arg,
       destructor: options.arg_destructor, name: string(options.name), eager: options.eager != 0,
-      prepare: { handle = try giveOwnHandle($0) })
+      prepare: { handle = try giveOwnHandle($0, forCaller: true) })
     out?.pointee = pointer(handle)
   }
 }
 
-/// A new task's handle: one reference for C, one the task keeps while it
-/// is pending (see StepTask.ownHandle).
-func giveOwnHandle(_ task: StepTask) throws -> UInt64 {
+/// A new task's handle, holding the reference the task keeps while it is
+/// pending (see StepTask.ownHandle) and, when `forCaller`, one for C.
+func giveOwnHandle(_ task: StepTask, forCaller: Bool) throws -> UInt64 {
   guard let handle = ObjectTable.export(task, .task) else {
     throw RuntimeError(code: AIOS_ENOMEM.rawValue, "too many live objects")
   }
-  _ = ObjectTable.retain(handle)
+  if forCaller { _ = ObjectTable.retain(handle) }
   task.ownHandle = handle
   return handle
 }

@@ -37,7 +37,7 @@ public func aios_task_group_create_task(_ group: OpaquePointer?, _ step: aios_st
     let task = try group.loop.createStepTask(
       function: unsafeBitCast(step, to: UnsafeRawPointer.self), argument: arg,
       destructor: options.arg_destructor, name: string(options.name), eager: options.eager != 0,
-      prepare: { handle = try giveOwnHandle($0) })
+      prepare: { handle = try giveOwnHandle($0, forCaller: out != nil) })
     group.add(task)
     out?.pointee = pointer(handle)
   }

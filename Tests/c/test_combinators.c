@@ -638,6 +638,7 @@ typedef struct grouping {
   child_t children[3];
   size_t count;
   int step, status, group_size, first_code, cancelled_children, late_create, cancelling_after;
+  int no_handles; /* create the children without taking their handles */
   aios_task_group_t *group;
   aios_task_t *tasks[3];
 } grouping_t;
@@ -650,7 +651,8 @@ static int grouping_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
     CHECK_EQ(aios_task_group_new(running_loop(), &g->group), 0);
     CHECK_EQ(aios_task_group_enter(g->group, task), 0);
     for (i = 0; i < g->count; i++)
-      CHECK_EQ(aios_task_group_create_task(g->group, child_step, &g->children[i], NULL, &g->tasks[i]), 0);
+      CHECK_EQ(aios_task_group_create_task(g->group, child_step, &g->children[i], NULL,
+                                           g->no_handles ? NULL : &g->tasks[i]), 0);
     CHECK_EQ(aios_task_group_exit(g->group, 0, &exiting), 0);
     int rc = aios_task_await(task, exiting);
     CHECK_EQ(aios_future_unref(exiting), 0);
@@ -669,7 +671,7 @@ static int grouping_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
   }
   g->cancelling_after = aios_task_cancelling(task);
   g->late_create = aios_task_group_create_task(g->group, child_step, &g->children[0], NULL, NULL);
-  for (i = 0; i < g->count; i++) {
+  for (i = 0; i < g->count && !g->no_handles; i++) {
     CHECK_EQ(aios_future_done(aios_task_as_future(g->tasks[i])), 1);
     if (aios_future_cancelled(aios_task_as_future(g->tasks[i]))) g->cancelled_children++;
     aios_future_result(aios_task_as_future(g->tasks[i]), NULL);
@@ -699,6 +701,17 @@ static void test_task_group_failure(void) {
   CHECK_EQ(g.first_code, -ECONNRESET);
   CHECK_EQ(g.cancelled_children, 1);
   CHECK_EQ(g.cancelling_after, 0);
+}
+
+/* Children made without handing out their handles run and go away with
+ * the group (the run checks that no task is left alive). */
+static void test_task_group_children_without_handles(void) {
+  grouping_t g = {.children = {{.delay = 0.001, .value = 1}, {.delay = 0, .value = 2}}, .count = 2, .no_handles = 1};
+  CHECK_EQ(run_main(grouping_step, &g), 0);
+  CHECK_EQ(g.status, 0);
+  CHECK_EQ(g.children[0].step, 2);
+  CHECK_EQ(g.children[1].step, 2);
+  CHECK_EQ(aios_live_objects(AIOS_OBJECT_TASK), 0);
 }
 
 static void test_task_group_misuse(void) {
@@ -831,6 +844,7 @@ TEST_MAIN(TEST_ENTRY(test_deadline_is_a_timeout),
           TEST_ENTRY(test_thread_pool_size),
           TEST_ENTRY(test_task_group_waits_for_all),
           TEST_ENTRY(test_task_group_failure),
+          TEST_ENTRY(test_task_group_children_without_handles),
           TEST_ENTRY(test_task_group_misuse),
           TEST_ENTRY(test_as_completed_order),
           TEST_ENTRY(test_as_completed_timeout),
