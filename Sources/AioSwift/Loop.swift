@@ -48,8 +48,8 @@ public final class Loop: @unchecked Sendable {
   private let wakeTimer: UnsafeMutablePointer<uv_timer_t>
   private let wakeAsync: UnsafeMutablePointer<uv_async_t>
   private let ownerThread: pthread_t
-  /// The owner thread's aiosi_thread_token.
-  public let ownerToken: UInt
+  /// The owner thread's number (aiosi_thread_token).
+  public let ownerToken: UInt32
 
   var ready = ReadyQueue()
   private var timers = Heap<TimerEntry>()

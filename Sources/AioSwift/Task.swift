@@ -26,9 +26,22 @@ public class TaskBase: AnyFuture {
   var started = false
   /// A StepTask's step function is running.
   @usableFromInline var stepping = false
+  /// The C references a StepTask holds, as bits of one byte so that a
+  /// pending task stays small.
+  private var heldHandles: UInt8 = 0
   /// The C layer holds a reference to the handle of the future a StepTask
   /// awaits (`waiter`), so that the next step gets the same handle back.
-  public var holdsAwaitedHandle = false
+  public var holdsAwaitedHandle: Bool {
+    get { heldHandles & 1 != 0 }
+    set { heldHandles = newValue ? heldHandles | 1 : heldHandles & ~1 }
+  }
+  /// A StepTask holds one C reference to its own handle (foreignHandle)
+  /// while it is pending: its steps then get that handle without a
+  /// reference taken each time.
+  public var holdsOwnHandle: Bool {
+    get { heldHandles & 2 != 0 }
+    set { heldHandles = newValue ? heldHandles | 2 : heldHandles & ~2 }
+  }
   /// The future the task awaits (asyncio's _fut_waiter).
   var waiter: AnyFuture?
   // The loop's list of pending tasks.
@@ -215,17 +228,12 @@ public final class StepTask: TaskBase {
   /// Drops the C reference of holdsAwaitedHandle.
   nonisolated(unsafe) public static var foreignHandleRelease: ((UInt64) -> Void)?
 
-  /// The task's own C handle (0: none), holding one C reference while the
-  /// task is pending: its steps get it without a reference taken each time.
-  public var ownHandle: UInt64 = 0
-
-  /// Drops the reference of ownHandle, once the task is done or its loop
-  /// let go of it.
+  /// Drops the reference of holdsOwnHandle, once the task is done or its
+  /// loop let go of it.
   public func releaseOwnHandle() {
-    guard ownHandle != 0 else { return }
-    let handle = ownHandle
-    ownHandle = 0
-    StepTask.foreignHandleRelease?(handle)
+    guard holdsOwnHandle else { return }
+    holdsOwnHandle = false
+    StepTask.foreignHandleRelease?(foreignHandle)
   }
 
   override func didFinish() {

@@ -20,7 +20,7 @@ let foreignHooksInstalled: Void = {
       if held != 0 { return step(taskHandle, pointer(held), task.argument) }
       return lend(awaited, objectType(of: awaited)) { step(taskHandle, $0, task.argument) }
     }
-    let status = task.ownHandle != 0 ? run(pointer(task.ownHandle)) : lend(task, .task, run)
+    let status = task.holdsOwnHandle ? run(pointer(task.foreignHandle)) : lend(task, .task, run)
     if held != 0 { _ = ObjectTable.release(held) }
     // One taken by this step is kept only while the task awaits.
     if task.holdsAwaitedHandle && status != Int32(AIOS_STEP_AWAIT),

@@ -135,13 +135,13 @@ private struct Slot {
   /// generation << 32 | C references (0: free).
   var word: UInt64
   var object: UnsafeMutableRawPointer?
-  var type: UInt32
-  var nextFree: UInt32
-  /// The token of the thread the object belongs to (aiosi_thread_token),
-  /// 0 for objects any thread may use.
-  var owner: UInt
   /// The object's loop, to wake (see ForeignObject.foreignLoop).
   var loop: UnsafeMutableRawPointer?
+  var type: UInt32
+  /// A live slot: the number of the thread its object belongs to
+  /// (aiosi_thread_token), 0 for objects any thread may use. A free slot:
+  /// the next free index + 1.
+  var link: UInt32
 }
 
 private let chunkBits = 12
@@ -177,7 +177,7 @@ enum ObjectTable {
 
   @inline(__always)
   private static func nextFreePointer(_ slot: UnsafeMutablePointer<Slot>) -> UnsafeMutablePointer<UInt32> {
-    (UnsafeMutableRawPointer(slot) + MemoryLayout<Slot>.offset(of: \Slot.nextFree)!)
+    (UnsafeMutableRawPointer(slot) + MemoryLayout<Slot>.offset(of: \Slot.link)!)
       .assumingMemoryBound(to: UInt32.self)
   }
 
@@ -209,7 +209,7 @@ enum ObjectTable {
       guard chunk < chunkCount else { return nil }
       if chunks[chunk] == nil {
         let base = UnsafeMutablePointer<Slot>.allocate(capacity: chunkSize)
-        base.initialize(repeating: Slot(word: 1 << 32, object: nil, type: 0, nextFree: 0, owner: 0, loop: nil),
+        base.initialize(repeating: Slot(word: 1 << 32, object: nil, loop: nil, type: 0, link: 0),
                         count: chunkSize)
         chunks[chunk] = UnsafeMutableRawPointer(base)
       }
@@ -219,13 +219,13 @@ enum ObjectTable {
   }
 
   /// A new handle for `object`, holding one C reference.
-  private static func allocate(_ object: AnyObject, type: ObjectType, owner: UInt,
+  private static func allocate(_ object: AnyObject, type: ObjectType, owner: UInt32,
                                loop: UnsafeMutableRawPointer?) -> UInt64? {
     guard let index = popFree() ?? grow(), let slot = slot(index) else { return nil }
     let generation = aios__atomic_load(wordPointer(slot)) >> 32
     slot.pointee.object = Unmanaged.passRetained(object).toOpaque()
     slot.pointee.type = type.rawValue
-    slot.pointee.owner = owner
+    slot.pointee.link = owner
     slot.pointee.loop = loop
     aios__atomic_store(wordPointer(slot), generation << 32 | 1)
     return generation << 32 | UInt64(index)
@@ -258,7 +258,7 @@ enum ObjectTable {
     guard let slot = liveSlot(handle),
           slot.pointee.type == type.rawValue || slot.pointee.type == other?.rawValue,
           let object = slot.pointee.object else { throw badHandle(pointer(handle)) }
-    let owner = slot.pointee.owner
+    let owner = slot.pointee.link
     guard owner == 0 || owner == aiosi_thread_token() else {
       throw RuntimeError(code: AIOS_EWRONGTHREAD.rawValue)
     }
@@ -275,7 +275,7 @@ enum ObjectTable {
   /// Gives C one reference to `object`: its existing handle if C still
   /// holds one, else a new one. The object belongs to `owner` (a thread
   /// token; by default the calling thread's).
-  static func export<T: ForeignObject>(_ object: T, _ type: ObjectType, owner: UInt? = nil) -> UInt64? {
+  static func export<T: ForeignObject>(_ object: T, _ type: ObjectType, owner: UInt32? = nil) -> UInt64? {
     let existing = object.foreignHandle
     if existing != 0, address(existing, type) == Unmanaged.passUnretained(object).toOpaque(),
        retain(existing) {
@@ -319,7 +319,7 @@ enum ObjectTable {
     }
     let object = slot.pointee.object!
     let type = slot.pointee.type
-    let owner = slot.pointee.owner
+    let owner = slot.pointee.link
     let loop = slot.pointee.loop
     slot.pointee.object = nil
     slot.pointee.loop = nil
@@ -361,11 +361,11 @@ enum DeferredReleases {
     let object: UnsafeMutableRawPointer
     let type: UInt32
     let handle: UInt64
-    let owner: UInt
+    let owner: UInt32
   }
   private static let entries = ThreadLock<[Entry]>([])
 
-  static func add(_ object: UnsafeMutableRawPointer, type: UInt32, handle: UInt64, owner: UInt,
+  static func add(_ object: UnsafeMutableRawPointer, type: UInt32, handle: UInt64, owner: UInt32,
                   loop: UnsafeMutableRawPointer?) {
     foreignHooksInstalled
     entries.withLock { $0.append(Entry(object: object, type: type, handle: handle, owner: owner)) }

@@ -22,13 +22,13 @@ public func aios_task_new(_ loop: OpaquePointer?, _ step: aios_step_fn?, _ arg: 
 }
 
 /// A new task's handle, holding the reference the task keeps while it is
-/// pending (see StepTask.ownHandle) and, when `forCaller`, one for C.
+/// pending (see StepTask.holdsOwnHandle) and, when `forCaller`, one for C.
 func giveOwnHandle(_ task: StepTask, forCaller: Bool) throws -> UInt64 {
   guard let handle = ObjectTable.export(task, .task) else {
     throw RuntimeError(code: AIOS_ENOMEM.rawValue, "too many live objects")
   }
   if forCaller { _ = ObjectTable.retain(handle) }
-  task.ownHandle = handle
+  task.holdsOwnHandle = true
   return handle
 }
 

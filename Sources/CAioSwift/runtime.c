@@ -6,3 +6,14 @@ __thread void *aiosi_running_loop __attribute__((tls_model("initial-exec")));
 void *aiosi_handle_chunks[AIOSI_HANDLE_CHUNKS];
 uint64_t aiosi_handle_free_head;
 uint64_t aiosi_deferred_releases;
+
+__thread uint32_t aiosi_thread_number __attribute__((tls_model("initial-exec")));
+static uint32_t next_thread_number;
+
+uint32_t aiosi_assign_thread_number(void) {
+  uint32_t number;
+  do number = __atomic_add_fetch(&next_thread_number, 1, __ATOMIC_RELAXED);
+  while (number == 0);
+  aiosi_thread_number = number;
+  return number;
+}

@@ -16,10 +16,15 @@ AIOSI_INTERNAL extern __thread void *aiosi_running_loop __attribute__((tls_model
 static inline void *aiosi_get_running_loop(void) { return aiosi_running_loop; }
 static inline void aiosi_set_running_loop(void *loop) { aiosi_running_loop = loop; }
 
-/* This thread's token: the address of its running-loop variable, which no
- * other live thread shares. Objects record the token of the thread they
- * belong to; a call on another thread is refused before it touches them. */
-static inline uintptr_t aiosi_thread_token(void) { return (uintptr_t)&aiosi_running_loop; }
+/* This thread's number: never 0, never reused within the process. Objects
+ * record the number of the thread they belong to; a call on another thread
+ * is refused before it touches them. Assigned on first use. */
+AIOSI_INTERNAL extern __thread uint32_t aiosi_thread_number __attribute__((tls_model("initial-exec")));
+AIOSI_INTERNAL uint32_t aiosi_assign_thread_number(void);
+static inline uint32_t aiosi_thread_token(void) {
+  uint32_t number = aiosi_thread_number;
+  return __builtin_expect(number != 0, 1) ? number : aiosi_assign_thread_number();
+}
 
 /* How many objects wait for their own thread to release them (their last C
  * reference was dropped on another thread). */
