@@ -195,7 +195,19 @@ public final class Loop: @unchecked Sendable {
     Handle(loopAddress: Unmanaged.passUnretained(self).toOpaque(), keeper: keeper, callback: .c(fn, arg))
   }
 
-  public func enqueueThreadsafe(_ handle: Handle) throws { try enqueueThreadsafe(.handle(handle)) }
+  /// Queues a handle made by threadsafeHandle, taking over the caller's
+  /// reference (passRetained): every count change the calling thread makes
+  /// on it happens before the queue's lock is released, and from then on the
+  /// loop's thread alone counts references to it. On an error the caller
+  /// keeps the reference.
+  public func enqueueThreadsafe(_ handle: Unmanaged<Handle>) throws {
+    try threadsafeQueue.withLock { queue in
+      guard !isClosed else { throw RuntimeError(code: AIOS_ECLOSED.rawValue) }
+      queue.append(UnsafeSendable(.handle(handle.takeRetainedValue())))
+      threadsafePending.store(true, ordering: .releasing)
+      uv_async_send(wakeAsync)
+    }
+  }
 
   func enqueueThreadsafe(_ item: ReadyItem) throws {
     try threadsafeQueue.withLock { queue in

@@ -81,15 +81,20 @@ public func aios_loop_call_soon_threadsafe(_ loop: OpaquePointer?, _ cb: aios_ca
       guard let out else { return try target.callSoonThreadsafe(c: cb, arg: arg) }
       guard !target.isClosed else { throw RuntimeError(code: AIOS_ECLOSED.rawValue) }
       guard ObjectTable.retain(handleValue(loop)) else { throw badHandle(loop) }
-      let handle = target.threadsafeHandle(c: cb, arg: arg, keeper: LoopKeeper(handleValue(loop)))
-      // C's reference is taken before the loop's thread can run the handle.
-      guard let handleValue = ObjectTable.export(handle, .handle, owner: target.ownerToken) else {
+      // Every reference this thread counts is taken before the handle is
+      // queued, where the loop's thread takes over (enqueueThreadsafe).
+      let handle = Unmanaged.passRetained(
+        target.threadsafeHandle(c: cb, arg: arg, keeper: LoopKeeper(handleValue(loop))))
+      guard let handleValue = ObjectTable.export(handle.takeUnretainedValue(), .handle,
+                                                 owner: target.ownerToken) else {
+        handle.release()
         throw RuntimeError(code: AIOS_ENOMEM.rawValue, "too many live objects")
       }
       do {
         try target.enqueueThreadsafe(handle)
       } catch {
         // Never queued: nothing of it reached the loop's thread.
+        handle.release()
         _ = ObjectTable.release(handleValue, onThisThread: true)
         throw error
       }
