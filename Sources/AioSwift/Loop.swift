@@ -201,31 +201,31 @@ public final class Loop: @unchecked Sendable {
   /// loop's thread alone counts references to it. On an error the caller
   /// keeps the reference.
   public func enqueueThreadsafe(_ handle: Unmanaged<Handle>) throws {
-    try threadsafeQueue.withLock { queue in
-      guard !isClosed else { throw RuntimeError(code: AIOS_ECLOSED.rawValue) }
-      queue.append(UnsafeSendable(.handle(handle.takeRetainedValue())))
-      threadsafePending.store(true, ordering: .releasing)
-      uv_async_send(wakeAsync)
+    guard addThreadsafe({ $0.append(UnsafeSendable(.handle(handle.takeRetainedValue()))) }) else {
+      throw RuntimeError(code: AIOS_ECLOSED.rawValue)
     }
   }
 
   func enqueueThreadsafe(_ item: ReadyItem) throws {
-    try threadsafeQueue.withLock { queue in
-      // Checked under the lock that close() takes too, so nothing is queued
-      // on a loop that has let go of its async handle.
-      guard !isClosed else { throw RuntimeError(code: AIOS_ECLOSED.rawValue) }
-      queue.append(UnsafeSendable(item))
-      threadsafePending.store(true, ordering: .releasing)
-      uv_async_send(wakeAsync)
+    guard addThreadsafe({ $0.append(UnsafeSendable(item)) }) else {
+      throw RuntimeError(code: AIOS_ECLOSED.rawValue)
     }
   }
 
   /// Wakes the loop from any thread; a closed loop is left alone.
-  public func wakeUp() {
-    threadsafeQueue.withLock { _ in
-      guard !isClosed else { return }
+  public func wakeUp() { _ = addThreadsafe { _ in } }
+
+  /// Runs `add` on the threadsafe queue and wakes the loop; false, without
+  /// running it, once the loop is closed. Checked under the lock close()
+  /// takes too, so nothing is queued on a loop that has let go of its async
+  /// handle.
+  private func addThreadsafe(_ add: (inout [UnsafeSendable<ReadyItem>]) -> Void) -> Bool {
+    threadsafeQueue.withLock { queue in
+      guard !isClosed else { return false }
+      add(&queue)
       threadsafePending.store(true, ordering: .releasing)
       uv_async_send(wakeAsync)
+      return true
     }
   }
 

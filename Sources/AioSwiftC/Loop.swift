@@ -88,7 +88,7 @@ public func aios_loop_call_soon_threadsafe(_ loop: OpaquePointer?, _ cb: aios_ca
       guard let handleValue = ObjectTable.export(handle.takeUnretainedValue(), .handle,
                                                  owner: target.ownerToken) else {
         handle.release()
-        throw RuntimeError(code: AIOS_ENOMEM.rawValue, "too many live objects")
+        throw tableFull()
       }
       do {
         try target.enqueueThreadsafe(handle)

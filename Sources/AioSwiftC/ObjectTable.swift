@@ -427,13 +427,16 @@ func badHandle(_ pointer: OpaquePointer?) -> RuntimeError {
   RuntimeError(code: pointer == nil ? AIOS_EINVAL.rawValue : AIOS_EBADHANDLE.rawValue)
 }
 
+/// The error when the handle table has no slot left.
+func tableFull() -> RuntimeError { RuntimeError(code: AIOS_ENOMEM.rawValue, "too many live objects") }
+
 /// Hands C one reference to `object` through `out`.
 @inline(__always)
 func give<T: ForeignObject>(_ object: T, _ type: ObjectType,
                             _ out: UnsafeMutablePointer<OpaquePointer?>?) throws {
   guard let out else { return }
   guard let handle = ObjectTable.export(object, type) else {
-    throw RuntimeError(code: AIOS_ENOMEM.rawValue, "too many live objects")
+    throw tableFull()
   }
   out.pointee = pointer(handle)
 }
@@ -441,7 +444,7 @@ func give<T: ForeignObject>(_ object: T, _ type: ObjectType,
 /// Hands C one reference to an error object for `error` through `out`.
 func giveError(_ error: any Error, _ out: UnsafeMutablePointer<OpaquePointer?>) throws {
   guard let handle = exportError(error) else {
-    throw RuntimeError(code: AIOS_ENOMEM.rawValue, "too many live objects")
+    throw tableFull()
   }
   out.pointee = pointer(handle)
 }

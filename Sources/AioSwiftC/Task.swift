@@ -25,7 +25,7 @@ public func aios_task_new(_ loop: OpaquePointer?, _ step: aios_step_fn?, _ arg: 
 /// pending (see StepTask.holdsOwnHandle) and, when `forCaller`, one for C.
 func giveOwnHandle(_ task: StepTask, forCaller: Bool) throws -> UInt64 {
   guard let handle = ObjectTable.export(task, .task) else {
-    throw RuntimeError(code: AIOS_ENOMEM.rawValue, "too many live objects")
+    throw tableFull()
   }
   if forCaller { _ = ObjectTable.retain(handle) }
   task.holdsOwnHandle = true
