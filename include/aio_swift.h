@@ -144,7 +144,8 @@ typedef enum aios_error_kind_e {
   AIOS_ERROR_QUEUE_FULL,
   AIOS_ERROR_QUEUE_SHUT_DOWN,
   AIOS_ERROR_OS,            /* OSError: code is -errno */
-  AIOS_ERROR_USER           /* raised by user code; may carry user data */
+  AIOS_ERROR_USER,          /* raised by user code; may carry user data */
+  AIOS_ERROR_GROUP          /* a task group's errors (ExceptionGroup): AIOS_EGROUP */
 } aios_error_kind_t;
 
 /*! aios_error_new() : a new error with status `code` (an AIOS_E* code or
@@ -215,25 +216,40 @@ AIOS_EXTERN int aios_loop_is_closed(const aios_loop_t *loop);
 /*! aios_loop_time() : the loop's monotonic clock in seconds into *out. */
 AIOS_EXTERN int aios_loop_time(const aios_loop_t *loop, double *out);
 
+/* The scheduling calls below take an optional `arg_destructor` (may be
+ * NULL): once the call succeeded it is called exactly once on `arg`, on the
+ * loop's thread, after the callback ran, when it is cancelled, or when the
+ * loop closes without running it. When the call fails it is not called: the
+ * caller keeps `arg`, and the callback never runs. If `out` is not NULL it
+ * receives one reference to a handle that can cancel the call. Each returns
+ * 0; AIOS_EINVAL for a NULL `cb` or a NaN time; AIOS_ECLOSED,
+ * AIOS_EWRONGTHREAD, AIOS_EBADHANDLE for the loop. */
+
 /*! aios_loop_call_soon() : call cb(arg) on a later loop iteration, after the
- *  callbacks already scheduled (FIFO). If `out` is not NULL it receives one
- *  reference to a handle that can cancel the call. */
+ *  callbacks already scheduled (FIFO). */
 AIOS_EXTERN int aios_loop_call_soon(aios_loop_t *loop, aios_callback_fn cb, void *arg,
-                                    aios_handle_t **out);
+                                    aios_destructor_fn arg_destructor, aios_handle_t **out);
 /*! aios_loop_call_soon_threadsafe() : call_soon from any thread; wakes the
- *  loop if it is waiting. The handle in `out` (may be NULL) may be cancelled
- *  only on the loop's thread. @return 0, AIOS_ECLOSED, AIOS_EINVAL. */
+ *  loop if it is waiting. Calls from the loop's own thread keep their place
+ *  among call_soon's (one queue, as in asyncio). The handle in `out` may be
+ *  cancelled only on the loop's thread. Until the callback has run, the
+ *  handle holds a reference to the loop; when the loop's own thread drops
+ *  the last other reference, the loop closes and drops the calls not run. */
 AIOS_EXTERN int aios_loop_call_soon_threadsafe(aios_loop_t *loop, aios_callback_fn cb,
-                                               void *arg, aios_handle_t **out);
+                                               void *arg, aios_destructor_fn arg_destructor,
+                                               aios_handle_t **out);
 /*! aios_loop_call_later() : call cb(arg) once `delay` seconds have passed.
  *  The deadline is now + delay, as in asyncio: a delay <= 0 is due at once
  *  and runs with the next iteration's timers, before a later deadline. Timers
- *  due together run in order of their deadline, then of scheduling. */
+ *  due together run in order of their deadline, then of scheduling. Any
+ *  delay is taken (INFINITY: never due); only NaN is refused. */
 AIOS_EXTERN int aios_loop_call_later(aios_loop_t *loop, double delay, aios_callback_fn cb,
-                                     void *arg, aios_handle_t **out);
+                                     void *arg, aios_destructor_fn arg_destructor,
+                                     aios_handle_t **out);
 /*! aios_loop_call_at() : call cb(arg) at loop time `when` (aios_loop_time's clock). */
 AIOS_EXTERN int aios_loop_call_at(aios_loop_t *loop, double when, aios_callback_fn cb,
-                                  void *arg, aios_handle_t **out);
+                                  void *arg, aios_destructor_fn arg_destructor,
+                                  aios_handle_t **out);
 
 /*! aios_get_running_loop() : the loop running on the calling thread.
  *  @return 0 and one reference in *out, or AIOS_ENOLOOP. Any thread. */
@@ -317,9 +333,13 @@ AIOS_EXTERN int aios_future_take_result(aios_future_t *future, void **value,
 AIOS_EXTERN int aios_future_error(aios_future_t *future, aios_error_t **out);
 /*! aios_future_add_done_callback() : schedule cb(future, arg) with call_soon
  *  once the future is done (at once if it already is). Callbacks run in the
- *  order they were added. */
+ *  order they were added. `arg_destructor` (may be NULL) is called once on
+ *  `arg` after the callback ran, when it is removed, or when the future is
+ *  freed without running it; not when this call fails.
+ *  @return 0; AIOS_EINVAL for a NULL `cb`; AIOS_ECLOSED, AIOS_EWRONGTHREAD,
+ *  AIOS_EBADHANDLE. */
 AIOS_EXTERN int aios_future_add_done_callback(aios_future_t *future, aios_done_fn cb,
-                                              void *arg);
+                                              void *arg, aios_destructor_fn arg_destructor);
 /*! aios_future_remove_done_callback() : remove every pending registration of
  *  (cb, arg). @return how many were removed, or an error. */
 AIOS_EXTERN int aios_future_remove_done_callback(aios_future_t *future, aios_done_fn cb,
@@ -368,20 +388,34 @@ typedef struct aios_task_options_s {
 
 /*! aios_task_new() : a task on `loop` driven by `step`; its first step is
  *  scheduled with call_soon (or runs at once if `options->eager`; an eager
- *  task that finishes there is returned done). `options` may be NULL.
- *  @return 0 and one reference in *out, or an error (then `arg` is untouched
- *  and arg_destructor is not called). */
+ *  task that finishes there is returned done). `options` may be NULL. The
+ *  loop holds the task until it is done, so `out` may be NULL for a task
+ *  nobody awaits (asyncio's fire-and-forget create_task).
+ *  @return 0 and one reference in *out (if not NULL), or an error (then
+ *  `arg` is untouched and arg_destructor is not called): AIOS_EINVAL (no
+ *  step, a bad options size), AIOS_ECLOSED, AIOS_EWRONGTHREAD,
+ *  AIOS_EBADHANDLE. */
 AIOS_EXTERN int aios_task_new(aios_loop_t *loop, aios_step_fn step, void *arg,
                               const aios_task_options_t *options, aios_task_t **out);
 /*! aios_task_as_future() : the task as a future (the same object, no new
  *  reference); every aios_future_* function accepts it. Any thread. */
 AIOS_EXTERN aios_future_t *aios_task_as_future(aios_task_t *task);
+/*! aios_task_get_loop() : the task's loop, borrowed: no reference is
+ *  given, and the pointer stays valid while the loop is open and referenced
+ *  (during a step, by whoever runs it: aios_run and runners included). NULL
+ *  for a bad handle or a task of another thread. */
+AIOS_EXTERN aios_loop_t *aios_task_get_loop(aios_task_t *task);
 /*! aios_task_await() : from a step, suspend the task until `future` is done
  *  (NULL: a bare yield, stepping again on the next iteration). The task keeps
  *  its own reference through this pointer, so the next step's `awaited` is
  *  this same pointer. @return AIOS_STEP_AWAIT, to be returned by the step, or
  *  an error (AIOS_EWRONGLOOP, AIOS_EINVAL for the task itself). */
 AIOS_EXTERN int aios_task_await(aios_task_t *task, aios_future_t *future);
+/*! aios_task_await_owned() : aios_task_await, taking over the caller's
+ *  reference to `future` (the task's next step gets it back as `awaited`),
+ *  even when it fails: `return aios_task_await_owned(task, made_future);`
+ *  ends a step that awaits a future it made. */
+AIOS_EXTERN int aios_task_await_owned(aios_task_t *task, aios_future_t *future);
 /*! aios_task_return() : from a step, finish with a result, owned as by
  *  aios_future_set_result. @return AIOS_STEP_DONE, to be returned by the step. */
 AIOS_EXTERN int aios_task_return(aios_task_t *task, void *value, aios_destructor_fn destructor);
@@ -420,12 +454,17 @@ AIOS_EXTERN int aios_task_unref(aios_task_t *task);
 
 typedef struct aios_timeout_s aios_timeout_t;
 
-/*! aios_timeout_new() : asyncio.timeout_at(when): a scope with a deadline in
+/*! aios_timeout_at() : asyncio.timeout_at(when): a scope with a deadline in
  *  loop time (aios_loop_time's clock; INFINITY: none). Enter it from a task's
  *  step; at the deadline it cancels the task, and its exit turns that
  *  cancellation, and only that one, into AIOS_ETIMEOUT.
- *  @return 0 and one reference in *out. */
-AIOS_EXTERN int aios_timeout_new(aios_loop_t *loop, double when, aios_timeout_t **out);
+ *  @return 0 and one reference in *out; AIOS_EINVAL for NaN or a NULL
+ *  argument; AIOS_ECLOSED, AIOS_EWRONGTHREAD, AIOS_EBADHANDLE. */
+AIOS_EXTERN int aios_timeout_at(aios_loop_t *loop, double when, aios_timeout_t **out);
+/*! aios_timeout() : asyncio.timeout(delay): aios_timeout_at with the
+ *  deadline `delay` seconds from now (INFINITY: none). Errors as
+ *  aios_timeout_at's. */
+AIOS_EXTERN int aios_timeout(aios_loop_t *loop, double delay, aios_timeout_t **out);
 /*! aios_timeout_enter() : `async with`: bind the scope to `task` (in its
  *  step) and arm it. @return 0, AIOS_EINVALIDSTATE when entered before,
  *  AIOS_EWRONGLOOP. */
@@ -473,7 +512,7 @@ typedef enum aios_return_when_e {
  *  @return 0 and one reference in *out; AIOS_EINVAL for no futures, a NULL
  *  entry or a bad return_when; AIOS_EWRONGLOOP. */
 AIOS_EXTERN int aios_wait(aios_loop_t *loop, aios_future_t *const *futures, size_t count,
-                          double timeout, int return_when, aios_future_t **out);
+                          double timeout, aios_return_when_t return_when, aios_future_t **out);
 typedef struct aios_as_completed_s aios_as_completed_t;
 
 /*! aios_as_completed_new() : asyncio.as_completed(futures, timeout): an
@@ -523,14 +562,22 @@ AIOS_EXTERN int aios_task_group_enter(aios_task_group_t *group, aios_task_t *par
  *  finished or is shutting down (then `arg` is untouched). */
 AIOS_EXTERN int aios_task_group_create_task(aios_task_group_t *group, aios_step_fn step, void *arg,
                                             const aios_task_options_t *options, aios_task_t **out);
-/*! aios_task_group_exit() : leave the scope with the status the parent's
- *  body ended with (0, AIOS_ECANCELLED, or its error). The future in *out is
- *  done once every task of the group is. It fails with AIOS_EGROUP when
- *  tasks failed (aios_future_error gives the group error; its members through
- *  aios_error_group_size and aios_error_group_get), or with AIOS_ECANCELLED
- *  to propagate a cancellation; done normally, go on with `status`. The
- *  first task failure cancels the other tasks and the parent (once). */
-AIOS_EXTERN int aios_task_group_exit(aios_task_group_t *group, int status, aios_future_t **out);
+/*! aios_task_group_exit() : leave the scope with the error the parent's
+ *  body ended with (borrowed; NULL when it ended normally), as asyncio's
+ *  __aexit__ gets it: a CANCELLED error (from aios_future_error of the
+ *  awaited future, say) keeps its message, any other error becomes a member
+ *  of the group's error with its message and user data. The future in *out
+ *  is done once every task of the group is. It fails with AIOS_EGROUP when
+ *  tasks or the body failed (aios_future_error gives the group error; its
+ *  members through aios_error_group_size and aios_error_group_get), or with
+ *  the parent's CANCELLED error to propagate a cancellation; done normally,
+ *  the body goes on as it ended. The first task failure cancels the other
+ *  tasks and the parent (once).
+ *  @return 0 and one reference in *out; AIOS_EINVALIDSTATE when the group
+ *  is not entered or was exited; AIOS_EINVAL, AIOS_EBADHANDLE for bad
+ *  arguments. */
+AIOS_EXTERN int aios_task_group_exit(aios_task_group_t *group, aios_error_t *error,
+                                     aios_future_t **out);
 AIOS_EXTERN int aios_task_group_ref(aios_task_group_t *group);
 AIOS_EXTERN int aios_task_group_unref(aios_task_group_t *group);
 
@@ -685,7 +732,7 @@ typedef enum aios_queue_kind_e {
 } aios_queue_kind_t;
 
 /*! aios_queue_new() : a queue of at most `maxsize` items (0: unbounded). */
-AIOS_EXTERN int aios_queue_new(aios_loop_t *loop, int kind, long maxsize,
+AIOS_EXTERN int aios_queue_new(aios_loop_t *loop, aios_queue_kind_t kind, long maxsize,
                                aios_queue_t **out);
 /*! aios_queue_put() : a future done once the item is in the queue (it waits
  *  while the queue is full). `priority` matters for priority queues only.
@@ -770,7 +817,7 @@ typedef enum aios_object_type_e {
 /*! aios_live_objects() : how many objects of a type are alive in the process
  *  right now, whoever holds them; tests assert it returns to its starting
  *  value. @return the count, or AIOS_EINVAL. Any thread. */
-AIOS_EXTERN long aios_live_objects(int type);
+AIOS_EXTERN long aios_live_objects(aios_object_type_t type);
 
 #ifdef __cplusplus
 }

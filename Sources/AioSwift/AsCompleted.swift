@@ -24,6 +24,7 @@ public final class AsCompleted: AsyncSequence, AsyncIteratorProtocol {
   }
 
   init(futures: [AnyFuture], timeout: Double?, loop: Loop) throws {
+    if let timeout { try checkTime(timeout) }
     self.futures = futures
     completions = ObjectQueue(loop: loop)
     pending = Array(futures.indices)

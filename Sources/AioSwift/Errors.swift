@@ -6,7 +6,7 @@ internal import CAioSwift
 /// The kind of an error: one per asyncio exception class.
 public enum ErrorKind: Int32, Sendable {
   case runtime = 1, cancelled, timeout, invalidState, incompleteRead, limitOverrun
-  case brokenBarrier, queueEmpty, queueFull, queueShutDown, os, user
+  case brokenBarrier, queueEmpty, queueFull, queueShutDown, os, user, group
 }
 
 /// Every error of this library has a status code (an `AIOS_E*` value or
@@ -158,6 +158,7 @@ public func errorKind(forCode code: Int32) -> ErrorKind {
   case AIOS_EQUEUEFULL.rawValue: return .queueFull
   case AIOS_EQUEUESHUTDOWN.rawValue: return .queueShutDown
   case AIOS_EUSER.rawValue: return .user
+  case AIOS_EGROUP.rawValue: return .group
   case -4095 ..< 0 where code > -3000: return .os
   default: return .runtime
   }

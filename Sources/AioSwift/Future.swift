@@ -16,6 +16,7 @@ public final class DoneCallbackToken {
 enum DoneCallback {
   case swift(DoneCallbackToken)
   case foreign(ForeignDoneFunction, UnsafeMutableRawPointer?)
+  case foreignOwned(ForeignDoneFunction, OwnedArgument)
   case wakeup(TaskBase)
   case operation(Operation)
 
@@ -24,6 +25,7 @@ enum DoneCallback {
     switch self {
     case .swift(let token): token.body(future)
     case .foreign(let fn, let arg): AnyFuture.foreignDoneInvoker?(future, fn, arg)
+    case .foreignOwned(let fn, let arg): AnyFuture.foreignDoneInvoker?(future, fn, arg.value)
     case .wakeup(let task): task.wakeup(from: future)
     case .operation(let operation): operation.innerDone(future)
     }
@@ -205,8 +207,15 @@ public class AnyFuture: CustomStringConvertible {
   }
 
   /// C done callbacks, compared by function and argument for removal.
-  public func addForeignDoneCallback(_ fn: ForeignDoneFunction, _ arg: UnsafeMutableRawPointer?) {
-    addDoneCallback(.foreign(fn, arg))
+  /// A C done callback; `destructor` (if any) frees `arg` once, after the
+  /// callback ran, once it is removed, or with the future.
+  public func addForeignDoneCallback(_ fn: ForeignDoneFunction, _ arg: UnsafeMutableRawPointer?,
+                                     destructor: CDestructor? = nil) {
+    if let destructor {
+      addDoneCallback(.foreignOwned(fn, OwnedArgument(arg, destructor)))
+    } else {
+      addDoneCallback(.foreign(fn, arg))
+    }
   }
 
   func addDoneCallback(_ callback: DoneCallback) {
@@ -231,8 +240,11 @@ public class AnyFuture: CustomStringConvertible {
   /// Removes every registration of a C callback with this argument.
   public func removeForeignDoneCallback(_ fn: ForeignDoneFunction, _ arg: UnsafeMutableRawPointer?) -> Int {
     removeDoneCallbacks {
-      if case .foreign(let f, let a) = $0 { return f == fn && a == arg }
-      return false
+      switch $0 {
+      case .foreign(let f, let a): return f == fn && a == arg
+      case .foreignOwned(let f, let a): return f == fn && a.value == arg
+      default: return false
+      }
     }
   }
 

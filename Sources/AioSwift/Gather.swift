@@ -36,7 +36,7 @@ public final class GatheringFuture: AnyFuture {
     }
     if !returnExceptions {
       if child.isCancelled {
-        _ = cancelFuture(message: cancelMessage(of: child))
+        finishCancelled(by: child)
         return
       }
       if let error = child.error {
@@ -50,15 +50,17 @@ public final class GatheringFuture: AnyFuture {
     for child in children where !child.isCancelled { child.markErrorRetrieved() }
     if cancelRequested {
       // Cancelling the gather cancels it, whatever return_exceptions says.
-      _ = cancelFuture(message: cancelMessage(of: child))
+      finishCancelled(by: child)
     } else {
       finish(.finished)
     }
   }
 
-  private func cancelMessage(of child: AnyFuture) -> String? {
-    let message = child.makeCancelledError().message
-    return message.isEmpty ? nil : message
+  /// As CPython's gather, the outer future is not cancelled itself: it
+  /// fails with the child's CancelledError, which awaiting it raises.
+  private func finishCancelled(by child: AnyFuture) {
+    error = child.makeCancelledError()
+    finish(.finished)
   }
 
   override var typeName: String { "GatheringFuture" }
@@ -93,8 +95,11 @@ extension Loop {
       if child.isDone {
         alreadyDone.append(child)
       } else {
-        // Weak: a gather nobody holds has no one to tell.
-        child.addDoneCallback { [weak outer] in outer?.childDone($0) }
+        // Weak: a gather nobody holds has no one to tell. It still takes
+        // its children's errors, as CPython's callback (which holds it) does.
+        child.addDoneCallback { [weak outer] child in
+          if let outer { outer.childDone(child) } else if !child.isCancelled { child.markErrorRetrieved() }
+        }
       }
     }
     for child in alreadyDone { outer.childDone(child) }

@@ -1,10 +1,33 @@
 // asyncio's Handle and TimerHandle: a scheduled callback that can be cancelled.
 import Synchronization
 
+/// A C callback's argument that comes with its destructor: freed exactly
+/// once, when its last holder lets go of it (the callback ran, was
+/// cancelled or removed, or its loop dropped it on closing).
+package final class OwnedArgument {
+  let value: UnsafeMutableRawPointer?
+  private var destructor: CDestructor?
+  init(_ value: UnsafeMutableRawPointer?, _ destructor: CDestructor) {
+    self.value = value
+    self.destructor = destructor
+  }
+  /// The caller keeps the value after all (the call that took it failed).
+  func disown() { destructor = nil }
+  deinit { destructor?(value) }
+}
+
 public class Handle: CustomStringConvertible {
   enum Callback {
     case swift(() throws -> Void)
     case c(CCallback, UnsafeMutableRawPointer?)
+    case cOwned(CCallback, OwnedArgument)
+
+    /// A C callback, owning its argument when it has a destructor.
+    static func foreign(_ fn: CCallback, _ arg: UnsafeMutableRawPointer?,
+                        _ destructor: CDestructor?) -> Callback {
+      guard let destructor else { return .c(fn, arg) }
+      return .cOwned(fn, OwnedArgument(arg, destructor))
+    }
   }
 
   /// Held strongly (through loopKeeper), as a future holds its loop: C may
@@ -43,6 +66,13 @@ public class Handle: CustomStringConvertible {
 
   deinit { LiveObjects.handles.subtract(1, ordering: .relaxed) }
 
+  /// The call that made the handle failed after all: its caller keeps the
+  /// C argument, and the callback will not be called.
+  package func disownArgument() {
+    if case .cOwned(_, let arg)? = callback { arg.disown() }
+    callback = nil
+  }
+
   /// The callback will not be called. Cancelling twice, or after it ran, does nothing.
   public func cancel() {
     if cancelled { return }
@@ -55,6 +85,7 @@ public class Handle: CustomStringConvertible {
     self.callback = nil
     switch callback {
     case .c(let fn, let arg): fn(arg)
+    case .cOwned(let fn, let arg): fn(arg.value)
     case .swift(let body):
       do {
         try body()
@@ -68,7 +99,10 @@ public class Handle: CustomStringConvertible {
   public var description: String {
     var text = "<\(type(of: self))"
     if cancelled { text += " cancelled" }
-    if case .c(let fn, _)? = callback { text += " \(unsafeBitCast(fn, to: UnsafeRawPointer.self))" }
+    switch callback {
+    case .c(let fn, _)?, .cOwned(let fn, _)?: text += " \(unsafeBitCast(fn, to: UnsafeRawPointer.self))"
+    default: break
+    }
     return text + ">"
   }
 }

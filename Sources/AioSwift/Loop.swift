@@ -58,9 +58,14 @@ public final class Loop: @unchecked Sendable {
   fileprivate var armedDeadline = Double.infinity
   private let threadsafeQueue = ThreadLock<[UnsafeSendable<ReadyItem>]>([])
   private let threadsafePending = Atomic<Bool>(false)
+  /// How many C references to this loop the handles of call_soon_threadsafe
+  /// hold (the C layer counts them).
+  package let threadsafeKeepers = Atomic<Int>(0)
 
   public private(set) var isRunning = false
   private var stopping = false
+  /// The loop's last user let go of it while it ran: it closes once it stops.
+  private var closesWhenStopped = false
   private let closedFlag = Atomic<Bool>(false)
   public var isClosed: Bool { closedFlag.load(ordering: .acquiring) }
 
@@ -81,6 +86,10 @@ public final class Loop: @unchecked Sendable {
   /// them means a task nobody references still runs to its end).
   var tasksHead: TaskBase?
   var taskCounter = 0
+
+  /// Set by a task's cancel() that came back to a task already cancelling
+  /// (see TaskBase.cancel).
+  var cancelCycleFound = false
 
   /// See doneFuture; released on close (it refers back to the loop).
   var sharedDoneFuture: AnyFuture?
@@ -157,10 +166,11 @@ public final class Loop: @unchecked Sendable {
     return handle
   }
 
-  /// call_soon for a C callback.
-  public func callSoon(c fn: CCallback, arg: UnsafeMutableRawPointer?) throws -> Handle {
+  /// call_soon for a C callback; `destructor` (if any) frees `arg` once.
+  public func callSoon(c fn: CCallback, arg: UnsafeMutableRawPointer?,
+                       destructor: CDestructor? = nil) throws -> Handle {
     try checkUsable()
-    let handle = Handle(loop: self, callback: .c(fn, arg))
+    let handle = Handle(loop: self, callback: .foreign(fn, arg, destructor))
     ready.append(.handle(handle))
     return handle
   }
@@ -183,6 +193,15 @@ public final class Loop: @unchecked Sendable {
     return handle
   }
 
+  /// call_soon_threadsafe for a C callback, with a Handle, on the loop's own
+  /// thread (other threads use threadsafeHandle).
+  package func callSoonThreadsafeOnOwnThread(c fn: CCallback, arg: UnsafeMutableRawPointer?,
+                                            destructor: CDestructor?) throws -> Handle {
+    let handle = Handle(loop: self, callback: .foreign(fn, arg, destructor))
+    try enqueueThreadsafe(.handle(handle))
+    return handle
+  }
+
   /// call_soon_threadsafe for a C callback nobody will cancel: no Handle is made.
   public func callSoonThreadsafe(c fn: CCallback, arg: UnsafeMutableRawPointer?) throws {
     try enqueueThreadsafe(.call(fn, arg))
@@ -191,8 +210,10 @@ public final class Loop: @unchecked Sendable {
   /// A Handle for call_soon_threadsafe, made on any thread and queued with
   /// enqueueThreadsafe(_:). It holds the loop through `keeper`, not by a
   /// reference of its own: the loop's reference count belongs to its thread.
-  public func threadsafeHandle(c fn: CCallback, arg: UnsafeMutableRawPointer?, keeper: AnyObject) -> Handle {
-    Handle(loopAddress: Unmanaged.passUnretained(self).toOpaque(), keeper: keeper, callback: .c(fn, arg))
+  public func threadsafeHandle(c fn: CCallback, arg: UnsafeMutableRawPointer?, destructor: CDestructor?,
+                               keeper: AnyObject) -> Handle {
+    Handle(loopAddress: Unmanaged.passUnretained(self).toOpaque(), keeper: keeper,
+           callback: .foreign(fn, arg, destructor))
   }
 
   /// Queues a handle made by threadsafeHandle, taking over the caller's
@@ -207,6 +228,14 @@ public final class Loop: @unchecked Sendable {
   }
 
   func enqueueThreadsafe(_ item: ReadyItem) throws {
+    if isOwnerThread {
+      // One queue, as CPython has: on the loop's own thread the call keeps
+      // its place among call_soon's, after what other threads sent first.
+      guard !isClosed else { throw RuntimeError(code: AIOS_ECLOSED.rawValue) }
+      if threadsafePending.load(ordering: .acquiring) { drainThreadsafe() }
+      ready.append(item)
+      return
+    }
     guard addThreadsafe({ $0.append(UnsafeSendable(item)) }) else {
       throw RuntimeError(code: AIOS_ECLOSED.rawValue)
     }
@@ -266,16 +295,19 @@ public final class Loop: @unchecked Sendable {
   @discardableResult
   public func callAt(_ when: Double, _ body: @escaping () throws -> Void) throws -> TimerHandle {
     try checkUsable()
+    try checkTime(when)
     return addTimer(when: when, callback: .swift(body))
   }
 
-  public func callAt(_ when: Double, c fn: CCallback, arg: UnsafeMutableRawPointer?) throws -> TimerHandle {
+  public func callAt(_ when: Double, c fn: CCallback, arg: UnsafeMutableRawPointer?,
+                     destructor: CDestructor? = nil) throws -> TimerHandle {
     try checkUsable()
-    return addTimer(when: when, callback: .c(fn, arg))
+    try checkTime(when)
+    return addTimer(when: when, callback: .foreign(fn, arg, destructor))
   }
 
   private func addTimer(when: Double, callback: Handle.Callback) -> TimerHandle {
-    let handle = TimerHandle(loop: self, when: when.isNaN ? 0 : when, callback: callback)
+    let handle = TimerHandle(loop: self, when: when, callback: callback)
     timerSequence &+= 1
     timers.insert(TimerEntry(when: handle.when, sequence: timerSequence, handle: handle))
     return handle
@@ -299,7 +331,8 @@ public final class Loop: @unchecked Sendable {
       timers.removeMin()
       cancelledTimerCount -= 1
     }
-    guard let deadline = timers.min?.when else {
+    // An infinite deadline never comes: nothing to wait for.
+    guard let deadline = timers.min?.when, deadline.isFinite else {
       if armedDeadline != .infinity { uv_timer_stop(wakeTimer); armedDeadline = .infinity }
       return false
     }
@@ -307,7 +340,12 @@ public final class Loop: @unchecked Sendable {
     if remaining <= 0 { return true }
     if deadline == armedDeadline { return false }
     uv_update_time(uv)
-    uv_timer_start(wakeTimer, loopTimerCallback, UInt64((remaining * 1000).rounded(.up)), 0)
+    // asyncio takes any delay; libuv waits at most INT_MAX ms a poll anyway.
+    // A deadline further off is waited for a day at a time: the wake-up
+    // finds it not due and arms again.
+    let milliseconds = (remaining * 1000).rounded(.up)
+    uv_timer_start(wakeTimer, loopTimerCallback,
+                   milliseconds < maxTimerWait ? UInt64(milliseconds) : UInt64(maxTimerWait), 0)
     armedDeadline = deadline
     return false
   }
@@ -342,6 +380,7 @@ public final class Loop: @unchecked Sendable {
       setRunningLoop(nil)
       isRunning = false
       stopping = false
+      if closesWhenStopped { closeResources() }
     }
     while true {
       runOnce()
@@ -451,7 +490,25 @@ public final class Loop: @unchecked Sendable {
     closeResources()
   }
 
+  /// Run when the loop closes (the C layer lets go of what it lent).
+  private var closeActions: [() -> Void] = []
+  package func whenClosed(_ action: @escaping () -> Void) { closeActions.append(action) }
+
+  /// A loop made through the C ABI (aios_loop_new) has no owner but its C
+  /// references: the last one going closes it. A runner's loop is its
+  /// runner's to close.
+  package var closesWithLastForeignReference = false
+
+  /// Closes the loop now, or once it stops if it is running: nobody will
+  /// be left to close it (its last user let go of it, maybe from one of its
+  /// callbacks).
+  package func closeWhenUnreachable() {
+    guard closesWithLastForeignReference, isOwnerThread, !isClosed else { return }
+    if isRunning { closesWhenStopped = true } else { closeResources() }
+  }
+
   private func closeResources() {
+    closesWhenStopped = false
     let dropped = threadsafeQueue.withLock { queue -> [UnsafeSendable<ReadyItem>] in
       closedFlag.store(true, ordering: .releasing)
       let items = queue
@@ -470,6 +527,9 @@ public final class Loop: @unchecked Sendable {
     uv_loop_close(uv)
     releaseTaskList()
     sharedDoneFuture = nil
+    let actions = closeActions
+    closeActions = []
+    for action in actions { action() }
     drainDeferredReleases()
   }
 
@@ -492,6 +552,16 @@ public final class Loop: @unchecked Sendable {
     if let error = context.error { report += "\n  error: \(error)" }
     fputs("aio-swift: " + report + "\n", stderr)
   }
+}
+
+/// The longest the wake-up timer is armed for, in milliseconds (a day).
+private let maxTimerWait: Double = 86_400_000
+
+/// A time or delay argument: asyncio takes any float, but NaN orders with
+/// nothing, so it is refused. Infinity is a deadline that never comes.
+@inline(__always)
+func checkTime(_ value: Double) throws {
+  if value.isNaN { throw RuntimeError(code: AIOS_EINVAL.rawValue, "time is NaN") }
 }
 
 private func formatSeconds(_ seconds: Double) -> String {
@@ -558,6 +628,9 @@ extension Loop {
   /// did not have to wait: it cannot change, so sharing it is safe.
   public var doneFuture: AnyFuture {
     if let sharedDoneFuture { return sharedDoneFuture }
+    // A closed loop has let go of its shared one for good: kept now, it
+    // would keep the loop alive.
+    if isClosed { return AnyFuture.done(on: self) }
     let future = AnyFuture.done(on: self)
     sharedDoneFuture = future
     return future

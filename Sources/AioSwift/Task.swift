@@ -26,8 +26,8 @@ public class TaskBase: AnyFuture {
   var started = false
   /// A StepTask's step function is running.
   @usableFromInline var stepping = false
-  /// The C references a StepTask holds, as bits of one byte so that a
-  /// pending task stays small.
+  /// Flags, as bits of one byte so that a pending task stays small: the C
+  /// references a StepTask holds (1, 2), a cancel() under way (4).
   private var heldHandles: UInt8 = 0
   /// The C layer holds a reference to the handle of the future a StepTask
   /// awaits (`waiter`), so that the next step gets the same handle back.
@@ -41,6 +41,12 @@ public class TaskBase: AnyFuture {
   public var holdsOwnHandle: Bool {
     get { heldHandles & 2 != 0 }
     set { heldHandles = newValue ? heldHandles | 2 : heldHandles & ~2 }
+  }
+  /// cancel() is running on this task: a cancel that reaches the task again
+  /// through what it awaits has found a cycle.
+  private var cancelUnderWay: Bool {
+    get { heldHandles & 4 != 0 }
+    set { heldHandles = newValue ? heldHandles | 4 : heldHandles & ~4 }
   }
   /// The future the task awaits (asyncio's _fut_waiter).
   var waiter: AnyFuture?
@@ -136,14 +142,47 @@ public class TaskBase: AnyFuture {
   /// asyncio's Task.cancel: a request, delivered as a CancelledError at the
   /// task's current await (by cancelling the awaited future) or next step.
   /// Unlike Future.cancel, the task may catch it and go on.
+  ///
+  /// A task whose awaits lead back to itself (it awaits a gather of its own
+  /// future, or two tasks await each other) would cancel itself for ever, as
+  /// CPython's does until its stack runs out. Here the cancel that comes
+  /// back is refused, and the task whose waiter refused it stops waiting and
+  /// takes the cancellation at its next step: the cycle unwinds, every task
+  /// in it ends cancelled.
   @discardableResult
   public override func cancel(message: String? = nil) -> Bool {
     guard state == .pending else { return false }
-    cancelsRequested += 1
-    if let waiter, waiter.cancel(message: message) { return true }
+    if cancelUnderWay {
+      loop.cancelCycleFound = true
+      return false
+    }
+    if cancelsRequested < Int32.max { cancelsRequested += 1 }
+    if let waiter {
+      cancelUnderWay = true
+      let outer = loop.cancelCycleFound
+      loop.cancelCycleFound = false
+      let cancelled = waiter.cancel(message: message)
+      let cycle = loop.cancelCycleFound
+      loop.cancelCycleFound = outer
+      cancelUnderWay = false
+      if cancelled { return true }
+      if cycle && !waiter.isDone {
+        stopWaiting(on: waiter)
+        mustCancel = true
+        cancelMessage = message
+        loop.schedule(.step(self))
+        return true
+      }
+    }
     mustCancel = true
     cancelMessage = message
     return true
+  }
+
+  /// Leaves the future the task awaits: it will not wake the task.
+  func stopWaiting(on future: AnyFuture) {
+    future.removeWakeup(self)
+    waiter = nil
   }
 
   // MARK: Stepping (asyncio's __step and __wakeup)
@@ -155,7 +194,9 @@ public class TaskBase: AnyFuture {
     var cancellation: CancelledError?
     if mustCancel {
       mustCancel = false
-      cancellation = CancelledError(cancelMessage)
+      // A cancelled await already carries the first request's message, as
+      // the CancelledError it raises does in CPython.
+      if !(outcome?.error is CancelledError) { cancellation = CancelledError(cancelMessage) }
     }
     let previous = loop.currentTaskAddress
     loop.currentTaskAddress = Unmanaged.passUnretained(self).toOpaque()
@@ -239,6 +280,11 @@ public final class StepTask: TaskBase {
   override func didFinish() {
     super.didFinish()
     releaseOwnHandle()
+  }
+
+  override func stopWaiting(on future: AnyFuture) {
+    releaseAwaitedHandle(of: future)
+    super.stopWaiting(on: future)
   }
 
   /// Drops the reference to the awaited future's handle, if one is held.
@@ -447,7 +493,10 @@ extension Loop {
   }
 
   /// Lets go of the list of pending tasks one by one (a long chain released
-  /// at once would recurse through every task's deinit).
+  /// at once would recurse through every task's deinit). A pending task and
+  /// the future it awaits hold each other, and on a closed loop neither can
+  /// finish: the task lets go of the future, so both are freed once their
+  /// users let go of them (asyncio leaves such tasks to the collector).
   func releaseTaskList() {
     var next = tasksHead
     tasksHead = nil
@@ -455,6 +504,7 @@ extension Loop {
       next = task.nextTask
       task.nextTask = nil
       task.previousTask = nil
+      if let waiter = task.waiter { task.stopWaiting(on: waiter) }
       if task.isStepTask { unsafeDowncast(task, to: StepTask.self).releaseOwnHandle() }
     }
   }
@@ -464,7 +514,8 @@ extension Loop {
   public func sleepFuture(_ delay: Double, value: UnsafeMutableRawPointer? = nil,
                           destructor: CDestructor? = nil) throws -> AnyFuture {
     try checkUsable()
-    if delay <= 0 || delay.isNaN { return AnyFuture.done(on: self, value: value, destructor: destructor) }
+    try checkTime(delay)
+    if delay <= 0 { return AnyFuture.done(on: self, value: value, destructor: destructor) }
     // The future owns the value from the start, so it is freed exactly once
     // whether the sleep ends, is cancelled, or is dropped unfinished.
     let future = AnyFuture(loop: self)
@@ -499,7 +550,8 @@ func suspendCurrentTask(until future: AnyFuture) async throws {
 /// 0 or less yields exactly one loop iteration.
 public func sleep(_ delay: Double) async throws {
   let task = try currentSwiftTask()
-  if delay <= 0 || delay.isNaN {
+  try checkTime(delay)
+  if delay <= 0 {
     try await task.suspendBody(on: nil)
     return
   }

@@ -39,6 +39,7 @@ public final class Timeout: CustomStringConvertible {
     }
     if let loop, loop !== task.loop { throw RuntimeError(code: AIOS_EWRONGLOOP.rawValue) }
     guard !task.isDone else { throw RuntimeError(code: AIOS_EINVALIDSTATE.rawValue, "the task is done") }
+    if let when { try checkTime(when) }
     loop = task.loop
     state = .entered
     self.task = task
@@ -48,6 +49,7 @@ public final class Timeout: CustomStringConvertible {
 
   /// Moves the deadline (nil: none) of an active scope.
   public func reschedule(_ when: Double?) throws {
+    if let when { try checkTime(when) }
     guard state == .entered else {
       throw RuntimeError(code: AIOS_EINVALIDSTATE.rawValue, state == .created
         ? "Timeout has not been entered" : "Cannot change state of \(state.rawValue) Timeout")
@@ -144,6 +146,7 @@ public func waitFor(_ future: AnyFuture, timeout delay: Double?) async throws {
 
 private func waitFor<T>(_ future: AnyFuture, timeout delay: Double?,
                         result: () throws -> T) async throws -> T {
+  if let delay { try checkTime(delay) }
   if let delay, delay <= 0 {
     if future.isDone { return try result() }
     // _cancel_and_wait: cancel it, wait until it is done, then report.

@@ -21,6 +21,7 @@ public final class WaitOperation: Operation {
     self.futures = futures
     self.returnWhen = returnWhen
     remaining = futures.count
+    if let timeout { try checkTime(timeout) }
     let waiter = AnyFuture(loop: loop)
     super.init(waitingOn: waiter)
     if let timeout {

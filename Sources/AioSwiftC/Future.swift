@@ -113,13 +113,14 @@ public func aios_future_error(_ future: OpaquePointer?, _ out: UnsafeMutablePoin
 
 @_cdecl("aios_future_add_done_callback")
 public func aios_future_add_done_callback(_ future: OpaquePointer?, _ cb: aios_done_fn?,
-                                          _ arg: UnsafeMutableRawPointer?) -> Int32 {
+                                          _ arg: UnsafeMutableRawPointer?,
+                                          _ destructor: aios_destructor_fn?) -> Int32 {
   status {
     let future = try ownFuture(future)
     guard let cb else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
     try future.loop.checkUsable()
     foreignHooksInstalled
-    future.addForeignDoneCallback(unsafeBitCast(cb, to: UnsafeRawPointer.self), arg)
+    future.addForeignDoneCallback(unsafeBitCast(cb, to: UnsafeRawPointer.self), arg, destructor: destructor)
   }
 }
 

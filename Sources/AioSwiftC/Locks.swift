@@ -12,6 +12,18 @@ func withPrimitive<T: LoopBound, R>(_ p: OpaquePointer?, _ type: ObjectType, as 
   }
 }
 
+/// withPrimitive for a call that runs user code on the way (a predicate, a
+/// destructor), which may drop the last reference to the primitive: the
+/// call holds one of its own until it returns.
+func withPrimitiveHeld<T: LoopBound, R>(_ p: OpaquePointer?, _ type: ObjectType, as _: T.Type,
+                                        _ body: (T) throws -> R) throws -> R {
+  let primitive = try object(p, type, as: T.self)
+  return try withExtendedLifetime(primitive) {
+    try primitive.checkLoop()
+    return try body(primitive)
+  }
+}
+
 /// Hands out the future of an operation, or a done one if it did not block.
 func giveOperation(_ operation: AnyFuture?, of primitive: LoopBound,
                    _ out: UnsafeMutablePointer<OpaquePointer?>?) throws {
@@ -170,7 +182,7 @@ public func aios_condition_wait_for(_ condition: OpaquePointer?, _ predicate: ai
                                     _ arg: UnsafeMutableRawPointer?,
                                     _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   operationCall(out) {
-    try withPrimitive(condition, .condition, as: Condition.self) { condition in
+    try withPrimitiveHeld(condition, .condition, as: Condition.self) { condition in
       guard let predicate else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
       let operation = try condition.waitForOperation {
         let verdict = predicate(arg)
@@ -250,7 +262,11 @@ public func aios_semaphore_unref(_ semaphore: OpaquePointer?) -> Int32 { unrefOb
 @_cdecl("aios_barrier_new")
 public func aios_barrier_new(_ loop: OpaquePointer?, _ parties: UInt32,
                              _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-  newPrimitive(loop, .barrier, out) { try Barrier(parties: Int(parties), loop: $0) }
+  newPrimitive(loop, .barrier, out) { loop in
+    // aios_barrier_parties answers in an int.
+    guard parties <= Int32.max else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    return try Barrier(parties: Int(parties), loop: loop)
+  }
 }
 
 @_cdecl("aios_barrier_wait")

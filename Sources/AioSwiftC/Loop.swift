@@ -6,15 +6,43 @@ import CAioSwift
 public func aios_loop_new(_ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   status {
     guard out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    try give(try Loop(), .loop, out)
+    let loop = try Loop()
+    loop.closesWithLastForeignReference = true
+    try give(loop, .loop, out)
   }
+}
+
+/// A handle to `loop` that C may borrow: its live one, or else a new one
+/// the loop holds until it closes (a runner's loop, which C never named).
+func borrowedHandle(of loop: Loop) -> UInt64? {
+  let existing = loop.foreignHandle
+  if existing != 0, ObjectTable.address(existing, .loop) == Unmanaged.passUnretained(loop).toOpaque() {
+    return existing
+  }
+  guard !loop.isClosed, let handle = ObjectTable.export(loop, .loop) else { return nil }
+  loop.whenClosed { _ = ObjectTable.release(handle) }
+  return handle
 }
 
 @_cdecl("aios_loop_ref")
 public func aios_loop_ref(_ loop: OpaquePointer?) -> Int32 { refObject(loop, .loop) }
 
 @_cdecl("aios_loop_unref")
-public func aios_loop_unref(_ loop: OpaquePointer?) -> Int32 { unrefObject(loop, .loop) }
+public func aios_loop_unref(_ loop: OpaquePointer?) -> Int32 {
+  // The handles of call_soon_threadsafe hold C references to their loop
+  // (LoopKeeper) until they have run. When the owner's unref leaves only
+  // those, the loop is unreachable: it closes, which drops the handles.
+  if let address = ObjectTable.address(handleValue(loop), .loop) {
+    let target = Unmanaged<Loop>.fromOpaque(address).takeUnretainedValue()
+    if target.isOwnerThread, !target.isClosed {
+      let keepers = UInt32(clamping: target.threadsafeKeepers.load(ordering: .acquiring))
+      if keepers > 0, ObjectTable.referenceCount(handleValue(loop)) <= keepers + 1 {
+        target.closeWhenUnreachable()
+      }
+    }
+  }
+  return unrefObject(loop, .loop)
+}
 
 @_cdecl("aios_loop_run_forever")
 public func aios_loop_run_forever(_ loop: OpaquePointer?) -> Int32 {
@@ -56,15 +84,15 @@ public func aios_loop_time(_ loop: OpaquePointer?, _ out: UnsafeMutablePointer<D
 
 @_cdecl("aios_loop_call_soon")
 public func aios_loop_call_soon(_ loop: OpaquePointer?, _ cb: aios_callback_fn?,
-                                _ arg: UnsafeMutableRawPointer?,
+                                _ arg: UnsafeMutableRawPointer?, _ destructor: aios_destructor_fn?,
                                 _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   status {
     let loop = try ownLoop(loop)
     guard let cb else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    if out == nil {
+    if out == nil && destructor == nil {
       try loop.callSoonUncancellable(c: cb, arg: arg)
     } else {
-      try giveHandle(try loop.callSoon(c: cb, arg: arg), out)
+      try giveHandle(try loop.callSoon(c: cb, arg: arg, destructor: destructor), out)
     }
   }
 }
@@ -72,72 +100,97 @@ public func aios_loop_call_soon(_ loop: OpaquePointer?, _ cb: aios_callback_fn?,
 @_cdecl("aios_loop_call_soon_threadsafe")
 public func aios_loop_call_soon_threadsafe(_ loop: OpaquePointer?, _ cb: aios_callback_fn?,
                                            _ arg: UnsafeMutableRawPointer?,
+                                           _ destructor: aios_destructor_fn?,
                                            _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   // Any thread: the loop is only borrowed, and what is made here is handed
   // over whole to the loop's thread.
   status {
     try withObjectOnAnyThread(loop, .loop, as: Loop.self) { target in
       guard let cb else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-      guard let out else { return try target.callSoonThreadsafe(c: cb, arg: arg) }
       guard !target.isClosed else { throw RuntimeError(code: AIOS_ECLOSED.rawValue) }
+      if target.isOwnerThread {
+        let handle = try target.callSoonThreadsafeOnOwnThread(c: cb, arg: arg, destructor: destructor)
+        return try giveHandle(handle, out)
+      }
+      if out == nil && destructor == nil { return try target.callSoonThreadsafe(c: cb, arg: arg) }
       guard ObjectTable.retain(handleValue(loop)) else { throw badHandle(loop) }
       // Every reference this thread counts is taken before the handle is
       // queued, where the loop's thread takes over (enqueueThreadsafe).
       let handle = Unmanaged.passRetained(
-        target.threadsafeHandle(c: cb, arg: arg, keeper: LoopKeeper(handleValue(loop))))
-      guard let handleValue = ObjectTable.export(handle.takeUnretainedValue(), .handle,
-                                                 owner: target.ownerToken) else {
-        handle.release()
-        throw tableFull()
-      }
+        target.threadsafeHandle(c: cb, arg: arg, destructor: destructor,
+                                keeper: LoopKeeper(handleValue(loop), target)))
+      var handleValue: UInt64 = 0
       do {
+        if out != nil {
+          guard let exported = ObjectTable.export(handle.takeUnretainedValue(), .handle,
+                                                  owner: target.ownerToken) else { throw tableFull() }
+          handleValue = exported
+        }
         try target.enqueueThreadsafe(handle)
       } catch {
-        // Never queued: nothing of it reached the loop's thread.
+        // Never queued: nothing of it reached the loop's thread, and the
+        // caller keeps `arg`.
+        handle.takeUnretainedValue().disownArgument()
         handle.release()
-        _ = ObjectTable.release(handleValue, onThisThread: true)
+        if handleValue != 0 { _ = ObjectTable.release(handleValue, onThisThread: true) }
         throw error
       }
-      out.pointee = pointer(handleValue)
+      out?.pointee = pointer(handleValue)
     }
   }
 }
 
-/// Holds a loop by a C reference, for a handle made on another thread.
+/// Holds a loop by a C reference, for a handle made on another thread; the
+/// loop counts its keepers (see aios_loop_unref).
 private final class LoopKeeper {
   let loopHandle: UInt64
-  init(_ loopHandle: UInt64) { self.loopHandle = loopHandle }
-  deinit { _ = ObjectTable.release(loopHandle) }
+  private let loop: Unmanaged<Loop>
+  init(_ loopHandle: UInt64, _ loop: Loop) {
+    self.loopHandle = loopHandle
+    self.loop = Unmanaged.passUnretained(loop)
+    loop.threadsafeKeepers.add(1, ordering: .relaxed)
+  }
+  deinit {
+    // Uncounted first: the release may free the loop. A keeper goes on the
+    // loop's thread (its handle ran, was dropped there, or the loop closed).
+    _ = loop._withUnsafeGuaranteedRef { $0.threadsafeKeepers.subtract(1, ordering: .releasing) }
+    _ = ObjectTable.release(loopHandle)
+  }
 }
 
 @_cdecl("aios_loop_call_later")
 public func aios_loop_call_later(_ loop: OpaquePointer?, _ delay: Double, _ cb: aios_callback_fn?,
-                                 _ arg: UnsafeMutableRawPointer?,
+                                 _ arg: UnsafeMutableRawPointer?, _ destructor: aios_destructor_fn?,
                                  _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   status {
     let loop = try ownLoop(loop)
-    try giveHandle(try callAt(loop, loop.time() + delay, cb, arg), out)
+    try giveHandle(try callAt(loop, loop.time() + delay, cb, arg, destructor), out)
   }
 }
 
 @_cdecl("aios_loop_call_at")
 public func aios_loop_call_at(_ loop: OpaquePointer?, _ when: Double, _ cb: aios_callback_fn?,
-                              _ arg: UnsafeMutableRawPointer?,
+                              _ arg: UnsafeMutableRawPointer?, _ destructor: aios_destructor_fn?,
                               _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-  status { try giveHandle(try callAt(try ownLoop(loop), when, cb, arg), out) }
+  status { try giveHandle(try callAt(try ownLoop(loop), when, cb, arg, destructor), out) }
 }
 
 private func callAt(_ loop: Loop, _ when: Double, _ cb: aios_callback_fn?,
-                    _ arg: UnsafeMutableRawPointer?) throws -> Handle {
+                    _ arg: UnsafeMutableRawPointer?, _ destructor: aios_destructor_fn?) throws -> Handle {
   guard let cb, !when.isNaN else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-  return try loop.callAt(when, c: cb, arg: arg)
+  return try loop.callAt(when, c: cb, arg: arg, destructor: destructor)
 }
 
+/// Hands out the handle of a call just scheduled, if `out` asks for it.
 private func giveHandle(_ handle: Handle, _ out: UnsafeMutablePointer<OpaquePointer?>?) throws {
+  guard out != nil else { return }
   do {
     try give(handle, .handle, out)
   } catch {
-    handle.cancel()  // the caller gets an error: the callback must never run
+    // The caller gets an error: the callback must never run, and the
+    // caller keeps its argument.
+    handle.disownArgument()
+    handle.cancel()
     throw error
   }
 }

@@ -287,13 +287,22 @@ enum ObjectTable {
     return handle
   }
 
-  /// One more C reference. False if the handle is not alive.
+  /// How many C references a live handle holds (0: not alive).
+  static func referenceCount(_ handle: UInt64) -> UInt32 {
+    guard let slot = slot(UInt32(truncatingIfNeeded: handle)) else { return 0 }
+    let current = aios__atomic_load(wordPointer(slot))
+    return current >> 32 == handle >> 32 ? UInt32(truncatingIfNeeded: current) : 0
+  }
+
+  /// One more C reference. False if the handle is not alive, or already
+  /// holds 2^32 - 1 references (one more would spill into the generation).
   static func retain(_ handle: UInt64) -> Bool {
     guard let slot = slot(UInt32(truncatingIfNeeded: handle)) else { return false }
     let word = wordPointer(slot)
     while true {
       let current = aios__atomic_load(word)
-      guard current >> 32 == handle >> 32, current & 0xffff_ffff != 0 else { return false }
+      let count = current & 0xffff_ffff
+      guard current >> 32 == handle >> 32, count != 0, count != 0xffff_ffff else { return false }
       if aios__atomic_cas(word, current, current + 1) != 0 { return true }
     }
   }
@@ -341,8 +350,7 @@ enum ObjectTable {
       // C let go of a loop or a runner: close it now if it can be (a loop's
       // futures may keep the Swift object alive for a while longer).
       if type == ObjectType.loop.rawValue {
-        let loop = unsafeDowncast(value, to: Loop.self)
-        if !loop.isRunning { try? loop.close() }
+        unsafeDowncast(value, to: Loop.self).closeWhenUnreachable()
       } else if type == ObjectType.runner.rawValue {
         try? unsafeDowncast(value, to: Runner.self).close()
       }

@@ -154,7 +154,8 @@ public func aios_queue_join(_ queue: OpaquePointer?, _ out: UnsafeMutablePointer
 
 @_cdecl("aios_queue_shutdown")
 public func aios_queue_shutdown(_ queue: OpaquePointer?, _ immediate: Int32) -> Int32 {
-  status { try withPrimitive(queue, .queue, as: CQueue.self) { _ = try $0.shutdown(immediate: immediate != 0) } }
+  // An immediate shutdown runs the items' destructors.
+  status { try withPrimitiveHeld(queue, .queue, as: CQueue.self) { _ = try $0.shutdown(immediate: immediate != 0) } }
 }
 
 @_cdecl("aios_queue_ref")

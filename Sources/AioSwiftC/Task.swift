@@ -9,14 +9,15 @@ public func aios_task_new(_ loop: OpaquePointer?, _ step: aios_step_fn?, _ arg: 
                           _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   status {
     let loop = try ownLoop(loop)
-    guard let step, out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    guard let step else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
     let options = try taskOptions(options)
     foreignHooksInstalled
     var handle: UInt64 = 0
+    // Without `out`, a fire-and-forget task: the loop holds it until done.
     _ = try loop.createStepTask(
       function: unsafeBitCast(step, to: UnsafeRawPointer.self), argument: arg,
       destructor: options.arg_destructor, name: string(options.name), eager: options.eager != 0,
-      prepare: { handle = try giveOwnHandle($0, forCaller: true) })
+      prepare: { handle = try giveOwnHandle($0, forCaller: out != nil) })
     out?.pointee = pointer(handle)
   }
 }
@@ -49,8 +50,29 @@ func taskOptions(_ options: UnsafePointer<aios_task_options_t>?) throws -> aios_
 @_cdecl("aios_task_as_future")
 public func aios_task_as_future(_ task: OpaquePointer?) -> OpaquePointer? { task }
 
+@_cdecl("aios_task_get_loop")
+public func aios_task_get_loop(_ task: OpaquePointer?) -> OpaquePointer? {
+  guard let task = try? object(task, .task, as: TaskBase.self),
+        let handle = borrowedHandle(of: task.loop) else { return nil }
+  return pointer(handle)
+}
+
+@_cdecl("aios_task_await_owned")
+public func aios_task_await_owned(_ task: OpaquePointer?, _ future: OpaquePointer?) -> Int32 {
+  let status = awaitFuture(task, future, retaining: false)
+  // Taken over even when refused: the caller's reference is gone.
+  if status < 0, future != nil { _ = ObjectTable.release(handleValue(future)) }
+  return status
+}
+
 @_cdecl("aios_task_await")
 public func aios_task_await(_ task: OpaquePointer?, _ future: OpaquePointer?) -> Int32 {
+  awaitFuture(task, future, retaining: true)
+}
+
+/// aios_task_await: the task keeps a C reference through `future` for its
+/// next step, its own (`retaining`) or the caller's.
+private func awaitFuture(_ task: OpaquePointer?, _ future: OpaquePointer?, retaining: Bool) -> Int32 {
   do {
     return try withSteppingTask(task) { task in
       var awaited: AnyFuture?
@@ -65,7 +87,7 @@ public func aios_task_await(_ task: OpaquePointer?, _ future: OpaquePointer?) ->
       }
       try checkNoOutcome(task)
       // Keep a C reference for the next step, which gets this handle back.
-      task.holdsAwaitedHandle = awaited != nil && ObjectTable.retain(handleValue(future))
+      task.holdsAwaitedHandle = awaited != nil && (!retaining || ObjectTable.retain(handleValue(future)))
       task.loop.stepOutcome = .await(awaited)
       return Int32(AIOS_STEP_AWAIT)
     }
@@ -146,12 +168,12 @@ public func aios_current_task(_ loop: OpaquePointer?, _ out: UnsafeMutablePointe
 
 @_cdecl("aios_all_tasks")
 public func aios_all_tasks(_ loop: OpaquePointer?, _ tasks: UnsafeMutablePointer<OpaquePointer?>?,
-                           _ capacity: Int) -> Int32 {
+                           _ capacity: UInt) -> Int32 {
   count {
     let loop = try ownLoop(loop)
     guard capacity == 0 || tasks != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
     let all = loop.allTasks()
-    for (index, task) in all.prefix(capacity).enumerated() {
+    for (index, task) in all.prefix(Int(clamping: capacity)).enumerated() {
       try give(task, .task, tasks! + index)
     }
     return all.count

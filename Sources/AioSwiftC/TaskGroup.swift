@@ -44,12 +44,13 @@ public func aios_task_group_create_task(_ group: OpaquePointer?, _ step: aios_st
 }
 
 @_cdecl("aios_task_group_exit")
-public func aios_task_group_exit(_ group: OpaquePointer?, _ status: Int32,
+public func aios_task_group_exit(_ group: OpaquePointer?, _ error: OpaquePointer?,
                                  _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   operationCall(out) {
     let group = try ownGroup(group)
-    guard status <= 0 else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    let raised = status == 0 ? nil : makeError(code: status, message: nil)
+    // The body's own error, as __aexit__ gets it: its message, user data
+    // and, for a group error, its members go on with it.
+    let raised = error == nil ? nil : try withSwiftError(error) { $0 }
     try give(try group.exitOperation(raised), .future, out)
   }
 }

@@ -13,13 +13,23 @@ private func deadline(_ when: Double) throws -> Double? {
 /// A timeout scope, on its thread.
 private func ownTimeout(_ p: OpaquePointer?) throws -> Timeout { try object(p, .timeout, as: Timeout.self) }
 
-@_cdecl("aios_timeout_new")
-public func aios_timeout_new(_ loop: OpaquePointer?, _ when: Double,
-                             _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+@_cdecl("aios_timeout_at")
+public func aios_timeout_at(_ loop: OpaquePointer?, _ when: Double,
+                            _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   operationCall(out) {
     let loop = try ownLoop(loop)
     try loop.checkUsable()
     try give(Timeout(when: try deadline(when), loop: loop), .timeout, out)
+  }
+}
+
+@_cdecl("aios_timeout")
+public func aios_timeout(_ loop: OpaquePointer?, _ delay: Double,
+                         _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  operationCall(out) {
+    let loop = try ownLoop(loop)
+    try loop.checkUsable()
+    try give(Timeout(when: try deadline(delay).map { loop.time() + $0 }, loop: loop), .timeout, out)
   }
 }
 

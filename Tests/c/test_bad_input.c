@@ -80,14 +80,14 @@ static void test_null_loop(void) {
   CHECK_NEG(aios_loop_is_closed(NULL));
   CHECK_NEG(aios_loop_time(NULL, &d));
   CHECK_NEG(aios_loop_time(loop, NULL));
-  CHECK_NEG(aios_loop_call_soon(NULL, never_cb, NULL, &h));
-  CHECK_NEG(aios_loop_call_soon(loop, NULL, NULL, &h));
-  CHECK_NEG(aios_loop_call_soon_threadsafe(NULL, never_cb, NULL, &h));
-  CHECK_EQ(aios_loop_call_soon_threadsafe(loop, NULL, NULL, &h), AIOS_EINVAL);
-  CHECK_NEG(aios_loop_call_later(NULL, 0.0, never_cb, NULL, &h));
-  CHECK_NEG(aios_loop_call_later(loop, 0.0, NULL, NULL, &h));
-  CHECK_NEG(aios_loop_call_at(NULL, 0.0, never_cb, NULL, &h));
-  CHECK_NEG(aios_loop_call_at(loop, 0.0, NULL, NULL, &h));
+  CHECK_NEG(aios_loop_call_soon(NULL, never_cb, NULL, NULL, &h));
+  CHECK_NEG(aios_loop_call_soon(loop, NULL, NULL, NULL, &h));
+  CHECK_NEG(aios_loop_call_soon_threadsafe(NULL, never_cb, NULL, NULL, &h));
+  CHECK_EQ(aios_loop_call_soon_threadsafe(loop, NULL, NULL, NULL, &h), AIOS_EINVAL);
+  CHECK_NEG(aios_loop_call_later(NULL, 0.0, never_cb, NULL, NULL, &h));
+  CHECK_NEG(aios_loop_call_later(loop, 0.0, NULL, NULL, NULL, &h));
+  CHECK_NEG(aios_loop_call_at(NULL, 0.0, never_cb, NULL, NULL, &h));
+  CHECK_NEG(aios_loop_call_at(loop, 0.0, NULL, NULL, NULL, &h));
   CHECK(h == NULL);
   CHECK_NEG(aios_get_running_loop(NULL));
   CHECK_NEG(aios_loop_set_exception_handler(NULL, never_handler, NULL));
@@ -112,7 +112,7 @@ static void test_null_handle(void) {
   CHECK_NEG(aios_handle_when(NULL, &d));
   CHECK_NEG(aios_handle_ref(NULL));
   CHECK_EQ(aios_handle_unref(NULL), 0);
-  CHECK_EQ(aios_loop_call_later(loop, 1.0, never_cb, NULL, &h), 0);
+  CHECK_EQ(aios_loop_call_later(loop, 1.0, never_cb, NULL, NULL, &h), 0);
   CHECK_NEG(aios_handle_when(h, NULL));
   CHECK_EQ(aios_handle_cancel(h), 0);
   CHECK_EQ(aios_handle_unref(h), 0);
@@ -147,8 +147,8 @@ static void test_null_future(void) {
   CHECK_NEG(aios_future_result(NULL, &v));
   CHECK_NEG(aios_future_error(NULL, &err));
   CHECK_NEG(aios_future_error(done, NULL));
-  CHECK_NEG(aios_future_add_done_callback(NULL, never_done_cb, NULL));
-  CHECK_NEG(aios_future_add_done_callback(f, NULL, NULL));
+  CHECK_NEG(aios_future_add_done_callback(NULL, never_done_cb, NULL, NULL));
+  CHECK_NEG(aios_future_add_done_callback(f, NULL, NULL, NULL));
   CHECK_NEG(aios_future_remove_done_callback(NULL, never_done_cb, NULL));
   CHECK_NEG(aios_future_get_loop(NULL, &l));
   CHECK_NEG(aios_future_get_loop(f, NULL));
@@ -303,8 +303,8 @@ static void test_freed_loop(void) {
   CHECK_EQ(aios_loop_is_closed(loop), AIOS_EBADHANDLE);
   CHECK_EQ(aios_loop_is_running(loop), AIOS_EBADHANDLE);
   CHECK_EQ(aios_loop_time(loop, &d), AIOS_EBADHANDLE);
-  CHECK_EQ(aios_loop_call_soon(loop, never_cb, NULL, NULL), AIOS_EBADHANDLE);
-  CHECK_EQ(aios_loop_call_soon_threadsafe(loop, never_cb, NULL, NULL), AIOS_EBADHANDLE);
+  CHECK_EQ(aios_loop_call_soon(loop, never_cb, NULL, NULL, NULL), AIOS_EBADHANDLE);
+  CHECK_EQ(aios_loop_call_soon_threadsafe(loop, never_cb, NULL, NULL, NULL), AIOS_EBADHANDLE);
   CHECK_EQ(aios_loop_run_forever(loop), AIOS_EBADHANDLE);
   CHECK_EQ(aios_loop_close(loop), AIOS_EBADHANDLE);
   CHECK_EQ(aios_loop_ref(loop), AIOS_EBADHANDLE);
@@ -319,7 +319,7 @@ static void test_freed_handle(void) {
   double d;
 
   g_called = 0;
-  CHECK_EQ(aios_loop_call_later(loop, 10.0, never_cb, NULL, &h), 0);
+  CHECK_EQ(aios_loop_call_later(loop, 10.0, never_cb, NULL, NULL, &h), 0);
   /* Closing the loop drops its reference; ours is the last. */
   CHECK_EQ(aios_loop_close(loop), 0);
   CHECK_EQ(aios_handle_unref(h), 0);
@@ -342,7 +342,7 @@ static void test_handle_outlives_its_loop(void) {
   double d = 0;
 
   g_called = 0;
-  CHECK_EQ(aios_loop_call_later(loop, 10.0, never_cb, NULL, &h), 0);
+  CHECK_EQ(aios_loop_call_later(loop, 10.0, never_cb, NULL, NULL, &h), 0);
   CHECK_EQ(aios_loop_close(loop), 0);
   CHECK_EQ(aios_loop_unref(loop), 0);
   CHECK_EQ(aios_handle_cancelled(h), 1); /* closing dropped the timer */
@@ -422,9 +422,9 @@ static void *wrong_thread(void *arg) {
   aios_task_t *cur = NULL;
   double d;
 
-  w->call_soon = aios_loop_call_soon(w->loop, never_cb, NULL, NULL);
-  w->call_later = aios_loop_call_later(w->loop, 0.0, never_cb, NULL, NULL);
-  w->call_at = aios_loop_call_at(w->loop, 0.0, never_cb, NULL, NULL);
+  w->call_soon = aios_loop_call_soon(w->loop, never_cb, NULL, NULL, NULL);
+  w->call_later = aios_loop_call_later(w->loop, 0.0, never_cb, NULL, NULL, NULL);
+  w->call_at = aios_loop_call_at(w->loop, 0.0, never_cb, NULL, NULL, NULL);
   w->run_forever = aios_loop_run_forever(w->loop);
   w->run_until_complete = aios_loop_run_until_complete(w->loop, w->future);
   w->stop = aios_loop_stop(w->loop);
@@ -438,7 +438,7 @@ static void *wrong_thread(void *arg) {
   w->set_result = aios_future_set_result(w->future, &w->value_freed, count_destructor);
   w->future_done = aios_future_done(w->future);
   w->future_cancel = aios_future_cancel(w->future, NULL);
-  w->add_done = aios_future_add_done_callback(w->future, never_done_cb, NULL);
+  w->add_done = aios_future_add_done_callback(w->future, never_done_cb, NULL, NULL);
   w->sleep = aios_sleep(w->loop, 0.0, &w->value_freed, count_destructor, &s);
   w->handle_cancel = aios_handle_cancel(w->handle);
   w->handle_cancelled = aios_handle_cancelled(w->handle);
@@ -464,7 +464,7 @@ static void *wrong_thread(void *arg) {
   w->error_new = aios_error_new(-ETIMEDOUT, "from a thread", &err);
   w->error_code = aios_error_code(err);
   w->error_unref = aios_error_unref(err);
-  w->threadsafe = aios_loop_call_soon_threadsafe(w->loop, on_main_cb, w, NULL);
+  w->threadsafe = aios_loop_call_soon_threadsafe(w->loop, on_main_cb, w, NULL, NULL);
   if (s)
     aios_future_unref(s);
   if (cur)
@@ -487,7 +487,7 @@ static void test_wrong_thread(void) {
   w.loop = loop;
   w.main_thread = pthread_self();
   CHECK_EQ(aios_future_new(loop, &w.future), 0);
-  CHECK_EQ(aios_loop_call_later(loop, 30.0, never_cb, NULL, &w.handle), 0);
+  CHECK_EQ(aios_loop_call_later(loop, 30.0, never_cb, NULL, NULL, &w.handle), 0);
   CHECK_EQ(aios_task_new(loop, never_step, NULL, NULL, &w.task), 0);
   CHECK_EQ(pthread_create(&th, NULL, wrong_thread, &w), 0);
   CHECK_EQ(pthread_join(th, NULL), 0);

@@ -59,7 +59,7 @@ typedef struct scoped {
 static int scoped_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
   scoped_t *s = arg;
   if (s->step++ == 0) {
-    CHECK_EQ(aios_timeout_new(running_loop(), loop_now() + s->delay, &s->scope), 0);
+    CHECK_EQ(aios_timeout_at(running_loop(), loop_now() + s->delay, &s->scope), 0);
     CHECK_EQ(aios_timeout_enter(s->scope, task), 0);
     if (s->self_cancel) CHECK_EQ(aios_task_cancel(task, NULL), 1);
     return await_sleep(task, s->sleep);
@@ -107,7 +107,7 @@ static void test_newer_cancel_wins(void) {
 static int failing_scope_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
   scoped_t *s = arg;
   (void)awaited;
-  CHECK_EQ(aios_timeout_new(running_loop(), INFINITY, &s->scope), 0);
+  CHECK_EQ(aios_timeout_at(running_loop(), INFINITY, &s->scope), 0);
   CHECK_EQ(aios_timeout_enter(s->scope, task), 0);
   s->exit_status = aios_timeout_exit(s->scope, -ECONNRESET);
   CHECK_EQ(aios_timeout_unref(s->scope), 0);
@@ -126,8 +126,8 @@ static int misuse_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
   double when = 0;
   (void)awaited;
   (void)arg;
-  CHECK_EQ(aios_timeout_new(running_loop(), NAN, &t), AIOS_EINVAL);
-  CHECK_EQ(aios_timeout_new(running_loop(), INFINITY, &t), 0);
+  CHECK_EQ(aios_timeout_at(running_loop(), NAN, &t), AIOS_EINVAL);
+  CHECK_EQ(aios_timeout_at(running_loop(), INFINITY, &t), 0);
   CHECK_EQ(aios_timeout_when(t, &when), 0);
   CHECK(isinf(when));
   CHECK_EQ(aios_timeout_reschedule(t, 1.0), AIOS_EINVALIDSTATE);
@@ -571,7 +571,7 @@ static int threading_step(aios_task_t *task, aios_future_t *awaited, void *arg) 
     for (i = 0; i < t->count; i++)
       CHECK_EQ(aios_to_thread(running_loop(), worker_fn, &t->work[i], count_free, &t->futures[i]), 0);
     /* The workers block until this loop callback runs. */
-    CHECK_EQ(aios_loop_call_later(running_loop(), 0.001, post_gate_cb, &t->gate, NULL), 0);
+    CHECK_EQ(aios_loop_call_later(running_loop(), 0.001, post_gate_cb, &t->gate, NULL, NULL), 0);
     if (t->cancel_first) CHECK_EQ(aios_future_cancel(t->futures[0], NULL), 1);
     t->step = 1;
   }
@@ -653,7 +653,7 @@ static int grouping_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
     for (i = 0; i < g->count; i++)
       CHECK_EQ(aios_task_group_create_task(g->group, child_step, &g->children[i], NULL,
                                            g->no_handles ? NULL : &g->tasks[i]), 0);
-    CHECK_EQ(aios_task_group_exit(g->group, 0, &exiting), 0);
+    CHECK_EQ(aios_task_group_exit(g->group, NULL, &exiting), 0);
     int rc = aios_task_await(task, exiting);
     CHECK_EQ(aios_future_unref(exiting), 0);
     return rc;
@@ -721,7 +721,7 @@ static void test_task_group_misuse(void) {
   aios_error_t *plain = NULL;
   CHECK_EQ(aios_task_group_new(loop, &group), 0);
   CHECK_EQ(aios_task_group_create_task(group, child_step, NULL, NULL, NULL), AIOS_EINVALIDSTATE);
-  CHECK_EQ(aios_task_group_exit(group, 0, &f), AIOS_EINVALIDSTATE);
+  CHECK_EQ(aios_task_group_exit(group, NULL, &f), AIOS_EINVALIDSTATE);
   CHECK_EQ(aios_task_group_enter(group, NULL), AIOS_EINVAL);
   CHECK_EQ(aios_error_new(-EIO, NULL, &plain), 0);
   CHECK_EQ(aios_error_group_size(plain), 0);

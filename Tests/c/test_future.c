@@ -281,16 +281,16 @@ static void test_done_callbacks_not_inline_in_order(void) {
   done_rec_t late = {"late", NULL, 0};
 
   a.expected = b.expected = c.expected = late.expected = f;
-  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &a), 0);
-  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &b), 0);
-  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &c), 0);
+  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &a, NULL), 0);
+  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &b, NULL), 0);
+  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &c, NULL), 0);
   CHECK_EQ(aios_future_set_result(f, NULL, NULL), 0);
   CHECK_LOG("");
   run_once(loop);
   CHECK_LOG("a b c");
 
   /* Added to a done future: scheduled, not called inside add. */
-  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &late), 0);
+  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &late, NULL), 0);
   CHECK_LOG("a b c");
   run_once(loop);
   CHECK_LOG("a b c late");
@@ -307,10 +307,10 @@ static void test_done_callbacks_after_ready_callbacks(void) {
   done_rec_t a = {"done", NULL, 0};
 
   a.expected = f;
-  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &a), 0);
-  CHECK_EQ(aios_loop_call_soon(loop, log_cb, "soon1", NULL), 0);
+  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &a, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, log_cb, "soon1", NULL, NULL), 0);
   CHECK_EQ(aios_future_cancel(f, NULL), 1);
-  CHECK_EQ(aios_loop_call_soon(loop, log_cb, "soon2", NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, log_cb, "soon2", NULL, NULL), 0);
   run_once(loop);
   CHECK_LOG("soon1 done soon2");
   CHECK_EQ(aios_future_unref(f), 0);
@@ -323,11 +323,11 @@ static void test_remove_done_callback(void) {
   done_rec_t a = {"a", NULL, 0}, b = {"b", NULL, 0};
 
   a.expected = b.expected = f;
-  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &a), 0);
-  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &b), 0);
-  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &a), 0);
-  CHECK_EQ(aios_future_add_done_callback(f, other_done_cb, &a), 0);
-  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &a), 0);
+  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &a, NULL), 0);
+  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &b, NULL), 0);
+  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &a, NULL), 0);
+  CHECK_EQ(aios_future_add_done_callback(f, other_done_cb, &a, NULL), 0);
+  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &a, NULL), 0);
   /* Removes every (done_cb, &a), and only those. */
   CHECK_EQ(aios_future_remove_done_callback(f, done_cb, &a), 3);
   CHECK_EQ(aios_future_remove_done_callback(f, done_cb, &a), 0);
@@ -350,7 +350,7 @@ static void test_done_callback_outlives_caller_reference(void) {
   done_rec_t a = {"a", NULL, 0};
   int freed = 0;
 
-  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &a), 0);
+  CHECK_EQ(aios_future_add_done_callback(f, done_cb, &a, NULL), 0);
   CHECK_EQ(aios_future_set_result(f, &freed, count_destructor), 0);
   CHECK_EQ(aios_future_unref(f), 0);
   CHECK_EQ(freed, 0);
@@ -372,7 +372,7 @@ static void test_run_until_complete(void) {
   aios_future_t *ok = new_future(loop), *never = new_future(loop);
   aios_future_t *cancelled = new_future(loop);
 
-  CHECK_EQ(aios_loop_call_later(loop, 0.01, set_result_cb, ok, NULL), 0);
+  CHECK_EQ(aios_loop_call_later(loop, 0.01, set_result_cb, ok, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_until_complete(loop, ok), 0);
   CHECK_EQ(aios_future_done(ok), 1);
   CHECK_EQ(aios_loop_is_running(loop), 0);
@@ -381,7 +381,7 @@ static void test_run_until_complete(void) {
   CHECK_EQ(aios_loop_run_until_complete(loop, cancelled), AIOS_ECANCELLED);
 
   /* Stopped before the future is done: RuntimeError in asyncio. */
-  CHECK_EQ(aios_loop_call_soon(loop, stop_loop_cb, loop, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, stop_loop_cb, loop, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_until_complete(loop, never), AIOS_EINVALIDSTATE);
   CHECK_EQ(aios_future_done(never), 0);
 

@@ -38,7 +38,7 @@ static void test_loop_unref_closes(void) {
   CHECK_EQ(live_count(AIOS_OBJECT_LOOP), loops0 + 1);
   CHECK_EQ(aios_loop_is_closed(loop), 0);
   /* A pending callback is dropped with the loop, never called. */
-  CHECK_EQ(aios_loop_call_soon(loop, count_destructor, &calls, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, count_destructor, &calls, NULL, NULL), 0);
   CHECK_EQ(aios_loop_unref(loop), 0);
   CHECK_EQ(live_count(AIOS_OBJECT_LOOP), loops0);
   CHECK_EQ(calls, 0);
@@ -66,14 +66,14 @@ static void test_run_forever_stop_from_callback(void) {
 
   memset(&s, 0, sizeof s);
   s.loop = loop;
-  CHECK_EQ(aios_loop_call_soon(loop, record_running_and_stop, &s, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, record_running_and_stop, &s, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_forever(loop), 0);
   CHECK_EQ(s.calls, 1);
   CHECK_EQ(s.was_running, 1);
   CHECK_EQ(aios_loop_is_running(loop), 0);
   CHECK_EQ(aios_loop_is_closed(loop), 0);
   /* The loop can run again. */
-  CHECK_EQ(aios_loop_call_soon(loop, record_running_and_stop, &s, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, record_running_and_stop, &s, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_forever(loop), 0);
   CHECK_EQ(s.calls, 2);
   close_loop(loop);
@@ -84,7 +84,7 @@ static aios_loop_t *g_loop;
 static void log_a_schedule_c(void *arg) {
   (void)arg;
   log_event("a");
-  CHECK_EQ(aios_loop_call_soon(g_loop, log_cb, "c", NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(g_loop, log_cb, "c", NULL, NULL), 0);
 }
 
 /* asyncio: stop() before run_forever() makes it run one iteration: the
@@ -94,8 +94,8 @@ static void test_stop_before_run_runs_one_iteration(void) {
   aios_loop_t *loop = make_loop();
 
   g_loop = loop;
-  CHECK_EQ(aios_loop_call_soon(loop, log_a_schedule_c, NULL, NULL), 0);
-  CHECK_EQ(aios_loop_call_soon(loop, log_cb, "b", NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, log_a_schedule_c, NULL, NULL, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, log_cb, "b", NULL, NULL), 0);
   CHECK_EQ(aios_loop_stop(loop), 0);
   CHECK_EQ(aios_loop_run_forever(loop), 0);
   CHECK_LOG("a b");
@@ -112,8 +112,8 @@ static void test_call_soon_fifo(void) {
   size_t i;
 
   for (i = 0; i < sizeof words / sizeof words[0]; i++)
-    CHECK_EQ(aios_loop_call_soon(loop, log_cb, (void *)words[i], NULL), 0);
-  CHECK_EQ(aios_loop_call_soon(loop, stop_loop_cb, loop, NULL), 0);
+    CHECK_EQ(aios_loop_call_soon(loop, log_cb, (void *)words[i], NULL, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, stop_loop_cb, loop, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_forever(loop), 0);
   CHECK_LOG("1 2 3 4 5 6 7 8");
   close_loop(loop);
@@ -132,8 +132,8 @@ static void test_call_soon_from_callback_runs_next_iteration(void) {
   aios_loop_t *loop = make_loop();
 
   g_loop = loop;
-  CHECK_EQ(aios_loop_call_soon(loop, log_a_schedule_c, NULL, NULL), 0);
-  CHECK_EQ(aios_loop_call_soon(loop, log_b_and_stop, NULL, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, log_a_schedule_c, NULL, NULL, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, log_b_and_stop, NULL, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_forever(loop), 0);
   CHECK_LOG("a b");
   run_once(loop);
@@ -180,16 +180,16 @@ static void test_timers_order_by_deadline_then_scheduling(void) {
   r[7].word = "soon";
   CHECK_EQ(aios_loop_time(loop, &now), 0);
   /* Scheduled in index order. */
-  CHECK_EQ(aios_loop_call_later(loop, 0.03, timer_cb, &r[0], &r[0].handle), 0);
-  CHECK_EQ(aios_loop_call_later(loop, 0.01, timer_cb, &r[1], &r[1].handle), 0);
-  CHECK_EQ(aios_loop_call_later(loop, 0.02, timer_cb, &r[2], &r[2].handle), 0);
+  CHECK_EQ(aios_loop_call_later(loop, 0.03, timer_cb, &r[0], NULL, &r[0].handle), 0);
+  CHECK_EQ(aios_loop_call_later(loop, 0.01, timer_cb, &r[1], NULL, &r[1].handle), 0);
+  CHECK_EQ(aios_loop_call_later(loop, 0.02, timer_cb, &r[2], NULL, &r[2].handle), 0);
   /* Three timers at exactly the same loop time. */
-  CHECK_EQ(aios_loop_call_at(loop, now + 0.05, timer_cb, &r[3], &r[3].handle), 0);
-  CHECK_EQ(aios_loop_call_at(loop, now + 0.05, timer_cb, &r[4], &r[4].handle), 0);
-  CHECK_EQ(aios_loop_call_at(loop, now + 0.05, timer_cb, &r[5], &r[5].handle), 0);
-  CHECK_EQ(aios_loop_call_at(loop, now + 0.04, timer_cb, &r[6], &r[6].handle), 0);
-  CHECK_EQ(aios_loop_call_soon(loop, timer_cb, &r[7], &r[7].handle), 0);
-  CHECK_EQ(aios_loop_call_at(loop, now + 0.2, stop_loop_cb, loop, NULL), 0);
+  CHECK_EQ(aios_loop_call_at(loop, now + 0.05, timer_cb, &r[3], NULL, &r[3].handle), 0);
+  CHECK_EQ(aios_loop_call_at(loop, now + 0.05, timer_cb, &r[4], NULL, &r[4].handle), 0);
+  CHECK_EQ(aios_loop_call_at(loop, now + 0.05, timer_cb, &r[5], NULL, &r[5].handle), 0);
+  CHECK_EQ(aios_loop_call_at(loop, now + 0.04, timer_cb, &r[6], NULL, &r[6].handle), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, timer_cb, &r[7], NULL, &r[7].handle), 0);
+  CHECK_EQ(aios_loop_call_at(loop, now + 0.2, stop_loop_cb, loop, NULL, NULL), 0);
 
   /* Expected: "soon" (ready callbacks run before timers), then the timers
    * by deadline, ties in scheduling (index) order: an insertion sort. */
@@ -227,9 +227,9 @@ static void test_timers_order_by_deadline_then_scheduling(void) {
 static void test_call_later_zero_and_negative(void) {
   aios_loop_t *loop = make_loop();
 
-  CHECK_EQ(aios_loop_call_later(loop, 0, log_cb, "zero", NULL), 0);
-  CHECK_EQ(aios_loop_call_later(loop, -5, log_cb, "neg", NULL), 0);
-  CHECK_EQ(aios_loop_call_later(loop, 0.02, stop_loop_cb, loop, NULL), 0);
+  CHECK_EQ(aios_loop_call_later(loop, 0, log_cb, "zero", NULL, NULL), 0);
+  CHECK_EQ(aios_loop_call_later(loop, -5, log_cb, "neg", NULL, NULL), 0);
+  CHECK_EQ(aios_loop_call_later(loop, 0.02, stop_loop_cb, loop, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_forever(loop), 0);
   /* -5 has the earlier deadline. */
   CHECK_LOG("neg zero");
@@ -243,9 +243,9 @@ static void test_handle_cancel(void) {
   aios_loop_t *loop = make_loop();
   aios_handle_t *h1 = NULL, *h2 = NULL, *h3 = NULL, *t1 = NULL;
 
-  CHECK_EQ(aios_loop_call_soon(loop, log_cb, "one", &h1), 0);
-  CHECK_EQ(aios_loop_call_soon(loop, log_cb, "two", &h2), 0);
-  CHECK_EQ(aios_loop_call_later(loop, 0.001, log_cb, "timer", &t1), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, log_cb, "one", NULL, &h1), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, log_cb, "two", NULL, &h2), 0);
+  CHECK_EQ(aios_loop_call_later(loop, 0.001, log_cb, "timer", NULL, &t1), 0);
   CHECK(h1 != NULL && h2 != NULL && t1 != NULL);
   CHECK_EQ(aios_handle_cancelled(h1), 0);
   CHECK_EQ(aios_handle_cancel(h1), 0);
@@ -255,7 +255,7 @@ static void test_handle_cancel(void) {
   CHECK_EQ(aios_handle_cancelled(h1), 1);
   CHECK_EQ(aios_handle_cancel(t1), 0);
   CHECK_EQ(aios_handle_cancelled(t1), 1);
-  CHECK_EQ(aios_loop_call_later(loop, 0.03, stop_loop_cb, loop, NULL), 0);
+  CHECK_EQ(aios_loop_call_later(loop, 0.03, stop_loop_cb, loop, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_forever(loop), 0);
   CHECK_LOG("two");
   CHECK_EQ(aios_handle_cancelled(h2), 0);
@@ -263,7 +263,7 @@ static void test_handle_cancel(void) {
   CHECK_EQ(aios_handle_cancel(h2), 0);
 
   /* A dropped handle still runs its callback. */
-  CHECK_EQ(aios_loop_call_soon(loop, log_cb, "three", &h3), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, log_cb, "three", NULL, &h3), 0);
   CHECK_EQ(aios_handle_unref(h3), 0);
   run_once(loop);
   CHECK_LOG("two three");
@@ -280,19 +280,19 @@ static void test_handle_when(void) {
   double now = 0, before = 0, after = 0, when = -1;
 
   CHECK_EQ(aios_loop_time(loop, &now), 0);
-  CHECK_EQ(aios_loop_call_at(loop, now + 5.0, stop_loop_cb, loop, &at), 0);
+  CHECK_EQ(aios_loop_call_at(loop, now + 5.0, stop_loop_cb, loop, NULL, &at), 0);
   CHECK_EQ(aios_handle_when(at, &when), 0);
   CHECK_NEAR(when, now + 5.0, 1e-9);
 
   CHECK_EQ(aios_loop_time(loop, &before), 0);
-  CHECK_EQ(aios_loop_call_later(loop, 2.5, stop_loop_cb, loop, &later), 0);
+  CHECK_EQ(aios_loop_call_later(loop, 2.5, stop_loop_cb, loop, NULL, &later), 0);
   CHECK_EQ(aios_loop_time(loop, &after), 0);
   CHECK_EQ(aios_handle_when(later, &when), 0);
   CHECK(when >= before + 2.5 - 1e-9);
   CHECK(when <= after + 2.5 + 1e-9);
 
   /* A call_soon handle has no deadline. */
-  CHECK_EQ(aios_loop_call_soon(loop, stop_loop_cb, loop, &soon), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, stop_loop_cb, loop, NULL, &soon), 0);
   CHECK_EQ(aios_handle_when(soon, &when), AIOS_EINVAL);
 
   CHECK_EQ(aios_handle_cancel(at), 0);
@@ -363,7 +363,7 @@ static void *ts_thread(void *arg) {
   if (other)
     aios_loop_unref(other);
   s->requested = 1;
-  s->call_rc = aios_loop_call_soon_threadsafe(s->loop, ts_stop_cb, s, NULL);
+  s->call_rc = aios_loop_call_soon_threadsafe(s->loop, ts_stop_cb, s, NULL, NULL);
   return NULL;
 }
 
@@ -396,8 +396,8 @@ static void *own_loop_thread(void *arg) {
   int calls = 0;
   if (aios_loop_new(&loop) != 0)
     return NULL;
-  if (aios_loop_call_soon(loop, count_destructor, &calls, NULL) == 0 &&
-      aios_loop_call_soon(loop, stop_loop_cb, loop, NULL) == 0 &&
+  if (aios_loop_call_soon(loop, count_destructor, &calls, NULL, NULL) == 0 &&
+      aios_loop_call_soon(loop, stop_loop_cb, loop, NULL, NULL) == 0 &&
       aios_loop_run_forever(loop) == 0 && calls == 1 && aios_loop_close(loop) == 0)
     *ok = 1;
   aios_loop_unref(loop);
@@ -520,7 +520,7 @@ static void test_running_loop_rules(void) {
   memset(&s, 0, sizeof s);
   s.loop = loop;
   s.other = other;
-  CHECK_EQ(aios_loop_call_soon(loop, inside_cb, &s, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, inside_cb, &s, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_forever(loop), 0);
   CHECK_EQ(s.get_running_rc, 0);
   CHECK_PTR_EQ(s.running, loop);
@@ -547,11 +547,11 @@ static void test_closed_loop_refuses_work(void) {
 
   CHECK_EQ(aios_loop_close(loop), 0);
   CHECK_EQ(aios_loop_close(loop), 0);
-  CHECK_EQ(aios_loop_call_soon(loop, count_destructor, &calls, &h), AIOS_ECLOSED);
+  CHECK_EQ(aios_loop_call_soon(loop, count_destructor, &calls, NULL, &h), AIOS_ECLOSED);
   CHECK(h == NULL);
-  CHECK_EQ(aios_loop_call_later(loop, 0.01, count_destructor, &calls, NULL), AIOS_ECLOSED);
-  CHECK_EQ(aios_loop_call_at(loop, 0.0, count_destructor, &calls, NULL), AIOS_ECLOSED);
-  CHECK_EQ(aios_loop_call_soon_threadsafe(loop, count_destructor, &calls, NULL), AIOS_ECLOSED);
+  CHECK_EQ(aios_loop_call_later(loop, 0.01, count_destructor, &calls, NULL, NULL), AIOS_ECLOSED);
+  CHECK_EQ(aios_loop_call_at(loop, 0.0, count_destructor, &calls, NULL, NULL), AIOS_ECLOSED);
+  CHECK_EQ(aios_loop_call_soon_threadsafe(loop, count_destructor, &calls, NULL, NULL), AIOS_ECLOSED);
   CHECK_EQ(aios_loop_run_forever(loop), AIOS_ECLOSED);
   CHECK_EQ(calls, 0);
   CHECK_EQ(aios_loop_unref(loop), 0);
@@ -563,8 +563,8 @@ static void test_close_drops_pending(void) {
   aios_handle_t *h = NULL;
   int calls = 0;
 
-  CHECK_EQ(aios_loop_call_soon(loop, count_destructor, &calls, NULL), 0);
-  CHECK_EQ(aios_loop_call_later(loop, 0.001, count_destructor, &calls, &h), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, count_destructor, &calls, NULL, NULL), 0);
+  CHECK_EQ(aios_loop_call_later(loop, 0.001, count_destructor, &calls, NULL, &h), 0);
   CHECK_EQ(aios_loop_close(loop), 0);
   CHECK_EQ(calls, 0);
   CHECK_EQ(aios_handle_unref(h), 0);
@@ -601,7 +601,7 @@ static void test_call_exception_handler_custom(void) {
   memset(&r, 0, sizeof r);
   g_loop = loop;
   CHECK_EQ(aios_loop_set_exception_handler(loop, exc_recorder, &r), 0);
-  CHECK_EQ(aios_loop_call_soon(loop, report_cb, &r, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, report_cb, &r, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_forever(loop), 0);
   CHECK_EQ(r.calls, 2);
   CHECK_PTR_EQ(r.loop, loop);
@@ -661,7 +661,7 @@ static void test_call_exception_handler_user_error(void) {
 
   g_loop = loop;
   CHECK_EQ(aios_loop_set_exception_handler(loop, user_err_handler, &calls), 0);
-  CHECK_EQ(aios_loop_call_soon(loop, user_report_cb, NULL, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, user_report_cb, NULL, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_forever(loop), 0);
   CHECK_EQ(calls, 1);
   CHECK_EQ(g_user_seen_data, 42);
@@ -682,7 +682,7 @@ static int count_slow_reports(int debug) {
   CHECK_EQ(aios_loop_set_debug(loop, debug), 0);
   CHECK_EQ(aios_loop_get_debug(loop), debug);
   CHECK_EQ(aios_loop_set_slow_callback_duration(loop, 0.01), 0);
-  CHECK_EQ(aios_loop_call_soon(loop, busy_50ms_cb, NULL, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, busy_50ms_cb, NULL, NULL, NULL), 0);
   run_once(loop);
   if (debug)
     CHECK_EQ(r.had_message, 1);

@@ -279,7 +279,7 @@ static void test_run_inside_running_loop(void) {
   int rc = 0, nested_rc = 0;
 
   g_inner_steps = 0;
-  CHECK_EQ(aios_loop_call_soon(loop, run_inside_cb, &rc, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, run_inside_cb, &rc, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_forever(loop), 0);
   CHECK_EQ(rc, AIOS_ERUNNING);
   close_loop(loop);
@@ -444,7 +444,7 @@ static void test_runner_run_inside_running_loop(void) {
   aios_loop_t *loop = make_loop();
   int rc = 0;
 
-  CHECK_EQ(aios_loop_call_soon(loop, runner_inside_cb, &rc, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, runner_inside_cb, &rc, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_forever(loop), 0);
   CHECK_EQ(rc, AIOS_ERUNNING);
   close_loop(loop);

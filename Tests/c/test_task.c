@@ -151,7 +151,7 @@ static void test_unreferenced_task_runs_to_completion(void) {
   memset(&s, 0, sizeof s);
   t = new_task(loop, sm_step, &s);
   CHECK_EQ(aios_task_unref(t), 0);
-  CHECK_EQ(aios_loop_call_later(loop, 0.2, stop_loop_cb, loop, NULL), 0);
+  CHECK_EQ(aios_loop_call_later(loop, 0.2, stop_loop_cb, loop, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_forever(loop), 0);
   CHECK_EQ(s.steps, 3);
   CHECK_EQ(s.answer_freed, 1);
@@ -321,7 +321,7 @@ static void test_cancel_while_sleeping(void) {
   c.task = t;
   c.message = "stop it";
   c.times = 1;
-  CHECK_EQ(aios_loop_call_later(loop, 0.02, canceller_cb, &c, NULL), 0);
+  CHECK_EQ(aios_loop_call_later(loop, 0.02, canceller_cb, &c, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_until_complete(loop, aios_task_as_future(t)), AIOS_ECANCELLED);
   CHECK_EQ(c.rcs[0], 1);
   CHECK_EQ(c.cancelling[0], 1);
@@ -358,7 +358,7 @@ static void test_task_catches_cancellation(void) {
   c.task = t;
   c.message = "please";
   c.times = 1;
-  CHECK_EQ(aios_loop_call_later(loop, 0.02, canceller_cb, &c, NULL), 0);
+  CHECK_EQ(aios_loop_call_later(loop, 0.02, canceller_cb, &c, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_until_complete(loop, aios_task_as_future(t)), 0);
   CHECK_EQ(s.steps, 3);
   CHECK_EQ(s.awaited_cancelled, 1);
@@ -390,7 +390,7 @@ static void test_cancelling_counts_requests(void) {
   c.task = t;
   c.times = 3;
   c.uncancels = 2;
-  CHECK_EQ(aios_loop_call_later(loop, 0.02, canceller_cb, &c, NULL), 0);
+  CHECK_EQ(aios_loop_call_later(loop, 0.02, canceller_cb, &c, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_until_complete(loop, aios_task_as_future(t)), 0);
   CHECK_EQ(c.rcs[0], 1);
   CHECK_EQ(c.rcs[1], 1);
@@ -474,7 +474,7 @@ static void test_cancel_after_awaited_done_before_step(void) {
   t = new_task(loop, cx_step, &s);
   l.task = t;
   /* Runs right after the task's first step, in the same iteration. */
-  CHECK_EQ(aios_loop_call_soon(loop, finish_then_cancel_cb, &l, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, finish_then_cancel_cb, &l, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_until_complete(loop, aios_task_as_future(t)), AIOS_ECANCELLED);
   CHECK_EQ(l.cancel_rc, 1);
   CHECK_EQ(s.steps, 2);
@@ -553,7 +553,7 @@ static void test_eager_task(void) {
   memset(&c, 0, sizeof c);
   c.loop = loop;
   c.quick.immediate = 1;
-  CHECK_EQ(aios_loop_call_soon(loop, eager_cb, &c, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, eager_cb, &c, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_forever(loop), 0);
   CHECK_EQ(c.slow_steps_after_new, 1);
   CHECK_EQ(c.slow_done_after_new, 0);
@@ -673,7 +673,7 @@ static void test_current_task(void) {
   CHECK_EQ(aios_current_task(loop, &cur), 0);
   CHECK(cur == NULL);
   t = new_task(loop, current_step, &c);
-  CHECK_EQ(aios_loop_call_soon(loop, record_current_cb, &in_cb, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, record_current_cb, &in_cb, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_until_complete(loop, aios_task_as_future(t)), 0);
   CHECK_EQ(c.steps, 2);
   CHECK(in_cb == NULL);
@@ -782,7 +782,7 @@ static void chain_cb(void *arg) {
   snprintf(word, sizeof word, "C%d", g_chain_n);
   log_event(word);
   if (++g_chain_n < 3)
-    CHECK_EQ(aios_loop_call_soon(g_chain_loop, chain_cb, NULL, NULL), 0);
+    CHECK_EQ(aios_loop_call_soon(g_chain_loop, chain_cb, NULL, NULL, NULL), 0);
   else
     CHECK_EQ(aios_loop_stop(g_chain_loop), 0);
 }
@@ -804,7 +804,7 @@ static void check_interleaving(int bare) {
   g_chain_n = 0;
   ta = new_task(loop, yielder_step, &a);
   tb = new_task(loop, yielder_step, &b);
-  CHECK_EQ(aios_loop_call_soon(loop, chain_cb, NULL, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, chain_cb, NULL, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_forever(loop), 0);
   CHECK_LOG("A0 B0 C0 A1 B1 C1 A2 B2 C2");
   CHECK_EQ(aios_future_done(aios_task_as_future(ta)), 1);
@@ -961,7 +961,7 @@ static void test_task_unretrieved_error_reported(void) {
   CHECK_EQ(aios_loop_set_exception_handler(loop, exc_recorder, &r), 0);
   t = new_task(loop, fail_step, &code);
   /* Run without run_until_complete, which would retrieve the error. */
-  CHECK_EQ(aios_future_add_done_callback(aios_task_as_future(t), stop_loop_done_cb, loop), 0);
+  CHECK_EQ(aios_future_add_done_callback(aios_task_as_future(t), stop_loop_done_cb, loop, NULL), 0);
   CHECK_EQ(aios_loop_run_forever(loop), 0);
   CHECK_EQ(aios_future_done(aios_task_as_future(t)), 1);
   CHECK_EQ(r.calls, 0);

@@ -168,7 +168,7 @@ static void *intrude(void *arg) {
     EXPECT_WRONG_THREAD(aios_queue_put_nowait(t->queue, NULL, NULL, 0));
     EXPECT_WRONG_THREAD(aios_task_cancel(t->task, NULL));
     EXPECT_WRONG_THREAD(aios_loop_time(t->loop, &now));
-    EXPECT_WRONG_THREAD(aios_loop_call_soon(t->loop, log_cb, NULL, NULL));
+    EXPECT_WRONG_THREAD(aios_loop_call_soon(t->loop, log_cb, NULL, NULL, NULL));
     EXPECT_WRONG_THREAD(aios_future_new(t->loop, &f));
     if (f != NULL || value != NULL) t->failures++;
     /* References and the any-thread queries are allowed. */
@@ -193,7 +193,7 @@ static void churn_cb(void *arg) {
   CHECK_EQ(aios_future_set_result(f, NULL, NULL), 0);
   CHECK_EQ(aios_future_unref(f), 0);
   if (shared_get(&c->intruder->rounds) < 300) {
-    CHECK_EQ(aios_loop_call_soon(c->loop, churn_cb, c, NULL), 0);
+    CHECK_EQ(aios_loop_call_soon(c->loop, churn_cb, c, NULL, NULL), 0);
   } else {
     CHECK_EQ(aios_loop_stop(c->loop), 0);
   }
@@ -212,7 +212,7 @@ static void test_wrong_thread_calls_are_refused(void) {
   CHECK_EQ(aios_queue_new(loop, AIOS_QUEUE_FIFO, 0, &t.queue), 0);
   CHECK_EQ(aios_task_new(loop, return_at_once, NULL, NULL, &t.task), 0);
   th = start_thread(intrude, &t);
-  CHECK_EQ(aios_loop_call_soon(loop, churn_cb, &churn, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, churn_cb, &churn, NULL, NULL), 0);
   CHECK_EQ(aios_loop_run_forever(loop), 0);
   shared_add(&t.stop, 1);
   CHECK_EQ(pthread_join(th, NULL), 0);
@@ -252,7 +252,7 @@ static void *ts_caller(void *arg) {
   ts_state_t *s = (ts_state_t *)arg;
   for (int i = 0; i < TS_CALLS; i++) {
     aios_handle_t *h = NULL;
-    if (aios_loop_call_soon_threadsafe(s->loop, ts_called, s, i % 3 ? &h : NULL) != 0) {
+    if (aios_loop_call_soon_threadsafe(s->loop, ts_called, s, NULL, i % 3 ? &h : NULL) != 0) {
       shared_add(&s->failures, 1);
       continue;
     }
@@ -279,7 +279,7 @@ static void test_call_soon_threadsafe_from_many_threads(void) {
 
   /* Once the loop is closed the call fails and hands out nothing. */
   CHECK_EQ(aios_loop_close(loop), 0);
-  CHECK_EQ(aios_loop_call_soon_threadsafe(loop, ts_called, &s, &late), AIOS_ECLOSED);
+  CHECK_EQ(aios_loop_call_soon_threadsafe(loop, ts_called, &s, NULL, &late), AIOS_ECLOSED);
   CHECK(late == NULL);
   CHECK_EQ(aios_live_objects(AIOS_OBJECT_HANDLE), 0);
   CHECK_EQ(aios_loop_unref(loop), 0);
@@ -340,7 +340,7 @@ static void *error_worker(void *arg) {
     *data = i;
     CHECK_EQ(aios_error_new_user("from a worker", data, free_user, &s->inbox[i]), 0);
     g_msgs[i] = (err_msg_t){s, i};
-    CHECK_EQ(aios_loop_call_soon_threadsafe(s->loop, fail_future_cb, &g_msgs[i], NULL), 0);
+    CHECK_EQ(aios_loop_call_soon_threadsafe(s->loop, fail_future_cb, &g_msgs[i], NULL, NULL), 0);
     /* Read and drop what the loop sent back so far. */
     for (long ready = shared_get(&s->posted); read < ready; read++) {
       aios_error_t *e = s->outbox[read];

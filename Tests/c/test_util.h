@@ -321,6 +321,13 @@ static inline unsigned test_timeout(void) {
   return v > 0 ? (unsigned)v : 120u;
 }
 
+/* Whether the test runs under valgrind (its preload is in LD_PRELOAD): a
+ * test of billions of calls runs only natively. */
+static inline int under_valgrind(void) {
+  const char *preload = getenv("LD_PRELOAD");
+  return preload != NULL && strstr(preload, "vgpreload") != NULL;
+}
+
 /* Runs one test in the current process and exits if it fails. */
 static inline void run_test_here(const test_entry_t *t) {
   live_counts_t start = live_snapshot();

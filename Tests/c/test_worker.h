@@ -306,7 +306,7 @@ static inline void *watchdog_main(void *arg) {
   }
   if (!wd->quit) {
     wd->fired = 1;
-    CHECK_EQ(aios_loop_call_soon_threadsafe(wd->loop, stop_loop_cb, wd->loop, NULL), 0);
+    CHECK_EQ(aios_loop_call_soon_threadsafe(wd->loop, stop_loop_cb, wd->loop, NULL, NULL), 0);
   }
   pthread_mutex_unlock(&wd->mutex);
   return NULL;
@@ -364,7 +364,7 @@ static inline void run_iterations(aios_loop_t *loop, int n) {
 }
 
 static inline void call_soon(aios_loop_t *loop, aios_callback_fn cb, void *arg) {
-  CHECK_EQ(aios_loop_call_soon(loop, cb, arg, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, cb, arg, NULL, NULL), 0);
 }
 
 /* A callback: cancel the task of the worker passed as arg. */

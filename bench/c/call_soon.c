@@ -34,7 +34,7 @@ static void chained_cb(void *arg) {
   if (++g_count == g_target) {
     note(aios_loop_stop(g_loop));
   } else {
-    int rc = aios_loop_call_soon(g_loop, chained_cb, arg, NULL);
+    int rc = aios_loop_call_soon(g_loop, chained_cb, arg, NULL, NULL);
     if (rc < 0) {
       note(rc);
       note(aios_loop_stop(g_loop));
@@ -63,9 +63,9 @@ int main(int argc, char **argv) {
     g_target = n;
     double t0 = bench_now();
     if (chained) {
-      BENCH_CHECK(aios_loop_call_soon(g_loop, chained_cb, NULL, NULL));
+      BENCH_CHECK(aios_loop_call_soon(g_loop, chained_cb, NULL, NULL, NULL));
     } else {
-      for (long i = 0; i < n; i++) BENCH_CHECK(aios_loop_call_soon(g_loop, plain_cb, NULL, NULL));
+      for (long i = 0; i < n; i++) BENCH_CHECK(aios_loop_call_soon(g_loop, plain_cb, NULL, NULL, NULL));
     }
     BENCH_CHECK(aios_loop_run_forever(g_loop));
     secs = bench_now() - t0;

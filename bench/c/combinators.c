@@ -153,7 +153,7 @@ static int taskgroup_main_step(aios_task_t *task, aios_future_t *awaited, void *
     for (long i = 0; i < m->n; i++)
       BENCH_CHECK(aios_task_group_create_task(m->group, noop_step, NULL, NULL, NULL));
     BENCH_EXPECT(g_steps == 0, "%ld children ran inside create_task", g_steps);
-    BENCH_CHECK(aios_task_group_exit(m->group, 0, &exited));
+    BENCH_CHECK(aios_task_group_exit(m->group, NULL, &exited));
     if (!is_done(exited)) return await_and_drop(task, exited);
     /* done at once: go on in this step (not expected with tasks pending) */
     (void)result_of(exited);

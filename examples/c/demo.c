@@ -56,7 +56,7 @@ static int start_workers(main_state_t *m) {
   int rc = aios_get_running_loop(&loop);
   for (int i = 0; i < 3 && rc == 0; i++)
     rc = aios_task_new(loop, worker_step, &m->workers[i], NULL, &m->tasks[i]);
-  if (rc == 0) rc = aios_loop_call_later(loop, 0.2, cancel_with_timeout, m->tasks[2], NULL);
+  if (rc == 0) rc = aios_loop_call_later(loop, 0.2, cancel_with_timeout, m->tasks[2], NULL, NULL);
   aios_loop_unref(loop);
   return rc;
 }

@@ -151,7 +151,7 @@ class CFuture:
         registration._key = key = address(cd)
         pending = self._loop._pending
         pending[key] = cd
-        status = lib.aios_future_add_done_callback(self._ptr, lib.aioswift_py_done, cd)
+        status = lib.aios_future_add_done_callback(self._ptr, lib.aioswift_py_done, cd, NULL)
         if status < 0:
             pending.pop(key, None)
             check(status)

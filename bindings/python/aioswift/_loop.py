@@ -95,7 +95,7 @@ class Loop:
         _check_callback(callback, "call_soon")
         ptr = self._ptr
         return schedule(self, Handle, callback, args, _context(context),
-                        lambda cb, arg, out: lib.aios_loop_call_soon(ptr, cb, arg, out))
+                        lambda cb, arg, out: lib.aios_loop_call_soon(ptr, cb, arg, NULL, out))
 
     def call_soon_threadsafe(self, callback, *args, context=None):
         """call_soon from any thread; wakes the loop if it waits. The Handle
@@ -103,7 +103,7 @@ class Loop:
         _check_callback(callback, "call_soon_threadsafe")
         ptr = self._ptr
         return schedule(self, Handle, callback, args, _context(context),
-                        lambda cb, arg, out: lib.aios_loop_call_soon_threadsafe(ptr, cb, arg, out))
+                        lambda cb, arg, out: lib.aios_loop_call_soon_threadsafe(ptr, cb, arg, NULL, out))
 
     def call_later(self, delay, callback, *args, context=None):
         """Call callback(*args) once `delay` seconds have passed. Returns a
@@ -113,7 +113,7 @@ class Loop:
         _check_callback(callback, "call_later")
         ptr, delay = self._ptr, float(delay)
         return schedule(self, TimerHandle, callback, args, _context(context),
-                        lambda cb, arg, out: lib.aios_loop_call_later(ptr, delay, cb, arg, out))
+                        lambda cb, arg, out: lib.aios_loop_call_later(ptr, delay, cb, arg, NULL, out))
 
     def call_at(self, when, callback, *args, context=None):
         """Call callback(*args) at loop time `when` (the clock of time())."""
@@ -122,7 +122,7 @@ class Loop:
         _check_callback(callback, "call_at")
         ptr, when = self._ptr, float(when)
         return schedule(self, TimerHandle, callback, args, _context(context),
-                        lambda cb, arg, out: lib.aios_loop_call_at(ptr, when, cb, arg, out))
+                        lambda cb, arg, out: lib.aios_loop_call_at(ptr, when, cb, arg, NULL, out))
 
     def time(self):
         """The loop's monotonic clock, in seconds."""
