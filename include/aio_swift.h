@@ -123,10 +123,21 @@ typedef void (*aios_destructor_fn)(void *value);
 typedef void (*aios_callback_fn)(void *arg);
 /* A future's done callback; `future` is borrowed for the call. */
 typedef void (*aios_done_fn)(aios_future_t *future, void *arg);
-/* Receives errors nobody handled: `message` and `error` (either may be NULL)
- * are borrowed for the call. Runs on the loop's thread. */
-typedef void (*aios_exception_handler_fn)(aios_loop_t *loop, const char *message,
-                                          aios_error_t *error, void *arg);
+/* What an exception handler is told: asyncio's context dict. Everything in
+ * it is borrowed for the call; any field may be NULL. Fields may be added at
+ * the end: read them only if `size` covers them. */
+typedef struct aios_exception_context_s {
+  size_t size;           /* sizeof the struct as the library fills it */
+  const char *message;   /* "Task exception was never retrieved", ... */
+  aios_error_t *error;   /* the exception */
+  aios_future_t *future; /* the future (or task) it came from */
+  aios_task_t *task;     /* that future, when it is a task */
+  aios_handle_t *handle; /* the callback that reported it */
+} aios_exception_context_t;
+/* Receives errors nobody handled. Runs on the loop's thread. */
+typedef void (*aios_exception_handler_fn)(aios_loop_t *loop,
+                                          const aios_exception_context_t *context,
+                                          void *arg);
 
 /* ------------------------------------------------------------------------ */
 /* Errors                                                                     */
@@ -384,9 +395,25 @@ typedef struct aios_task_options_s {
   const char *name;                 /* NULL for "Task-N"; copied */
   int eager;                        /* run the first step inside aios_task_new */
   aios_destructor_fn arg_destructor; /* called once on `arg` when the task is freed */
+  /* A binding's per-task context (what contextvars are to a Python task),
+   * read back with aios_task_get_context; `context_destructor` (may be NULL)
+   * is called once on it when the task is freed. */
+  void *context;
+  aios_destructor_fn context_destructor;
 } aios_task_options_t;
 
-/*! aios_task_new() : a task on `loop` driven by `step`; its first step is
+/* asyncio's task factory: makes the task for aios_task_new and
+ * aios_task_group_create_task (loop.create_task), typically by wrapping the
+ * step or its options and calling aios_task_create. `loop`, `options` and
+ * `factory_arg` are borrowed for the call. @return 0 and one reference to a
+ * task of `loop` in *out, or a negative status, which the creating call
+ * returns. */
+typedef int (*aios_task_factory_fn)(aios_loop_t *loop, aios_step_fn step, void *arg,
+                                    const aios_task_options_t *options, void *factory_arg,
+                                    aios_task_t **out);
+
+/*! aios_task_new() : loop.create_task: a task on `loop` driven by `step`,
+ *  made by the loop's task factory if it has one; its first step is
  *  scheduled with call_soon (or runs at once if `options->eager`; an eager
  *  task that finishes there is returned done). `options` may be NULL. The
  *  loop holds the task until it is done, so `out` may be NULL for a task
@@ -397,6 +424,25 @@ typedef struct aios_task_options_s {
  *  AIOS_EBADHANDLE. */
 AIOS_EXTERN int aios_task_new(aios_loop_t *loop, aios_step_fn step, void *arg,
                               const aios_task_options_t *options, aios_task_t **out);
+/*! aios_task_create() : asyncio.Task(...): aios_task_new without the loop's
+ *  task factory (what a factory calls to make the task). Same arguments,
+ *  ownership and errors. */
+AIOS_EXTERN int aios_task_create(aios_loop_t *loop, aios_step_fn step, void *arg,
+                                 const aios_task_options_t *options, aios_task_t **out);
+/*! aios_loop_set_task_factory() : asyncio's set_task_factory: aios_task_new
+ *  and aios_task_group_create_task call `factory` to make their tasks (NULL
+ *  restores the default, aios_task_create). A task it makes for another
+ *  loop is refused (AIOS_EWRONGLOOP). @return 0, or a loop error. */
+AIOS_EXTERN int aios_loop_set_task_factory(aios_loop_t *loop, aios_task_factory_fn factory,
+                                           void *factory_arg);
+/*! aios_loop_get_task_factory() : the factory (NULL for the default) into
+ *  *factory and its argument into *factory_arg (may be NULL).
+ *  @return 0, AIOS_EINVAL for a NULL `factory`, or a loop error. */
+AIOS_EXTERN int aios_loop_get_task_factory(aios_loop_t *loop, aios_task_factory_fn *factory,
+                                           void **factory_arg);
+/*! aios_task_get_context() : the context pointer of the task's options;
+ *  NULL when it has none, for a bad handle, or a task of another thread. */
+AIOS_EXTERN void *aios_task_get_context(aios_task_t *task);
 /*! aios_task_as_future() : the task as a future (the same object, no new
  *  reference); every aios_future_* function accepts it. Any thread. */
 AIOS_EXTERN aios_future_t *aios_task_as_future(aios_task_t *task);
@@ -737,7 +783,11 @@ AIOS_EXTERN int aios_queue_new(aios_loop_t *loop, aios_queue_kind_t kind, long m
 /*! aios_queue_put() : a future done once the item is in the queue (it waits
  *  while the queue is full). `priority` matters for priority queues only.
  *  On an error return the caller still owns `value`; once the call succeeded
- *  the queue owns it, and frees it if the put is cancelled or fails. */
+ *  the queue owns it, and frees it if the put is cancelled or fails. The
+ *  future fails with AIOS_EQUEUESHUTDOWN once the queue is shut down (also
+ *  when it already was: the return code is for bad arguments only).
+ *  @return 0; AIOS_EINVAL, AIOS_EBADHANDLE, AIOS_EWRONGTHREAD,
+ *  AIOS_EWRONGLOOP (another loop runs on this thread). */
 AIOS_EXTERN int aios_queue_put(aios_queue_t *queue, void *value, aios_destructor_fn destructor,
                                long long priority, aios_future_t **out);
 /*! aios_queue_put_nowait() : put without waiting. @return 0, AIOS_EQUEUEFULL,
@@ -745,8 +795,10 @@ AIOS_EXTERN int aios_queue_put(aios_queue_t *queue, void *value, aios_destructor
 AIOS_EXTERN int aios_queue_put_nowait(aios_queue_t *queue, void *value,
                                       aios_destructor_fn destructor, long long priority);
 /*! aios_queue_get() : a future whose result is the next item; the future owns
- *  the item (aios_future_take_result moves it out). Fails with
- *  AIOS_EQUEUESHUTDOWN once the queue is shut down and empty. */
+ *  the item (aios_future_take_result moves it out). The future fails with
+ *  AIOS_EQUEUESHUTDOWN once the queue is shut down and empty (also when it
+ *  already was). @return 0, or an error for bad arguments as
+ *  aios_queue_put's. */
 AIOS_EXTERN int aios_queue_get(aios_queue_t *queue, aios_future_t **out);
 /*! aios_queue_get_nowait() : the next item and its destructor, now owned by
  *  the caller (`destructor` may be NULL if you know it).

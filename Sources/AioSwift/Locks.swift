@@ -355,6 +355,10 @@ public final class Condition: LoopBound {
       do {
         try wait.checkResult()
         if try predicate() {
+          // The predicate may have cancelled the task (in CPython it runs in
+          // the task, so the request is _must_cancel): do not lose it. When
+          // it does not hold, wait(on:) hands the request to the next wait().
+          if let cancelled = cancellation(of: wait) { return completeThrowing(cancelled) }
           completeReturning()
         } else if let condition = condition.object {
           self.wait(on: try condition.waitOperation())

@@ -490,6 +490,10 @@ public final class Loop: @unchecked Sendable {
     closeResources()
   }
 
+  /// The C ABI's task factory (aios_loop_set_task_factory): a C function
+  /// and its argument.
+  package var taskFactory: (function: UnsafeRawPointer, argument: UnsafeMutableRawPointer?)?
+
   /// Run when the loop closes (the C layer lets go of what it lent).
   private var closeActions: [() -> Void] = []
   package func whenClosed(_ action: @escaping () -> Void) { closeActions.append(action) }

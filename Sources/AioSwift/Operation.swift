@@ -41,7 +41,9 @@ public class Operation: AnyFuture {
   private var innerReference: Unmanaged<AnyFuture>?
   private var advancing = false
   /// A cancel() that arrived after `inner` was done: the operation is
-  /// cancelled at its next step, as a task with _must_cancel.
+  /// cancelled at its next step, as a task with _must_cancel, and, like
+  /// _must_cancel, the request is spent once it is raised (cancellation(of:))
+  /// or handed to the next await (wait(on:)).
   private var pendingCancel: CancelledError?
 
   /// An operation that starts by waiting on `waiter`.
@@ -57,6 +59,13 @@ public class Operation: AnyFuture {
   final func wait(on future: AnyFuture) {
     inner = future
     future.addDoneCallback(.operation(self))
+    // A cancel() that came while the coroutine ran (user code it calls, such
+    // as wait_for's predicate, cancelled the task): as Task.__step does with
+    // _must_cancel, the future it awaits next is cancelled at once.
+    if let pending = pendingCancel,
+       future.cancel(message: pending.message.isEmpty ? nil : pending.message) {
+      pendingCancel = nil
+    }
   }
 
   /// Waits as its own waiter; `advance(self)` runs once woken or cancelled.
@@ -120,11 +129,17 @@ public class Operation: AnyFuture {
   }
 
   /// The CancelledError the coroutine would see at its await: the inner
-  /// future's, or one requested after the inner future was done.
+  /// future's, or one requested after the inner future was done. Raising it
+  /// spends the request (Task.__step clears _must_cancel when it throws it):
+  /// an operation that goes on after catching it (Condition.wait re-acquiring
+  /// its lock) must not meet it again at its next await. A cancelled inner
+  /// future raises its own error, the first request's message, as in
+  /// Task.__step.
   final func cancellation(of inner: AnyFuture) -> CancelledError? {
-    if let pendingCancel { return pendingCancel }
-    if inner === self { return waiterCancellation }
-    return inner.isCancelled ? inner.makeCancelledError() : nil
+    let pending = pendingCancel
+    pendingCancel = nil
+    if inner === self { return waiterCancellation ?? pending }
+    return inner.isCancelled ? inner.makeCancelledError() : pending
   }
 
   /// Cancelling the operation cancels what it waits on; the coroutine's tail

@@ -17,7 +17,13 @@ public class TaskBase: AnyFuture {
     var name: String?
     var cString: UnsafeMutablePointer<CChar>?
     var cancelMessage: String?
-    deinit { cString.map { free($0) } }
+    /// A binding's context for the task (what contextvars are to Python's).
+    var context: UnsafeMutableRawPointer?
+    var contextDestructor: CDestructor?
+    deinit {
+      cString.map { free($0) }
+      contextDestructor?(context)
+    }
   }
   private var extras: Extras?
   private let number: Int
@@ -115,6 +121,18 @@ public class TaskBase: AnyFuture {
     withExtras { extras in
       if extras.cString == nil { extras.cString = strdup(name) }
       return UnsafePointer(extras.cString!)
+    }
+  }
+
+  /// The context pointer given when the task was made through the C ABI
+  /// (freed with the task by its destructor).
+  package var context: UnsafeMutableRawPointer? { extras?.context }
+
+  package func setContext(_ context: UnsafeMutableRawPointer, destructor: CDestructor?) {
+    withExtras {
+      $0.contextDestructor?($0.context)
+      $0.context = context
+      $0.contextDestructor = destructor
     }
   }
 

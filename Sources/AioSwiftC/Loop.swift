@@ -12,6 +12,17 @@ public func aios_loop_new(_ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32
   }
 }
 
+/// Lends C a handle to a future, task or handle that may be absent.
+private func lendOptional<R>(_ future: AnyFuture?, _ body: (OpaquePointer?) -> R) -> R {
+  guard let future else { return body(nil) }
+  return lend(future, objectType(of: future), body)
+}
+
+private func lendOptional<R>(_ handle: Handle?, _ body: (OpaquePointer?) -> R) -> R {
+  guard let handle else { return body(nil) }
+  return lend(handle, .handle, body)
+}
+
 /// A handle to `loop` that C may borrow: its live one, or else a new one
 /// the loop holds until it closes (a runner's loop, which C never named).
 func borrowedHandle(of loop: Loop) -> UInt64? {
@@ -217,7 +228,20 @@ public func aios_loop_set_exception_handler(_ loop: OpaquePointer?,
       lend(loop, .loop) { loopHandle in
         let error = context.error.flatMap(exportError)
         defer { if let error { _ = ObjectTable.release(error) } }
-        context.message.withCString { handler(loopHandle, $0, error.flatMap(pointer), arg) }
+        lendOptional(context.future) { future in
+          lendOptional(context.handle) { handle in
+            context.message.withCString { message in
+              var c = aios_exception_context_t()
+              c.size = MemoryLayout<aios_exception_context_t>.size
+              c.message = message
+              c.error = error.flatMap(pointer)
+              c.future = future
+              c.task = context.future?.isTask == true ? future : nil
+              c.handle = handle
+              handler(loopHandle, &c, arg)
+            }
+          }
+        }
       }
     }
   }

@@ -68,18 +68,36 @@ private func put(_ queue: OpaquePointer?, _ value: UnsafeMutableRawPointer?, _ d
   }
 }
 
+/// A call that waits reports asyncio's outcomes through its future, never
+/// its return code (kept for bad arguments): a shut-down queue gives a
+/// future failed with AIOS_EQUEUESHUTDOWN.
+private func shutDownOutcome(_ queue: CQueue, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+                             _ body: () throws -> Void) throws {
+  do {
+    try body()
+  } catch let error as CodedError where error.code == AIOS_EQUEUESHUTDOWN.rawValue {
+    let failed = AnyFuture(loop: try queue.loop())
+    try failed.setError(error)
+    try give(failed, .future, out)
+  }
+}
+
 @_cdecl("aios_queue_put")
 public func aios_queue_put(_ queue: OpaquePointer?, _ value: UnsafeMutableRawPointer?,
                            _ destructor: aios_destructor_fn?, _ priority: Int64,
                            _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   guard out != nil else { return AIOS_EINVAL.rawValue }
+  // A put refused by a shut-down queue succeeds with a failed future: the
+  // value was the queue's, and goes with `item`.
   return put(queue, value, destructor, priority) { queue, item in
-    let operation = try queue.putOperation(item)
-    do {
-      try giveOperation(operation, of: queue, out)
-    } catch {
-      operation?.cancel()  // the caller gets an error: the put must not happen
-      throw error
+    try shutDownOutcome(queue, out) {
+      let operation = try queue.putOperation(item)
+      do {
+        try giveOperation(operation, of: queue, out)
+      } catch {
+        operation?.cancel()  // the caller gets an error: the put must not happen
+        throw error
+      }
     }
   }
 }
@@ -94,12 +112,14 @@ public func aios_queue_put_nowait(_ queue: OpaquePointer?, _ value: UnsafeMutabl
 public func aios_queue_get(_ queue: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   operationCall(out) {
     try withPrimitive(queue, .queue, as: CQueue.self) { queue in
-      switch try queue.getOperation() {
-      case .ready(let object):
-        let (value, destructor) = item(object).take()
-        try give(AnyFuture.done(on: try queue.loop(), value: value, destructor: destructor), .future, out)
-      case .waiting(let operation):
-        try give(operation, .future, out)
+      try shutDownOutcome(queue, out) {
+        switch try queue.getOperation() {
+        case .ready(let object):
+          let (value, destructor) = item(object).take()
+          try give(AnyFuture.done(on: try queue.loop(), value: value, destructor: destructor), .future, out)
+        case .waiting(let operation):
+          try give(operation, .future, out)
+        }
       }
     }
   }

@@ -8,12 +8,7 @@ private func runMain(_ runner: Runner, _ step: aios_step_fn?, _ arg: UnsafeMutab
                      _ out: UnsafeMutablePointer<OpaquePointer?>?) throws -> Int32 {
   guard let step else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
   let options = try taskOptions(options)
-  foreignHooksInstalled
-  let task = try runner.runTask { loop in
-    try loop.createStepTask(function: unsafeBitCast(step, to: UnsafeRawPointer.self), argument: arg,
-                            destructor: options.arg_destructor, name: string(options.name),
-                            eager: options.eager != 0)
-  }
+  let task = try runner.runTask { loop in try createStepTask(loop, step, arg, options, forCaller: false).0 }
   try give(task, .task, out)
   return status { try task.checkResult() }
 }

@@ -8,18 +8,91 @@ public func aios_task_new(_ loop: OpaquePointer?, _ step: aios_step_fn?, _ arg: 
                           _ options: UnsafePointer<aios_task_options_t>?,
                           _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   status {
-    let loop = try ownLoop(loop)
+    let target = try ownLoop(loop)
     guard let step else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    let options = try taskOptions(options)
-    foreignHooksInstalled
-    var handle: UInt64 = 0
-    // Without `out`, a fire-and-forget task: the loop holds it until done.
-    _ = try loop.createStepTask(
-      function: unsafeBitCast(step, to: UnsafeRawPointer.self), argument: arg,
-      destructor: options.arg_destructor, name: string(options.name), eager: options.eager != 0,
-      prepare: { handle = try giveOwnHandle($0, forCaller: out != nil) })
+    let handle = try createTask(target, loopHandle: loop, step, arg, options, forCaller: out != nil)
     out?.pointee = pointer(handle)
   }
+}
+
+@_cdecl("aios_task_create")
+public func aios_task_create(_ loop: OpaquePointer?, _ step: aios_step_fn?, _ arg: UnsafeMutableRawPointer?,
+                             _ options: UnsafePointer<aios_task_options_t>?,
+                             _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    guard let step else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    let (_, handle) = try createStepTask(loop, step, arg, try taskOptions(options), forCaller: out != nil)
+    out?.pointee = pointer(handle)
+  }
+}
+
+/// asyncio.Task(...): a task driven by a C step function, whatever the
+/// loop's task factory. Without `forCaller` only the loop holds it (a
+/// fire-and-forget task) until it is done.
+func createStepTask(_ loop: Loop, _ step: aios_step_fn, _ arg: UnsafeMutableRawPointer?,
+                    _ options: aios_task_options_t, forCaller: Bool) throws -> (StepTask, UInt64) {
+  foreignHooksInstalled
+  var handle: UInt64 = 0
+  let task = try loop.createStepTask(
+    function: unsafeBitCast(step, to: UnsafeRawPointer.self), argument: arg,
+    destructor: options.arg_destructor, name: string(options.name), eager: options.eager != 0,
+    prepare: { task in
+      if let context = options.context { task.setContext(context, destructor: options.context_destructor) }
+      handle = try giveOwnHandle(task, forCaller: forCaller)
+    })
+  return (task, handle)
+}
+
+/// loop.create_task: the loop's task factory makes the task if it has one,
+/// else createStepTask. Returns the task's handle, with one reference for
+/// the caller when `forCaller`.
+func createTask(_ loop: Loop, loopHandle: OpaquePointer?, _ step: aios_step_fn,
+                _ arg: UnsafeMutableRawPointer?, _ options: UnsafePointer<aios_task_options_t>?,
+                forCaller: Bool) throws -> UInt64 {
+  guard let (factory, factoryArg) = loop.taskFactory.map({ ($0.function, $0.argument) }) else {
+    return try createStepTask(loop, step, arg, try taskOptions(options), forCaller: forCaller).1
+  }
+  let fn = unsafeBitCast(factory, to: aios_task_factory_fn.self)
+  var made: OpaquePointer?
+  // The factory is user code: the loop is held across it.
+  let status = withExtendedLifetime(loop) { fn(loopHandle, step, arg, options, factoryArg, &made) }
+  if status < 0 { throw makeError(code: status, message: nil) }
+  guard made != nil else {
+    throw RuntimeError(code: AIOS_EINVAL.rawValue, "the task factory made no task")
+  }
+  guard let task = try? object(made, .task, as: TaskBase.self), task.loop === loop else {
+    _ = ObjectTable.release(handleValue(made))
+    throw RuntimeError(code: AIOS_EWRONGLOOP.rawValue, "the task factory made a task of another loop")
+  }
+  if !forCaller { _ = ObjectTable.release(handleValue(made)) }
+  return handleValue(made)
+}
+
+@_cdecl("aios_loop_set_task_factory")
+public func aios_loop_set_task_factory(_ loop: OpaquePointer?, _ factory: aios_task_factory_fn?,
+                                       _ arg: UnsafeMutableRawPointer?) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    loop.taskFactory = factory.map { (function: unsafeBitCast($0, to: UnsafeRawPointer.self), argument: arg) }
+  }
+}
+
+@_cdecl("aios_loop_get_task_factory")
+public func aios_loop_get_task_factory(_ loop: OpaquePointer?,
+                                       _ factory: UnsafeMutablePointer<aios_task_factory_fn?>?,
+                                       _ arg: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32 {
+  status {
+    guard let factory else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    let current = try ownLoop(loop).taskFactory
+    factory.pointee = current.map { unsafeBitCast($0.function, to: aios_task_factory_fn.self) }
+    arg?.pointee = current?.argument
+  }
+}
+
+@_cdecl("aios_task_get_context")
+public func aios_task_get_context(_ task: OpaquePointer?) -> UnsafeMutableRawPointer? {
+  (try? object(task, .task, as: TaskBase.self))?.context
 }
 
 /// A new task's handle, holding the reference the task keeps while it is

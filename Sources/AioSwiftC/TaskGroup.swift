@@ -31,15 +31,18 @@ public func aios_task_group_create_task(_ group: OpaquePointer?, _ step: aios_st
     let group = try ownGroup(group)
     guard let step else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
     try group.checkCanCreate()
-    let options = try taskOptions(options)
-    foreignHooksInstalled
-    var handle: UInt64 = 0
-    let task = try group.loop.createStepTask(
-      function: unsafeBitCast(step, to: UnsafeRawPointer.self), argument: arg,
-      destructor: options.arg_destructor, name: string(options.name), eager: options.eager != 0,
-      prepare: { handle = try giveOwnHandle($0, forCaller: out != nil) })
+    // loop.create_task, as TaskGroup.create_task calls it: through the
+    // loop's task factory. The group holds what the factory made.
+    let loop = group.loop
+    guard let loopHandle = borrowedHandle(of: loop) else { throw RuntimeError(code: AIOS_ECLOSED.rawValue) }
+    let handle = try withExtendedLifetime(group) {
+      try createTask(loop, loopHandle: pointer(loopHandle), step, arg, options, forCaller: true)
+    }
+    guard let task = try? object(pointer(handle), .task, as: TaskBase.self) else {
+      throw RuntimeError(code: AIOS_EBADHANDLE.rawValue)
+    }
     group.add(task)
-    out?.pointee = pointer(handle)
+    if let out { out.pointee = pointer(handle) } else { _ = ObjectTable.release(handle) }
   }
 }
 

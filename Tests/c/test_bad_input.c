@@ -26,11 +26,10 @@ static int never_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
   return AIOS_EINVAL;
 }
 
-static void never_handler(aios_loop_t *loop, const char *message,
-                          aios_error_t *error, void *arg) {
+static void never_handler(aios_loop_t *loop, const aios_exception_context_t *context,
+                          void *arg) {
   (void)loop;
-  (void)message;
-  (void)error;
+  (void)context;
   (void)arg;
   g_called++;
 }

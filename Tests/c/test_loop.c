@@ -631,10 +631,10 @@ static void test_call_exception_handler_custom(void) {
 
 static int g_user_seen_data;
 
-static void user_err_handler(aios_loop_t *loop, const char *message,
-                             aios_error_t *error, void *arg) {
+static void user_err_handler(aios_loop_t *loop, const aios_exception_context_t *context,
+                             void *arg) {
+  aios_error_t *error = context->error;
   (void)loop;
-  (void)message;
   (*(int *)arg)++;
   CHECK(error != NULL);
   CHECK_EQ(aios_error_kind(error), AIOS_ERROR_USER);

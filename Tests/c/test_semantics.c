@@ -515,7 +515,222 @@ static void test_done_callback_argument_destructors(void) {
   close_loop(loop);
 }
 
-TEST_MAIN(TEST_ENTRY(test_callback_argument_destructors),
+/* ------------------------------------------------------------------------ */
+/* What bindings need: exception contexts, a task factory, task contexts     */
+
+static int failing_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
+  (void)task;
+  (void)awaited;
+  (void)arg;
+  return -ECONNRESET;
+}
+
+/* An error never retrieved reaches the handler (the future is gone by
+ * then, so the context names none). */
+static void test_exception_context_of_an_unretrieved_error(void) {
+  aios_loop_t *loop = make_loop();
+  aios_task_t *task = NULL;
+  exc_record_t record;
+  memset(&record, 0, sizeof record);
+  CHECK_EQ(aios_loop_set_exception_handler(loop, exc_recorder, &record), 0);
+  CHECK_EQ(aios_task_new(loop, failing_step, NULL, NULL, &task), 0);
+  run_once(loop);
+  CHECK_EQ(aios_task_unref(task), 0); /* freed: its error was never read */
+  CHECK_EQ(record.calls, 1);
+  CHECK_EQ(record.error_code, -ECONNRESET);
+  CHECK_STR_EQ(record.message, "Task exception was never retrieved");
+  close_loop(loop);
+}
+
+static int fail_when_cancelled(aios_task_t *task, aios_future_t *awaited, void *arg) {
+  if (awaited == NULL) return aios_task_await(task, (aios_future_t *)arg);
+  return -EPIPE; /* catches the shutdown's cancellation, fails instead */
+}
+
+static int spawn_and_return(aios_task_t *task, aios_future_t *awaited, void *arg) {
+  (void)awaited;
+  CHECK_EQ(aios_task_new(aios_task_get_loop(task), fail_when_cancelled, arg, NULL, NULL), 0);
+  return aios_task_return(task, NULL, NULL);
+}
+
+/* A task that fails during the runner's shutdown: the context names it, as
+ * asyncio's names the task. */
+static void test_exception_context_names_the_task(void) {
+  aios_runner_t *runner = NULL;
+  aios_loop_t *loop = NULL;
+  aios_future_t *never = NULL;
+  exc_record_t record;
+  memset(&record, 0, sizeof record);
+  CHECK_EQ(aios_runner_new(&runner), 0);
+  CHECK_EQ(aios_runner_get_loop(runner, &loop), 0);
+  CHECK_EQ(aios_loop_set_exception_handler(loop, exc_recorder, &record), 0);
+  CHECK_EQ(aios_future_new(loop, &never), 0);
+  CHECK_EQ(aios_runner_run(runner, spawn_and_return, never, NULL, NULL), 0);
+  CHECK_EQ(aios_runner_close(runner), 0);
+  CHECK_EQ(record.calls, 1);
+  CHECK_EQ(record.error_code, -EPIPE);
+  CHECK_EQ(record.had_task, 1);
+  CHECK_EQ(record.had_future, 1);
+  CHECK_EQ(aios_future_unref(never), 0);
+  CHECK_EQ(aios_loop_unref(loop), 0);
+  CHECK_EQ(aios_runner_unref(runner), 0);
+}
+
+/* A report made through the C ABI carries what it was given. */
+static void test_exception_context_of_a_report(void) {
+  aios_loop_t *loop = make_loop();
+  exc_record_t record;
+  memset(&record, 0, sizeof record);
+  CHECK_EQ(aios_loop_set_exception_handler(loop, exc_recorder, &record), 0);
+  CHECK_EQ(aios_loop_call_exception_handler(loop, "reported", NULL), 0);
+  CHECK_EQ(record.calls, 1);
+  CHECK_EQ(record.had_future + record.had_task + record.had_handle, 0);
+  CHECK_STR_EQ(record.message, "reported");
+  close_loop(loop);
+}
+
+typedef struct factory_s {
+  int calls;
+  int fail;          /* return this status instead of a task */
+  int no_task;       /* return 0 with no task */
+  int wrapped_steps; /* steps through the factory's wrapper */
+  aios_step_fn inner;
+} factory_t;
+
+static factory_t *g_factory;
+
+static int wrapped_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
+  g_factory->wrapped_steps++;
+  return g_factory->inner(task, awaited, arg);
+}
+
+static int test_factory(aios_loop_t *loop, aios_step_fn step, void *arg,
+                        const aios_task_options_t *options, void *factory_arg,
+                        aios_task_t **out) {
+  factory_t *f = factory_arg;
+  aios_task_options_t named;
+  (void)options;
+  f->calls++;
+  if (f->fail) return f->fail;
+  if (f->no_task) return 0;
+  f->inner = step;
+  memset(&named, 0, sizeof named);
+  named.size = sizeof named;
+  named.name = "made-by-factory";
+  return aios_task_create(loop, wrapped_step, arg, &named, out);
+}
+
+static int return_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
+  (void)awaited;
+  (void)arg;
+  return aios_task_return(task, NULL, NULL);
+}
+
+static void test_task_factory(void) {
+  aios_loop_t *loop = make_loop();
+  aios_task_t *task = NULL, *direct = NULL;
+  aios_task_factory_fn got = NULL;
+  void *got_arg = NULL;
+  factory_t f;
+  int arg_freed = 0;
+  aios_task_options_t with_destructor;
+  memset(&f, 0, sizeof f);
+  g_factory = &f;
+  CHECK_EQ(aios_loop_get_task_factory(loop, &got, &got_arg), 0);
+  CHECK(got == NULL);
+  CHECK_EQ(aios_loop_set_task_factory(loop, test_factory, &f), 0);
+  CHECK_EQ(aios_loop_get_task_factory(loop, &got, &got_arg), 0);
+  CHECK(got == test_factory && got_arg == &f);
+  CHECK_EQ(aios_task_new(loop, return_step, NULL, NULL, &task), 0);
+  CHECK_STR_EQ(aios_task_get_name(task), "made-by-factory");
+  CHECK_EQ(aios_task_create(loop, return_step, NULL, NULL, &direct), 0); /* no factory */
+  CHECK_EQ(aios_task_new(loop, return_step, NULL, NULL, NULL), 0);       /* fire and forget */
+  CHECK_EQ(f.calls, 2);
+  CHECK_EQ(aios_loop_run_until_complete(loop, aios_task_as_future(task)), 0);
+  run_once(loop);
+  CHECK_EQ(f.wrapped_steps, 2);
+  /* A factory that fails, or makes nothing: the call fails, arg is the caller's. */
+  memset(&with_destructor, 0, sizeof with_destructor);
+  with_destructor.size = sizeof with_destructor;
+  with_destructor.arg_destructor = count_destructor;
+  f.fail = -EMFILE;
+  CHECK_EQ(aios_task_new(loop, return_step, &arg_freed, &with_destructor, NULL), -EMFILE);
+  f.fail = 0;
+  f.no_task = 1;
+  CHECK_EQ(aios_task_new(loop, return_step, &arg_freed, &with_destructor, NULL), AIOS_EINVAL);
+  CHECK_EQ(arg_freed, 0);
+  CHECK_EQ(aios_loop_set_task_factory(loop, NULL, NULL), 0);
+  CHECK_EQ(aios_task_unref(task), 0);
+  CHECK_EQ(aios_task_unref(direct), 0);
+  close_loop(loop);
+}
+
+typedef struct group_factory_s {
+  int steps;
+  aios_task_group_t *group;
+} group_factory_t;
+
+static int group_parent_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
+  group_factory_t *g = arg;
+  aios_future_t *exiting = NULL;
+  (void)awaited;
+  if (g->steps++ == 0) {
+    CHECK_EQ(aios_task_group_new(aios_task_get_loop(task), &g->group), 0);
+    CHECK_EQ(aios_task_group_enter(g->group, task), 0);
+    CHECK_EQ(aios_task_group_create_task(g->group, return_step, NULL, NULL, NULL), 0);
+    CHECK_EQ(aios_task_group_exit(g->group, NULL, &exiting), 0);
+    return aios_task_await_owned(task, exiting);
+  }
+  CHECK_EQ(aios_future_result(awaited, NULL), 0);
+  aios_task_group_unref(g->group);
+  return aios_task_return(task, NULL, NULL);
+}
+
+/* TaskGroup.create_task goes through loop.create_task, so the factory. */
+static void test_task_group_uses_the_factory(void) {
+  aios_loop_t *loop = make_loop();
+  aios_task_t *parent = NULL;
+  group_factory_t g;
+  factory_t f;
+  memset(&g, 0, sizeof g);
+  memset(&f, 0, sizeof f);
+  g_factory = &f;
+  CHECK_EQ(aios_task_create(loop, group_parent_step, &g, NULL, &parent), 0);
+  CHECK_EQ(aios_loop_set_task_factory(loop, test_factory, &f), 0);
+  CHECK_EQ(aios_loop_run_until_complete(loop, aios_task_as_future(parent)), 0);
+  CHECK_EQ(f.calls, 1);
+  CHECK_EQ(f.wrapped_steps, 1);
+  CHECK_EQ(aios_task_unref(parent), 0);
+  close_loop(loop);
+}
+
+/* A task's context pointer, freed with the task. */
+static void test_task_context(void) {
+  aios_loop_t *loop = make_loop();
+  aios_task_t *task = NULL;
+  aios_task_options_t options;
+  int context = 0;
+  memset(&options, 0, sizeof options);
+  options.size = sizeof options;
+  options.context = &context;
+  options.context_destructor = count_destructor;
+  CHECK_EQ(aios_task_new(loop, return_step, NULL, &options, &task), 0);
+  CHECK_PTR_EQ(aios_task_get_context(task), &context);
+  CHECK(aios_task_get_context(NULL) == NULL);
+  CHECK_EQ(aios_loop_run_until_complete(loop, aios_task_as_future(task)), 0);
+  CHECK_EQ(context, 0);
+  CHECK_EQ(aios_task_unref(task), 0);
+  CHECK_EQ(context, 1);
+  close_loop(loop);
+}
+
+TEST_MAIN(TEST_ENTRY(test_exception_context_of_an_unretrieved_error),
+          TEST_ENTRY(test_exception_context_names_the_task),
+          TEST_ENTRY(test_exception_context_of_a_report),
+          TEST_ENTRY(test_task_factory),
+          TEST_ENTRY(test_task_group_uses_the_factory),
+          TEST_ENTRY(test_task_context),
+          TEST_ENTRY(test_callback_argument_destructors),
           TEST_ENTRY(test_threadsafe_argument_destructors),
           TEST_ENTRY(test_done_callback_argument_destructors),
           TEST_ENTRY(test_first_cancel_message_wins),

@@ -216,12 +216,18 @@ typedef struct exc_record_s {
   int error_kind;
   char error_message[512];
   void *error_user_data;
+  int had_future, had_task, had_handle; /* the context named them */
 } exc_record_t;
 
-static inline void exc_recorder(aios_loop_t *loop, const char *message,
-                                aios_error_t *error, void *arg) {
+static inline void exc_recorder(aios_loop_t *loop, const aios_exception_context_t *context,
+                                void *arg) {
   exc_record_t *r = (exc_record_t *)arg;
+  const char *message = context->message;
+  aios_error_t *error = context->error;
   r->calls++;
+  r->had_future = context->future != NULL;
+  r->had_task = context->task != NULL;
+  r->had_handle = context->handle != NULL;
   r->loop = loop;
   r->had_message = message != NULL;
   r->message[0] = '\0';

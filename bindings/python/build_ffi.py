@@ -38,8 +38,7 @@ extern "Python" void aioswift_py_callback(void *arg);
 extern "Python" void aioswift_py_done(aios_future_t *future, void *arg);
 extern "Python" void aioswift_py_release(void *value);
 extern "Python" void aioswift_py_exception_handler(aios_loop_t *loop,
-                                                  const char *message,
-                                                  aios_error_t *error,
+                                                  const aios_exception_context_t *context,
                                                   void *arg);
 """
 

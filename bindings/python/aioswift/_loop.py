@@ -310,11 +310,12 @@ def _context(context):
 
 
 @ffi.def_extern()
-def aioswift_py_exception_handler(loop_ptr, message, error, arg):
+def aioswift_py_exception_handler(loop_ptr, c_context, arg):
     # C's report of an unhandled error (ours coming back, or the library's
     # own: an error never retrieved from a future, a slow callback). Nothing
     # may escape into C.
     loop = None
+    message, error = c_context.message, c_context.error
     try:
         loop = _loops.get(address(arg))
         context = {"message": text(message) or "Unhandled exception in event loop"}

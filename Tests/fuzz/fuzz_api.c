@@ -1,0 +1,2688 @@
+/*
+ * fuzz_api.c: a structured libFuzzer target over the whole C ABI of
+ * libaio-swift (include/aio_swift.h).
+ *
+ * The input is a program: each op byte picks a function of the header, the
+ * bytes after it pick object slots and arguments (good ones, wrong-type,
+ * stale, NULL and forged handles, odd numbers). Callbacks of every kind
+ * (scheduled callbacks, done callbacks, C task steps, predicates, exception
+ * handlers, destructors) run sub-programs captured from the input, so the
+ * library is re-entered from inside itself; a second thread takes and drops
+ * references and calls the *_threadsafe functions. After each input every
+ * reference is released and every loop closed, then the oracles are checked:
+ * each destructor ran exactly once and aios_live_objects() is back at its
+ * baseline. See Tests/fuzz/README.md for the encoding.
+ *
+ * Bugs known at the time of writing are kept out of reach unless the
+ * harness is built with -DFUZZ_KNOWN_BUGS (search for KNOWN_BUGS).
+ */
+#define _GNU_SOURCE
+#include <aio_swift.h>
+
+#include <errno.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef FUZZ_KNOWN_BUGS
+#define KNOWN_BUGS 1
+#else
+#define KNOWN_BUGS 0
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Limits: every input is bounded in work and in time.                        */
+
+#define FUZZ_MAX_INPUT 8192      /* bytes of an input looked at */
+#define MAX_TOP_OPS 256     /* ops of the top-level program */
+#define MAX_TOTAL_OPS 2048  /* ops of all programs of one input, callbacks included */
+#define MAX_DEPTH 3         /* nesting of re-entrant callbacks */
+#define MAX_THREAD_OPS 64   /* ops of the second thread's program */
+#define NSLOTS 32
+#define NSTALE 32
+#define NKEEP 8192
+#define NVALUES 2048
+#define NCLOSURES 2048
+#define NDEPS 4096
+#define TASKBUF 8192        /* larger than the tasks one input can make */
+#define MAX_ARRAY 8         /* futures passed to gather, wait, as_completed */
+#define WATCH_PERIOD 0.0005 /* seconds between two watchdog checks */
+#define DEADLINE_NS 2000000ULL /* a run older than 2 ms winds down */
+
+#define ATOMIC_ADD(p, n) __atomic_add_fetch((p), (n), __ATOMIC_SEQ_CST)
+#define ATOMIC_LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define ATOMIC_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+
+static int g_verbose; /* FUZZ_VERBOSE=1: trace the ops */
+#define TRACE(...)                                                             \
+  do {                                                                         \
+    if (g_verbose) {                                                           \
+      fprintf(stderr, "%*s", 2 * g_depth, "");                                 \
+      fprintf(stderr, __VA_ARGS__);                                            \
+      fputc('\n', stderr);                                                     \
+    }                                                                          \
+  } while (0)
+
+static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void die(const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "\nfuzz_api: ORACLE FAILED: ");
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  fflush(stderr);
+  abort();
+}
+
+static pthread_t g_main_thread;
+static int on_main(void) { return pthread_equal(pthread_self(), g_main_thread) != 0; }
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Input reader                                                                */
+
+typedef struct reader_s {
+  const uint8_t *p;
+  size_t n, pos;
+} reader_t;
+
+static uint8_t rd8(reader_t *r) { return r->pos < r->n ? r->p[r->pos++] : 0; }
+static int at_end(const reader_t *r) { return r->pos >= r->n; }
+/* The next `len` bytes as a program of their own; the parent skips them. */
+static reader_t sub_reader(reader_t *r, size_t len) {
+  reader_t s;
+  size_t left = r->n - r->pos;
+  if (len > left) len = left;
+  s.p = r->p + r->pos;
+  s.n = len;
+  s.pos = 0;
+  r->pos += len;
+  return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Object types and their ref/unref functions                                 */
+
+enum {
+  T_NONE = 0, T_LOOP, T_HANDLE, T_FUTURE, T_TASK, T_ERROR, T_LOCK, T_EVENT,
+  T_COND, T_SEM, T_BARRIER, T_QUEUE, T_TIMEOUT, T_GROUP, T_RUNNER, T_ASCOMP,
+  T_COUNT
+};
+static const char *const type_names[T_COUNT] = {
+  "none", "loop", "handle", "future", "task", "error", "lock", "event",
+  "condition", "semaphore", "barrier", "queue", "timeout", "task_group",
+  "runner", "as_completed"};
+
+static int obj_ref(int type, void *p) {
+  switch (type) {
+  case T_LOOP: return aios_loop_ref((aios_loop_t *)p);
+  case T_HANDLE: return aios_handle_ref((aios_handle_t *)p);
+  case T_FUTURE: return aios_future_ref((aios_future_t *)p);
+  case T_TASK: return aios_task_ref((aios_task_t *)p);
+  case T_ERROR: return aios_error_ref((aios_error_t *)p);
+  case T_LOCK: return aios_lock_ref((aios_lock_t *)p);
+  case T_EVENT: return aios_event_ref((aios_event_t *)p);
+  case T_COND: return aios_condition_ref((aios_condition_t *)p);
+  case T_SEM: return aios_semaphore_ref((aios_semaphore_t *)p);
+  case T_BARRIER: return aios_barrier_ref((aios_barrier_t *)p);
+  case T_QUEUE: return aios_queue_ref((aios_queue_t *)p);
+  case T_TIMEOUT: return aios_timeout_ref((aios_timeout_t *)p);
+  case T_GROUP: return aios_task_group_ref((aios_task_group_t *)p);
+  case T_RUNNER: return aios_runner_ref((aios_runner_t *)p);
+  case T_ASCOMP: return aios_as_completed_ref((aios_as_completed_t *)p);
+  default: return AIOS_EINVAL;
+  }
+}
+
+static int obj_unref(int type, void *p) {
+  switch (type) {
+  case T_LOOP: return aios_loop_unref((aios_loop_t *)p);
+  case T_HANDLE: return aios_handle_unref((aios_handle_t *)p);
+  case T_FUTURE: return aios_future_unref((aios_future_t *)p);
+  case T_TASK: return aios_task_unref((aios_task_t *)p);
+  case T_ERROR: return aios_error_unref((aios_error_t *)p);
+  case T_LOCK: return aios_lock_unref((aios_lock_t *)p);
+  case T_EVENT: return aios_event_unref((aios_event_t *)p);
+  case T_COND: return aios_condition_unref((aios_condition_t *)p);
+  case T_SEM: return aios_semaphore_unref((aios_semaphore_t *)p);
+  case T_BARRIER: return aios_barrier_unref((aios_barrier_t *)p);
+  case T_QUEUE: return aios_queue_unref((aios_queue_t *)p);
+  case T_TIMEOUT: return aios_timeout_unref((aios_timeout_t *)p);
+  case T_GROUP: return aios_task_group_unref((aios_task_group_t *)p);
+  case T_RUNNER: return aios_runner_unref((aios_runner_t *)p);
+  case T_ASCOMP: return aios_as_completed_unref((aios_as_completed_t *)p);
+  default: return AIOS_EINVAL;
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Closures: callback arguments carrying a sub-program of the input          */
+
+enum { K_CALLBACK = 1, K_DONE, K_STEP, K_PRED, K_HANDLER, K_DTOR, K_WORK };
+/* Ownership of something handed to the library (a value, a task's arg). */
+enum { O_NONE = 0, O_PENDING, O_LIB, O_HARN, O_TAKEN, O_RESERVED };
+#define CLOSURE_MAGIC 0xc105u
+#define C_MAIN 1 /* the main task of aios_run / aios_runner_run */
+
+typedef struct closure_s {
+  uint32_t magic;
+  int kind;
+  reader_t prog;              /* consumed across calls (a step goes on) */
+  int calls;
+  int flags;
+  int own;                    /* as a task's arg with arg_destructor */
+  int has_dtor;
+  int dcount;                 /* arg destructor calls, atomic */
+  struct closure_s *on_free;  /* program the arg destructor runs */
+  void *self;                 /* object the callback belongs to */
+  int self_type;
+  int dep;                    /* its task's dependency record, or -1 */
+  void *awaiting;             /* what its task awaits now */
+} closure_t;
+
+static closure_t g_closures[NCLOSURES];
+static int g_nclosures;
+
+static closure_t *closure_new(int kind, reader_t prog) {
+  closure_t *c;
+  if (g_nclosures >= NCLOSURES) return NULL;
+  c = &g_closures[g_nclosures++];
+  memset(c, 0, sizeof *c);
+  c->magic = CLOSURE_MAGIC;
+  c->kind = kind;
+  c->prog = prog;
+  c->dep = -1;
+  return c;
+}
+
+/* A closure whose program is the next bytes: a length byte, then that many. */
+static closure_t *capture(reader_t *r, int kind) {
+  size_t len = rd8(r) % 48;
+  return closure_new(kind, sub_reader(r, len));
+}
+
+static closure_t *as_closure(void *p) {
+  uintptr_t a = (uintptr_t)p, base = (uintptr_t)g_closures;
+  if (a < base || a >= base + sizeof g_closures) return NULL;
+  if ((a - base) % sizeof(closure_t) != 0) return NULL;
+  if (((closure_t *)p)->magic != CLOSURE_MAGIC) return NULL;
+  return (closure_t *)p;
+}
+
+/* A closure is handed over with a destructor at most once: true if it
+ * may be now (it is then pending until closure_commit). */
+static int closure_offer(closure_t *c) {
+  if (c == NULL || ATOMIC_LOAD(&c->own) != O_NONE) return 0;
+  c->has_dtor = 1;
+  ATOMIC_STORE(&c->own, O_PENDING);
+  return 1;
+}
+
+static void closure_commit(closure_t *c, int accepted) {
+  if (c == NULL || ATOMIC_LOAD(&c->own) != O_PENDING) return;
+  if (accepted) {
+    ATOMIC_STORE(&c->own, O_LIB);
+  } else {
+    if (ATOMIC_LOAD(&c->dcount) != 0)
+      die("a call that failed ran the arg destructor (closure %d)", (int)(c - g_closures));
+    ATOMIC_STORE(&c->own, O_HARN);
+  }
+}
+
+static void value_dtor(void *p);
+static void closure_dtor(void *p);
+
+/* ------------------------------------------------------------------------ */
+/* Tracked values: results, queue items, user error data                     */
+
+#define VALUE_MAGIC 0x7a1u
+typedef struct value_s {
+  uint32_t magic;
+  int state;     /* O_* */
+  int has_dtor;  /* given with value_dtor */
+  int dcount;    /* destructor calls, atomic */
+  closure_t *on_free;
+} value_t;
+
+static value_t g_values[NVALUES];
+static int g_nvalues;
+
+static value_t *value_new(void) {
+  value_t *v;
+  if (g_nvalues >= NVALUES) return NULL;
+  v = &g_values[g_nvalues++];
+  memset(v, 0, sizeof *v);
+  v->magic = VALUE_MAGIC;
+  return v;
+}
+
+static value_t *as_value(const void *p) {
+  uintptr_t a = (uintptr_t)p, base = (uintptr_t)g_values;
+  if (a < base || a >= base + sizeof g_values) return NULL;
+  if ((a - base) % sizeof(value_t) != 0) return NULL;
+  if (((const value_t *)p)->magic != VALUE_MAGIC) return NULL;
+  return (value_t *)p;
+}
+
+static void value_commit(value_t *v, int accepted) {
+  if (v == NULL) return;
+  if (accepted) {
+    ATOMIC_STORE(&v->state, O_LIB);
+  } else {
+    if (ATOMIC_LOAD(&v->dcount) != 0)
+      die("a call that failed (so the caller keeps the value) ran its destructor (value %d)",
+          (int)(v - g_values));
+    ATOMIC_STORE(&v->state, O_HARN);
+  }
+}
+
+/* to_thread results are heap blocks (a worker makes them): ASan sees a
+ * double free, counters see a leak. */
+#define WORK_RESULT_MAGIC 0x5eedf00du
+typedef struct work_result_s { uint32_t magic; } work_result_t;
+static long g_work_results_made, g_work_results_freed;
+
+static void work_result_dtor(void *p) {
+  work_result_t *w = (work_result_t *)p;
+  if (w == NULL) return; /* a failed work: the library frees "nothing" */
+  if (w->magic != WORK_RESULT_MAGIC) die("to_thread result destructor got %p, not a result", p);
+  w->magic = 0;
+  free(w);
+  ATOMIC_ADD(&g_work_results_freed, 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Harness state of one input                                                 */
+
+typedef struct slot_s {
+  int type;
+  void *p;
+} slot_t;
+
+enum { F_TOP = 0, F_CALLBACK, F_DONE, F_STEP, F_PRED, F_HANDLER, F_DTOR };
+/* What a callback got, borrowed for its call: ops may name it ("ctx"). */
+typedef struct frame_s {
+  int kind;
+  aios_task_t *task;
+  aios_future_t *future;
+  aios_loop_t *loop;
+  aios_error_t *error;
+  aios_handle_t *handle;
+  closure_t *closure;
+  void *self;
+  int self_type;
+} frame_t;
+
+static slot_t g_slots[NSLOTS];
+static slot_t g_keep[NKEEP]; /* references whose release waits for the teardown */
+static int g_nkeep;
+static slot_t g_stale[NSTALE]; /* handles whose last harness reference is gone */
+static int g_nstale;
+static frame_t g_frames[MAX_DEPTH + 2];
+static int g_depth;
+static int g_budget;
+static int g_teardown;
+static int g_wind_down;   /* finish everything: programs stop, steps return */
+static int g_in_run;      /* a run of ours is on the stack */
+static uint64_t g_run_id, g_run_start, g_watch_armed;
+static int g_run_kind;
+static int g_run_sets_handler;
+static aios_loop_t *g_watch_loop;
+static int g_watch_owns_ref;
+static long g_exc_calls;
+static unsigned g_input_gen;
+static aios_task_t *g_taskbuf[TASKBUF];
+static long g_baseline[8];
+
+enum { RUN_DIRECT = 1, RUN_RUNNER };
+
+static frame_t *cur(void) { return &g_frames[g_depth]; }
+
+static int can_run_programs(void) {
+  return on_main() && !g_teardown && !g_wind_down && g_budget > 0 && g_depth < MAX_DEPTH;
+}
+
+static frame_t *push_frame(int kind) {
+  frame_t *f;
+  g_depth++;
+  f = &g_frames[g_depth];
+  memset(f, 0, sizeof *f);
+  f->kind = kind;
+  return f;
+}
+static void pop_frame(void) { g_depth--; }
+
+static int holders(const void *p) {
+  int i, n = 0;
+  for (i = 0; i < NSLOTS; i++) n += g_slots[i].p == p;
+  for (i = 0; i < g_nkeep; i++) n += g_keep[i].p == p;
+  return n;
+}
+
+static void keep_push(int type, void *p) {
+  if (g_nkeep >= NKEEP) die("harness limit: keep list full");
+  g_keep[g_nkeep].type = type;
+  g_keep[g_nkeep].p = p;
+  g_nkeep++;
+}
+
+static void stale_push(int type, void *p) {
+  g_stale[g_nstale % NSTALE].type = type;
+  g_stale[g_nstale % NSTALE].p = p;
+  g_nstale++;
+}
+
+static void slot_put(int type, void *p) {
+  int i;
+  if (p == NULL) return;
+  for (i = 0; i < NSLOTS; i++) {
+    if (g_slots[i].p == NULL) {
+      g_slots[i].type = type;
+      g_slots[i].p = p;
+      return;
+    }
+  }
+  keep_push(type, p);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Dependencies between futures and tasks, to stay clear of await cycles    */
+/* (KNOWN_BUGS 3: a cancelled cycle overflows the stack).                    */
+
+enum { D_PLAIN = 1, D_TASK, D_DERIVED };
+typedef struct dep_s {
+  void *value;          /* the handle it is known by (may change for tasks) */
+  int kind;
+  closure_t *task;      /* D_TASK */
+  int unknown;          /* D_DERIVED over something we do not know */
+  int nchild;
+  int child[MAX_ARRAY * 2];
+  unsigned mark;
+} dep_t;
+static dep_t g_deps[NDEPS];
+static int g_ndeps;
+static unsigned g_mark;
+
+static int dep_add(void *value, int kind) {
+  dep_t *d;
+  if (g_ndeps >= NDEPS) return -1;
+  d = &g_deps[g_ndeps];
+  memset(d, 0, sizeof *d);
+  d->value = value;
+  d->kind = kind;
+  return g_ndeps++;
+}
+
+static int dep_find(const void *value) {
+  int i;
+  if (value == NULL) return -1;
+  for (i = g_ndeps - 1; i >= 0; i--)
+    if (g_deps[i].value == value) return i;
+  return -1;
+}
+
+static void dep_child(int d, int child) {
+  if (d < 0) return;
+  if (child < 0 || g_deps[d].nchild >= (int)(sizeof g_deps[d].child / sizeof(int))) {
+    g_deps[d].unknown = 1;
+    return;
+  }
+  g_deps[d].child[g_deps[d].nchild++] = child;
+}
+
+static int dep_derived(void *value, void *const *children, size_t n) {
+  size_t i;
+  int d = dep_add(value, D_DERIVED);
+  for (i = 0; i < n; i++) dep_child(d, dep_find(children[i]));
+  return d;
+}
+
+/* Whether waiting on record `i` may end up waiting on the task of `target`
+ * (or on something unknown: then assume it does). */
+static int dep_reaches(int i, const closure_t *target, int *budget) {
+  dep_t *d;
+  int k;
+  if (i < 0 || --*budget <= 0) return 1;
+  d = &g_deps[i];
+  if (d->mark == g_mark) return 0;
+  d->mark = g_mark;
+  switch (d->kind) {
+  case D_PLAIN: return 0;
+  case D_TASK:
+    if (d->task == NULL || d->task == target) return 1;
+    return d->task->awaiting != NULL && dep_reaches(dep_find(d->task->awaiting), target, budget);
+  default:
+    if (d->unknown) return 1;
+    for (k = 0; k < d->nchild; k++)
+      if (dep_reaches(d->child[k], target, budget)) return 1;
+    return 0;
+  }
+}
+
+static int await_is_safe(const closure_t *task, const void *future) {
+  int budget = 100000;
+  if (KNOWN_BUGS || future == NULL) return 1;
+  if (task == NULL) return 0;
+  g_mark++;
+  return !dep_reaches(dep_find(future), task, &budget);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Arguments                                                                  */
+
+enum { PK_SLOT, PK_NULL, PK_STALE, PK_FORGED, PK_CTX };
+
+static void *ctx_obj(int type) {
+  int d;
+  for (d = g_depth; d > 0; d--) {
+    frame_t *f = &g_frames[d];
+    switch (type) {
+    case T_TASK: if (f->task) return f->task; break;
+    case T_FUTURE:
+      if (f->future) return f->future;
+      if (f->task) return aios_task_as_future(f->task);
+      break;
+    case T_LOOP: if (f->loop) return f->loop; break;
+    case T_ERROR: if (f->error) return f->error; break;
+    case T_HANDLE: if (f->handle) return f->handle; break;
+    default: break;
+    }
+    if (f->self && f->self_type == type) return f->self;
+  }
+  return NULL;
+}
+
+/* A pointer that names no live object: it must always be refused. */
+static void *forge(reader_t *r) {
+  uint8_t b = rd8(r);
+  uint64_t live = 0;
+  int i, k = b >> 3;
+  for (i = 0; i < NSLOTS; i++) {
+    slot_t *s = &g_slots[(k + i) % NSLOTS];
+    if (s->p) { live = (uint64_t)(uintptr_t)s->p; break; }
+  }
+  switch (b & 7) {
+  case 0: return (void *)(uintptr_t)(1 + k);                    /* small integers: generation 0 */
+  case 1: return (void *)(uintptr_t)UINTPTR_MAX;
+  case 2: return (void *)(uintptr_t)0xdeadbeefdeadbeefULL;
+  case 3: return live ? (void *)(uintptr_t)(live ^ (1ULL << 63)) : (void *)(uintptr_t)7; /* generation never reached */
+  case 4: /* a live slot index under a generation it had before: dead for good */
+    return live >> 32 ? (void *)(uintptr_t)(live - (1ULL << 32)) : (void *)(uintptr_t)3;
+  case 5: return (void *)g_slots;                               /* a real address */
+  case 6: return (void *)(uintptr_t)(0x8000000000000000ULL | ((uint64_t)k << 32) | (uint64_t)(b * 3u + 1u));
+  default: return (void *)(uintptr_t)((live & 0xffffffff00000000ULL) | 0x00ffffffULL); /* an index never used */
+  }
+}
+
+/* The futures aios_sleep made (values only, no references). */
+#define NSLEEPS 512
+static void *g_sleeps[NSLEEPS];
+static int g_nsleeps;
+static int is_sleep(const void *p) {
+  int i;
+  for (i = 0; p && i < g_nsleeps; i++)
+    if (g_sleeps[i] == p) return 1;
+  return 0;
+}
+
+/* Whether `p` names a live task (any future function accepts one). */
+static int is_task(void *p) { return p != NULL && aios_task_cancelling((aios_task_t *)p) >= 0; }
+
+static int type_matches(int have, int want) {
+  return have == want || (want == T_FUTURE && have == T_TASK);
+}
+
+static void *pick_obj_(reader_t *r, int type, int *how);
+static const char *const how_names[] = {"slot", "NULL", "stale", "forged", "ctx"};
+static void *pick_obj(reader_t *r, int type, int *how) {
+  int dummy;
+  void *p;
+  if (how == NULL) how = &dummy;
+  p = pick_obj_(r, type, how);
+  TRACE("  %s %p (%s)", type_names[type], p, how_names[*how]);
+  return p;
+}
+
+/* An object argument of type `type`: mostly one of ours of that type, else
+ * of another type, NULL, stale, forged, or what the callback got. */
+static void *pick_obj_(reader_t *r, int type, int *how) {
+  uint8_t b = rd8(r);
+  int mode = b & 15, start = b >> 4, k, dummy;
+  void *ctx;
+  if (how == NULL) how = &dummy;
+  *how = PK_SLOT;
+  if (mode < 10) {
+    ctx = ctx_obj(type);
+    if (ctx && (mode & 1) && g_depth > 0) { *how = PK_CTX; return ctx; }
+    for (k = 0; k < NSLOTS; k++) {
+      slot_t *s = &g_slots[(start * 2 + k) % NSLOTS];
+      if (s->p && type_matches(s->type, type))
+        return s->type == T_TASK && type == T_FUTURE ? (void *)aios_task_as_future((aios_task_t *)s->p) : s->p;
+    }
+    *how = PK_NULL;
+    return NULL;
+  }
+  if (mode < 12) { /* whatever sits in a slot, likely of another type */
+    slot_t *s = &g_slots[(start * 2 + mode) % NSLOTS];
+    if (s->p) return s->p;
+    *how = PK_NULL;
+    return NULL;
+  }
+  if (mode == 12) { *how = PK_NULL; return NULL; }
+  if (mode == 13) {
+    if (g_nstale > 0) {
+      void *p = g_stale[start % (g_nstale < NSTALE ? g_nstale : NSTALE)].p;
+      *how = holders(p) ? PK_SLOT : PK_STALE;
+      return p;
+    }
+    *how = PK_NULL;
+    return NULL;
+  }
+  if (mode == 14) { *how = PK_FORGED; return forge(r); }
+  ctx = ctx_obj(type);
+  *how = ctx ? PK_CTX : PK_NULL;
+  return ctx;
+}
+
+static int pick_slot_index(reader_t *r) { return rd8(r) % NSLOTS; }
+
+/* Times in seconds: mostly tiny (real sleeps stay under about 1 ms), else
+ * the odd numbers the library must take without trapping. */
+static const double odd_doubles[] = {
+  0.0, -0.0, -1.0, NAN, INFINITY, -INFINITY, DBL_MAX, -DBL_MAX, 1e300, -1e300,
+  2e16, 9.3e15, 1e9, 5e-324, DBL_MIN, DBL_EPSILON, 1e-300, (double)INT_MAX,
+  (double)UINT_MAX, 9.2233720368547758e18, 1.8446744073709552e19, 4.5e15,
+  31536000.0, -NAN, 0.1, 1e-9, -2e16, 1e18};
+#define N_ODD_DOUBLES (sizeof odd_doubles / sizeof odd_doubles[0])
+
+static double pick_double(reader_t *r) {
+  uint8_t b = rd8(r);
+  if (b < 200) return (double)(b % 11) * 0.0001 - (b % 7 == 0 ? 0.0003 : 0.0);
+  return odd_doubles[(b - 200) % N_ODD_DOUBLES];
+}
+
+/* KNOWN_BUGS 1: a timer deadline far in the future traps when the loop arms
+ * its wake-up timer (call_later(1e300), call_at(DBL_MAX), call_later(2e16),
+ * the same through sleep, wait, as_completed and wait_for timeouts, and
+ * sleep(INFINITY) after another timer fired). Off: far deadlines become 1e9 s. */
+static double clamp_delay(double d, int infinity_traps) {
+  if (KNOWN_BUGS) return d;
+  if (isfinite(d) && d > 1e9) return 1e9;
+  if (infinity_traps && isinf(d) && d > 0) return 1e9;
+  return d;
+}
+
+static double pick_delay(reader_t *r, int infinity_traps) {
+  return clamp_delay(pick_double(r), infinity_traps);
+}
+
+/* An absolute loop time: now plus a delay, or an odd number. */
+static double pick_when(reader_t *r, aios_loop_t *loop) {
+  uint8_t b = rd8(r);
+  double now = 0, d;
+  if (loop) aios_loop_time(loop, &now);
+  if (b < 200) return now + (double)(b % 11) * 0.0001 - 0.0002;
+  d = odd_doubles[(b - 200) % N_ODD_DOUBLES];
+  if (!KNOWN_BUGS && isfinite(d) && d > now + 1e9) d = now + 1e9;
+  return d;
+}
+
+static int pick_int(reader_t *r) {
+  static const int t[] = {0, 1, 2, 3, -1, -2, INT_MAX, INT_MIN, 100, 7, 4, 5, 16, -100, INT_MAX - 1, 1 << 20};
+  return t[rd8(r) % (sizeof t / sizeof t[0])];
+}
+static unsigned pick_uint(reader_t *r) {
+  static const unsigned t[] = {0, 1, 2, 3, 4, 5, UINT_MAX, INT_MAX, (unsigned)INT_MAX + 1u, 1024, 1025, 100, UINT_MAX - 1};
+  return t[rd8(r) % (sizeof t / sizeof t[0])];
+}
+static long pick_long(reader_t *r) {
+  static const long t[] = {0, 1, 2, 3, -1, LONG_MAX, LONG_MIN, 100, 5, INT_MAX, (long)INT_MAX + 1};
+  return t[rd8(r) % (sizeof t / sizeof t[0])];
+}
+static long long pick_llong(reader_t *r) {
+  static const long long t[] = {0, 1, -1, 2, LLONG_MAX, LLONG_MIN, 42, 7, -7, 3};
+  return t[rd8(r) % (sizeof t / sizeof t[0])];
+}
+static size_t pick_size(reader_t *r) {
+  static const size_t t[] = {0, 1, 2, 3, 4, 8, 1, 2, SIZE_MAX, SIZE_MAX / 2, (size_t)1 << 63, (size_t)1 << 31, 16, 64};
+  return t[rd8(r) % (sizeof t / sizeof t[0])];
+}
+static int pick_code(reader_t *r) {
+  static const int t[] = {
+    AIOS_EINVAL, AIOS_EBADHANDLE, AIOS_ECLOSED, AIOS_EWRONGTHREAD, AIOS_ERUNNING, AIOS_ENOLOOP,
+    AIOS_EWRONGLOOP, AIOS_EBUSY, AIOS_ENOMEM, AIOS_ENOTIMPL, AIOS_ESTEP, AIOS_ENOTACQUIRED,
+    AIOS_ERELEASED, AIOS_ECANCELLED, AIOS_ETIMEOUT, AIOS_EINVALIDSTATE, AIOS_EINCOMPLETE,
+    AIOS_ELIMIT, AIOS_EBROKENBARRIER, AIOS_EQUEUEEMPTY, AIOS_EQUEUEFULL, AIOS_EQUEUESHUTDOWN,
+    AIOS_EUSER, AIOS_EGROUP, 0, 1, -EPIPE, -ECONNRESET, -1, INT_MIN, INT_MAX, -3000, -3031,
+    -4095, -ENOMEM, 3000, -3019, -EAGAIN};
+  return t[rd8(r) % (sizeof t / sizeof t[0])];
+}
+
+static char g_long_string[3000];
+static const char *pick_str(reader_t *r) {
+  switch (rd8(r) % 8) {
+  case 0: return NULL;
+  case 1: return "";
+  case 2: return "x";
+  case 3: return "fuzz name";
+  case 4: return g_long_string;
+  case 5: return "\xff\xfe\xc0\x80 bad utf-8";
+  case 6: return "%s%n%x%p";
+  default: return "m";
+  }
+}
+
+/* A value for a result or an item: tracked with our destructor (sometimes
+ * one that runs a program when freed), tracked without one, NULL or a
+ * plain integer. */
+static value_t *pick_value(reader_t *r, void **ptr, aios_destructor_fn *dtor) {
+  uint8_t b = rd8(r);
+  value_t *v;
+  *ptr = NULL;
+  *dtor = NULL;
+  if ((b & 7) == 6) return NULL;
+  if ((b & 7) == 7) { *ptr = (void *)(uintptr_t)(b >> 3); return NULL; }
+  v = value_new();
+  if (v == NULL) return NULL;
+  v->has_dtor = (b & 7) != 5;
+  if ((b & 0x18) == 0x18) v->on_free = capture(r, K_DTOR);
+  v->state = O_PENDING;
+  *ptr = v;
+  *dtor = v->has_dtor ? value_dtor : NULL;
+  return v;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Forward declarations                                                       */
+
+static int run_program(reader_t *prog);
+static void cb_sched(void *arg);
+static void cb_done(aios_future_t *future, void *arg);
+static void cb_done_other(aios_future_t *future, void *arg);
+static int step_fn(aios_task_t *task, aios_future_t *awaited, void *arg);
+static int pred_fn(void *arg);
+static void exc_handler(aios_loop_t *loop, const aios_exception_context_t *context, void *arg);
+static int work_fn(void *arg, void **result);
+static void release_value(int type, void *p);
+static void drain_loop(aios_loop_t *loop);
+static void watchdog_cb(void *arg);
+static void finish_waits(void);
+
+#define pick_value_d pick_value
+
+/* Takes over a value the library handed out with its destructor (take_result,
+ * get_nowait): the caller frees it now, as a user would. */
+static void take_over(void *value, aios_destructor_fn dtor, const char *what) {
+  value_t *v = as_value(value);
+  if (dtor == NULL) return; /* lent, or given without destructor */
+  if (dtor == value_dtor) {
+    if (v == NULL) die("%s handed out our destructor with %p, a value never given", what, value);
+    if (ATOMIC_LOAD(&v->state) != O_LIB)
+      die("%s handed out value %d, which the library does not own (state %d)", what,
+          (int)(v - g_values), v->state);
+    ATOMIC_STORE(&v->state, O_TAKEN);
+    value_dtor(value);
+    return;
+  }
+  if (dtor == work_result_dtor || dtor == closure_dtor) { dtor(value); return; }
+  die("%s handed out destructor %p, which the harness never gave", what, (void *)(uintptr_t)dtor);
+}
+
+/* A value lent by the library (future_result): it must still be alive. */
+static void check_lent(void *value, const char *what) {
+  value_t *v = as_value(value);
+  if (v && ATOMIC_LOAD(&v->dcount) != 0)
+    die("%s lent value %d, which was already freed", what, (int)(v - g_values));
+}
+
+static void check_string(const char *s) {
+  if (s) (void)strlen(s); /* ASan checks the bytes are live */
+}
+
+/* Query results for a forged handle must be errors. */
+static void expect_refused(int how, long rc, const char *what) {
+  if (how == PK_FORGED && rc >= 0) die("%s accepted a forged handle (%ld)", what, rc);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Task options                                                               */
+
+typedef struct options_buf_s {
+  aios_task_options_t o;
+  char pad[16]; /* room for a caller whose struct is newer than ours */
+} options_buf_t;
+
+/* Task options for closure `c` (NULL, or of several sizes); marks the
+ * closure pending when the library is to free it. */
+static aios_task_options_t *pick_options(reader_t *r, options_buf_t *buf, closure_t *c) {
+  static const size_t sizes[] = {sizeof(aios_task_options_t), sizeof(aios_task_options_t), 0,
+                                 sizeof(aios_task_options_t) + 8, 8, 16, 24, 1};
+  uint8_t b = rd8(r);
+  size_t size;
+  memset(buf, 0, sizeof *buf);
+  if ((b & 3) == 0) return NULL;
+  size = sizes[(b >> 2) & 7];
+  buf->o.size = size;
+  buf->o.name = pick_str(r);
+  buf->o.eager = (b & 0x20) ? ((b & 0x40) ? -1 : 1) : 0;
+  if (c && !(b & 0x80)) {
+    buf->o.arg_destructor = closure_dtor;
+    /* The library reads only the fields `size` covers. */
+    if (size >= offsetof(aios_task_options_t, arg_destructor) + sizeof(aios_destructor_fn))
+      closure_offer(c);
+  }
+  return &buf->o;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Runs: bounded by a watchdog timer                                          */
+
+static int cancel_all_tasks(aios_loop_t *loop) {
+  int n = aios_all_tasks(loop, g_taskbuf, TASKBUF), i, m;
+  aios_task_t **copy;
+  if (n <= 0) return n;
+  if (n > TASKBUF) die("harness limit: more than %d tasks", TASKBUF);
+  /* A copy: the unrefs below may run programs that use g_taskbuf. */
+  m = n;
+  copy = (aios_task_t **)malloc(sizeof *copy * (size_t)m);
+  memcpy(copy, g_taskbuf, sizeof *copy * (size_t)m);
+  for (i = 0; i < m; i++) {
+    aios_task_cancel(copy[i], NULL);
+    aios_task_unref(copy[i]);
+  }
+  free(copy);
+  return n;
+}
+
+/* The watchdog runs every WATCH_PERIOD on the loop being run. Past the
+ * deadline it winds down (programs stop, every task is cancelled, so every
+ * step returns); for a loop we run ourselves it then stops the loop. */
+static void watchdog_cb(void *arg) {
+  uint64_t elapsed;
+  if ((uint64_t)(uintptr_t)arg != g_run_id || !g_in_run || g_watch_loop == NULL) return;
+  elapsed = now_ns() - g_run_start;
+  if (elapsed > DEADLINE_NS) {
+    g_wind_down = 1;
+    cancel_all_tasks(g_watch_loop);
+  }
+  if ((elapsed > 2 * DEADLINE_NS && g_run_kind == RUN_DIRECT) || elapsed > 100 * DEADLINE_NS)
+    aios_loop_stop(g_watch_loop);
+  aios_loop_call_later(g_watch_loop, WATCH_PERIOD, watchdog_cb, arg, NULL, NULL);
+}
+
+/* `owned`: the caller hands us one reference to the loop for the run. */
+static void arm_watchdog(aios_loop_t *loop, int owned) {
+  g_watch_armed = g_run_id;
+  g_watch_loop = loop;
+  g_watch_owns_ref = owned;
+  aios_loop_call_later(loop, WATCH_PERIOD, watchdog_cb, (void *)(uintptr_t)g_run_id, NULL, NULL);
+}
+
+/* Called from every callback: a run that made its own loop (aios_run, a
+ * runner) gets its watchdog from the first callback that runs in it. */
+static void maybe_arm_watchdog(void) {
+  aios_loop_t *loop = NULL;
+  if (!g_in_run || g_watch_armed == g_run_id || !on_main()) return;
+  g_watch_armed = g_run_id; /* even when the next call fails: try once */
+  if (aios_get_running_loop(&loop) != 0 || loop == NULL) return;
+  /* A loop aios_run made: quiet, the default handler prints. */
+  if (g_run_sets_handler) aios_loop_set_exception_handler(loop, exc_handler, NULL);
+  arm_watchdog(loop, 1);
+}
+
+static void begin_run(aios_loop_t *loop, int kind) {
+  g_in_run = 1;
+  g_run_id++;
+  g_run_kind = kind;
+  g_run_start = now_ns();
+  g_watch_loop = NULL;
+  g_watch_owns_ref = 0;
+  g_watch_armed = 0;
+  if (loop) {
+    /* Our own reference keeps the loop alive for the watchdog. Not with
+     * KNOWN_BUGS: then a callback may drop the loop's last reference. */
+    int owned = !KNOWN_BUGS && aios_loop_ref(loop) == 0;
+    arm_watchdog(loop, owned);
+  }
+}
+
+static void end_run(void) {
+  aios_loop_t *loop = g_watch_loop;
+  int owned = g_watch_owns_ref;
+  g_in_run = 0;
+  g_watch_loop = NULL;
+  g_watch_owns_ref = 0;
+  if (!g_teardown) g_wind_down = 0;
+  if (loop && owned) release_value(T_LOOP, loop);
+}
+
+/* Finish every task of a loop (they are cancelled until they are done), so
+ * that closing it leaves no task waiting for ever (KNOWN_BUGS leak). */
+static void drain_loop(aios_loop_t *loop) {
+  int saved = g_wind_down, round;
+  if (g_in_run || !on_main() || aios_loop_is_closed(loop) != 0) return;
+  finish_waits();
+  g_wind_down = 1;
+  for (round = 0; round < 32; round++) {
+    if (cancel_all_tasks(loop) <= 0) break;
+    begin_run(NULL, RUN_DIRECT);
+    g_watch_armed = g_run_id; /* no watchdog: one iteration */
+    aios_loop_stop(loop);
+    aios_loop_run_forever(loop);
+    g_in_run = 0;
+  }
+  g_wind_down = saved;
+}
+
+/* KNOWN_BUGS (found here, findings/wait-pending-at-close): an aios_wait
+ * future still waiting when its loop closes (or is dropped) leaks the loop
+ * and three futures. Off: we keep every wait future and cancel the pending
+ * ones before any loop closes (cancelling the wait itself frees all). */
+#define NWAITS 512
+static aios_future_t *g_waits[NWAITS];
+static int g_nwaits;
+
+static void remember_wait(aios_future_t *w) {
+  if (KNOWN_BUGS || w == NULL) return;
+  if (g_nwaits >= NWAITS || aios_future_ref(w) != 0) die("harness limit: too many waits");
+  g_waits[g_nwaits++] = w;
+}
+
+static void finish_waits(void) {
+  int i;
+  for (i = 0; i < g_nwaits; i++)
+    if (aios_future_done(g_waits[i]) == 0) aios_future_cancel(g_waits[i], NULL);
+}
+
+static int loop_has_tasks(aios_loop_t *loop) { return aios_all_tasks(loop, NULL, 0) > 0; }
+
+/* A loop may be closed now without leaving a task waiting for ever. */
+static int close_is_safe(aios_loop_t *loop) {
+  if (KNOWN_BUGS) return 1;
+  if (aios_loop_is_closed(loop) != 0) return 1;
+  finish_waits();
+  if (g_depth == 0 && !g_in_run) {
+    drain_loop(loop);
+    return 1;
+  }
+  return !loop_has_tasks(loop);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Releasing references                                                       */
+
+/* Whether an active predicate belongs to condition `p` (KNOWN_BUGS 4: a
+ * predicate that drops the last reference to its condition is a use after
+ * free). */
+static int in_predicate_of(const void *p) {
+  int d;
+  for (d = g_depth; d > 0; d--)
+    if (g_frames[d].kind == F_PRED && g_frames[d].self == p) return 1;
+  return 0;
+}
+
+/* Drops one harness reference, with the guards that keep known bugs away. */
+static void release_value(int type, void *p) {
+  int last = holders(p) == 0;
+  if (p == NULL) return;
+  if (last && type == T_LOOP && !KNOWN_BUGS && aios_loop_is_closed((aios_loop_t *)p) == 0) {
+    /* KNOWN_BUGS leaks: the last loop reference dropped inside a callback
+     * (a timer pending), or a loop closed while a task waits for ever. */
+    if (g_depth > 0 || g_in_run) { keep_push(type, p); return; }
+    drain_loop((aios_loop_t *)p);
+  }
+  if (last && type == T_COND && !KNOWN_BUGS && in_predicate_of(p)) { keep_push(type, p); return; }
+  if (last && type == T_RUNNER && !KNOWN_BUGS) finish_waits();
+  if (last && type == T_RUNNER && !g_in_run) {
+    /* Dropping the last reference closes the runner: it runs its loop. */
+    int saved = g_wind_down;
+    g_wind_down = 1;
+    begin_run(NULL, RUN_RUNNER);
+    obj_unref(type, p);
+    end_run();
+    g_wind_down = saved;
+  } else {
+    obj_unref(type, p);
+  }
+  if (holders(p) == 0) stale_push(type, p);
+}
+
+static void drop_slot(int i) {
+  slot_t s = g_slots[i];
+  if (s.p == NULL) return;
+  g_slots[i].p = NULL;
+  g_slots[i].type = T_NONE;
+  release_value(s.type, s.p);
+}
+
+/* Drops every slot holding `p`: a callback letting go of its own object. */
+static void drop_all_of(const void *p) {
+  int i;
+  if (p == NULL) return;
+  for (i = 0; i < NSLOTS; i++)
+    if (g_slots[i].p == p) drop_slot(i);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Callbacks                                                                  */
+
+static closure_t *check_closure(void *arg, int kind, const char *what) {
+  closure_t *c;
+  if (arg == NULL) return NULL;
+  c = as_closure(arg);
+  if (c == NULL) die("%s got arg %p, which the harness never gave", what, arg);
+  if (kind && c->kind != kind) die("%s got a closure of kind %d", what, c->kind);
+  if (ATOMIC_LOAD(&c->dcount) != 0) die("%s called after its arg destructor ran", what);
+  return c;
+}
+
+static void cb_sched(void *arg) {
+  closure_t *c = check_closure(arg, K_CALLBACK, "scheduled callback");
+  frame_t *f;
+  maybe_arm_watchdog();
+  if (c == NULL) return;
+  c->calls++;
+  if (!can_run_programs()) return;
+  f = push_frame(F_CALLBACK);
+  f->closure = c;
+  f->self = c->self;
+  f->self_type = c->self_type;
+  TRACE("callback %d {", (int)(c - g_closures));
+  run_program(&c->prog);
+  TRACE("}");
+  pop_frame();
+}
+
+static void cb_stop(void *arg) {
+  maybe_arm_watchdog();
+  aios_loop_stop((aios_loop_t *)arg);
+}
+
+static void cb_done_common(aios_future_t *future, void *arg, const char *what) {
+  closure_t *c = check_closure(arg, K_DONE, what);
+  frame_t *f;
+  int done;
+  maybe_arm_watchdog();
+  done = aios_future_done(future);
+  if (done != 1) die("%s called for a future that is not done (%d)", what, done);
+  if (c == NULL) return;
+  c->calls++;
+  if (!can_run_programs()) return;
+  f = push_frame(F_DONE);
+  f->future = future;
+  f->closure = c;
+  f->self = c->self;
+  f->self_type = c->self_type;
+  TRACE("done callback %d {", (int)(c - g_closures));
+  run_program(&c->prog);
+  TRACE("}");
+  pop_frame();
+}
+
+static void cb_done(aios_future_t *future, void *arg) { cb_done_common(future, arg, "done callback"); }
+static void cb_done_other(aios_future_t *future, void *arg) { cb_done_common(future, arg, "other done callback"); }
+
+#define NO_TERM INT_MIN /* an op that does not end a step */
+
+static int step_fn(aios_task_t *task, aios_future_t *awaited, void *arg) {
+  closure_t *c = check_closure(arg, K_STEP, "step");
+  frame_t *f;
+  int rc = NO_TERM;
+  maybe_arm_watchdog();
+  if (!on_main()) die("a step ran on another thread");
+  if (awaited && aios_future_done(awaited) != 1) die("a step got an awaited future that is not done");
+  if (c) {
+    c->calls++;
+    c->awaiting = NULL;
+    /* Learn the task's handle: the cycle check finds it by it. */
+    if (c->dep < 0) {
+      c->dep = dep_add(task, D_TASK);
+      if (c->dep >= 0) g_deps[c->dep].task = c;
+    } else {
+      g_deps[c->dep].value = task;
+    }
+  }
+  if (c && can_run_programs()) {
+    f = push_frame(F_STEP);
+    f->task = task;
+    f->future = awaited;
+    f->closure = c;
+    f->self = task;
+    f->self_type = T_TASK;
+    TRACE("step %d awaited=%p {", (int)(c - g_closures), (void *)awaited);
+    rc = run_program(&c->prog);
+    TRACE("} -> %d", rc);
+    pop_frame();
+  }
+  if (rc == NO_TERM) rc = aios_task_return(task, NULL, NULL);
+  if (c && (c->flags & C_MAIN) && rc != AIOS_STEP_AWAIT) {
+    g_wind_down = 1; /* aios_run's cleanup: the other tasks finish */
+    if (!KNOWN_BUGS) finish_waits(); /* and the loop closes */
+  }
+  return rc;
+}
+
+static int pred_fn(void *arg) {
+  closure_t *c = check_closure(arg, K_PRED, "predicate");
+  frame_t *f;
+  uint8_t b;
+  int result;
+  maybe_arm_watchdog();
+  if (c == NULL) return 1;
+  c->calls++;
+  if (!can_run_programs() || at_end(&c->prog)) return 1;
+  b = rd8(&c->prog);
+  result = (b & 3) == 0 ? 0 : (b & 3) == 3 ? pick_code(&c->prog) : 1;
+  f = push_frame(F_PRED);
+  f->closure = c;
+  f->self = c->self;
+  f->self_type = T_COND;
+  TRACE("predicate %d {", (int)(c - g_closures));
+  {
+    /* A few ops each call: the predicate is called after every notify. */
+    reader_t part = sub_reader(&c->prog, (b >> 2) & 15);
+    run_program(&part);
+  }
+  TRACE("} -> %d", result);
+  pop_frame();
+  return result;
+}
+
+/* The context's fields, read only as far as its size says. */
+#define CTX_FIELD(ctx, field)                                                  \
+  ((ctx) && (ctx)->size >= offsetof(aios_exception_context_t, field) + sizeof((ctx)->field) \
+       ? (ctx)->field : NULL)
+
+static void exc_handler(aios_loop_t *loop, const aios_exception_context_t *context, void *arg) {
+  closure_t *c;
+  frame_t *f;
+  const char *message = CTX_FIELD(context, message);
+  aios_error_t *error = CTX_FIELD(context, error);
+  aios_future_t *future = CTX_FIELD(context, future);
+  aios_task_t *task = CTX_FIELD(context, task);
+  aios_handle_t *handle = CTX_FIELD(context, handle);
+  g_exc_calls++;
+  if (context == NULL) die("an exception handler got no context");
+  check_string(message);
+  if (error) {
+    (void)aios_error_code(error);
+    check_string(aios_error_message(error));
+  }
+  /* Borrowed for the call: they must be alive. */
+  if (future && aios_future_done(future) < 0) die("exception context: a dead future %p", (void *)future);
+  if (task && aios_task_cancelling(task) < 0) die("exception context: a dead task %p", (void *)task);
+  if (handle && aios_handle_cancelled(handle) < 0) die("exception context: a dead handle %p", (void *)handle);
+  if (!on_main()) die("an exception handler ran on another thread");
+  c = check_closure(arg, K_HANDLER, "exception handler");
+  maybe_arm_watchdog();
+  if (c == NULL) return;
+  c->calls++;
+  if (!can_run_programs()) return;
+  f = push_frame(F_HANDLER);
+  f->loop = loop;
+  f->error = error;
+  f->future = future;
+  f->task = task;
+  f->handle = handle;
+  f->closure = c;
+  f->self = loop;
+  f->self_type = T_LOOP;
+  TRACE("exception handler %d (%s) {", (int)(c - g_closures), message ? message : "-");
+  {
+    reader_t part = sub_reader(&c->prog, rd8(&c->prog) % 16);
+    run_program(&part);
+  }
+  TRACE("}");
+  pop_frame();
+}
+
+static void run_dtor_program(closure_t *c) {
+  frame_t *f;
+  if (c == NULL || !can_run_programs()) return;
+  f = push_frame(F_DTOR);
+  f->closure = c;
+  TRACE("destructor program %d {", (int)(c - g_closures));
+  run_program(&c->prog);
+  TRACE("}");
+  pop_frame();
+}
+
+static void value_dtor(void *p) {
+  value_t *v = as_value(p);
+  int state, n;
+  if (v == NULL) die("value destructor called with %p, a value the harness never gave", p);
+  state = ATOMIC_LOAD(&v->state);
+  n = ATOMIC_ADD(&v->dcount, 1);
+  if (n > 1) die("destructor ran twice for value %d", (int)(v - g_values));
+  if (state != O_LIB && state != O_PENDING && state != O_TAKEN)
+    die("destructor ran for value %d, which the library does not own (state %d)", (int)(v - g_values), state);
+  if (!v->has_dtor && state != O_TAKEN) die("destructor ran for value %d, given without one", (int)(v - g_values));
+  run_dtor_program(v->on_free);
+}
+
+static void closure_dtor(void *p) {
+  closure_t *c = as_closure(p);
+  int n;
+  if (c == NULL) die("arg destructor called with %p, an arg the harness never gave", p);
+  n = ATOMIC_ADD(&c->dcount, 1);
+  if (n > 1) die("arg destructor ran twice (closure %d)", (int)(c - g_closures));
+  if (!c->has_dtor || (ATOMIC_LOAD(&c->own) != O_LIB && ATOMIC_LOAD(&c->own) != O_PENDING))
+    die("arg destructor ran for closure %d, which the library does not own (state %d)",
+        (int)(c - g_closures), c->own);
+  if (!on_main()) die("arg destructor of closure %d ran off the loop's thread", (int)(c - g_closures));
+  run_dtor_program(c->on_free);
+}
+
+/* ------------------------------------------------------------------------ */
+/* to_thread work                                                             */
+
+/* Records outlive an input (a worker may start late), so they are not
+ * reset with it: the generation tells a late worker to do nothing. */
+#define NWORK 1024
+typedef struct work_s {
+  unsigned gen;
+  int mode;
+  aios_loop_t *loop;
+  closure_t *closure;
+} work_t;
+static work_t g_work[NWORK];
+static unsigned g_nwork;
+static long g_work_started, g_work_finished;
+
+static int work_fn(void *arg, void **result) {
+  work_t *w = (work_t *)arg;
+  int rc = 0;
+  ATOMIC_ADD(&g_work_started, 1);
+  if (on_main()) die("to_thread work ran on the loop's thread");
+  if (w == NULL || ATOMIC_LOAD(&w->gen) != ATOMIC_LOAD(&g_input_gen)) {
+    ATOMIC_ADD(&g_work_finished, 1);
+    return AIOS_ECANCELLED;
+  }
+  switch (w->mode % 6) {
+  case 1: rc = AIOS_EUSER; break; /* fails, no result */
+  case 2: rc = -EPIPE; /* fails, but sets a result anyway */ /* fall through */
+  case 0: {
+    work_result_t *res = (work_result_t *)malloc(sizeof *res);
+    res->magic = WORK_RESULT_MAGIC;
+    ATOMIC_ADD(&g_work_results_made, 1);
+    *result = res;
+    break;
+  }
+  case 3: /* the only loop call a worker may make */
+    aios_loop_call_soon_threadsafe(w->loop, cb_sched, w->closure, NULL, NULL);
+    break;
+  case 4: {
+    struct timespec ts = {0, 100000};
+    nanosleep(&ts, NULL);
+    break;
+  }
+  default: /* a wrong handle: refused */
+    if (aios_loop_call_soon_threadsafe((aios_loop_t *)(uintptr_t)0xdeadbeefdeadbeefULL, cb_sched, NULL, NULL, NULL) == 0)
+      die("call_soon_threadsafe accepted a forged loop");
+    break;
+  }
+  ATOMIC_ADD(&g_work_finished, 1);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The second thread                                                          */
+
+typedef struct held_s {
+  int type;
+  void *p;
+  int refs;
+} held_t;
+
+typedef struct thread_ctx_s {
+  pthread_t th;
+  int active;
+  reader_t prog;
+  held_t held[8];
+  int nheld;
+  closure_t *cls[4];
+  value_t *vals[4];
+  int nvals;
+} thread_ctx_t;
+static thread_ctx_t g_thr;
+
+static void expect_wrong_thread(long rc, const char *what) {
+  if (rc != AIOS_EWRONGTHREAD)
+    die("%s from another thread returned %ld (%s), not AIOS_EWRONGTHREAD", what, rc,
+        aios_err_name((int)rc));
+}
+
+static value_t *thread_value(thread_ctx_t *t) {
+  value_t *v;
+  if (t->nvals >= 4) return NULL;
+  v = t->vals[t->nvals++];
+  if (v == NULL) return NULL;
+  v->has_dtor = 1;
+  ATOMIC_STORE(&v->state, O_PENDING);
+  return v;
+}
+
+/* A call a thread that does not own the object may not make. */
+static void thread_wrong_call(thread_ctx_t *t, held_t *h, uint8_t b) {
+  aios_future_t *f = NULL;
+  double d = 0;
+  int rc = 0;
+  value_t *v;
+  switch (h->type) {
+  case T_LOOP: {
+    aios_loop_t *l = (aios_loop_t *)h->p;
+    switch (b % 8) {
+    case 0: rc = aios_loop_stop(l); break;
+    case 1: rc = aios_loop_run_forever(l); break;
+    case 2: rc = aios_loop_close(l); break;
+    case 3: rc = aios_loop_call_soon(l, cb_sched, NULL, NULL, NULL); break;
+    case 4: rc = aios_loop_time(l, &d); break;
+    case 5: rc = aios_future_new(l, &f); break;
+    case 6: rc = aios_loop_set_debug(l, 1); break;
+    default: rc = aios_loop_call_later(l, 0.0, cb_sched, NULL, NULL, NULL); break;
+    }
+    expect_wrong_thread(rc, "a loop call");
+    break;
+  }
+  case T_FUTURE: case T_TASK: {
+    aios_future_t *fu = h->type == T_TASK ? aios_task_as_future((aios_task_t *)h->p) : (aios_future_t *)h->p;
+    switch (b % 6) {
+    case 0: rc = aios_future_cancel(fu, NULL); break;
+    case 1: rc = aios_future_done(fu); break;
+    case 2:
+      v = thread_value(t);
+      rc = aios_future_set_result(fu, v, v ? value_dtor : NULL);
+      value_commit(v, rc == 0);
+      break;
+    case 3: rc = aios_future_add_done_callback(fu, cb_done, NULL, NULL); break;
+    case 4: rc = h->type == T_TASK ? aios_task_cancel((aios_task_t *)h->p, "x") : aios_future_cancelled(fu); break;
+    default:
+      if (h->type == T_TASK) {
+        if (aios_task_get_name((aios_task_t *)h->p) != NULL) die("aios_task_get_name from another thread gave a name");
+        rc = AIOS_EWRONGTHREAD;
+      } else {
+        rc = aios_future_result(fu, NULL);
+      }
+      break;
+    }
+    expect_wrong_thread(rc, "a future call");
+    break;
+  }
+  case T_HANDLE: expect_wrong_thread(aios_handle_cancel((aios_handle_t *)h->p), "aios_handle_cancel"); break;
+  case T_LOCK:
+    rc = (b & 1) ? aios_lock_release((aios_lock_t *)h->p) : aios_lock_acquire((aios_lock_t *)h->p, &f);
+    expect_wrong_thread(rc, "a lock call");
+    break;
+  case T_EVENT: expect_wrong_thread(aios_event_set((aios_event_t *)h->p), "aios_event_set"); break;
+  case T_COND: expect_wrong_thread(aios_condition_notify_all((aios_condition_t *)h->p), "aios_condition_notify_all"); break;
+  case T_SEM: expect_wrong_thread(aios_semaphore_release((aios_semaphore_t *)h->p), "aios_semaphore_release"); break;
+  case T_BARRIER: expect_wrong_thread(aios_barrier_parties((aios_barrier_t *)h->p), "aios_barrier_parties"); break;
+  case T_QUEUE:
+    if (b & 1) {
+      expect_wrong_thread(aios_queue_qsize((aios_queue_t *)h->p), "aios_queue_qsize");
+    } else {
+      v = thread_value(t);
+      rc = aios_queue_put_nowait((aios_queue_t *)h->p, v, v ? value_dtor : NULL, 0);
+      value_commit(v, rc == 0);
+      expect_wrong_thread(rc, "aios_queue_put_nowait");
+    }
+    break;
+  case T_TIMEOUT: expect_wrong_thread(aios_timeout_expired((aios_timeout_t *)h->p), "aios_timeout_expired"); break;
+  case T_GROUP:
+    expect_wrong_thread(aios_task_group_create_task((aios_task_group_t *)h->p, step_fn, NULL, NULL, NULL),
+                        "aios_task_group_create_task");
+    break;
+  case T_RUNNER: expect_wrong_thread(aios_runner_close((aios_runner_t *)h->p), "aios_runner_close"); break;
+  case T_ASCOMP:
+    expect_wrong_thread(aios_as_completed_next((aios_as_completed_t *)h->p, &f), "aios_as_completed_next");
+    break;
+  case T_ERROR: /* any thread may */
+    (void)aios_error_code((aios_error_t *)h->p);
+    check_string(aios_error_message((aios_error_t *)h->p));
+    break;
+  default: break;
+  }
+  if (f != NULL) die("a refused call from another thread handed out a future");
+}
+
+static void thread_op(thread_ctx_t *t) {
+  reader_t *r = &t->prog;
+  uint8_t op = rd8(r), b = rd8(r);
+  held_t *h = t->nheld ? &t->held[b % t->nheld] : NULL;
+  aios_error_t *e = NULL;
+  aios_loop_t *l = NULL;
+  aios_handle_t *hd = NULL;
+  int rc;
+  switch (op % 11) {
+  case 0: /* drop a reference: maybe the last, then the owner frees it */
+    if (h && h->refs > 0 && obj_unref(h->type, h->p) == 0) h->refs--;
+    break;
+  case 1:
+    if (h && h->refs > 0 && obj_ref(h->type, h->p) == 0) h->refs++;
+    break;
+  case 2: /* call_soon_threadsafe on whatever we hold: refused unless a loop */
+    if (h) {
+      closure_t *c = t->cls[b & 3];
+      /* A closure takes a destructor once (it is called once per call). */
+      int with_dtor = c && (b & 4) && closure_offer(c);
+      rc = aios_loop_call_soon_threadsafe((aios_loop_t *)h->p, cb_sched, c, with_dtor ? closure_dtor : NULL, NULL);
+      if (with_dtor) closure_commit(c, rc == 0);
+      if (rc == 0 && h->type != T_LOOP) die("call_soon_threadsafe accepted a %s", type_names[h->type]);
+    }
+    break;
+  case 3: /* KNOWN_BUGS leak: call_soon_threadsafe with an `out` handle */
+    if (KNOWN_BUGS && h && h->type == T_LOOP &&
+        aios_loop_call_soon_threadsafe((aios_loop_t *)h->p, cb_sched, t->cls[b & 3], NULL, &hd) == 0 && hd) {
+      double w;
+      expect_wrong_thread(aios_handle_cancel(hd), "aios_handle_cancel");
+      expect_wrong_thread(aios_handle_cancelled(hd), "aios_handle_cancelled");
+      expect_wrong_thread(aios_handle_when(hd, &w), "aios_handle_when");
+      aios_handle_unref(hd);
+    }
+    break;
+  case 4:
+    if (h && h->refs > 0) thread_wrong_call(t, h, rd8(r));
+    break;
+  case 5: { /* errors belong to no thread */
+    value_t *v = (b & 1) ? thread_value(t) : NULL;
+    if (v) {
+      rc = aios_error_new_user(pick_str(r), v, value_dtor, &e);
+      value_commit(v, rc == 0);
+    } else {
+      rc = aios_error_new(pick_code(r), pick_str(r), &e);
+    }
+    if (rc == 0) {
+      aios_error_t *child = NULL;
+      (void)aios_error_code(e);
+      (void)aios_error_kind(e);
+      (void)aios_error_os_errno(e);
+      check_string(aios_error_message(e));
+      if (aios_error_user_data(e) != (void *)v && v) die("aios_error_user_data lost the data");
+      (void)aios_error_group_size(e);
+      if (aios_error_group_get(e, 0, &child) == 0) aios_error_unref(child);
+      aios_error_unref(e);
+    }
+    break;
+  }
+  case 6:
+    if (h && h->type == T_LOOP && h->refs > 0) {
+      (void)aios_loop_is_running((aios_loop_t *)h->p);
+      (void)aios_loop_is_closed((aios_loop_t *)h->p);
+    }
+    rc = aios_get_running_loop(&l);
+    if (rc != AIOS_ENOLOOP) die("aios_get_running_loop on a thread without a loop returned %d", rc);
+    break;
+  case 7: {
+    struct timespec ts = {0, 20000L * (b % 5)};
+    nanosleep(&ts, NULL);
+    break;
+  }
+  case 8:
+    check_string(aios_strerror(pick_code(r)));
+    check_string(aios_err_name(pick_code(r)));
+    check_string(aios_version_string());
+    (void)aios_version();
+    (void)aios_live_objects((aios_object_type_t)(b % 9));
+    break;
+  case 9: { /* forged handles from here too */
+    void *p = (void *)(uintptr_t)(0x8000000000000000ULL | b);
+    if (obj_ref(1 + b % (T_COUNT - 1), p) == 0) die("a ref from another thread accepted a forged handle");
+    if (obj_unref(1 + b % (T_COUNT - 1), p) == 0) die("an unref from another thread accepted a forged handle");
+    break;
+  }
+  default: /* a wrong-type ref: refused, or (a task as a future) balanced */
+    if (h && h->refs > 0) {
+      int other = 1 + rd8(r) % (T_COUNT - 1);
+      if (other != h->type && obj_ref(other, h->p) == 0) {
+        if (!(other == T_FUTURE && h->type == T_TASK))
+          die("%s_ref accepted a %s", type_names[other], type_names[h->type]);
+        obj_unref(other, h->p);
+      }
+    }
+    break;
+  }
+}
+
+static void *thread_main(void *arg) {
+  thread_ctx_t *t = (thread_ctx_t *)arg;
+  int ops = 0, i;
+  while (!at_end(&t->prog) && ops++ < MAX_THREAD_OPS) thread_op(t);
+  for (i = 0; i < t->nheld; i++)
+    while (t->held[i].refs > 0 && obj_unref(t->held[i].type, t->held[i].p) == 0) t->held[i].refs--;
+  return NULL;
+}
+
+static void thread_join(void) {
+  if (!g_thr.active) return;
+  pthread_join(g_thr.th, NULL);
+  g_thr.active = 0;
+}
+
+static void thread_start(reader_t *r) {
+  int n, i;
+  thread_join();
+  memset(&g_thr, 0, sizeof g_thr);
+  n = rd8(r) % 7;
+  for (i = 0; i < n; i++) {
+    slot_t *s = &g_slots[pick_slot_index(r)];
+    if (s->p == NULL || obj_ref(s->type, s->p) != 0) continue;
+    /* KNOWN_BUGS leaks: the thread must not drop a loop's last reference
+     * (its close would happen with tasks waiting); we keep one more. */
+    if ((s->type == T_LOOP || s->type == T_RUNNER) && !KNOWN_BUGS && obj_ref(s->type, s->p) == 0)
+      keep_push(s->type, s->p);
+    g_thr.held[g_thr.nheld].type = s->type;
+    g_thr.held[g_thr.nheld].p = s->p;
+    g_thr.held[g_thr.nheld].refs = 1;
+    g_thr.nheld++;
+  }
+  for (i = 0; i < 4; i++) g_thr.cls[i] = capture(r, K_CALLBACK);
+  for (i = 0; i < 4; i++) {
+    g_thr.vals[i] = value_new();
+    if (g_thr.vals[i]) g_thr.vals[i]->state = O_RESERVED;
+  }
+  g_thr.prog = sub_reader(r, rd8(r) % 64);
+  TRACE("thread start: %d objects, %zu bytes", g_thr.nheld, g_thr.prog.n);
+  if (pthread_create(&g_thr.th, NULL, thread_main, &g_thr) != 0) {
+    /* No thread (its oracles would not hold here): give the references back. */
+    for (i = 0; i < g_thr.nheld; i++) obj_unref(g_thr.held[i].type, g_thr.held[i].p);
+    return;
+  }
+  g_thr.active = 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The ops                                                                    */
+
+#define OPS(X)                                                                 \
+  X(LOOP_NEW) X(REF) X(UNREF) X(UNREF_WRONG) X(RUN_UNTIL_COMPLETE)             \
+  X(RUN_FOREVER) X(LOOP_STOP) X(LOOP_CLOSE) X(LOOP_QUERY) X(CALL_SOON)         \
+  X(CALL_SOON_TS) X(CALL_LATER) X(CALL_AT) X(GET_RUNNING_LOOP)                 \
+  X(SET_HANDLER) X(CALL_HANDLER) X(LOOP_DEBUG) X(HANDLE_OP) X(FUTURE_NEW)      \
+  X(SET_RESULT) X(SET_ERROR) X(FUTURE_CANCEL) X(FUTURE_QUERY) X(TAKE_RESULT)   \
+  X(ADD_DONE) X(REMOVE_DONE) X(SLEEP) X(TASK_NEW) X(AWAIT) X(RETURN) X(FAIL)   \
+  X(STEP_RAW) X(TASK_CANCEL) X(TASK_QUERY) X(CURRENT_TASK) X(ALL_TASKS)        \
+  X(ERROR_NEW) X(ERROR_NEW_USER) X(ERROR_QUERY) X(INFO) X(TIMEOUT_NEW)         \
+  X(TIMEOUT_ENTER) X(TIMEOUT_EXIT) X(TIMEOUT_QUERY) X(GATHER) X(WAIT)          \
+  X(AS_COMPLETED_NEW) X(AS_COMPLETED_NEXT) X(SHIELD) X(WAIT_FOR) X(GROUP_NEW)  \
+  X(GROUP_ENTER) X(GROUP_CREATE_TASK) X(GROUP_EXIT) X(TO_THREAD) X(POOL_SIZE)  \
+  X(LOCK_OP) X(EVENT_OP) X(COND_OP) X(SEM_OP) X(BARRIER_OP) X(QUEUE_NEW)       \
+  X(QUEUE_PUT) X(QUEUE_GET) X(QUEUE_OP) X(RUN) X(RUNNER_OP) X(THREAD_START)    \
+  X(THREAD_JOIN) X(DROP_SELF) X(DEBUG_FLAGS)
+
+enum {
+#define OP_ENUM_(name) OP_##name,
+  OPS(OP_ENUM_)
+#undef OP_ENUM_
+  OP_COUNT
+};
+static const char *const op_names[] = {
+#define OP_NAME_(name) #name,
+  OPS(OP_NAME_)
+#undef OP_NAME_
+};
+
+/* Puts a future the library handed out in a slot, with its dependency record. */
+static void got_future(aios_future_t *f, int rc, int dep_kind) {
+  if (rc != 0 || f == NULL) return;
+  if (dep_kind == D_PLAIN && dep_find(f) < 0) dep_add(f, D_PLAIN);
+  slot_put(T_FUTURE, f);
+}
+
+static int pick_futures(reader_t *r, aios_future_t **arr, int *with_null_array) {
+  int n = rd8(r) % (MAX_ARRAY + 1), i;
+  *with_null_array = 0;
+  for (i = 0; i < n; i++) arr[i] = (aios_future_t *)pick_obj(r, T_FUTURE, NULL);
+  if (n == 0 && (rd8(r) & 1)) *with_null_array = 1;
+  return n;
+}
+
+/* The closure of the task `t` names, if we know it. */
+static closure_t *task_closure(aios_task_t *t) {
+  int d;
+  if (t && t == cur()->task) return cur()->closure;
+  d = dep_find(t);
+  if (d >= 0 && g_deps[d].kind == D_TASK) return g_deps[d].task;
+  return NULL;
+}
+
+/* The status a scope's body ended with, for timeouts and task groups. */
+static int pick_status(reader_t *r) {
+  uint8_t b = rd8(r);
+  aios_future_t *aw = cur()->future;
+  switch (b % 4) {
+  case 0: return 0;
+  case 1: return AIOS_ECANCELLED;
+  case 2: return aw ? aios_future_result(aw, NULL) : 0;
+  default: return pick_code(r);
+  }
+}
+
+static int exec_run_op(reader_t *r, int op) {
+  aios_loop_t *l;
+  aios_future_t *f;
+  int rc = 0;
+  if (op == OP_RUN_UNTIL_COMPLETE) {
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, NULL);
+    f = (aios_future_t *)pick_obj(r, T_FUTURE, NULL);
+    TRACE("run_until_complete(%p, %p)", (void *)l, (void *)f);
+    if (!g_in_run && on_main()) {
+      begin_run(l, RUN_DIRECT);
+      rc = aios_loop_run_until_complete(l, f);
+      end_run();
+    } else {
+      rc = aios_loop_run_until_complete(l, f);
+      if (rc == 0) die("run_until_complete ran inside a run");
+    }
+  } else {
+    uint8_t how = rd8(r);
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, NULL);
+    TRACE("run_forever(%p) stop=%d", (void *)l, how % 4);
+    if (how % 4 == 0) aios_loop_call_soon(l, cb_stop, l, NULL, NULL);
+    if (how % 4 == 1) aios_loop_call_later(l, 0.0002, cb_stop, l, NULL, NULL);
+    if (how % 4 == 2) aios_loop_stop(l); /* exactly one iteration */
+    if (!g_in_run && on_main()) {
+      begin_run(l, RUN_DIRECT);
+      rc = aios_loop_run_forever(l);
+      end_run();
+    } else {
+      rc = aios_loop_run_forever(l);
+      if (rc == 0) die("run_forever ran inside a run");
+    }
+  }
+  TRACE(" -> %d", rc);
+  return rc;
+}
+
+static int exec_op(reader_t *r) {
+  int op = rd8(r) % OP_COUNT, rc = 0, how = PK_SLOT;
+  aios_loop_t *l = NULL;
+  aios_future_t *f = NULL, *out = NULL;
+  aios_task_t *t = NULL;
+  aios_error_t *e = NULL;
+  aios_handle_t *h = NULL;
+  closure_t *c = NULL;
+  value_t *v = NULL;
+  void *val = NULL;
+  aios_destructor_fn dtor = NULL;
+  options_buf_t ob;
+  double d = 0;
+  uint8_t b;
+
+  TRACE("%s", op_names[op]);
+  switch (op) {
+  case OP_LOOP_NEW:
+    b = rd8(r);
+    rc = aios_loop_new(b == 0xff ? NULL : &l);
+    if (rc == 0 && l) {
+      /* Quiet mostly: the default handler prints to stderr. */
+      if ((b & 7) != 7) aios_loop_set_exception_handler(l, exc_handler, NULL);
+      slot_put(T_LOOP, l);
+    }
+    break;
+
+  case OP_REF: { /* a new reference to anything, even what we must not have */
+    int type = 1 + rd8(r) % (T_COUNT - 1);
+    void *p = pick_obj(r, type, &how);
+    rc = obj_ref(type, p);
+    expect_refused(how, rc, "a ref function");
+    if (rc == 0) {
+      int held = type;
+      if (how == PK_SLOT || how == PK_CTX || how == PK_STALE) {
+        /* Wrong-type refs that work (a task through aios_future_ref) are
+         * kept under the type that took them. */
+        slot_put(held, p);
+      }
+    }
+    break;
+  }
+
+  case OP_UNREF:
+    drop_slot(pick_slot_index(r));
+    break;
+
+  case OP_UNREF_WRONG: { /* unref with the wrong function, NULL, forged */
+    int type = 1 + rd8(r) % (T_COUNT - 1), i;
+    void *p = pick_obj(r, type, &how);
+    if (how == PK_STALE || how == PK_CTX) break; /* not ours to drop */
+    for (i = 0; i < NSLOTS; i++)
+      if (g_slots[i].p == p && g_slots[i].type == type) break;
+    if (p && i < NSLOTS) { drop_slot(i); break; } /* a right one: a plain unref */
+    rc = obj_unref(type, p);
+    expect_refused(how, rc, "an unref function");
+    if (rc == 0 && p) {
+      /* It took (a task through aios_future_unref): that slot's reference is gone. */
+      for (i = 0; i < NSLOTS; i++) {
+        if (g_slots[i].p == p) {
+          g_slots[i].p = NULL;
+          g_slots[i].type = T_NONE;
+          break;
+        }
+      }
+      if (i == NSLOTS) {
+        for (i = 0; i < g_nkeep; i++)
+          if (g_keep[i].p == p) { g_keep[i].p = NULL; break; }
+        if (i == g_nkeep) die("an unref of something we do not hold worked");
+      }
+      if (holders(p) == 0) stale_push(type, p);
+    }
+    break;
+  }
+
+  case OP_RUN_UNTIL_COMPLETE:
+  case OP_RUN_FOREVER:
+    exec_run_op(r, op);
+    break;
+
+  case OP_LOOP_STOP:
+    rc = aios_loop_stop((aios_loop_t *)pick_obj(r, T_LOOP, &how));
+    expect_refused(how, rc, "aios_loop_stop");
+    break;
+
+  case OP_LOOP_CLOSE:
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    if (how == PK_SLOT && l && !close_is_safe(l)) break;
+    b = aios_loop_is_running(l) == 1;
+    rc = aios_loop_close(l);
+    expect_refused(how, rc, "aios_loop_close");
+    if (rc == 0 && b) die("aios_loop_close closed a running loop");
+    break;
+
+  case OP_LOOP_QUERY:
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    b = rd8(r);
+    switch (b % 5) {
+    case 0: rc = aios_loop_is_running(l); break;
+    case 1: rc = aios_loop_is_closed(l); break;
+    case 2: rc = aios_loop_time(l, (b & 8) ? NULL : &d); break;
+    case 3: rc = aios_loop_get_debug(l); break;
+    default: {
+      aios_loop_t *lr = NULL;
+      rc = aios_get_running_loop(&lr);
+      if (rc == 0) slot_put(T_LOOP, lr);
+      else if (rc != AIOS_ENOLOOP) die("aios_get_running_loop returned %d", rc);
+      break;
+    }
+    }
+    if (b % 5 != 4) expect_refused(how, rc, "a loop query");
+    break;
+
+  case OP_CALL_SOON:
+  case OP_CALL_SOON_TS:
+  case OP_CALL_LATER:
+  case OP_CALL_AT: {
+    aios_handle_t **hp;
+    b = rd8(r);
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    c = capture(r, K_CALLBACK);
+    if (c && (b & 4)) { c->self = l; c->self_type = T_LOOP; }
+    hp = (b & 1) ? &h : NULL;
+    /* KNOWN_BUGS leak: call_soon_threadsafe with an `out` handle. */
+    if (op == OP_CALL_SOON_TS && !KNOWN_BUGS) hp = NULL;
+    dtor = (c && (b & 8) && closure_offer(c)) ? closure_dtor : NULL;
+    if (dtor && (b & 16)) c->on_free = capture(r, K_DTOR);
+    if (op == OP_CALL_SOON) rc = aios_loop_call_soon(l, (b & 2) ? cb_sched : NULL, c, dtor, hp);
+    else if (op == OP_CALL_SOON_TS) rc = aios_loop_call_soon_threadsafe(l, (b & 2) ? cb_sched : NULL, c, dtor, hp);
+    else if (op == OP_CALL_LATER) rc = aios_loop_call_later(l, pick_delay(r, 0), (b & 2) ? cb_sched : NULL, c, dtor, hp);
+    else rc = aios_loop_call_at(l, pick_when(r, l), (b & 2) ? cb_sched : NULL, c, dtor, hp);
+    if (dtor) closure_commit(c, rc == 0);
+    expect_refused(how, rc, "a call_soon function");
+    if (rc == 0 && h) slot_put(T_HANDLE, h);
+    if (rc != 0 && h) die("a failed call_soon handed out a handle");
+    break;
+  }
+
+  case OP_GET_RUNNING_LOOP:
+    rc = aios_get_running_loop(rd8(r) == 0xff ? NULL : &l);
+    if (rc == 0) slot_put(T_LOOP, l);
+    break;
+
+  case OP_SET_HANDLER:
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    b = rd8(r);
+    /* The default handler (NULL) prints: rarely. */
+    if ((b & 15) == 0) rc = aios_loop_set_exception_handler(l, NULL, NULL);
+    else rc = aios_loop_set_exception_handler(l, exc_handler, (b & 1) ? capture(r, K_HANDLER) : NULL);
+    expect_refused(how, rc, "aios_loop_set_exception_handler");
+    break;
+
+  case OP_CALL_HANDLER:
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    rc = aios_loop_call_exception_handler(l, pick_str(r), (aios_error_t *)pick_obj(r, T_ERROR, NULL));
+    expect_refused(how, rc, "aios_loop_call_exception_handler");
+    break;
+
+  case OP_LOOP_DEBUG:
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    if (rd8(r) & 1) rc = aios_loop_set_debug(l, pick_int(r));
+    else rc = aios_loop_set_slow_callback_duration(l, pick_double(r));
+    expect_refused(how, rc, "a loop debug setting");
+    break;
+
+  case OP_HANDLE_OP:
+    h = (aios_handle_t *)pick_obj(r, T_HANDLE, &how);
+    b = rd8(r);
+    if (b % 3 == 0) rc = aios_handle_cancel(h);
+    else if (b % 3 == 1) rc = aios_handle_cancelled(h);
+    else rc = aios_handle_when(h, (b & 8) ? NULL : &d);
+    expect_refused(how, rc, "a handle call");
+    break;
+
+  case OP_FUTURE_NEW:
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    rc = aios_future_new(l, (rd8(r) == 0xff) ? NULL : &f);
+    expect_refused(how, rc, "aios_future_new");
+    got_future(f, rc, D_PLAIN);
+    break;
+
+  case OP_SET_RESULT:
+    f = (aios_future_t *)pick_obj(r, T_FUTURE, &how);
+    v = pick_value_d(r, &val, &dtor);
+    /* KNOWN_BUGS (found here, findings/set-result-on-task): a task takes
+     * aios_future_set_result, and the value is never freed. */
+    if (!KNOWN_BUGS && v && v->has_dtor && is_task(f)) { value_commit(v, 0); break; }
+    /* KNOWN_BUGS (found here, findings/set-result-on-sleep): set_result on a
+     * pending aios_sleep future leaks the value the sleep was given. */
+    if (!KNOWN_BUGS && is_sleep(f) && aios_future_done(f) == 0) { value_commit(v, 0); break; }
+    rc = aios_future_set_result(f, val, dtor);
+    value_commit(v, rc == 0);
+    expect_refused(how, rc, "aios_future_set_result");
+    break;
+
+  case OP_SET_ERROR:
+    f = (aios_future_t *)pick_obj(r, T_FUTURE, &how);
+    rc = aios_future_set_error(f, (aios_error_t *)pick_obj(r, T_ERROR, NULL));
+    expect_refused(how, rc, "aios_future_set_error");
+    break;
+
+  case OP_FUTURE_CANCEL:
+    f = (aios_future_t *)pick_obj(r, T_FUTURE, &how);
+    rc = aios_future_cancel(f, pick_str(r));
+    expect_refused(how, rc, "aios_future_cancel");
+    break;
+
+  case OP_FUTURE_QUERY:
+    f = (aios_future_t *)pick_obj(r, T_FUTURE, &how);
+    b = rd8(r);
+    switch (b % 5) {
+    case 0: rc = aios_future_done(f); break;
+    case 1: rc = aios_future_cancelled(f); break;
+    case 2:
+      rc = aios_future_result(f, (b & 8) ? NULL : &val);
+      if (rc == 0) check_lent(val, "aios_future_result");
+      break;
+    case 3:
+      rc = aios_future_error(f, (b & 8) ? NULL : &e);
+      if (rc == 0 && e) {
+        check_string(aios_error_message(e));
+        slot_put(T_ERROR, e);
+      }
+      break;
+    default:
+      rc = aios_future_get_loop(f, (b & 8) ? NULL : &l);
+      if (rc == 0) slot_put(T_LOOP, l);
+      break;
+    }
+    expect_refused(how, rc, "a future query");
+    break;
+
+  case OP_TAKE_RESULT:
+    f = (aios_future_t *)pick_obj(r, T_FUTURE, &how);
+    b = rd8(r);
+    if (b & 1) {
+      /* Ignoring the value loses it: only when it is not one we track. */
+      void *peek = NULL;
+      value_t *pv;
+      if (aios_future_result(f, &peek) == 0 && (pv = as_value(peek)) && pv->has_dtor) b &= ~1;
+    }
+    rc = aios_future_take_result(f, (b & 1) ? NULL : &val, (b & 2) ? NULL : &dtor);
+    expect_refused(how, rc, "aios_future_take_result");
+    if (rc == 0 && !(b & 1)) {
+      if (b & 2) {
+        /* Destructor not asked for: a caller that knows it frees the value. */
+        value_t *tv = as_value(val);
+        if (tv && tv->has_dtor && ATOMIC_LOAD(&tv->state) == O_LIB) take_over(val, value_dtor, "aios_future_take_result");
+      } else {
+        take_over(val, dtor, "aios_future_take_result");
+      }
+    }
+    break;
+
+  case OP_ADD_DONE:
+    f = (aios_future_t *)pick_obj(r, T_FUTURE, &how);
+    b = rd8(r);
+    c = capture(r, K_DONE);
+    if (c) { c->self = f; c->self_type = T_FUTURE; }
+    dtor = (c && (b & 8) && closure_offer(c)) ? closure_dtor : NULL;
+    if (dtor && (b & 16)) c->on_free = capture(r, K_DTOR);
+    rc = aios_future_add_done_callback(f, (b & 3) == 0 ? NULL : (b & 3) == 1 ? cb_done_other : cb_done, c, dtor);
+    if (dtor) closure_commit(c, rc == 0);
+    expect_refused(how, rc, "aios_future_add_done_callback");
+    break;
+
+  case OP_REMOVE_DONE:
+    f = (aios_future_t *)pick_obj(r, T_FUTURE, &how);
+    b = rd8(r);
+    c = g_nclosures ? &g_closures[rd8(r) % g_nclosures] : NULL;
+    rc = aios_future_remove_done_callback(f, (b & 1) ? cb_done_other : cb_done, (b & 2) ? NULL : c);
+    expect_refused(how, rc, "aios_future_remove_done_callback");
+    break;
+
+  case OP_SLEEP:
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    d = pick_delay(r, 1);
+    v = pick_value_d(r, &val, &dtor);
+    rc = aios_sleep(l, d, val, dtor, (rd8(r) == 0xff) ? NULL : &f);
+    value_commit(v, rc == 0);
+    if (rc == 0 && f && g_nsleeps < NSLEEPS) g_sleeps[g_nsleeps++] = f;
+    expect_refused(how, rc, "aios_sleep");
+    got_future(f, rc, D_PLAIN);
+    break;
+
+  case OP_TASK_NEW: {
+    aios_task_options_t *opts;
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    c = capture(r, K_STEP);
+    if (c && (rd8(r) & 1)) c->on_free = capture(r, K_DTOR);
+    opts = pick_options(r, &ob, c);
+    b = rd8(r);
+    rc = aios_task_new(l, (b & 7) == 7 ? NULL : step_fn, c, opts, (b & 7) == 6 ? NULL : &t);
+    closure_commit(c, rc == 0);
+    expect_refused(how, rc, "aios_task_new");
+    if (rc == 0 && t) {
+      if (c) {
+        if (c->dep < 0) { c->dep = dep_add(t, D_TASK); if (c->dep >= 0) g_deps[c->dep].task = c; }
+        else g_deps[c->dep].value = t;
+      }
+      slot_put(T_TASK, t);
+    }
+    break;
+  }
+
+  case OP_AWAIT: {
+    closure_t *tc;
+    t = (aios_task_t *)pick_obj(r, T_TASK, NULL);
+    f = (aios_future_t *)pick_obj(r, T_FUTURE, &how);
+    tc = task_closure(t);
+    if (!await_is_safe(tc, f)) f = NULL; /* KNOWN_BUGS 3: no await cycles */
+    if (rd8(r) & 1) {
+      /* Hands over a reference of its own, even when it fails. */
+      if (how != PK_FORGED && f && aios_future_ref(f) != 0) f = NULL;
+      rc = aios_task_await_owned(t, f);
+    } else {
+      rc = aios_task_await(t, f);
+    }
+    TRACE(" await(%p, %p) -> %d", (void *)t, (void *)f, rc);
+    if (rc == AIOS_STEP_AWAIT && tc && t == cur()->task) tc->awaiting = f;
+    return rc;
+  }
+
+  case OP_RETURN:
+    t = (aios_task_t *)pick_obj(r, T_TASK, NULL);
+    v = pick_value_d(r, &val, &dtor);
+    rc = aios_task_return(t, val, dtor);
+    value_commit(v, rc == AIOS_STEP_DONE);
+    return rc;
+
+  case OP_FAIL:
+    t = (aios_task_t *)pick_obj(r, T_TASK, NULL);
+    b = rd8(r);
+    if (b & 1) {
+      rc = aios_task_fail(t, (aios_error_t *)pick_obj(r, T_ERROR, NULL));
+    } else { /* a fresh error, cancelled ones included */
+      if (aios_error_new(pick_code(r), pick_str(r), &e) != 0) e = NULL;
+      rc = aios_task_fail(t, e);
+      aios_error_unref(e);
+    }
+    return rc;
+
+  case OP_STEP_RAW: { /* a step returning what it should not */
+    static const int raw[] = {0, AIOS_STEP_AWAIT, AIOS_STEP_DONE, 3, -1, INT_MIN + 1, INT_MAX,
+                              AIOS_ECANCELLED, AIOS_EUSER, -EPIPE, AIOS_ESTEP, AIOS_EGROUP};
+    return raw[rd8(r) % (sizeof raw / sizeof raw[0])];
+  }
+
+  case OP_TASK_CANCEL:
+    t = (aios_task_t *)pick_obj(r, T_TASK, &how);
+    rc = aios_task_cancel(t, pick_str(r));
+    expect_refused(how, rc, "aios_task_cancel");
+    break;
+
+  case OP_TASK_QUERY: {
+    const char *name;
+    t = (aios_task_t *)pick_obj(r, T_TASK, &how);
+    b = rd8(r);
+    switch (b % 5) {
+    case 0: rc = aios_task_cancelling(t); break;
+    case 1: rc = aios_task_uncancel(t); break;
+    case 4:
+      l = aios_task_get_loop(t); /* borrowed */
+      if (l && aios_loop_is_closed(l) < 0) die("aios_task_get_loop gave a dead loop %p", (void *)l);
+      if (l && how == PK_FORGED) die("aios_task_get_loop of a forged task");
+      rc = l ? 0 : -1;
+      break;
+    case 2:
+      name = aios_task_get_name(t);
+      check_string(name);
+      if (how == PK_FORGED && name) die("aios_task_get_name named a forged task");
+      rc = name ? 0 : -1;
+      break;
+    default:
+      rc = aios_task_set_name(t, pick_str(r));
+      check_string(aios_task_get_name(t));
+      break;
+    }
+    if (b % 5 != 2 && b % 5 != 4) expect_refused(how, rc, "a task query");
+    break;
+  }
+
+  case OP_CURRENT_TASK:
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    rc = aios_current_task(l, (rd8(r) == 0xff) ? NULL : &t);
+    expect_refused(how, rc, "aios_current_task");
+    if (rc == 0 && t) slot_put(T_TASK, t);
+    break;
+
+  case OP_ALL_TASKS: {
+    size_t cap = pick_size(r), n, i;
+    aios_task_t **copy;
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    /* KNOWN_BUGS 2: a capacity of 2^63 or more traps. */
+    if (!KNOWN_BUGS && cap >= ((size_t)1 << 63)) cap = ((size_t)1 << 62);
+    b = rd8(r);
+    rc = aios_all_tasks(l, (b & 1) ? NULL : g_taskbuf, cap);
+    expect_refused(how, rc, "aios_all_tasks");
+    if (rc <= 0 || (b & 1)) break;
+    if (rc > TASKBUF) die("harness limit: %d tasks", rc);
+    n = (size_t)rc < cap ? (size_t)rc : cap;
+    copy = (aios_task_t **)malloc(sizeof *copy * (n ? n : 1));
+    memcpy(copy, g_taskbuf, sizeof *copy * n);
+    for (i = 0; i < n; i++) {
+      if (copy[i] == NULL) die("aios_all_tasks filled a NULL entry");
+      if (i < 2) slot_put(T_TASK, copy[i]);
+      else aios_task_unref(copy[i]);
+    }
+    free(copy);
+    break;
+  }
+
+  case OP_ERROR_NEW:
+    rc = aios_error_new(pick_code(r), pick_str(r), (rd8(r) == 0xff) ? NULL : &e);
+    if (rc == 0) slot_put(T_ERROR, e);
+    break;
+
+  case OP_ERROR_NEW_USER:
+    v = pick_value_d(r, &val, &dtor);
+    rc = aios_error_new_user(pick_str(r), val, dtor, (rd8(r) == 0xff) ? NULL : &e);
+    value_commit(v, rc == 0);
+    if (rc == 0) slot_put(T_ERROR, e);
+    break;
+
+  case OP_ERROR_QUERY: {
+    aios_error_t *child = NULL;
+    const char *msg;
+    e = (aios_error_t *)pick_obj(r, T_ERROR, &how);
+    b = rd8(r);
+    switch (b % 7) {
+    case 0: rc = aios_error_code(e); if (how == PK_FORGED && rc != AIOS_EBADHANDLE) die("aios_error_code of a forged error: %d", rc); rc = -1; break;
+    case 1: rc = aios_error_kind(e); break;
+    case 2: rc = aios_error_os_errno(e); break;
+    case 3:
+      msg = aios_error_message(e);
+      check_string(msg);
+      if (how == PK_FORGED && msg) die("aios_error_message of a forged error");
+      rc = -1;
+      break;
+    case 4:
+      val = aios_error_user_data(e);
+      check_lent(val, "aios_error_user_data");
+      if (how == PK_FORGED && val) die("aios_error_user_data of a forged error");
+      rc = -1;
+      break;
+    case 5: rc = aios_error_group_size(e); break;
+    default: {
+      size_t idx = (b & 8) ? pick_size(r) : (size_t)(rd8(r) % 4);
+      rc = aios_error_group_get(e, idx, (b & 16) ? NULL : &child);
+      if (rc == 0 && child) slot_put(T_ERROR, child);
+      break;
+    }
+    }
+    expect_refused(how, rc, "an error query");
+    break;
+  }
+
+  case OP_INFO: {
+    int code = pick_code(r);
+    check_string(aios_strerror(code));
+    check_string(aios_err_name(code));
+    check_string(aios_version_string());
+    if (aios_version() != AIOS_VERSION_HEX) die("aios_version %u is not the header's", aios_version());
+    {
+      static const int types[] = {0, 1, 2, 3, 4, 5, 6, 7, -1, 8, INT_MAX, INT_MIN};
+      int type = types[rd8(r) % (sizeof types / sizeof types[0])];
+      long n = aios_live_objects((aios_object_type_t)type);
+      if ((type < 0 || type > 7) && n != AIOS_EINVAL) die("aios_live_objects(%d) = %ld", type, n);
+      if (type >= 0 && type <= 7 && n < 0) die("aios_live_objects(%d) = %ld", type, n);
+    }
+    break;
+  }
+
+  case OP_TIMEOUT_NEW: {
+    aios_timeout_t *to = NULL;
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    b = rd8(r);
+    if (b & 1) rc = aios_timeout(l, pick_delay(r, 0), (b & 0x80) ? NULL : &to);
+    else rc = aios_timeout_at(l, pick_when(r, l), (b & 0x80) ? NULL : &to);
+    expect_refused(how, rc, "aios_timeout_at");
+    if (rc == 0) slot_put(T_TIMEOUT, to);
+    break;
+  }
+
+  case OP_TIMEOUT_ENTER: {
+    aios_timeout_t *to = (aios_timeout_t *)pick_obj(r, T_TIMEOUT, &how);
+    rc = aios_timeout_enter(to, (aios_task_t *)pick_obj(r, T_TASK, NULL));
+    expect_refused(how, rc, "aios_timeout_enter");
+    break;
+  }
+
+  case OP_TIMEOUT_EXIT: {
+    aios_timeout_t *to = (aios_timeout_t *)pick_obj(r, T_TIMEOUT, &how);
+    rc = aios_timeout_exit(to, pick_status(r));
+    expect_refused(how, rc == AIOS_EBADHANDLE ? -1 : 0, "aios_timeout_exit");
+    break;
+  }
+
+  case OP_TIMEOUT_QUERY: {
+    aios_timeout_t *to = (aios_timeout_t *)pick_obj(r, T_TIMEOUT, &how);
+    b = rd8(r);
+    if (b % 3 == 0) {
+      aios_loop_t *tl = (aios_loop_t *)pick_obj(r, T_LOOP, NULL);
+      rc = aios_timeout_reschedule(to, pick_when(r, tl));
+    } else if (b % 3 == 1) {
+      rc = aios_timeout_when(to, (b & 8) ? NULL : &d);
+    } else {
+      rc = aios_timeout_expired(to);
+    }
+    expect_refused(how, rc, "a timeout call");
+    break;
+  }
+
+  case OP_GATHER:
+  case OP_WAIT:
+  case OP_AS_COMPLETED_NEW: {
+    aios_future_t *arr[MAX_ARRAY];
+    int null_array, n;
+    size_t count;
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    n = pick_futures(r, arr, &null_array);
+    b = rd8(r);
+    count = (size_t)n;
+    if (null_array && (b & 0x40)) count = (b & 0x80) ? SIZE_MAX : 1; /* NULL array, count > 0 */
+    if (op == OP_GATHER) {
+      rc = aios_gather(l, null_array ? NULL : arr, count, pick_int(r), (b & 1) ? NULL : &out);
+      if (rc == 0 && out) { dep_derived(out, (void *const *)arr, (size_t)n); slot_put(T_FUTURE, out); }
+    } else if (op == OP_WAIT) {
+      static const int when[] = {AIOS_FIRST_COMPLETED, AIOS_FIRST_EXCEPTION, AIOS_ALL_COMPLETED, 0, 4, -1};
+      d = pick_delay(r, 0);
+      rc = aios_wait(l, null_array ? NULL : arr, count, d, (aios_return_when_t)when[rd8(r) % 6], (b & 1) ? NULL : &out);
+      if (rc == 0 && out) { dep_derived(out, (void *const *)arr, (size_t)n); remember_wait(out); slot_put(T_FUTURE, out); }
+    } else {
+      aios_as_completed_t *it = NULL;
+      d = pick_delay(r, 0);
+      rc = aios_as_completed_new(l, null_array ? NULL : arr, count, d, (b & 1) ? NULL : &it);
+      if (rc == 0 && it) { dep_derived(it, (void *const *)arr, (size_t)n); slot_put(T_ASCOMP, it); }
+    }
+    expect_refused(how, rc, "a combinator");
+    break;
+  }
+
+  case OP_AS_COMPLETED_NEXT: {
+    aios_as_completed_t *it = (aios_as_completed_t *)pick_obj(r, T_ASCOMP, &how);
+    rc = aios_as_completed_next(it, (rd8(r) == 0xff) ? NULL : &out);
+    expect_refused(how, rc, "aios_as_completed_next");
+    if (rc == 0 && out) {
+      /* It depends on the iterator's futures. */
+      int di = dep_find(it), dn = dep_add(out, D_DERIVED), k;
+      if (di < 0) dep_child(dn, -1);
+      else for (k = 0; k < g_deps[di].nchild; k++) dep_child(dn, g_deps[di].child[k]);
+      if (di >= 0 && g_deps[di].unknown && dn >= 0) g_deps[dn].unknown = 1;
+      slot_put(T_FUTURE, out);
+    }
+    if (rc == 1 && out) die("aios_as_completed_next returned 1 with a future");
+    break;
+  }
+
+  case OP_SHIELD:
+    f = (aios_future_t *)pick_obj(r, T_FUTURE, &how);
+    rc = aios_shield(f, (rd8(r) == 0xff) ? NULL : &out);
+    expect_refused(how, rc, "aios_shield");
+    if (rc == 0 && out) { dep_derived(out, (void *const *)&f, 1); slot_put(T_FUTURE, out); }
+    break;
+
+  case OP_WAIT_FOR:
+    f = (aios_future_t *)pick_obj(r, T_FUTURE, &how);
+    d = pick_delay(r, 0);
+    if (!KNOWN_BUGS && f && aios_future_done(f) == 1) {
+      /* KNOWN_BUGS leak: wait_for on a done future of a closed loop. */
+      aios_loop_t *fl = NULL;
+      int closed = aios_future_get_loop(f, &fl) == 0 && aios_loop_is_closed(fl) == 1;
+      if (fl) slot_put(T_LOOP, fl);
+      if (closed) break;
+    }
+    rc = aios_wait_for(f, d, (rd8(r) == 0xff) ? NULL : &out);
+    expect_refused(how, rc, "aios_wait_for");
+    if (rc == 0 && out) { dep_derived(out, (void *const *)&f, 1); slot_put(T_FUTURE, out); }
+    break;
+
+  case OP_GROUP_NEW: {
+    aios_task_group_t *g = NULL;
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    rc = aios_task_group_new(l, (rd8(r) == 0xff) ? NULL : &g);
+    expect_refused(how, rc, "aios_task_group_new");
+    if (rc == 0 && g) { dep_add(g, D_DERIVED); slot_put(T_GROUP, g); }
+    break;
+  }
+
+  case OP_GROUP_ENTER: {
+    aios_task_group_t *g = (aios_task_group_t *)pick_obj(r, T_GROUP, &how);
+    rc = aios_task_group_enter(g, (aios_task_t *)pick_obj(r, T_TASK, NULL));
+    expect_refused(how, rc, "aios_task_group_enter");
+    break;
+  }
+
+  case OP_GROUP_CREATE_TASK: {
+    aios_task_group_t *g = (aios_task_group_t *)pick_obj(r, T_GROUP, &how);
+    aios_task_options_t *opts;
+    c = capture(r, K_STEP);
+    opts = pick_options(r, &ob, c);
+    b = rd8(r);
+    rc = aios_task_group_create_task(g, step_fn, c, opts, (b & 1) ? NULL : &t);
+    closure_commit(c, rc == 0);
+    expect_refused(how, rc, "aios_task_group_create_task");
+    if (rc == 0) {
+      /* The group's exit future waits for this task. */
+      int gd = dep_find(g);
+      if (c && c->dep < 0) { c->dep = dep_add(t, D_TASK); if (c->dep >= 0) g_deps[c->dep].task = c; }
+      dep_child(gd, c ? c->dep : -1);
+      if (t) slot_put(T_TASK, t);
+    }
+    break;
+  }
+
+  case OP_GROUP_EXIT: {
+    aios_task_group_t *g = (aios_task_group_t *)pick_obj(r, T_GROUP, &how);
+    /* The error the body ended with: none, the awaited future's, any. */
+    b = rd8(r);
+    if (b % 3 == 1 && cur()->future && aios_future_error(cur()->future, &e) == 0 && e) slot_put(T_ERROR, e);
+    else if (b % 3 == 2) e = (aios_error_t *)pick_obj(r, T_ERROR, NULL);
+    else e = NULL;
+    rc = aios_task_group_exit(g, e, (rd8(r) == 0xff) ? NULL : &out);
+    expect_refused(how, rc, "aios_task_group_exit");
+    if (rc == 0 && out) {
+      int gd = dep_find(g), dn = dep_add(out, D_DERIVED), k;
+      if (gd < 0) dep_child(dn, -1);
+      else {
+        for (k = 0; k < g_deps[gd].nchild; k++) dep_child(dn, g_deps[gd].child[k]);
+        if (g_deps[gd].unknown && dn >= 0) g_deps[dn].unknown = 1;
+      }
+      slot_put(T_FUTURE, out);
+    }
+    break;
+  }
+
+  case OP_TO_THREAD: {
+    work_t *w = &g_work[g_nwork++ % NWORK];
+    b = rd8(r);
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    /* Without a destructor the work must not make a result (modes 3, 4). */
+    w->mode = (b & 0x40) ? 3 + (b & 1) : b;
+    w->loop = l;
+    w->closure = capture(r, K_CALLBACK);
+    ATOMIC_STORE(&w->gen, g_input_gen);
+    rc = aios_to_thread(l, (b & 0x80) ? NULL : work_fn, w, (b & 0x40) ? NULL : work_result_dtor,
+                        (b & 0x20) && (b & 0x10) ? NULL : &f);
+    expect_refused(how, rc, "aios_to_thread");
+    got_future(f, rc, D_PLAIN);
+    break;
+  }
+
+  case OP_POOL_SIZE: {
+    static const unsigned sizes[] = {0, 1, 2, 3, 4, 1025, UINT_MAX};
+    rc = aios_set_thread_pool_size(sizes[rd8(r) % 7]);
+    break;
+  }
+
+  case OP_LOCK_OP: {
+    aios_lock_t *lk = NULL;
+    b = rd8(r);
+    if (b % 4 == 0) {
+      l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+      rc = aios_lock_new(l, (b & 0x80) ? NULL : &lk);
+      if (rc == 0) slot_put(T_LOCK, lk);
+    } else {
+      lk = (aios_lock_t *)pick_obj(r, T_LOCK, &how);
+      if (b % 4 == 1) { rc = aios_lock_acquire(lk, (b & 0x80) ? NULL : &f); got_future(f, rc, D_PLAIN); }
+      else if (b % 4 == 2) rc = aios_lock_release(lk);
+      else rc = aios_lock_locked(lk);
+    }
+    expect_refused(how, rc, "a lock call");
+    break;
+  }
+
+  case OP_EVENT_OP: {
+    aios_event_t *ev = NULL;
+    b = rd8(r);
+    if (b % 5 == 0) {
+      l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+      rc = aios_event_new(l, (b & 0x80) ? NULL : &ev);
+      if (rc == 0) slot_put(T_EVENT, ev);
+    } else {
+      ev = (aios_event_t *)pick_obj(r, T_EVENT, &how);
+      switch (b % 5) {
+      case 1: rc = aios_event_set(ev); break;
+      case 2: rc = aios_event_clear(ev); break;
+      case 3: rc = aios_event_is_set(ev); break;
+      default: rc = aios_event_wait(ev, (b & 0x80) ? NULL : &f); got_future(f, rc, D_PLAIN); break;
+      }
+    }
+    expect_refused(how, rc, "an event call");
+    break;
+  }
+
+  case OP_COND_OP: {
+    aios_condition_t *cv = NULL;
+    b = rd8(r);
+    if (b % 8 == 0) {
+      l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+      rc = aios_condition_new(l, (aios_lock_t *)pick_obj(r, T_LOCK, NULL), (b & 0x80) ? NULL : &cv);
+      if (rc == 0) slot_put(T_COND, cv);
+    } else {
+      cv = (aios_condition_t *)pick_obj(r, T_COND, &how);
+      switch (b % 8) {
+      case 1: rc = aios_condition_acquire(cv, (b & 0x80) ? NULL : &f); break;
+      case 2: rc = aios_condition_release(cv); break;
+      case 3: rc = aios_condition_locked(cv); break;
+      case 4: rc = aios_condition_wait(cv, (b & 0x80) ? NULL : &f); break;
+      case 5:
+        c = capture(r, K_PRED);
+        if (c) { c->self = cv; c->self_type = T_COND; }
+        rc = aios_condition_wait_for(cv, (b & 0x40) ? NULL : pred_fn, c, (b & 0x80) ? NULL : &f);
+        break;
+      case 6: rc = aios_condition_notify(cv, pick_int(r)); break;
+      default: rc = aios_condition_notify_all(cv); break;
+      }
+      got_future(f, rc, D_PLAIN);
+    }
+    expect_refused(how, rc, "a condition call");
+    break;
+  }
+
+  case OP_SEM_OP: {
+    aios_semaphore_t *s = NULL;
+    b = rd8(r);
+    if (b % 4 == 0) {
+      unsigned value = pick_uint(r);
+      static const int bounded[] = {0, 1, -1, 2};
+      l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+      rc = aios_semaphore_new(l, value, bounded[(b >> 2) & 3], (b & 0x80) ? NULL : &s);
+      if (rc == 0) slot_put(T_SEM, s);
+    } else {
+      s = (aios_semaphore_t *)pick_obj(r, T_SEM, &how);
+      if (b % 4 == 1) { rc = aios_semaphore_acquire(s, (b & 0x80) ? NULL : &f); got_future(f, rc, D_PLAIN); }
+      else if (b % 4 == 2) rc = aios_semaphore_release(s);
+      else rc = aios_semaphore_locked(s);
+    }
+    expect_refused(how, rc, "a semaphore call");
+    break;
+  }
+
+  case OP_BARRIER_OP: {
+    aios_barrier_t *ba = NULL;
+    b = rd8(r);
+    if (b % 7 == 0) {
+      unsigned parties = pick_uint(r);
+      /* KNOWN_BUGS 6: aios_barrier_new(loop, UINT_MAX). */
+      if (!KNOWN_BUGS && parties == UINT_MAX) parties = UINT_MAX - 1;
+      l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+      rc = aios_barrier_new(l, parties, (b & 0x80) ? NULL : &ba);
+      if (rc == 0) slot_put(T_BARRIER, ba);
+    } else {
+      ba = (aios_barrier_t *)pick_obj(r, T_BARRIER, &how);
+      switch (b % 7) {
+      case 1: rc = aios_barrier_wait(ba, (b & 0x80) ? NULL : &f); break;
+      case 2: rc = aios_barrier_reset(ba, (b & 0x80) ? NULL : &f); break;
+      case 3: rc = aios_barrier_abort(ba, (b & 0x80) ? NULL : &f); break;
+      case 4: rc = aios_barrier_parties(ba); break;
+      case 5: rc = aios_barrier_n_waiting(ba); break;
+      default: rc = aios_barrier_broken(ba); break;
+      }
+      got_future(f, rc, D_PLAIN);
+    }
+    expect_refused(how, rc, "a barrier call");
+    break;
+  }
+
+  case OP_QUEUE_NEW: {
+    aios_queue_t *q = NULL;
+    static const int kinds[] = {AIOS_QUEUE_FIFO, AIOS_QUEUE_LIFO, AIOS_QUEUE_PRIORITY, 3, -1, INT_MAX};
+    int kind = kinds[rd8(r) % 6];
+    long maxsize = pick_long(r);
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    rc = aios_queue_new(l, (aios_queue_kind_t)kind, maxsize, (rd8(r) == 0xff) ? NULL : &q);
+    expect_refused(how, rc, "aios_queue_new");
+    if (rc == 0) slot_put(T_QUEUE, q);
+    break;
+  }
+
+  case OP_QUEUE_PUT: {
+    aios_queue_t *q = (aios_queue_t *)pick_obj(r, T_QUEUE, &how);
+    long long prio;
+    b = rd8(r);
+    v = pick_value_d(r, &val, &dtor);
+    prio = pick_llong(r);
+    if (b & 1) rc = aios_queue_put_nowait(q, val, dtor, prio);
+    else { rc = aios_queue_put(q, val, dtor, prio, (b & 0x80) ? NULL : &f); got_future(f, rc, D_PLAIN); }
+    value_commit(v, rc == 0);
+    expect_refused(how, rc, "a queue put");
+    break;
+  }
+
+  case OP_QUEUE_GET: {
+    aios_queue_t *q = (aios_queue_t *)pick_obj(r, T_QUEUE, &how);
+    b = rd8(r);
+    if (b & 1) {
+      rc = aios_queue_get_nowait(q, (b & 4) ? NULL : &val, (b & 2) ? NULL : &dtor);
+      if (rc == 0 && !(b & 4)) {
+        if (b & 2) {
+          value_t *tv = as_value(val);
+          if (tv && tv->has_dtor) take_over(val, value_dtor, "aios_queue_get_nowait");
+        } else {
+          take_over(val, dtor, "aios_queue_get_nowait");
+        }
+      }
+    } else {
+      rc = aios_queue_get(q, (b & 0x80) ? NULL : &f);
+      got_future(f, rc, D_PLAIN);
+    }
+    expect_refused(how, rc, "a queue get");
+    break;
+  }
+
+  case OP_QUEUE_OP: {
+    aios_queue_t *q = (aios_queue_t *)pick_obj(r, T_QUEUE, &how);
+    long n = 0;
+    b = rd8(r);
+    switch (b % 7) {
+    case 0: n = aios_queue_qsize(q); break;
+    case 1: n = aios_queue_maxsize(q); if (how == PK_FORGED && n >= 0) die("aios_queue_maxsize of a forged queue"); n = -1; break;
+    case 2: n = aios_queue_empty(q); break;
+    case 3: n = aios_queue_full(q); break;
+    case 4: n = aios_queue_task_done(q); break;
+    case 5: n = aios_queue_join(q, (b & 0x80) ? NULL : &f); got_future(f, (int)n, D_PLAIN); break;
+    default: n = aios_queue_shutdown(q, pick_int(r)); break;
+    }
+    expect_refused(how, n, "a queue call");
+    break;
+  }
+
+  case OP_RUN:
+  case OP_RUNNER_OP: {
+    aios_task_options_t *opts;
+    aios_runner_t *rn = NULL;
+    b = rd8(r);
+    if (op == OP_RUNNER_OP && b % 5 != 0) {
+      rn = (aios_runner_t *)pick_obj(r, T_RUNNER, &how);
+      if (b % 5 == 1) {
+        rc = aios_runner_new((b & 0x80) ? NULL : &rn);
+        if (rc == 0) slot_put(T_RUNNER, rn);
+      } else if (b % 5 == 2) {
+        rc = aios_runner_get_loop(rn, (b & 0x80) ? NULL : &l);
+        expect_refused(how, rc, "aios_runner_get_loop");
+        if (rc == 0) slot_put(T_LOOP, l);
+      } else if (b % 5 == 3) {
+        if (!KNOWN_BUGS) finish_waits();
+        if (!g_in_run && on_main()) {
+          int saved = g_wind_down;
+          g_wind_down = 1; /* its remaining tasks are cancelled and awaited */
+          begin_run(NULL, RUN_RUNNER);
+          rc = aios_runner_close(rn);
+          end_run();
+          g_wind_down = saved;
+        } else {
+          rc = aios_runner_close(rn);
+        }
+        expect_refused(how, rc, "aios_runner_close");
+      } else {
+        rc = aios_runner_ref(rn);
+        expect_refused(how, rc, "aios_runner_ref");
+        if (rc == 0) slot_put(T_RUNNER, rn);
+      }
+      break;
+    }
+    /* aios_run, or aios_runner_run: a main task driven by a program. */
+    if (op == OP_RUNNER_OP) rn = (aios_runner_t *)pick_obj(r, T_RUNNER, &how);
+    c = capture(r, K_STEP);
+    if (c) c->flags |= C_MAIN;
+    opts = pick_options(r, &ob, c);
+    t = NULL;
+    TRACE(" %s {", op == OP_RUN ? "aios_run" : "aios_runner_run");
+    if (!g_in_run && on_main()) {
+      begin_run(NULL, RUN_RUNNER);
+      g_run_sets_handler = op == OP_RUN;
+      if (op == OP_RUN) rc = aios_run((b & 2) ? step_fn : NULL, c, opts, (b & 1) ? &t : NULL);
+      else rc = aios_runner_run(rn, (b & 2) ? step_fn : NULL, c, opts, (b & 1) ? &t : NULL);
+      end_run();
+    } else {
+      if (op == OP_RUN) rc = aios_run((b & 2) ? step_fn : NULL, c, opts, (b & 1) ? &t : NULL);
+      else rc = aios_runner_run(rn, (b & 2) ? step_fn : NULL, c, opts, (b & 1) ? &t : NULL);
+      if (rc == 0) die("a run worked inside a run");
+    }
+    TRACE(" } -> %d", rc);
+    /* The main task existed if it stepped, was handed out, or freed its arg. */
+    closure_commit(c, (c && c->calls > 0) || t != NULL || (c && ATOMIC_LOAD(&c->dcount) > 0));
+    if (t) slot_put(T_TASK, t);
+    break;
+  }
+
+  case OP_THREAD_START:
+    if (on_main()) thread_start(r);
+    break;
+
+  case OP_THREAD_JOIN:
+    if (on_main()) thread_join();
+    break;
+
+  case OP_DROP_SELF: /* a callback drops the last reference to its own object */
+    drop_all_of(cur()->self);
+    if (rd8(r) & 1) drop_all_of(cur()->future);
+    break;
+
+  case OP_DEBUG_FLAGS: /* aios_loop_set_debug with a zero slow duration: every callback is slow */
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    aios_loop_set_debug(l, 1);
+    aios_loop_set_slow_callback_duration(l, (rd8(r) & 1) ? 0.0 : 1e-9);
+    break;
+
+  default:
+    break;
+  }
+  TRACE("  -> %d", rc);
+  return NO_TERM;
+}
+
+static int run_program(reader_t *prog) {
+  while (!at_end(prog) && g_budget > 0 && !g_wind_down && !g_teardown) {
+    int term;
+    g_budget--;
+    term = exec_op(prog);
+    if (term != NO_TERM && cur()->kind == F_STEP) return term;
+  }
+  return NO_TERM;
+}
+
+/* ------------------------------------------------------------------------ */
+/* End of an input: release everything, close every loop, check             */
+
+static void release_all_of_type(int want_loop) {
+  int i, n;
+  for (i = 0; i < NSLOTS; i++)
+    if (g_slots[i].p && (g_slots[i].type == T_LOOP) == want_loop) drop_slot(i);
+  /* The keep list may grow while we release (guards), so walk it again. */
+  for (n = 0; n < 4; n++) {
+    int found = 0;
+    for (i = g_nkeep - 1; i >= 0; i--) {
+      slot_t s = g_keep[i];
+      if (s.p == NULL || (s.type == T_LOOP) != want_loop) continue;
+      g_keep[i].p = NULL;
+      found = 1;
+      if (s.type == T_RUNNER) {
+        finish_waits();
+        begin_run(NULL, RUN_RUNNER);
+        obj_unref(s.type, s.p);
+        end_run();
+      } else {
+        if (s.type == T_LOOP && holders(s.p) == 0) drain_loop((aios_loop_t *)s.p);
+        obj_unref(s.type, s.p);
+      }
+    }
+    if (!found) break;
+  }
+}
+
+static void close_all_loops(void) {
+  int i;
+  for (i = 0; i < NSLOTS + g_nkeep; i++) {
+    slot_t *s = i < NSLOTS ? &g_slots[i] : &g_keep[i - NSLOTS];
+    if (s->p && s->type == T_LOOP && aios_loop_is_closed((aios_loop_t *)s->p) == 0) {
+      drain_loop((aios_loop_t *)s->p);
+      aios_loop_close((aios_loop_t *)s->p);
+    }
+  }
+}
+
+static void teardown(void) {
+  int i, type, tries;
+  aios_error_t *e = NULL;
+  g_teardown = 1;
+  g_wind_down = 1;
+  thread_join();
+  finish_waits();
+  close_all_loops();
+  release_all_of_type(0);
+  close_all_loops();
+  release_all_of_type(1);
+  /* Objects whose last reference the thread dropped are freed by their
+   * thread at its next unref call. */
+  for (i = 0; i < g_nwaits; i++) aios_future_unref(g_waits[i]);
+  g_nwaits = 0;
+  if (aios_error_new(AIOS_EINVAL, NULL, &e) == 0) aios_error_unref(e);
+
+  /* Work a worker started finishes before its loop closes. */
+  for (tries = 0; tries < 200 && ATOMIC_LOAD(&g_work_started) != ATOMIC_LOAD(&g_work_finished); tries++)
+    usleep(1000);
+  if (ATOMIC_LOAD(&g_work_started) != ATOMIC_LOAD(&g_work_finished))
+    die("to_thread work still running after every loop closed");
+
+  /* Live objects back at the baseline (a few tries: a worker's last
+   * release may be on its way). */
+  for (tries = 0; tries < 20; tries++) {
+    int ok = 1;
+    for (type = 0; type < 8; type++) ok &= aios_live_objects((aios_object_type_t)type) == g_baseline[type];
+    if (ok) break;
+    if (aios_error_new(AIOS_EINVAL, NULL, &e) == 0) aios_error_unref(e);
+    usleep(1000);
+  }
+  for (type = 0; type < 8; type++) {
+    long n = aios_live_objects((aios_object_type_t)type);
+    if (n != g_baseline[type]) {
+      static const char *const names[] = {"loop", "handle", "future", "task", "error", "runner", "primitive", "queue"};
+      fprintf(stderr, "live objects:");
+      for (i = 0; i < 8; i++) fprintf(stderr, " %s=%ld(base %ld)", names[i], aios_live_objects((aios_object_type_t)i), g_baseline[i]);
+      fputc('\n', stderr);
+      die("leak: %ld live %s objects after the input, baseline %ld", n, names[type], g_baseline[type]);
+    }
+  }
+  if (ATOMIC_LOAD(&g_work_results_made) != ATOMIC_LOAD(&g_work_results_freed))
+    die("to_thread results: %ld made, %ld freed", g_work_results_made, g_work_results_freed);
+
+  /* Every destructor ran exactly once, and only for what the library owned. */
+  for (i = 0; i < g_nvalues; i++) {
+    value_t *v = &g_values[i];
+    int expected = (v->state == O_LIB && v->has_dtor) || v->state == O_TAKEN;
+    if (v->state == O_PENDING) die("harness bug: value %d left pending", i);
+    if (v->dcount != expected)
+      die("value %d (state %d, destructor %s): destructor ran %d times, expected %d", i, v->state,
+          v->has_dtor ? "given" : "none", v->dcount, expected);
+  }
+  for (i = 0; i < g_nclosures; i++) {
+    closure_t *c = &g_closures[i];
+    int expected = c->own == O_LIB && c->has_dtor;
+    if (c->own == O_PENDING) die("harness bug: closure %d left pending", i);
+    if (c->dcount != expected)
+      die("task arg %d (state %d): arg destructor ran %d times, expected %d", i, c->own, c->dcount, expected);
+  }
+}
+
+static void reset_state(void) {
+  memset(g_slots, 0, sizeof g_slots);
+  g_nkeep = 0;
+  g_nstale = 0;
+  g_nvalues = 0;
+  g_nclosures = 0;
+  g_ndeps = 0;
+  g_nwaits = 0;
+  g_nsleeps = 0;
+  g_depth = 0;
+  memset(&g_frames[0], 0, sizeof g_frames[0]);
+  g_budget = MAX_TOTAL_OPS;
+  g_teardown = 0;
+  g_wind_down = 0;
+  g_in_run = 0;
+  g_watch_loop = NULL;
+  g_work_results_made = g_work_results_freed = 0;
+  ATOMIC_ADD(&g_input_gen, 1);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  int type;
+  (void)argc;
+  (void)argv;
+  g_main_thread = pthread_self();
+  g_verbose = getenv("FUZZ_VERBOSE") != NULL;
+  memset(g_long_string, 'a', sizeof g_long_string - 1);
+  for (type = 0; type < 8; type++) g_baseline[type] = aios_live_objects((aios_object_type_t)type);
+  return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static uint8_t input[FUZZ_MAX_INPUT];
+  reader_t top;
+  int ops = 0;
+  if (!pthread_equal(pthread_self(), g_main_thread)) g_main_thread = pthread_self();
+  if (size > FUZZ_MAX_INPUT) size = FUZZ_MAX_INPUT;
+  memcpy(input, data, size); /* callbacks may outlive nothing, but keep our own copy */
+  reset_state();
+  top.p = input;
+  top.n = size;
+  top.pos = 0;
+  while (!at_end(&top) && ops++ < MAX_TOP_OPS && g_budget > 0) {
+    g_budget--;
+    exec_op(&top);
+  }
+  teardown();
+  return 0;
+}
