@@ -23,9 +23,12 @@ SO_FLAGS  := -c release --product aio-swift --scratch-path $(SO_SCRATCH) $(SWIFT
              -Xlinker --version-script=$(CURDIR)/Sources/AioSwiftC/exports.map \
              -Xlinker -soname=libaio-swift.so.$(SOMAJOR)
 
-.PHONY: all deps install test swift-test c-test python-test bench demo clean
+.PHONY: all deps install test checks swift-test c-test python-test bench demo clean
 
-all: deps
+# `make` and `make install` build only: they install nothing. `make test`,
+# `make bench` and `make demo` first install what a fresh machine lacks
+# (make deps), then build.
+all:
 	$(SWIFT) build $(SO_FLAGS)
 	mkdir -p $(BUILD)/lib/pkgconfig $(BUILD)/include
 	cp $(SO_SCRATCH)/release/libaio-swift.so $(BUILD)/lib/libaio-swift.so.$(VERSION)
@@ -51,9 +54,12 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 	    pkgconfig/aio-swift.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/aio-swift.pc
 
-test: all swift-test c-test python-test
+test: deps
+	$(MAKE) --no-print-directory checks
 
-swift-test: deps
+checks: all swift-test c-test python-test
+
+swift-test:
 	$(SWIFT) test
 
 # C tests: built as a user would, through pkg-config only, run under valgrind.
@@ -62,14 +68,15 @@ Tests/c/bin/%: Tests/c/%.c $(wildcard Tests/c/*.h) $(BUILD)/include/aio_swift.h
 	@mkdir -p Tests/c/bin
 	cc -std=c99 -Wall -Wextra -Werror -pedantic -g -o $@ $< \
 	   $$($(PKG) --cflags --libs aio-swift) -Wl,-rpath,$(BUILD)/lib -lpthread -lm
-# test_threads runs under helgrind too: the library's reference counts are
-# not atomic, so a count touched by two threads must show up as a race.
+# Every C test runs under helgrind too: the library's reference counts are
+# not atomic (docs/threads.md), so a count touched by two threads must show
+# up as a race.
 HELGRIND  ?= valgrind --quiet --tool=helgrind --error-exitcode=99 \
              --suppressions=$(CURDIR)/Tests/c/helgrind.supp
 c-test: all $(C_TESTS)
 	bash Tests/check_library.sh $(BUILD)/lib/libaio-swift.so include/aio_swift.h
 	bash Tests/c/run.sh "$(VALGRIND)" $(C_TESTS)
-	bash Tests/c/run.sh "$(HELGRIND)" Tests/c/bin/test_threads
+	bash Tests/c/run.sh "$(HELGRIND)" $(C_TESTS)
 	@# Counters driven past 2^31: too many calls for valgrind.
 	AIOS_TEST_LONG=1 Tests/c/bin/test_hardening test_cancel_count_saturates
 
@@ -77,10 +84,12 @@ python-test: all
 	$(MAKE) -C bindings/python build BUILD=$(BUILD) PYTHON=$(PYTHON)
 	cd bindings/python && $(PYTHON) -m pytest -q tests
 
-bench: all
+bench: deps
+	$(MAKE) --no-print-directory all
 	SWIFT_BENCH_FLAGS="$(SWIFTC_RELEASE)" bash bench/run.sh
 
-demo: all
+demo: deps
+	$(MAKE) --no-print-directory all
 	SWIFT_FLAGS="$(SWIFTC_RELEASE)" bash examples/run_demo.sh
 
 clean:

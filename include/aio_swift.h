@@ -651,8 +651,12 @@ typedef int (*aios_thread_fn)(void *arg, void **result);
 AIOS_EXTERN int aios_to_thread(aios_loop_t *loop, aios_thread_fn fn, void *arg,
                                aios_destructor_fn result_destructor, aios_future_t **out);
 /*! aios_set_thread_pool_size() : the number of worker threads (default 4),
- *  for the whole process. @return 0, AIOS_EINVAL (0 or above 1024), or
- *  AIOS_EBUSY once the pool has started. Any thread. */
+ *  for the whole process, until the first aios_to_thread starts the pool.
+ *  libuv reads the size from the environment only, so this sets
+ *  UV_THREADPOOL_SIZE with setenv, which is not safe against getenv on other
+ *  threads: call it before starting threads that read the environment.
+ *  @return 0, AIOS_EINVAL (0 or above 1024), or AIOS_EBUSY once the pool
+ *  has started. Any thread. */
 AIOS_EXTERN int aios_set_thread_pool_size(unsigned int size);
 
 /* ------------------------------------------------------------------------ */

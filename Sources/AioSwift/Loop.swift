@@ -57,17 +57,24 @@ public final class Loop: @unchecked Sendable {
   private var cancelledTimerCount = 0
   fileprivate var armedDeadline = Double.infinity
   private let threadsafeQueue = ThreadLock<[UnsafeSendable<ReadyItem>]>([])
-  private let threadsafePending = Atomic<Bool>(false)
+  /// Read by other threads: running, closed, threadsafe calls waiting.
+  private let sharedFlags = aiosi_shared_flags_new(3)!
+  private var threadsafePending: Bool {
+    get { aiosi_flag_load(sharedFlags + 2) }
+    set { aiosi_flag_store(sharedFlags + 2, newValue) }
+  }
   /// How many C references to this loop the handles of call_soon_threadsafe
   /// hold (the C layer counts them).
   package let threadsafeKeepers = Atomic<Int>(0)
 
-  public private(set) var isRunning = false
+  public private(set) var isRunning: Bool {
+    get { aiosi_flag_load(sharedFlags) }
+    set { aiosi_flag_store(sharedFlags, newValue) }
+  }
   private var stopping = false
   /// The loop's last user let go of it while it ran: it closes once it stops.
   private var closesWhenStopped = false
-  private let closedFlag = Atomic<Bool>(false)
-  public var isClosed: Bool { closedFlag.load(ordering: .acquiring) }
+  public var isClosed: Bool { aiosi_flag_load(sharedFlags + 1) }
 
   /// The task whose step or job runs now. Unowned: a task is alive while
   /// it steps, and this changes at every step, so counting references to it
@@ -121,6 +128,7 @@ public final class Loop: @unchecked Sendable {
     }
     if rc != 0 {
       uv.deallocate(); wakeTimer.deallocate(); wakeAsync.deallocate()
+      aiosi_shared_flags_free(sharedFlags, 3)
       throw OSError(errno: -rc)
     }
     // The async handle stays referenced, so uv_run waits for work even when
@@ -136,6 +144,7 @@ public final class Loop: @unchecked Sendable {
     if !isClosed { closeResources() }
     ready.releaseStorage()
     uv.deallocate(); wakeTimer.deallocate(); wakeAsync.deallocate()
+    aiosi_shared_flags_free(sharedFlags, 3)
     LiveObjects.loops.subtract(1, ordering: .relaxed)
   }
 
@@ -232,7 +241,7 @@ public final class Loop: @unchecked Sendable {
       // One queue, as CPython has: on the loop's own thread the call keeps
       // its place among call_soon's, after what other threads sent first.
       guard !isClosed else { throw RuntimeError(code: AIOS_ECLOSED.rawValue) }
-      if threadsafePending.load(ordering: .acquiring) { drainThreadsafe() }
+      if threadsafePending { drainThreadsafe() }
       ready.append(item)
       return
     }
@@ -252,7 +261,7 @@ public final class Loop: @unchecked Sendable {
     threadsafeQueue.withLock { queue in
       guard !isClosed else { return false }
       add(&queue)
-      threadsafePending.store(true, ordering: .releasing)
+      threadsafePending = true
       uv_async_send(wakeAsync)
       return true
     }
@@ -271,7 +280,7 @@ public final class Loop: @unchecked Sendable {
     let items = threadsafeQueue.withLock { queue -> [UnsafeSendable<ReadyItem>] in
       let items = queue
       queue.removeAll()
-      threadsafePending.store(false, ordering: .relaxed)
+      threadsafePending = false
       return items
     }
     for item in items { ready.append(item.value) }
@@ -394,7 +403,7 @@ public final class Loop: @unchecked Sendable {
       uv_run(uv, UV_RUN_ONCE)
     } else if hasIOActivity {
       uv_run(uv, UV_RUN_NOWAIT)
-    } else if threadsafePending.load(ordering: .acquiring) {
+    } else if threadsafePending {
       // Nothing but the loop's own handles is active: there is no I/O to
       // poll for, so skip the system call and take the threadsafe calls.
       drainThreadsafe()
@@ -514,7 +523,7 @@ public final class Loop: @unchecked Sendable {
   private func closeResources() {
     closesWhenStopped = false
     let dropped = threadsafeQueue.withLock { queue -> [UnsafeSendable<ReadyItem>] in
-      closedFlag.store(true, ordering: .releasing)
+      aiosi_flag_store(sharedFlags + 1, true)
       let items = queue
       queue.removeAll()
       return items

@@ -47,21 +47,31 @@ final class ThreadWork {
 }
 
 private let threadPoolStarted = Atomic<Bool>(false)
+/// Orders setThreadPoolSize's setenv before libuv's getenv when the pool
+/// starts, whichever threads they run on.
+private let threadPoolStart = ThreadLock<Void>(())
 
 /// The size of the worker pool (libuv's UV_THREADPOOL_SIZE, 4 unless set).
-/// It can be set until the first work is queued in the process.
+/// It can be set until the first work is queued in the process. libuv reads
+/// the size from the environment only, so this calls setenv: glibc's setenv
+/// is not safe against getenv on other threads, so call it before starting
+/// threads that read the environment.
 public func setThreadPoolSize(_ size: Int) throws {
   guard (1...1024).contains(size) else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-  guard !threadPoolStarted.load(ordering: .acquiring) else {
-    throw RuntimeError(code: AIOS_EBUSY.rawValue, "the thread pool has started")
+  try threadPoolStart.withLock { _ in
+    guard !threadPoolStarted.load(ordering: .acquiring) else {
+      throw RuntimeError(code: AIOS_EBUSY.rawValue, "the thread pool has started")
+    }
+    setenv("UV_THREADPOOL_SIZE", "\(size)", 1)
   }
-  setenv("UV_THREADPOOL_SIZE", "\(size)", 1)
 }
 
 extension Loop {
   func queueWork(_ work: ThreadWork) throws {
     try checkUsable()
-    threadPoolStarted.store(true, ordering: .releasing)
+    if !threadPoolStarted.load(ordering: .acquiring) {
+      threadPoolStart.withLock { _ in threadPoolStarted.store(true, ordering: .releasing) }
+    }
     let request = UnsafeMutablePointer<uv_work_t>.allocate(capacity: 1)
     request.pointee.data = Unmanaged.passRetained(work).toOpaque()
     let rc = uv_queue_work(uv, request, threadWorkRun, threadWorkDone)

@@ -1,6 +1,15 @@
 /* See aios_runtime.h. */
 #include "aios_runtime.h"
 
+#include <stdlib.h>
+
+#if defined(__has_include)
+#if __has_include(<valgrind/helgrind.h>)
+#include <valgrind/helgrind.h>
+#define AIOSI_HAVE_HELGRIND 1
+#endif
+#endif
+
 __thread void *aiosi_running_loop __attribute__((tls_model("initial-exec")));
 
 void *aiosi_handle_chunks[AIOSI_HANDLE_CHUNKS];
@@ -16,4 +25,21 @@ uint32_t aiosi_assign_thread_number(void) {
   while (number == 0);
   aiosi_thread_number = number;
   return number;
+}
+
+uint8_t *aiosi_shared_flags_new(unsigned count) {
+  uint8_t *flags = calloc(count, 1);
+  if (flags == NULL) abort();
+#ifdef AIOSI_HAVE_HELGRIND
+  VALGRIND_HG_DISABLE_CHECKING(flags, count);
+#endif
+  return flags;
+}
+
+void aiosi_shared_flags_free(uint8_t *flags, unsigned count) {
+#ifdef AIOSI_HAVE_HELGRIND
+  VALGRIND_HG_ENABLE_CHECKING(flags, count);
+#endif
+  (void)count;
+  free(flags);
 }

@@ -44,4 +44,17 @@ AIOSI_INTERNAL extern uint64_t aiosi_handle_free_head;
 static inline void **aiosi_handle_chunk_table(void) { return aiosi_handle_chunks; }
 static inline uint64_t *aiosi_handle_free_list(void) { return &aiosi_handle_free_head; }
 
+/* Flags one thread writes and others read: a loop's running and closed
+ * states and its "threadsafe calls waiting" mark. They are atomic, which
+ * helgrind cannot tell from a plain access, so aiosi_shared_flags_new tells
+ * it so (when built with valgrind's headers); everything else stays checked. */
+AIOSI_INTERNAL uint8_t *aiosi_shared_flags_new(unsigned count);
+AIOSI_INTERNAL void aiosi_shared_flags_free(uint8_t *flags, unsigned count);
+static inline _Bool aiosi_flag_load(const uint8_t *flag) {
+  return __atomic_load_n(flag, __ATOMIC_ACQUIRE) != 0;
+}
+static inline void aiosi_flag_store(uint8_t *flag, _Bool value) {
+  __atomic_store_n(flag, (uint8_t)value, __ATOMIC_RELEASE);
+}
+
 #endif
