@@ -61,6 +61,9 @@ checks: all swift-test c-test python-test
 
 swift-test:
 	$(SWIFT) test
+	@# A user's program in Swift 6 mode (the package's targets build in 5).
+	$(SWIFT) build --product aio-swift6-user
+	$(CURDIR)/.build/debug/aio-swift6-user
 
 # C tests: built as a user would, through pkg-config only, run under valgrind.
 C_TESTS := $(patsubst Tests/c/%.c,Tests/c/bin/%,$(wildcard Tests/c/test_*.c))

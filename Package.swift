@@ -32,6 +32,11 @@ let package = Package(
     .testTarget(name: "AioSwiftTests", dependencies: ["AioSwift"]),
     .executableTarget(name: "aio-bench", dependencies: ["AioSwift"], path: "bench/swift"),
     .executableTarget(name: "aio-demo", dependencies: ["AioSwift"], path: "examples/swift"),
+    // A user's program in the default Swift 6 language mode (the package's
+    // own targets build in Swift 5 mode): top-level code, async let, task
+    // groups, Task {}, cancellation reaching Swift's own awaits.
+    .executableTarget(name: "aio-swift6-user", dependencies: ["AioSwift"], path: "Tests/Swift6User",
+                      swiftSettings: [.swiftLanguageMode(.v6)]),
   ],
   swiftLanguageModes: [.v5]
 )

@@ -128,6 +128,13 @@ public struct CodedError: AsyncioError {
   }
 }
 
+/// Swift's CancellationError, which Task.sleep and Swift's other awaits throw
+/// once an asyncio cancellation reached them, is asyncio's CancelledError to
+/// the scopes that sort errors (timeout, TaskGroup).
+func asAsyncioError(_ error: any Error) -> any Error {
+  error is CancellationError ? CancelledError() : error
+}
+
 /// The Swift error for a status code, as C hands it in.
 public func makeError(code: Int32, message: String?) -> any Error {
   switch errorKind(forCode: code) {

@@ -30,8 +30,9 @@ public final class Runner {
   }
 
   /// Runs `body` as the main task until it is done; returns its result.
-  public func run<T>(_ body: @escaping () async throws -> T) throws -> T {
-    let task = try runTask { loop in try loop.createTask(body) }
+  public func run<T>(_ body: @isolated(any) @escaping () async throws -> T) throws -> T {
+    try checkRunsOnTheLoop(body.isolation)
+    let task = try runTask { loop in try loop.createTask { try await body() } }
     return try task.result()
   }
 
@@ -89,7 +90,8 @@ func cancelAllTasks(_ loop: Loop) throws {
 
 /// asyncio.run: runs `body` as the main task of a new loop, then cancels
 /// the tasks left, and closes the loop.
-public func run<T>(debug: Bool = false, _ body: @escaping () async throws -> T) throws -> T {
+public func run<T>(debug: Bool = false, _ body: @isolated(any) @escaping () async throws -> T) throws -> T {
+  try checkRunsOnTheLoop(body.isolation)
   let runner = Runner(debug: debug)
   defer { try? runner.close() }
   return try runner.run(body)

@@ -250,11 +250,16 @@ public class TaskBase: AnyFuture {
     return true
   }
 
-  /// The body threw: a CancelledError cancels the task, anything else fails it.
+  /// The body threw: a CancelledError cancels the task (so does Swift's
+  /// CancellationError, from a Swift await the cancellation reached), and
+  /// anything else fails it.
   final func bodyThrew(_ error: any Error) {
     if let cancelled = error as? CancelledError {
       mustCancel = false
       _ = cancelFuture(message: cancelled.message.isEmpty ? nil : cancelled.message)
+    } else if error is CancellationError {
+      mustCancel = false
+      _ = cancelFuture(message: cancelMessage)
     } else {
       self.error = error
       finish(.finished)
@@ -384,8 +389,36 @@ public final class StepTask: TaskBase {
 public class SwiftTaskBase: TaskBase {
   var pendingJob: UnownedJob?
   var continuation: UnsafeContinuation<Void, any Error>?
+  /// The Swift task that runs the body, while it does. Its awaits on the
+  /// loop are the task's steps; any other Swift task on the loop (a child of
+  /// `async let` or of a task group, a Task preferring the loop as its
+  /// executor) inherits `current` but waits on its own (waitOnItsOwn).
+  var bodyTask: UnsafeCurrentTask?
+  /// The Swift task, to cancel when an asyncio cancellation finds the body
+  /// waiting on a Swift await that is not the library's.
+  var swiftTask: Task<Void, Never>?
 
   @TaskLocal static var current: SwiftTaskBase?
+
+  /// True when the calling Swift task is the one running this task's body.
+  var isRunningItsBody: Bool {
+    guard let bodyTask else { return false }
+    return withUnsafeCurrentTask { $0 == bodyTask }
+  }
+
+  /// asyncio's cancel, reaching Swift's own awaits too: a body suspended in
+  /// an await that is not the library's (Task.sleep, an AsyncStream, async
+  /// let, a task group) has its Swift task cancelled, so that await ends
+  /// (with CancellationError, which cancels the task if it escapes). The
+  /// request also stays pending for the body's next await on the loop, as
+  /// asyncio delivers it at the current or next await. Swift's cancellation
+  /// is sticky: Task.isCancelled stays true in the body from then on.
+  @discardableResult
+  public override func cancel(message: String? = nil) -> Bool {
+    guard super.cancel(message: message) else { return false }
+    if started, waiter == nil, continuation == nil, !isRunningItsBody { swiftTask?.cancel() }
+    return true
+  }
 
   override func advance(outcome: AnyFuture?, cancellation: CancelledError?) {
     if !started {
@@ -437,7 +470,7 @@ public final class AioTask<T>: SwiftTaskBase {
     super.init(loop: loop, name: name)
     let outer = loop.capturingTask
     loop.capturingTask = self
-    Swift.Task(executorPreference: loop) { await self.runBody() }
+    swiftTask = Swift.Task(executorPreference: loop) { await self.runBody() }
     loop.capturingTask = outer
   }
 
@@ -447,6 +480,8 @@ public final class AioTask<T>: SwiftTaskBase {
       return
     }
     self.body = nil
+    bodyTask = withUnsafeCurrentTask { $0 }
+    defer { bodyTask = nil }
     do {
       let value = try await SwiftTaskBase.$current.withValue(self) { try await body() }
       if bodyReturned() {
@@ -473,14 +508,29 @@ public final class AioTask<T>: SwiftTaskBase {
   }
 }
 
+/// A task's body must run on the loop. One isolated to an actor (a closure
+/// written in @MainActor code, as Swift 6's top-level code is) would send
+/// its jobs to that actor's executor, which nothing runs while the loop
+/// runs on this thread: refused at once rather than left hanging.
+func checkRunsOnTheLoop(_ isolation: (any Actor)?) throws {
+  guard let isolation else { return }
+  throw RuntimeError(code: AIOS_EINVAL.rawValue,
+    "a task's body must not be isolated to \(type(of: isolation)): its jobs would wait for "
+      + "that actor while the loop runs. Make the closure @Sendable, or create the task "
+      + "from nonisolated code.")
+}
+
 extension Loop {
   /// asyncio's create_task: a task running `body` on this loop. With `eager`
   /// on a running loop, the body runs up to its first suspension at once.
+  /// `body` runs on the loop: a body isolated to an actor is refused
+  /// (checkRunsOnTheLoop).
   @discardableResult
   public func createTask<T>(name: String? = nil, eager: Bool = false,
-                            _ body: @escaping () async throws -> T) throws -> AioTask<T> {
+                            _ body: @isolated(any) @escaping () async throws -> T) throws -> AioTask<T> {
     try checkUsable()
-    let task = AioTask(loop: self, name: name, body: body)
+    try checkRunsOnTheLoop(body.isolation)
+    let task = AioTask(loop: self, name: name, body: { try await body() })
     task.start(eager: eager)
     return task
   }
@@ -550,7 +600,12 @@ func currentSwiftTask() throws -> SwiftTaskBase {
   guard let task = SwiftTaskBase.current else {
     throw RuntimeError(code: AIOS_ENOLOOP.rawValue, "not inside a task of an aio-swift loop")
   }
-  guard task.loop.isOwnerThread else { throw RuntimeError(code: AIOS_EWRONGTHREAD.rawValue) }
+  guard task.loop.isOwnerThread else {
+    throw RuntimeError(code: AIOS_EWRONGTHREAD.rawValue,
+      "called from a thread that is not the loop's: a Task {} made in a task of the loop runs "
+        + "elsewhere; use loop.createTask { } for a task of the loop, or "
+        + "Task(executorPreference: loop) { } for a Swift task on its thread")
+  }
   return task
 }
 
@@ -561,7 +616,39 @@ func suspendCurrentTask(until future: AnyFuture) async throws {
   guard task !== future else {
     throw RuntimeError(code: AIOS_EINVAL.rawValue, "a task cannot await itself")
   }
-  try await task.suspendBody(on: future)
+  try await awaitOnTheLoop(task, future)
+}
+
+/// `await fut` (nil: a bare yield) from the Swift task running now: a step
+/// of `task` when it is the body's own Swift task, else a wait of its own.
+private func awaitOnTheLoop(_ task: SwiftTaskBase, _ future: AnyFuture?) async throws {
+  if task.isRunningItsBody {
+    try await task.suspendBody(on: future)
+  } else {
+    try await waitOnItsOwn(future, loop: task.loop)
+  }
+}
+
+/// A Swift task on the loop's thread that is not a task's body (a child of
+/// `async let` or of a task group, a Task preferring the loop) waits on a
+/// future by a done callback of its own, so that it never touches the
+/// task's one continuation. Swift's cancellation of it cancels the future.
+private func waitOnItsOwn(_ future: AnyFuture?, loop: Loop) async throws {
+  let cancelled = Atomic<Bool>(false)
+  try await withTaskCancellationHandler {
+    try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+      if let future {
+        future.addDoneCallback { _ in continuation.resume() }
+      } else if (try? loop.callSoon { continuation.resume() }) == nil {
+        continuation.resume(throwing: RuntimeError(code: AIOS_ECLOSED.rawValue))
+      }
+    }
+  } onCancel: {
+    // Any thread: the future is the loop's, so it is cancelled there.
+    guard let future, !cancelled.exchange(true, ordering: .relaxed) else { return }
+    let target = UnsafeSendable(future)
+    _ = try? loop.callSoonThreadsafe { _ = target.value.cancel() }
+  }
 }
 
 /// asyncio.sleep: suspends the current task for `delay` seconds; a delay of
@@ -570,11 +657,11 @@ public func sleep(_ delay: Double) async throws {
   let task = try currentSwiftTask()
   try checkTime(delay)
   if delay <= 0 {
-    try await task.suspendBody(on: nil)
+    try await awaitOnTheLoop(task, nil)
     return
   }
   let future = try task.loop.sleepFuture(delay)
-  try await task.suspendBody(on: future)
+  try await awaitOnTheLoop(task, future)
   try future.checkResult()
 }
 

@@ -49,7 +49,8 @@ public final class TaskGroup: CustomStringConvertible {
 
   /// create_task: a task of the group running `body`.
   @discardableResult
-  public func createTask<T>(name: String? = nil, _ body: @escaping () async throws -> T) throws -> AioTask<T> {
+  public func createTask<T>(name: String? = nil,
+                            _ body: @isolated(any) @escaping () async throws -> T) throws -> AioTask<T> {
     try checkCanCreate()
     let task = try loop.createTask(name: name, body)
     add(task)
@@ -112,10 +113,10 @@ public final class TaskGroup: CustomStringConvertible {
     init(group: TaskGroup, parent: TaskBase, raised: (any Error)?) {
       self.group = group
       self.parent = parent
-      self.raised = raised
+      self.raised = raised.map(asAsyncioError)
       super.init(loop: group.loop)
       group.exiting = true
-      propagate = raised as? CancelledError
+      propagate = self.raised as? CancelledError
       if raised != nil && !group.aborting { group.abort() }
       waitForTasks()
     }

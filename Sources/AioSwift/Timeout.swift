@@ -76,6 +76,7 @@ public final class Timeout: CustomStringConvertible {
   /// the error to raise: a TimeoutError for the scope's own cancellation,
   /// otherwise `error` as it was.
   public func exit(_ error: (any Error)?) throws -> (any Error)? {
+    let error = error.map(asAsyncioError)
     guard state == .entered || state == .expiring else {
       throw RuntimeError(code: AIOS_EINVALIDSTATE.rawValue, "Timeout is not active")
     }
