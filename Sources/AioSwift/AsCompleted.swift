@@ -14,7 +14,7 @@ public final class AsCompleted: AsyncSequence, AsyncIteratorProtocol {
   private var timeoutHandle: TimerHandle?
   private var tokens: [DoneCallbackToken?]
   /// The C ABI's handle for this object (0: none yet).
-  public var foreignHandle: UInt64 = 0
+  package var foreignHandle: UInt64 = 0
 
   /// A completion in the queue: the index of a finished future, or -1 for
   /// the timeout.
@@ -65,7 +65,7 @@ public final class AsCompleted: AsyncSequence, AsyncIteratorProtocol {
   /// The next completion: nil once every future was handed out; else a
   /// future whose C result is the finished future's index, or which fails
   /// with TimeoutError.
-  public func nextOperation() throws -> AnyFuture? {
+  package func nextOperation() throws -> AnyFuture? {
     guard left > 0 else { return nil }
     let loop = try completions.loop()
     left -= 1

@@ -70,14 +70,14 @@ public struct OSError: AsyncioError {
 /// (a binding's exception object). The data's destructor runs exactly once,
 /// when the last copy of the error is gone.
 public struct UserError: AsyncioError {
-  public final class Payload {
-    public let data: UnsafeMutableRawPointer?
+  package final class Payload {
+    package let data: UnsafeMutableRawPointer?
     let destructor: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?
     /// The C error object that owns `data` (its handle, one C reference),
     /// when the payload refers to one rather than owning the data itself.
-    public let foreignError: UInt64
+    package let foreignError: UInt64
     /// Drops the C reference of `foreignError` (set by the C layer).
-    nonisolated(unsafe) public static var foreignErrorRelease: ((UInt64) -> Void)?
+    nonisolated(unsafe) package static var foreignErrorRelease: ((UInt64) -> Void)?
 
     public init(data: UnsafeMutableRawPointer?,
                 destructor: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?) {
@@ -101,8 +101,10 @@ public struct UserError: AsyncioError {
     }
   }
   public var message: String
-  public var payload: Payload?
-  public init(_ message: String, payload: Payload? = nil) {
+  /// A binding's data (the C ABI's user error).
+  package var payload: Payload?
+  public init(_ message: String) { self.message = message }
+  package init(_ message: String, payload: Payload?) {
     self.message = message
     self.payload = payload
   }
@@ -136,7 +138,7 @@ func asAsyncioError(_ error: any Error) -> any Error {
 }
 
 /// The Swift error for a status code, as C hands it in.
-public func makeError(code: Int32, message: String?) -> any Error {
+package func makeError(code: Int32, message: String?) -> any Error {
   switch errorKind(forCode: code) {
   case .cancelled: return CancelledError(message)
   case .timeout: return TimeoutError(message ?? "")
@@ -149,11 +151,11 @@ public func makeError(code: Int32, message: String?) -> any Error {
 }
 
 /// The status code of any error: its own for ours, AIOS_EUSER for the rest.
-public func statusCode(of error: any Error) -> Int32 {
+package func statusCode(of error: any Error) -> Int32 {
   (error as? any AsyncioError)?.code ?? AIOS_EUSER.rawValue
 }
 
-public func errorKind(forCode code: Int32) -> ErrorKind {
+package func errorKind(forCode code: Int32) -> ErrorKind {
   switch code {
   case AIOS_ECANCELLED.rawValue: return .cancelled
   case AIOS_ETIMEOUT.rawValue: return .timeout
@@ -172,11 +174,11 @@ public func errorKind(forCode code: Int32) -> ErrorKind {
 }
 
 /// The message for a status code: the header's table for ours, strerror for -errno.
-public func errorMessage(_ code: Int32) -> String {
+package func errorMessage(_ code: Int32) -> String {
   String(cString: aiosi_status_message(code))
 }
 
 /// The name of a status code: "AIOS_ECANCELLED", "ECONNRESET", "UNKNOWN".
-public func errorName(_ code: Int32) -> String {
+package func errorName(_ code: Int32) -> String {
   String(cString: aiosi_status_name(code))
 }

@@ -4,7 +4,7 @@ internal import CAioSwift
 
 /// A C done callback, called through `AnyFuture.foreignDoneInvoker` (the C
 /// layer turns the future into a C handle there).
-public typealias ForeignDoneFunction = UnsafeRawPointer
+package typealias ForeignDoneFunction = UnsafeRawPointer
 
 /// A registered Swift done callback; its identity is its token for removal.
 public final class DoneCallbackToken {
@@ -47,10 +47,10 @@ public class AnyFuture: CustomStringConvertible {
   var cValue: UnsafeMutableRawPointer?
   var cDestructor: CDestructor?
   /// The C ABI's handle for this object (0: none yet).
-  public var foreignHandle: UInt64 = 0
+  package var foreignHandle: UInt64 = 0
 
   /// Set by the C layer: calls a `.foreign` done callback.
-  nonisolated(unsafe) public static var foreignDoneInvoker:
+  nonisolated(unsafe) package static var foreignDoneInvoker:
     ((AnyFuture, ForeignDoneFunction, UnsafeMutableRawPointer?) -> Void)?
 
   /// A pending future; use `loop.createFuture()` from Swift.
@@ -87,7 +87,7 @@ public class AnyFuture: CustomStringConvertible {
   // MARK: Finishing
 
   /// Finishes with a C value the future then owns (freed by `destructor`).
-  public func setCResult(_ value: UnsafeMutableRawPointer?, destructor: CDestructor?) throws {
+  package func setCResult(_ value: UnsafeMutableRawPointer?, destructor: CDestructor?) throws {
     guard state == .pending else { throw InvalidStateError("invalid state: \(self)") }
     cValue = value
     cDestructor = destructor
@@ -181,10 +181,10 @@ public class AnyFuture: CustomStringConvertible {
   }
 
   /// The C value of a finished future (nil for Swift-typed results).
-  public var cResult: UnsafeMutableRawPointer? { cValue }
+  package var cResult: UnsafeMutableRawPointer? { cValue }
 
   /// Moves the C result out: the caller owns it from then on.
-  public func takeCResult() throws -> (UnsafeMutableRawPointer?, CDestructor?) {
+  package func takeCResult() throws -> (UnsafeMutableRawPointer?, CDestructor?) {
     try checkResult()
     defer {
       cValue = nil
@@ -194,7 +194,7 @@ public class AnyFuture: CustomStringConvertible {
   }
 
   /// Marks an error as retrieved without reading it.
-  public func markErrorRetrieved() { errorRetrieved = true }
+  package func markErrorRetrieved() { errorRetrieved = true }
 
   // MARK: Done callbacks
 
@@ -209,7 +209,7 @@ public class AnyFuture: CustomStringConvertible {
   /// C done callbacks, compared by function and argument for removal.
   /// A C done callback; `destructor` (if any) frees `arg` once, after the
   /// callback ran, once it is removed, or with the future.
-  public func addForeignDoneCallback(_ fn: ForeignDoneFunction, _ arg: UnsafeMutableRawPointer?,
+  package func addForeignDoneCallback(_ fn: ForeignDoneFunction, _ arg: UnsafeMutableRawPointer?,
                                      destructor: CDestructor? = nil) {
     if let destructor {
       addDoneCallback(.foreignOwned(fn, OwnedArgument(arg, destructor)))
@@ -238,7 +238,7 @@ public class AnyFuture: CustomStringConvertible {
   }
 
   /// Removes every registration of a C callback with this argument.
-  public func removeForeignDoneCallback(_ fn: ForeignDoneFunction, _ arg: UnsafeMutableRawPointer?) -> Int {
+  package func removeForeignDoneCallback(_ fn: ForeignDoneFunction, _ arg: UnsafeMutableRawPointer?) -> Int {
     removeDoneCallbacks {
       switch $0 {
       case .foreign(let f, let a): return f == fn && a == arg

@@ -37,7 +37,7 @@ public class Handle: CustomStringConvertible {
   private let loopReference: Unmanaged<Loop>
   /// The loop's address, read without counting a reference to the loop
   /// (any thread may read it: see Loop.threadsafeHandle).
-  public var loopAddress: UnsafeMutableRawPointer { loopReference.toOpaque() }
+  package var loopAddress: UnsafeMutableRawPointer { loopReference.toOpaque() }
   /// What keeps the loop alive: the loop itself, or for a handle made on
   /// another thread, an object holding the loop by other means (the loop's
   /// reference count belongs to its own thread).
@@ -46,7 +46,7 @@ public class Handle: CustomStringConvertible {
   var callback: Callback?
   public private(set) var cancelled = false
   /// The C ABI's handle for this object (0: none yet).
-  public var foreignHandle: UInt64 = 0
+  package var foreignHandle: UInt64 = 0
 
   init(loop: Loop, callback: Callback) {
     loopReference = Unmanaged.passUnretained(loop)
@@ -131,7 +131,7 @@ public final class TimerHandle: Handle {
 }
 
 /// How many objects of each kind are alive, for leak checks in tests.
-public enum LiveObjects {
+package enum LiveObjects {
   public static let loops = Atomic<Int>(0)
   public static let handles = Atomic<Int>(0)
   public static let futures = Atomic<Int>(0)

@@ -16,7 +16,7 @@ public class LoopBound {
   /// primitive on Swift's slower side-table path.
   let liveness = Liveness()
   /// The C ABI's handle for this object (0: none yet).
-  public var foreignHandle: UInt64 = 0
+  package var foreignHandle: UInt64 = 0
 
   init(loop: Loop?, isQueue: Bool = false) {
     boundLoop = loop
@@ -38,13 +38,13 @@ public class LoopBound {
   }
 
   /// The loop the primitive is bound to, unretained (nil: none yet).
-  public var boundLoopAddress: UnsafeMutableRawPointer? {
+  package var boundLoopAddress: UnsafeMutableRawPointer? {
     boundLoop.map { Unmanaged.passUnretained($0).toOpaque() }
   }
 
   /// The primitive's loop, checked for thread and state.
   @inline(__always)
-  public func loop() throws -> Loop {
+  package func loop() throws -> Loop {
     // The common case: the loop is bound and running on this thread.
     if let loop = boundLoop, loop.isRunningOnThisThread { return loop }
     return try bindAndCheckLoop()
@@ -52,7 +52,7 @@ public class LoopBound {
 
   /// Throws unless the primitive may be used here (see loop()).
   @inline(__always)
-  public func checkLoop() throws {
+  package func checkLoop() throws {
     if let loop = boundLoop, loop.isRunningOnThisThread { return }
     _ = try bindAndCheckLoop()
   }
@@ -123,7 +123,7 @@ public final class Lock: LoopBound {
   }
 
   /// acquire(); nil if the lock was taken at once.
-  public func acquireOperation() throws -> AnyFuture? {
+  package func acquireOperation() throws -> AnyFuture? {
     let loop = try self.loop()
     // Fair: a caller waits its turn unless every waiter was cancelled.
     if !locked && waiters.allSatisfy({ $0.waiterIsCancelled }) {
@@ -207,7 +207,7 @@ public final class Event: LoopBound {
   /// wait(); nil if the flag is already set. The future is the waiter
   /// itself: after `await fut` CPython's wait() only removes it from the
   /// waiters, which set() has done, so no Operation is needed.
-  public func waitOperation() throws -> AnyFuture? {
+  package func waitOperation() throws -> AnyFuture? {
     let loop = try self.loop()
     if isSet { return nil }
     dropCancelledWaiters()
@@ -244,13 +244,13 @@ public final class Condition: LoopBound {
   }
 
   public var locked: Bool { lock.locked }
-  public func acquireOperation() throws -> AnyFuture? { try lock.acquireOperation() }
+  package func acquireOperation() throws -> AnyFuture? { try lock.acquireOperation() }
   public func acquire() async throws { try await lock.acquire() }
   public func release() throws { try lock.release() }
 
   /// wait(): releases the lock, waits for a notify, re-acquires the lock
   /// (even when cancelled) before returning or throwing.
-  public func waitOperation() throws -> AnyFuture {
+  package func waitOperation() throws -> AnyFuture {
     let loop = try self.loop()
     guard locked else {
       throw RuntimeError(code: AIOS_ENOTACQUIRED.rawValue, "cannot wait on un-acquired lock")
@@ -265,7 +265,7 @@ public final class Condition: LoopBound {
 
   /// wait_for(predicate): waits until `predicate` holds; returns nil when it
   /// held at once.
-  public func waitForOperation(_ predicate: @escaping () throws -> Bool) throws -> AnyFuture? {
+  package func waitForOperation(_ predicate: @escaping () throws -> Bool) throws -> AnyFuture? {
     if try predicate() { return nil }
     return WaitFor(condition: self, predicate: predicate, first: try waitOperation())
   }
@@ -397,7 +397,7 @@ public final class Semaphore: LoopBound {
   /// True when acquire() would wait.
   public var locked: Bool { value == 0 || waiters.contains { !$0.waiterIsCancelled } }
 
-  public func acquireOperation() throws -> AnyFuture? {
+  package func acquireOperation() throws -> AnyFuture? {
     let loop = try self.loop()
     if !locked {
       // FIFO: others already waiting go first, even if value > 0.
@@ -477,7 +477,7 @@ public final class Barrier: LoopBound {
   public var broken: Bool { state == .broken }
 
   /// wait(): the result is the arrival index, 0 ... parties-1.
-  public func waitOperation() throws -> AnyFuture {
+  package func waitOperation() throws -> AnyFuture {
     Wait(barrier: self, loop: try loop())
   }
 
@@ -488,7 +488,7 @@ public final class Barrier: LoopBound {
   }
 
   /// reset(): waiting tasks get BrokenBarrierError; the barrier fills anew.
-  public func resetOperation() throws -> AnyFuture {
+  package func resetOperation() throws -> AnyFuture {
     Locked(barrier: self, loop: try loop()) { barrier in
       if barrier.count > 0 {
         barrier.state = .resetting
@@ -501,7 +501,7 @@ public final class Barrier: LoopBound {
   public func reset() async throws { try await resetOperation().wait() }
 
   /// abort(): the barrier is broken for good.
-  public func abortOperation() throws -> AnyFuture {
+  package func abortOperation() throws -> AnyFuture {
     Locked(barrier: self, loop: try loop()) { $0.state = .broken }
   }
 

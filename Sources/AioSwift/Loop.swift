@@ -13,9 +13,9 @@ import HeapModule
 import Synchronization
 
 /// A C callback, called with its argument (aios_callback_fn).
-public typealias CCallback = @convention(c) (UnsafeMutableRawPointer?) -> Void
+package typealias CCallback = @convention(c) (UnsafeMutableRawPointer?) -> Void
 /// Frees a C value (aios_destructor_fn).
-public typealias CDestructor = @convention(c) (UnsafeMutableRawPointer?) -> Void
+package typealias CDestructor = @convention(c) (UnsafeMutableRawPointer?) -> Void
 
 /// What the loop runs on an iteration. Task steps and future callbacks go in
 /// without a Handle allocation; call_soon gets a Handle (it can be cancelled).
@@ -49,7 +49,7 @@ public final class Loop: @unchecked Sendable {
   private let wakeAsync: UnsafeMutablePointer<uv_async_t>
   private let ownerThread: pthread_t
   /// The owner thread's number (aiosi_thread_token).
-  public let ownerToken: UInt32
+  package let ownerToken: UInt32
 
   var ready = ReadyQueue()
   private var timers = Heap<TimerEntry>()
@@ -88,7 +88,7 @@ public final class Loop: @unchecked Sendable {
   /// hands the executor runs at once instead of an iteration later.
   var capturingTask: SwiftTaskBase?
   /// What the running C step reported (aios_task_await, _return, _fail).
-  public var stepOutcome: StepTask.Outcome?
+  package var stepOutcome: StepTask.Outcome?
   /// Pending tasks, strongly held until done (asyncio's _all_tasks; holding
   /// them means a task nobody references still runs to its end).
   var tasksHead: TaskBase?
@@ -106,7 +106,7 @@ public final class Loop: @unchecked Sendable {
   public var slowCallbackDuration = 0.1
 
   /// The C ABI's handle for this object (0: none yet).
-  public var foreignHandle: UInt64 = 0
+  package var foreignHandle: UInt64 = 0
 
   public init() throws {
     uv = .allocate(capacity: 1)
@@ -150,11 +150,11 @@ public final class Loop: @unchecked Sendable {
 
   // MARK: Checks
 
-  public var isOwnerThread: Bool { pthread_equal(ownerThread, pthread_self()) != 0 }
+  package var isOwnerThread: Bool { pthread_equal(ownerThread, pthread_self()) != 0 }
 
   /// Throws unless called on the loop's thread while it is open.
   @inline(__always)
-  public func checkUsable() throws {
+  package func checkUsable() throws {
     guard isOwnerThread else { throw RuntimeError(code: AIOS_EWRONGTHREAD.rawValue) }
     guard !isClosed else { throw RuntimeError(code: AIOS_ECLOSED.rawValue) }
   }
@@ -176,7 +176,7 @@ public final class Loop: @unchecked Sendable {
   }
 
   /// call_soon for a C callback; `destructor` (if any) frees `arg` once.
-  public func callSoon(c fn: CCallback, arg: UnsafeMutableRawPointer?,
+  package func callSoon(c fn: CCallback, arg: UnsafeMutableRawPointer?,
                        destructor: CDestructor? = nil) throws -> Handle {
     try checkUsable()
     let handle = Handle(loop: self, callback: .foreign(fn, arg, destructor))
@@ -185,7 +185,7 @@ public final class Loop: @unchecked Sendable {
   }
 
   /// call_soon for a C callback nobody will cancel: no Handle is made.
-  public func callSoonUncancellable(c fn: CCallback, arg: UnsafeMutableRawPointer?) throws {
+  package func callSoonUncancellable(c fn: CCallback, arg: UnsafeMutableRawPointer?) throws {
     try checkUsable()
     ready.append(.call(fn, arg))
   }
@@ -212,14 +212,14 @@ public final class Loop: @unchecked Sendable {
   }
 
   /// call_soon_threadsafe for a C callback nobody will cancel: no Handle is made.
-  public func callSoonThreadsafe(c fn: CCallback, arg: UnsafeMutableRawPointer?) throws {
+  package func callSoonThreadsafe(c fn: CCallback, arg: UnsafeMutableRawPointer?) throws {
     try enqueueThreadsafe(.call(fn, arg))
   }
 
   /// A Handle for call_soon_threadsafe, made on any thread and queued with
   /// enqueueThreadsafe(_:). It holds the loop through `keeper`, not by a
   /// reference of its own: the loop's reference count belongs to its thread.
-  public func threadsafeHandle(c fn: CCallback, arg: UnsafeMutableRawPointer?, destructor: CDestructor?,
+  package func threadsafeHandle(c fn: CCallback, arg: UnsafeMutableRawPointer?, destructor: CDestructor?,
                                keeper: AnyObject) -> Handle {
     Handle(loopAddress: Unmanaged.passUnretained(self).toOpaque(), keeper: keeper,
            callback: .foreign(fn, arg, destructor))
@@ -230,7 +230,7 @@ public final class Loop: @unchecked Sendable {
   /// on it happens before the queue's lock is released, and from then on the
   /// loop's thread alone counts references to it. On an error the caller
   /// keeps the reference.
-  public func enqueueThreadsafe(_ handle: Unmanaged<Handle>) throws {
+  package func enqueueThreadsafe(_ handle: Unmanaged<Handle>) throws {
     guard addThreadsafe({ $0.append(UnsafeSendable(.handle(handle.takeRetainedValue()))) }) else {
       throw RuntimeError(code: AIOS_ECLOSED.rawValue)
     }
@@ -269,7 +269,7 @@ public final class Loop: @unchecked Sendable {
 
   /// Releases the objects of this thread whose last C reference was dropped
   /// on another thread (set by the C layer).
-  nonisolated(unsafe) public static var deferredReleaseDrain: (() -> Void)?
+  nonisolated(unsafe) package static var deferredReleaseDrain: (() -> Void)?
 
   @inline(__always)
   func drainDeferredReleases() {
@@ -308,7 +308,7 @@ public final class Loop: @unchecked Sendable {
     return addTimer(when: when, callback: .swift(body))
   }
 
-  public func callAt(_ when: Double, c fn: CCallback, arg: UnsafeMutableRawPointer?,
+  package func callAt(_ when: Double, c fn: CCallback, arg: UnsafeMutableRawPointer?,
                      destructor: CDestructor? = nil) throws -> TimerHandle {
     try checkUsable()
     try checkTime(when)
@@ -633,13 +633,13 @@ extension Loop {
   /// True when this loop is the one running on this thread: then the thread
   /// is its own and it is open. No reference is taken: it is a pointer test.
   @inline(__always)
-  public var isRunningOnThisThread: Bool {
+  package var isRunningOnThisThread: Bool {
     aiosi_get_running_loop() == Unmanaged.passUnretained(self).toOpaque()
   }
 
   /// One future, done with no value, shared by every call of this loop that
   /// did not have to wait: it cannot change, so sharing it is safe.
-  public var doneFuture: AnyFuture {
+  package var doneFuture: AnyFuture {
     if let sharedDoneFuture { return sharedDoneFuture }
     // A closed loop has let go of its shared one for good: kept now, it
     // would keep the loop alive.

@@ -10,7 +10,7 @@
 // would. C, Swift and bindings all await the same object.
 internal import CAioSwift
 
-public class Operation: AnyFuture {
+package class Operation: AnyFuture {
   /// The state of the operation as its own waiter. Most blocking calls
   /// append a waiter future to their primitive and await it; here the
   /// operation itself is that waiter (waitAsWaiter), which saves a future,
@@ -145,7 +145,7 @@ public class Operation: AnyFuture {
   /// Cancelling the operation cancels what it waits on; the coroutine's tail
   /// then runs its cancellation branch.
   @discardableResult
-  public override func cancel(message: String? = nil) -> Bool {
+  package override func cancel(message: String? = nil) -> Bool {
     guard state == .pending else { return false }
     if waiter == .pending { return cancelWaiter(message: message) }
     if let inner, inner.cancel(message: message) { return true }
@@ -173,7 +173,7 @@ public class Operation: AnyFuture {
   }
 
   /// Sets the raw C result before the operation completes.
-  public final func storeCResult(_ value: UnsafeMutableRawPointer?, destructor: CDestructor?) {
+  package final func storeCResult(_ value: UnsafeMutableRawPointer?, destructor: CDestructor?) {
     cValue = value
     cDestructor = destructor
   }
@@ -198,7 +198,7 @@ public class Operation: AnyFuture {
 extension AnyFuture {
   /// A future that is already done (for an operation that did not block),
   /// with an optional C result.
-  public static func done(on loop: Loop, value: UnsafeMutableRawPointer? = nil,
+  package static func done(on loop: Loop, value: UnsafeMutableRawPointer? = nil,
                           destructor: CDestructor? = nil) -> AnyFuture {
     let future = AnyFuture(loop: loop)
     future.cValue = value

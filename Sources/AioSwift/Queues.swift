@@ -9,7 +9,7 @@
 internal import CAioSwift
 import DequeModule
 
-public final class ObjectQueue: LoopBound {
+package final class ObjectQueue: LoopBound {
   public typealias T = AnyObject
 
   public enum Order {
@@ -98,7 +98,7 @@ public final class ObjectQueue: LoopBound {
   }
 
   /// put(item); nil if the item went in at once.
-  public func putOperation(_ item: T) throws -> AnyFuture? {
+  package func putOperation(_ item: T) throws -> AnyFuture? {
     let loop = try self.loop()
     if !full {
       try putNowait(item)
@@ -178,7 +178,7 @@ public final class ObjectQueue: LoopBound {
     case waiting(AnyFuture)
   }
 
-  public func getOperation() throws -> Getting {
+  package func getOperation() throws -> Getting {
     let loop = try self.loop()
     if !empty { return .ready(try getNowait()) }
     guard !isShutdown else { throw CodedError(code: AIOS_EQUEUESHUTDOWN.rawValue) }
@@ -251,7 +251,7 @@ public final class ObjectQueue: LoopBound {
   }
 
   /// join(): waits until every item put has been marked done; nil if so now.
-  public func joinOperation() throws -> AnyFuture? {
+  package func joinOperation() throws -> AnyFuture? {
     _ = try loop()
     return unfinishedTasks > 0 ? try finished.waitOperation() : nil
   }
@@ -296,7 +296,7 @@ public final class Queue<T> {
     case priority(_ areInIncreasingOrder: (T, T) -> Bool)
   }
 
-  public let core: ObjectQueue
+  package let core: ObjectQueue
 
   /// A queue of at most `maxsize` items (0 or less: unbounded).
   public init(maxsize: Int = 0, order: Order = .fifo, loop: Loop? = nil) {

@@ -7,7 +7,7 @@ public final class Runner {
   private var closed = false
   private let debug: Bool
   /// The C ABI's handle for this object (0: none yet).
-  public var foreignHandle: UInt64 = 0
+  package var foreignHandle: UInt64 = 0
 
   public init(debug: Bool = false) {
     self.debug = debug

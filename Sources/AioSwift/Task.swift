@@ -37,14 +37,14 @@ public class TaskBase: AnyFuture {
   private var heldHandles: UInt8 = 0
   /// The C layer holds a reference to the handle of the future a StepTask
   /// awaits (`waiter`), so that the next step gets the same handle back.
-  public var holdsAwaitedHandle: Bool {
+  package var holdsAwaitedHandle: Bool {
     get { heldHandles & 1 != 0 }
     set { heldHandles = newValue ? heldHandles | 1 : heldHandles & ~1 }
   }
   /// A StepTask holds one C reference to its own handle (foreignHandle)
   /// while it is pending: its steps then get that handle without a
   /// reference taken each time.
-  public var holdsOwnHandle: Bool {
+  package var holdsOwnHandle: Bool {
     get { heldHandles & 2 != 0 }
     set { heldHandles = newValue ? heldHandles | 2 : heldHandles & ~2 }
   }
@@ -98,7 +98,7 @@ public class TaskBase: AnyFuture {
 
   public override var isTask: Bool { true }
   /// True for a StepTask (a virtual call, cheaper than a dynamic cast).
-  public var isStepTask: Bool { false }
+  package var isStepTask: Bool { false }
 
   private func withExtras<R>(_ body: (Extras) -> R) -> R {
     if extras == nil { extras = Extras() }
@@ -117,7 +117,7 @@ public class TaskBase: AnyFuture {
   }
 
   /// The name as a C string, valid until the task is renamed or freed.
-  public var nameCString: UnsafePointer<CChar> {
+  package var nameCString: UnsafePointer<CChar> {
     withExtras { extras in
       if extras.cString == nil { extras.cString = strdup(name) }
       return UnsafePointer(extras.cString!)
@@ -276,7 +276,7 @@ public class TaskBase: AnyFuture {
 /// A task driven by a C step function (see aios_step_fn in the header). The
 /// C layer calls the function through `foreignStepInvoker`, and the step
 /// reports what it did through `loop.stepOutcome`.
-public final class StepTask: TaskBase {
+package final class StepTask: TaskBase {
   public enum Outcome {
     case await(AnyFuture?)
     case returned(UnsafeMutableRawPointer?, CDestructor?)
@@ -288,9 +288,9 @@ public final class StepTask: TaskBase {
   private let argumentDestructor: CDestructor?
 
   /// Calls the step function; returns its status.
-  nonisolated(unsafe) public static var foreignStepInvoker: ((StepTask, AnyFuture?) -> Int32)?
+  nonisolated(unsafe) package static var foreignStepInvoker: ((StepTask, AnyFuture?) -> Int32)?
   /// Drops the C reference of holdsAwaitedHandle.
-  nonisolated(unsafe) public static var foreignHandleRelease: ((UInt64) -> Void)?
+  nonisolated(unsafe) package static var foreignHandleRelease: ((UInt64) -> Void)?
 
   /// Drops the reference of holdsOwnHandle, once the task is done or its
   /// loop let go of it.
@@ -325,7 +325,7 @@ public final class StepTask: TaskBase {
     super.init(loop: loop, name: name)
   }
 
-  public override var isStepTask: Bool { true }
+  package override var isStepTask: Bool { true }
 
   deinit {
     releaseAwaitedHandle(of: waiter)
@@ -538,7 +538,7 @@ extension Loop {
   /// A task driven by a C step function (aios_task_new).
   /// A task driven by a C step function; `prepare` runs before its first
   /// step can (an eager one runs at once).
-  public func createStepTask(function: UnsafeRawPointer, argument: UnsafeMutableRawPointer?,
+  package func createStepTask(function: UnsafeRawPointer, argument: UnsafeMutableRawPointer?,
                              destructor: CDestructor?, name: String?, eager: Bool,
                              prepare: (StepTask) throws -> Void = { _ in }) throws -> StepTask {
     try checkUsable()
@@ -579,7 +579,7 @@ extension Loop {
 
   /// A future that gets the C result `value` after `delay` seconds (now, for
   /// delay <= 0); cancelling it cancels its timer.
-  public func sleepFuture(_ delay: Double, value: UnsafeMutableRawPointer? = nil,
+  package func sleepFuture(_ delay: Double, value: UnsafeMutableRawPointer? = nil,
                           destructor: CDestructor? = nil) throws -> AnyFuture {
     try checkUsable()
     try checkTime(delay)

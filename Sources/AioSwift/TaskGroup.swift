@@ -15,7 +15,7 @@ public final class TaskGroup: CustomStringConvertible {
   private var errors: [any Error] = []
   private var onCompleted: AnyFuture?
   /// The C ABI's handle for this object (0: none yet).
-  public var foreignHandle: UInt64 = 0
+  package var foreignHandle: UInt64 = 0
 
   public init(loop: Loop) {
     self.loop = loop
@@ -97,7 +97,7 @@ public final class TaskGroup: CustomStringConvertible {
   /// done once every task is, failing with the group's errors or the
   /// cancellation to propagate. Done normally, the body's own error (if any)
   /// is what goes on.
-  public func exitOperation(_ raised: (any Error)?) throws -> AnyFuture {
+  package func exitOperation(_ raised: (any Error)?) throws -> AnyFuture {
     guard entered, !exiting, let parent else {
       throw RuntimeError(code: AIOS_EINVALIDSTATE.rawValue, "TaskGroup \(self) is not active")
     }

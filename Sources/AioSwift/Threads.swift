@@ -10,7 +10,7 @@ import Synchronization
 /// A value guarded by a pthread mutex, for state shared between threads.
 /// Synchronization's Mutex waits on futexes directly, which race detectors
 /// (helgrind, DRD) cannot follow; with this one they check every access.
-public struct ThreadLock<Value>: ~Copyable, @unchecked Sendable {
+package struct ThreadLock<Value>: ~Copyable, @unchecked Sendable {
   private let mutex: UnsafeMutablePointer<pthread_mutex_t>
   private let value: UnsafeMutablePointer<Value>
 
@@ -85,7 +85,7 @@ extension Loop {
   /// to_thread for C: `work` runs on a worker thread and reports a status
   /// and a value; the future gets the value (freed by `destructor` unless
   /// delivered) or fails with the status.
-  public func toThread(_ work: @escaping () -> (Int32, UnsafeMutableRawPointer?),
+  package func toThread(_ work: @escaping () -> (Int32, UnsafeMutableRawPointer?),
                        destructor: CDestructor?) throws -> AnyFuture {
     let future = AnyFuture(loop: self)
     let outcome = Mutex<(Int32, UnsafeMutableRawPointer?)>((0, nil))

@@ -16,7 +16,7 @@ public final class Timeout: CustomStringConvertible {
   private var task: TaskBase?
   private var cancellingAtEntry = 0
   /// The C ABI's handle for this object (0: none yet).
-  public var foreignHandle: UInt64 = 0
+  package var foreignHandle: UInt64 = 0
 
   public init(when: Double?, loop: Loop? = nil) {
     self.when = when

@@ -10,8 +10,8 @@ public enum ReturnWhen: Int32, Sendable {
 
 /// asyncio's _wait as an Operation: it waits on one internal waiter that the
 /// futures' callbacks (or the timeout) release; its tail is _wait's finally.
-public final class WaitOperation: Operation {
-  public let futures: [AnyFuture]
+package final class WaitOperation: Operation {
+  package let futures: [AnyFuture]
   private let returnWhen: ReturnWhen
   private var remaining: Int
   private var timeoutHandle: TimerHandle?
@@ -55,7 +55,7 @@ public final class WaitOperation: Operation {
   }
 
   /// The futures done now, and the others, in the order given.
-  public var partition: (done: [AnyFuture], pending: [AnyFuture]) {
+  package var partition: (done: [AnyFuture], pending: [AnyFuture]) {
     (futures.filter { $0.isDone }, futures.filter { !$0.isDone })
   }
 
@@ -66,7 +66,7 @@ extension Loop {
   /// asyncio.wait: an operation done when `returnWhen` holds for `futures`
   /// (of this loop; duplicates count once), or after `timeout` seconds (nil:
   /// none). An empty set is an error, as in CPython.
-  public func wait(_ futures: [AnyFuture], timeout: Double? = nil,
+  package func wait(_ futures: [AnyFuture], timeout: Double? = nil,
                    returnWhen: ReturnWhen = .allCompleted) throws -> WaitOperation {
     let unique = try distinctFutures(futures)
     guard !unique.isEmpty else {
