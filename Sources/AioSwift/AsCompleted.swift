@@ -114,7 +114,9 @@ extension Loop {
   }
 }
 
-/// asyncio.as_completed from a task.
+/// asyncio.as_completed from a task. (Disfavoured, so that tasks of one
+/// type get the overload that yields them as tasks.)
+@_disfavoredOverload
 public func asCompleted(_ futures: [AnyFuture], timeout: Double? = nil) throws -> AsCompleted {
   try getRunningLoop().asCompleted(futures, timeout: timeout)
 }

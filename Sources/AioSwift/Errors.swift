@@ -119,15 +119,46 @@ public struct TaskGroupError: AsyncioError {
   public var message: String { "unhandled errors in a TaskGroup (\(errors.count) sub-exception\(errors.count == 1 ? "" : "s"))" }
 }
 
-/// An error with one of the library's codes that has no type of its own yet
-/// (IncompleteReadError, QueueFull, ...).
-public struct CodedError: AsyncioError {
-  public var code: Int32
+/// asyncio.IncompleteReadError: a read ended before the bytes it needed.
+public struct IncompleteReadError: AsyncioError {
   public var message: String
-  public init(code: Int32, _ message: String? = nil) {
-    self.code = code
-    self.message = message ?? errorMessage(code)
-  }
+  public init(_ message: String = "") { self.message = message }
+  public var code: Int32 { AIOS_EINCOMPLETE.rawValue }
+}
+
+/// asyncio.LimitOverrunError: a separator was not found within the limit.
+public struct LimitOverrunError: AsyncioError {
+  public var message: String
+  public init(_ message: String = "") { self.message = message }
+  public var code: Int32 { AIOS_ELIMIT.rawValue }
+}
+
+/// asyncio.BrokenBarrierError: the barrier was reset or aborted.
+public struct BrokenBarrierError: AsyncioError {
+  public var message: String
+  public init(_ message: String = "") { self.message = message }
+  public var code: Int32 { AIOS_EBROKENBARRIER.rawValue }
+}
+
+/// asyncio.QueueEmpty: get_nowait() on an empty queue.
+public struct QueueEmpty: AsyncioError {
+  public var message: String
+  public init(_ message: String = "") { self.message = message }
+  public var code: Int32 { AIOS_EQUEUEEMPTY.rawValue }
+}
+
+/// asyncio.QueueFull: put_nowait() on a full queue.
+public struct QueueFull: AsyncioError {
+  public var message: String
+  public init(_ message: String = "") { self.message = message }
+  public var code: Int32 { AIOS_EQUEUEFULL.rawValue }
+}
+
+/// asyncio.QueueShutDown: a put, or a get on an empty queue, once it is shut down.
+public struct QueueShutDown: AsyncioError {
+  public var message: String
+  public init(_ message: String = "") { self.message = message }
+  public var code: Int32 { AIOS_EQUEUESHUTDOWN.rawValue }
 }
 
 /// Swift's CancellationError, which Task.sleep and Swift's other awaits throw
@@ -143,10 +174,15 @@ package func makeError(code: Int32, message: String?) -> any Error {
   case .cancelled: return CancelledError(message)
   case .timeout: return TimeoutError(message ?? "")
   case .invalidState: return InvalidStateError(message ?? errorMessage(code))
+  case .incompleteRead: return IncompleteReadError(message ?? "")
+  case .limitOverrun: return LimitOverrunError(message ?? "")
+  case .brokenBarrier: return BrokenBarrierError(message ?? "")
+  case .queueEmpty: return QueueEmpty(message ?? "")
+  case .queueFull: return QueueFull(message ?? "")
+  case .queueShutDown: return QueueShutDown(message ?? "")
   case .os: return OSError(errno: -code, message)
   case .user: return UserError(message ?? errorMessage(code))
-  case .runtime: return RuntimeError(code: code, message)
-  default: return CodedError(code: code, message)
+  case .runtime, .group: return RuntimeError(code: code, message)
   }
 }
 

@@ -114,7 +114,7 @@ extension AnyFuture {
 public final class Lock: LoopBound {
   /// Blocked acquire() operations, each its own waiter.
   var waiters = Deque<Operation>()
-  public internal(set) var locked = false
+  public internal(set) var isLocked = false
 
   public init(loop: Loop? = nil) { super.init(loop: loop) }
 
@@ -126,8 +126,8 @@ public final class Lock: LoopBound {
   package func acquireOperation() throws -> AnyFuture? {
     let loop = try self.loop()
     // Fair: a caller waits its turn unless every waiter was cancelled.
-    if !locked && waiters.allSatisfy({ $0.waiterIsCancelled }) {
-      locked = true
+    if !isLocked && waiters.allSatisfy({ $0.waiterIsCancelled }) {
+      isLocked = true
       return nil
     }
     let acquire = Acquire(lock: self, loop: loop)
@@ -141,16 +141,25 @@ public final class Lock: LoopBound {
 
   /// Releases the lock; releasing an unlocked lock is an error.
   public func release() throws {
-    guard locked else { throw RuntimeError(code: AIOS_ENOTACQUIRED.rawValue, "Lock is not acquired.") }
-    locked = false
+    guard isLocked else { throw RuntimeError(code: AIOS_ENOTACQUIRED.rawValue, "Lock is not acquired.") }
+    isLocked = false
     wakeUpFirst()
   }
 
   /// Runs `body` holding the lock (`async with lock`).
+  /// `async with lock:`: the lock is released however `body` ends; an
+  /// error of the release itself is thrown, as __aexit__'s would be.
   public func withLock<T>(_ body: () async throws -> T) async throws -> T {
     try await acquire()
-    defer { try? release() }
-    return try await body()
+    let value: T
+    do {
+      value = try await body()
+    } catch {
+      try release()
+      throw error
+    }
+    try release()
+    return value
   }
 
   func wakeUpFirst() {
@@ -172,10 +181,10 @@ public final class Lock: LoopBound {
       leaveAsWaiter()
       if let cancelled {
         // Keep the invariant: if the lock is free, the next waiter runs.
-        if !lock.locked { lock.wakeUpFirst() }
+        if !lock.isLocked { lock.wakeUpFirst() }
         completeThrowing(cancelled)
       } else {
-        lock.locked = true
+        lock.isLocked = true
         completeReturning()
       }
     }
@@ -243,7 +252,7 @@ public final class Condition: LoopBound {
     super.init(loop: loop)
   }
 
-  public var locked: Bool { lock.locked }
+  public var isLocked: Bool { lock.isLocked }
   package func acquireOperation() throws -> AnyFuture? { try lock.acquireOperation() }
   public func acquire() async throws { try await lock.acquire() }
   public func release() throws { try lock.release() }
@@ -252,7 +261,7 @@ public final class Condition: LoopBound {
   /// (even when cancelled) before returning or throwing.
   package func waitOperation() throws -> AnyFuture {
     let loop = try self.loop()
-    guard locked else {
+    guard isLocked else {
       throw RuntimeError(code: AIOS_ENOTACQUIRED.rawValue, "cannot wait on un-acquired lock")
     }
     let waiter = AnyFuture(loop: loop)
@@ -276,7 +285,7 @@ public final class Condition: LoopBound {
 
   /// Wakes up to `n` waiters; the lock must be held.
   public func notify(_ n: Int = 1) throws {
-    guard locked else {
+    guard isLocked else {
       throw RuntimeError(code: AIOS_ENOTACQUIRED.rawValue, "cannot notify on un-acquired lock")
     }
     notifyWaiters(n)
@@ -374,14 +383,16 @@ public final class Condition: LoopBound {
 
 // MARK: Semaphore
 
-/// asyncio.Semaphore, and BoundedSemaphore when `bounded`.
-public final class Semaphore: LoopBound {
+/// asyncio.Semaphore (and BoundedSemaphore, below).
+public class Semaphore: LoopBound {
   public private(set) var value: Int
   public let bound: Int?
   /// Blocked acquire() operations, each its own waiter.
   var waiters = Deque<Operation>()
 
-  public init(value: Int = 1, bounded: Bool = false, loop: Loop? = nil) throws {
+  /// A semaphore with `value` permits; `bounded` refuses releases above it
+  /// (BoundedSemaphore).
+  package init(value: Int = 1, bounded: Bool, loop: Loop? = nil) throws {
     guard value >= 0 else {
       throw RuntimeError(code: AIOS_EINVAL.rawValue, "Semaphore initial value must be >= 0")
     }
@@ -395,11 +406,11 @@ public final class Semaphore: LoopBound {
   }
 
   /// True when acquire() would wait.
-  public var locked: Bool { value == 0 || waiters.contains { !$0.waiterIsCancelled } }
+  public var isLocked: Bool { value == 0 || waiters.contains { !$0.waiterIsCancelled } }
 
   package func acquireOperation() throws -> AnyFuture? {
     let loop = try self.loop()
-    if !locked {
+    if !isLocked {
       // FIFO: others already waiting go first, even if value > 0.
       value -= 1
       return nil
@@ -452,6 +463,18 @@ public final class Semaphore: LoopBound {
       if let cancelled { completeThrowing(cancelled) } else { completeReturning() }
     }
   }
+
+  /// A semaphore with `value` permits (at least 0).
+  public convenience init(value: Int = 1, loop: Loop? = nil) throws {
+    try self.init(value: value, bounded: false, loop: loop)
+  }
+}
+
+/// asyncio.BoundedSemaphore: a release above the initial value is an error.
+public final class BoundedSemaphore: Semaphore {
+  public convenience init(value: Int = 1, loop: Loop? = nil) throws {
+    try self.init(value: value, bounded: true, loop: loop)
+  }
 }
 
 // MARK: Barrier
@@ -474,7 +497,7 @@ public final class Barrier: LoopBound {
 
   /// Tasks waiting while the barrier fills.
   public var waiting: Int { state == .filling ? count : 0 }
-  public var broken: Bool { state == .broken }
+  public var isBroken: Bool { state == .broken }
 
   /// wait(): the result is the arrival index, 0 ... parties-1.
   package func waitOperation() throws -> AnyFuture {
@@ -506,10 +529,6 @@ public final class Barrier: LoopBound {
   }
 
   public func abort() async throws { try await abortOperation().wait() }
-
-  static func brokenError(_ message: String) -> any Error {
-    CodedError(code: AIOS_EBROKENBARRIER.rawValue, message)
-  }
 
   /// `async with cond: change(self); cond.notify_all()`.
   private final class Locked: Operation {
@@ -580,7 +599,7 @@ public final class Barrier: LoopBound {
         if let error = failure(of: inner) {
           leave(throwing: error, arrived: true)
         } else if barrier.state == .broken || barrier.state == .resetting {
-          leave(throwing: Barrier.brokenError("Abort or reset of barrier"), arrived: true)
+          leave(throwing: BrokenBarrierError("Abort or reset of barrier"), arrived: true)
         } else {
           leave(throwing: nil, arrived: true)
         }
@@ -615,7 +634,7 @@ public final class Barrier: LoopBound {
 
     private func arrive() {
       if barrier.state == .broken {
-        leave(throwing: Barrier.brokenError("Barrier aborted"), arrived: false)
+        leave(throwing: BrokenBarrierError("Barrier aborted"), arrived: false)
         return
       }
       index = barrier.count

@@ -592,12 +592,6 @@ struct TimerEntry: Comparable {
   static func == (a: TimerEntry, b: TimerEntry) -> Bool { a.sequence == b.sequence }
 }
 
-/// Lets values cross into the threadsafe queue; the loop's thread alone uses them.
-struct UnsafeSendable<T>: @unchecked Sendable {
-  let value: T
-  init(_ value: T) { self.value = value }
-}
-
 @inline(__always)
 func asHandle<T>(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<uv_handle_t> {
   UnsafeMutableRawPointer(p).assumingMemoryBound(to: uv_handle_t.self)

@@ -8,6 +8,7 @@
 // values are objects already.
 internal import CAioSwift
 import DequeModule
+import HeapModule
 
 package final class ObjectQueue: LoopBound {
   public typealias T = AnyObject
@@ -22,7 +23,8 @@ package final class ObjectQueue: LoopBound {
   public let maxsize: Int
   private let order: Order
   private var items = Deque<T>()
-  private var heap = PriorityHeap<T>()
+  private var heap = Heap<PriorityEntry>()
+  private var nextSequence: UInt64 = 0
   // Blocked get() and put() operations, each its own waiter.
   private var getters = Deque<Operation>()
   private var putters = Deque<Operation>()
@@ -47,17 +49,19 @@ package final class ObjectQueue: LoopBound {
     for waiter in putters { waiter.waiterVanished() }
   }
 
-  public var qsize: Int {
+  public var count: Int {
     if case .priority = order { return heap.count }
     return items.count
   }
-  public var empty: Bool { qsize == 0 }
-  public var full: Bool { maxsize > 0 && qsize >= maxsize }
+  public var isEmpty: Bool { count == 0 }
+  public var isFull: Bool { maxsize > 0 && count >= maxsize }
 
   private func store(_ item: T) {
     switch order {
     case .fifo, .lifo: items.append(item)
-    case .priority(let less): heap.push(item, by: less)
+    case .priority(let less):
+      heap.insert(PriorityEntry(item: item, sequence: nextSequence, less: less))
+      nextSequence &+= 1
     }
   }
 
@@ -65,14 +69,14 @@ package final class ObjectQueue: LoopBound {
     switch order {
     case .fifo: return items.removeFirst()
     case .lifo: return items.removeLast()
-    case .priority(let less): return heap.pop(by: less)
+    case .priority: return heap.removeMin().item
     }
   }
 
   /// Drops every item (shutdown(immediate), or the queue going away).
   public func removeAll() -> [T] {
     var removed: [T] = []
-    while !empty { removed.append(take()) }
+    while !isEmpty { removed.append(take()) }
     return removed
   }
 
@@ -89,8 +93,8 @@ package final class ObjectQueue: LoopBound {
 
   public func putNowait(_ item: T) throws {
     _ = try loop()
-    guard !isShutdown else { throw CodedError(code: AIOS_EQUEUESHUTDOWN.rawValue) }
-    guard !full else { throw CodedError(code: AIOS_EQUEUEFULL.rawValue) }
+    guard !isShutdown else { throw QueueShutDown() }
+    guard !isFull else { throw QueueFull() }
     store(item)
     unfinishedTasks += 1
     finished.clear()
@@ -100,11 +104,11 @@ package final class ObjectQueue: LoopBound {
   /// put(item); nil if the item went in at once.
   package func putOperation(_ item: T) throws -> AnyFuture? {
     let loop = try self.loop()
-    if !full {
+    if !isFull {
       try putNowait(item)
       return nil
     }
-    guard !isShutdown else { throw CodedError(code: AIOS_EQUEUESHUTDOWN.rawValue) }
+    guard !isShutdown else { throw QueueShutDown() }
     return Put(queue: self, item: item, loop: loop)
   }
 
@@ -135,15 +139,15 @@ package final class ObjectQueue: LoopBound {
       leaveAsWaiter()
       if let cancelled {
         queue.putters.remove(self)
-        if !queue.full && !putterCancelled { queue.wakeUpNext(&queue.putters) }
+        if !queue.isFull && !putterCancelled { queue.wakeUpNext(&queue.putters) }
         item = nil
         completeThrowing(cancelled)
         return
       }
-      if queue.full {
+      if queue.isFull {
         if queue.isShutdown {
           item = nil
-          completeThrowing(CodedError(code: AIOS_EQUEUESHUTDOWN.rawValue))
+          completeThrowing(QueueShutDown())
         } else {
           waitForRoom()
         }
@@ -164,8 +168,9 @@ package final class ObjectQueue: LoopBound {
 
   public func getNowait() throws -> T {
     _ = try loop()
-    if empty {
-      throw CodedError(code: isShutdown ? AIOS_EQUEUESHUTDOWN.rawValue : AIOS_EQUEUEEMPTY.rawValue)
+    if isEmpty {
+      if isShutdown { throw QueueShutDown() }
+      throw QueueEmpty()
     }
     let item = take()
     wakeUpNext(&putters)
@@ -180,8 +185,8 @@ package final class ObjectQueue: LoopBound {
 
   package func getOperation() throws -> Getting {
     let loop = try self.loop()
-    if !empty { return .ready(try getNowait()) }
-    guard !isShutdown else { throw CodedError(code: AIOS_EQUEUESHUTDOWN.rawValue) }
+    if !isEmpty { return .ready(try getNowait()) }
+    guard !isShutdown else { throw QueueShutDown() }
     return .waiting(Get(queue: self, loop: loop))
   }
 
@@ -216,13 +221,13 @@ package final class ObjectQueue: LoopBound {
       leaveAsWaiter()
       if let cancelled {
         queue.getters.remove(self)
-        if !queue.empty && !getterCancelled { queue.wakeUpNext(&queue.getters) }
+        if !queue.isEmpty && !getterCancelled { queue.wakeUpNext(&queue.getters) }
         completeThrowing(cancelled)
         return
       }
-      if queue.empty {
+      if queue.isEmpty {
         if queue.isShutdown {
-          completeThrowing(CodedError(code: AIOS_EQUEUESHUTDOWN.rawValue))
+          completeThrowing(QueueShutDown())
         } else {
           waitForItem()
         }
@@ -269,7 +274,7 @@ package final class ObjectQueue: LoopBound {
     isShutdown = true
     var dropped: [T] = []
     if immediate {
-      while !empty {
+      while !isEmpty {
         dropped.append(take())
         if unfinishedTasks > 0 { unfinishedTasks -= 1 }
       }
@@ -282,8 +287,9 @@ package final class ObjectQueue: LoopBound {
   }
 }
 
-/// asyncio.Queue, LifoQueue and PriorityQueue of Swift values.
-public final class Queue<T> {
+/// asyncio.Queue of Swift values (LifoQueue and PriorityQueue below are
+/// the same queue in another order).
+public class Queue<T> {
   private final class Box {
     let value: T
     init(_ value: T) { self.value = value }
@@ -312,9 +318,9 @@ public final class Queue<T> {
   private static func unbox(_ object: AnyObject) -> T { unsafeDowncast(object, to: Box.self).value }
 
   public var maxsize: Int { core.maxsize }
-  public var qsize: Int { core.qsize }
-  public var empty: Bool { core.empty }
-  public var full: Bool { core.full }
+  public var count: Int { core.count }
+  public var isEmpty: Bool { core.isEmpty }
+  public var isFull: Bool { core.isFull }
   public var unfinishedTasks: Int { core.unfinishedTasks }
   public var isShutdown: Bool { core.isShutdown }
 
@@ -332,52 +338,40 @@ public final class Queue<T> {
   }
 }
 
-extension Queue where T: Comparable {
-  /// asyncio.PriorityQueue: smallest first.
-  public static func priority(maxsize: Int = 0, loop: Loop? = nil) -> Queue {
-    Queue(maxsize: maxsize, order: .priority(<), loop: loop)
+/// asyncio.LifoQueue: the last item put is the first one got.
+public final class LifoQueue<T>: Queue<T> {
+  public init(maxsize: Int = 0, loop: Loop? = nil) {
+    super.init(maxsize: maxsize, order: .lifo, loop: loop)
   }
 }
 
-/// A binary min-heap whose order comes from a comparator, stable for ties.
-struct PriorityHeap<T> {
-  private var entries: [(item: T, sequence: UInt64)] = []
-  private var nextSequence: UInt64 = 0
-
-  var count: Int { entries.count }
-
-  private func precedes(_ a: Int, _ b: Int, _ less: (T, T) -> Bool) -> Bool {
-    let x = entries[a], y = entries[b]
-    if less(x.item, y.item) { return true }
-    if less(y.item, x.item) { return false }
-    return x.sequence < y.sequence
+/// asyncio.PriorityQueue: the smallest item first; equal ones in arrival
+/// order.
+public final class PriorityQueue<T: Comparable>: Queue<T> {
+  public init(maxsize: Int = 0, loop: Loop? = nil) {
+    super.init(maxsize: maxsize, order: .priority(<), loop: loop)
   }
+}
 
-  mutating func push(_ item: T, by less: (T, T) -> Bool) {
-    entries.append((item, nextSequence))
-    nextSequence &+= 1
-    var child = entries.count - 1
-    while child > 0 {
-      let parent = (child - 1) / 2
-      guard precedes(child, parent, less) else { break }
-      entries.swapAt(child, parent)
-      child = parent
-    }
+extension Queue where T: Comparable {
+  /// asyncio.PriorityQueue: smallest first.
+  public static func priority(maxsize: Int = 0, loop: Loop? = nil) -> Queue {
+    PriorityQueue(maxsize: maxsize, loop: loop)
   }
+}
 
-  mutating func pop(by less: (T, T) -> Bool) -> T {
-    entries.swapAt(0, entries.count - 1)
-    let top = entries.removeLast().item
-    var parent = 0
-    while true {
-      let left = 2 * parent + 1, right = left + 1
-      var first = parent
-      if left < entries.count && precedes(left, first, less) { first = left }
-      if right < entries.count && precedes(right, first, less) { first = right }
-      if first == parent { break }
-      entries.swapAt(parent, first)
-      parent = first
-    }
-    return top
+/// A priority queue's item in HeapModule's heap: ordered by the queue's
+/// comparison, then by arrival (asyncio's entries are compared whole, and
+/// equal priorities leave in arrival order).
+struct PriorityEntry: Comparable {
+  let item: AnyObject
+  let sequence: UInt64
+  let less: (AnyObject, AnyObject) -> Bool
+
+  static func < (a: PriorityEntry, b: PriorityEntry) -> Bool {
+    if a.less(a.item, b.item) { return true }
+    if a.less(b.item, a.item) { return false }
+    return a.sequence < b.sequence
   }
+  static func == (a: PriorityEntry, b: PriorityEntry) -> Bool { a.sequence == b.sequence }
 }

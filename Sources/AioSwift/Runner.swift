@@ -3,7 +3,7 @@
 internal import CAioSwift
 
 public final class Runner {
-  private var loop: Loop?
+  private var ownLoop: Loop?
   private var closed = false
   private let debug: Bool
   /// The C ABI's handle for this object (0: none yet).
@@ -19,14 +19,16 @@ public final class Runner {
     LiveObjects.runners.subtract(1, ordering: .relaxed)
   }
 
-  /// The runner's loop, created on first use.
-  public func getLoop() throws -> Loop {
-    guard !closed else { throw RuntimeError(code: AIOS_ECLOSED.rawValue, "Runner is closed") }
-    if let loop { return loop }
-    let loop = try Loop()
-    loop.debug = debug
-    self.loop = loop
-    return loop
+  /// The runner's loop, created on first use (asyncio's Runner.get_loop()).
+  public var loop: Loop {
+    get throws {
+      guard !closed else { throw RuntimeError(code: AIOS_ECLOSED.rawValue, "Runner is closed") }
+      if let ownLoop { return ownLoop }
+      let loop = try Loop()
+      loop.debug = debug
+      ownLoop = loop
+      return loop
+    }
   }
 
   /// Runs `body` as the main task until it is done; returns its result.
@@ -43,7 +45,7 @@ public final class Runner {
       throw RuntimeError(code: AIOS_ERUNNING.rawValue,
                          "Runner.run() cannot be called from a running event loop")
     }
-    let loop = try getLoop()
+    let loop = try self.loop
     let task = try makeTask(loop)
     try loop.runUntilDone(task)
     return task
@@ -53,14 +55,14 @@ public final class Runner {
   /// Closing twice does nothing.
   public func close() throws {
     guard !closed else { return }
-    guard let loop else {
+    guard let loop = ownLoop else {
       closed = true
       return
     }
     try cancelAllTasks(loop)
     try loop.close()
     closed = true
-    self.loop = nil
+    ownLoop = nil
   }
 }
 

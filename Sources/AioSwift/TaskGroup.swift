@@ -3,7 +3,7 @@
 // the parent, and every failure comes out together (TaskGroupError).
 internal import CAioSwift
 
-public final class TaskGroup: CustomStringConvertible {
+public final class AioTaskGroup: CustomStringConvertible {
   public let loop: Loop
   private(set) var parent: TaskBase?
   private var entered = false
@@ -105,12 +105,12 @@ public final class TaskGroup: CustomStringConvertible {
   }
 
   private final class Exit: Operation {
-    let group: TaskGroup
+    let group: AioTaskGroup
     let parent: TaskBase
     let raised: (any Error)?
     var propagate: CancelledError?
 
-    init(group: TaskGroup, parent: TaskBase, raised: (any Error)?) {
+    init(group: AioTaskGroup, parent: TaskBase, raised: (any Error)?) {
       self.group = group
       self.parent = parent
       self.raised = raised.map(asAsyncioError)
@@ -168,11 +168,11 @@ public final class TaskGroup: CustomStringConvertible {
 /// `async with asyncio.TaskGroup() as tg`: runs `body` with a group, waits
 /// for every task of it, and raises TaskGroupError with all their errors if
 /// any failed (the first failure cancels the rest and the body).
-public func taskGroup<T>(_ body: (TaskGroup) async throws -> T) async throws -> T {
+public func taskGroup<T>(_ body: (AioTaskGroup) async throws -> T) async throws -> T {
   guard let parent = currentTask() else {
     throw RuntimeError(code: AIOS_ENOLOOP.rawValue, "TaskGroup cannot determine the parent task")
   }
-  let group = TaskGroup(loop: parent.loop)
+  let group = AioTaskGroup(loop: parent.loop)
   try group.enter(parent)
   let value: T
   do {

@@ -30,7 +30,7 @@ public final class Timeout: CustomStringConvertible {
   }
 
   /// True once the deadline passed while the scope was active.
-  public var expired: Bool { state == .expiring || state == .expired }
+  public var isExpired: Bool { state == .expiring || state == .expired }
 
   /// `async with`: binds the scope to `task` (the current one) and arms it.
   public func enter(_ task: TaskBase) throws {

@@ -77,6 +77,9 @@ extension Loop {
 }
 
 /// asyncio.wait from a task: the futures done and those still pending.
+/// (Disfavoured, so that tasks of one type get the overload that returns
+/// them as tasks.)
+@_disfavoredOverload
 public func wait(_ futures: [AnyFuture], timeout: Double? = nil,
                  returnWhen: ReturnWhen = .allCompleted) async throws
   -> (done: [AnyFuture], pending: [AnyFuture])

@@ -78,7 +78,7 @@ public func aios_lock_release(_ lock: OpaquePointer?) -> Int32 {
 
 @_cdecl("aios_lock_locked")
 public func aios_lock_locked(_ lock: OpaquePointer?) -> Int32 {
-  count { try withPrimitive(lock, .lock, as: Lock.self) { $0.locked ? 1 : 0 } }
+  count { try withPrimitive(lock, .lock, as: Lock.self) { $0.isLocked ? 1 : 0 } }
 }
 
 @_cdecl("aios_lock_ref")
@@ -165,7 +165,7 @@ public func aios_condition_release(_ condition: OpaquePointer?) -> Int32 {
 
 @_cdecl("aios_condition_locked")
 public func aios_condition_locked(_ condition: OpaquePointer?) -> Int32 {
-  count { try withPrimitive(condition, .condition, as: Condition.self) { $0.locked ? 1 : 0 } }
+  count { try withPrimitive(condition, .condition, as: Condition.self) { $0.isLocked ? 1 : 0 } }
 }
 
 @_cdecl("aios_condition_wait")
@@ -248,7 +248,7 @@ public func aios_semaphore_release(_ semaphore: OpaquePointer?) -> Int32 {
 
 @_cdecl("aios_semaphore_locked")
 public func aios_semaphore_locked(_ semaphore: OpaquePointer?) -> Int32 {
-  count { try withPrimitive(semaphore, .semaphore, as: Semaphore.self) { $0.locked ? 1 : 0 } }
+  count { try withPrimitive(semaphore, .semaphore, as: Semaphore.self) { $0.isLocked ? 1 : 0 } }
 }
 
 @_cdecl("aios_semaphore_ref")
@@ -302,7 +302,7 @@ public func aios_barrier_n_waiting(_ barrier: OpaquePointer?) -> Int32 {
 
 @_cdecl("aios_barrier_broken")
 public func aios_barrier_broken(_ barrier: OpaquePointer?) -> Int32 {
-  count { try withPrimitive(barrier, .barrier, as: Barrier.self) { $0.broken ? 1 : 0 } }
+  count { try withPrimitive(barrier, .barrier, as: Barrier.self) { $0.isBroken ? 1 : 0 } }
 }
 
 @_cdecl("aios_barrier_ref")

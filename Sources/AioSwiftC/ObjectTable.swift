@@ -411,7 +411,7 @@ private func forgetHandle(_ object: AnyObject, type: UInt32, _ handle: UInt64) {
   case .lock, .event, .condition, .semaphore, .barrier, .queue:
     forget(unsafeDowncast(object, to: LoopBound.self))
   case .timeout: forget(unsafeDowncast(object, to: Timeout.self))
-  case .taskGroup: forget(unsafeDowncast(object, to: TaskGroup.self))
+  case .taskGroup: forget(unsafeDowncast(object, to: AioTaskGroup.self))
   case .asCompleted: forget(unsafeDowncast(object, to: AsCompleted.self))
   case nil: break
   }

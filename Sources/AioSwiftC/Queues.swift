@@ -75,7 +75,7 @@ private func shutDownOutcome(_ queue: CQueue, _ out: UnsafeMutablePointer<Opaque
                              _ body: () throws -> Void) throws {
   do {
     try body()
-  } catch let error as CodedError where error.code == AIOS_EQUEUESHUTDOWN.rawValue {
+  } catch let error as QueueShutDown {
     let failed = AnyFuture(loop: try queue.loop())
     try failed.setError(error)
     try give(failed, .future, out)
@@ -140,7 +140,7 @@ public func aios_queue_get_nowait(_ queue: OpaquePointer?, _ value: UnsafeMutabl
 
 @_cdecl("aios_queue_qsize")
 public func aios_queue_qsize(_ queue: OpaquePointer?) -> Int {
-  do { return try withPrimitive(queue, .queue, as: CQueue.self) { $0.qsize } } catch { return Int(statusCode(of: error)) }
+  do { return try withPrimitive(queue, .queue, as: CQueue.self) { $0.count } } catch { return Int(statusCode(of: error)) }
 }
 
 @_cdecl("aios_queue_maxsize")
@@ -150,12 +150,12 @@ public func aios_queue_maxsize(_ queue: OpaquePointer?) -> Int {
 
 @_cdecl("aios_queue_empty")
 public func aios_queue_empty(_ queue: OpaquePointer?) -> Int32 {
-  count { try withPrimitive(queue, .queue, as: CQueue.self) { $0.empty ? 1 : 0 } }
+  count { try withPrimitive(queue, .queue, as: CQueue.self) { $0.isEmpty ? 1 : 0 } }
 }
 
 @_cdecl("aios_queue_full")
 public func aios_queue_full(_ queue: OpaquePointer?) -> Int32 {
-  count { try withPrimitive(queue, .queue, as: CQueue.self) { $0.full ? 1 : 0 } }
+  count { try withPrimitive(queue, .queue, as: CQueue.self) { $0.isFull ? 1 : 0 } }
 }
 
 @_cdecl("aios_queue_task_done")

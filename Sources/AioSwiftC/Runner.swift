@@ -51,7 +51,7 @@ public func aios_runner_run(_ runner: OpaquePointer?, _ step: aios_step_fn?, _ a
 public func aios_runner_get_loop(_ runner: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   status {
     guard out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    try give(try ownRunner(runner).getLoop(), .loop, out)
+    try give(try ownRunner(runner).loop, .loop, out)
   }
 }
 

@@ -2,18 +2,18 @@
 import AioSwift
 import CAioSwift
 
-extension TaskGroup: ForeignObject {
+extension AioTaskGroup: ForeignObject {
   var foreignLoop: UnsafeMutableRawPointer? { Unmanaged.passUnretained(loop).toOpaque() }
 }
 
-private func ownGroup(_ p: OpaquePointer?) throws -> TaskGroup { try object(p, .taskGroup, as: TaskGroup.self) }
+private func ownGroup(_ p: OpaquePointer?) throws -> AioTaskGroup { try object(p, .taskGroup, as: AioTaskGroup.self) }
 
 @_cdecl("aios_task_group_new")
 public func aios_task_group_new(_ loop: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   operationCall(out) {
     let loop = try ownLoop(loop)
     try loop.checkUsable()
-    try give(TaskGroup(loop: loop), .taskGroup, out)
+    try give(AioTaskGroup(loop: loop), .taskGroup, out)
   }
 }
 

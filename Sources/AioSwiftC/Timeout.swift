@@ -65,7 +65,7 @@ public func aios_timeout_when(_ timeout: OpaquePointer?, _ out: UnsafeMutablePoi
 
 @_cdecl("aios_timeout_expired")
 public func aios_timeout_expired(_ timeout: OpaquePointer?) -> Int32 {
-  count { try ownTimeout(timeout).expired ? 1 : 0 }
+  count { try ownTimeout(timeout).isExpired ? 1 : 0 }
 }
 
 @_cdecl("aios_timeout_ref")

@@ -1,23 +1,6 @@
 import AioSwift
 import XCTest
 
-/// Runs `body` as the main task of a fresh loop (asyncio.run), then checks
-/// nothing leaked (LeakCheckedTestCase).
-extension LeakCheckedTestCase {
-  func runMain<T>(_ body: @escaping () async throws -> T) throws -> T {
-    try AioSwift.run(body)
-  }
-}
-
-/// Yields `n` loop iterations (asyncio.sleep(0) n times).
-func yieldIterations(_ n: Int = 1) async throws {
-  for _ in 0..<n { try await sleep(0) }
-}
-
-func spawn<T>(_ body: @escaping () async throws -> T) throws -> AioTask<T> {
-  try getRunningLoop().createTask(body)
-}
-
 final class LockTests: LeakCheckedTestCase {
   func testWaitersAcquireInFIFOOrder() throws {
     try runMain {
@@ -36,7 +19,7 @@ final class LockTests: LeakCheckedTestCase {
       try lock.release()
       for task in tasks { try await task.value }
       XCTAssertEqual(order, [1, 2, 3])
-      XCTAssertFalse(lock.locked)
+      XCTAssertFalse(lock.isLocked)
     }
   }
 
@@ -58,7 +41,7 @@ final class LockTests: LeakCheckedTestCase {
       try await yieldIterations()
       XCTAssertTrue(waiter.isCancelled)
       try lock.release()
-      XCTAssertFalse(lock.locked)
+      XCTAssertFalse(lock.isLocked)
       try await lock.acquire()  // not blocked by the cancelled waiter
       try lock.release()
     }
@@ -80,7 +63,7 @@ final class LockTests: LeakCheckedTestCase {
       }
       let a = try spawn(lockit(blocker))
       try await yieldIterations()
-      XCTAssertTrue(lock.locked)
+      XCTAssertTrue(lock.isLocked)
       let b = try spawn(lockit(nil))
       try await yieldIterations()
       let c = try spawn(lockit(nil))
@@ -88,11 +71,11 @@ final class LockTests: LeakCheckedTestCase {
       try blocker.setResult(())
       b.cancel()
       try await yieldIterations()
-      XCTAssertFalse(lock.locked)
+      XCTAssertFalse(lock.isLocked)
       XCTAssertTrue(a.isDone)
       XCTAssertTrue(b.isCancelled)
       try await c.value
-      XCTAssertFalse(lock.locked)
+      XCTAssertFalse(lock.isLocked)
     }
   }
 
@@ -119,7 +102,7 @@ final class LockTests: LeakCheckedTestCase {
       try await c.value
       XCTAssertTrue(b.isCancelled)
       XCTAssertEqual(gotIt, ["c"])
-      XCTAssertFalse(lock.locked)
+      XCTAssertFalse(lock.isLocked)
     }
   }
 
@@ -127,11 +110,11 @@ final class LockTests: LeakCheckedTestCase {
     try runMain {
       let lock = Lock()
       let value = try await lock.withLock { () async throws -> Int in
-        XCTAssertTrue(lock.locked)
+        XCTAssertTrue(lock.isLocked)
         return 5
       }
       XCTAssertEqual(value, 5)
-      XCTAssertFalse(lock.locked)
+      XCTAssertFalse(lock.isLocked)
     }
   }
 }
@@ -196,7 +179,7 @@ final class ConditionTests: LeakCheckedTestCase {
         try spawn { () async throws -> Void in
           try await condition.acquire()
           try await condition.wait()
-          XCTAssertTrue(condition.locked)
+          XCTAssertTrue(condition.isLocked)
           result.append(i)
           try condition.release()
         }
@@ -225,7 +208,7 @@ final class ConditionTests: LeakCheckedTestCase {
         do {
           try await condition.wait()
         } catch is CancelledError {
-          lockedWhenCancelled = condition.locked
+          lockedWhenCancelled = condition.isLocked
           try condition.release()
           throw CancelledError()
         }
@@ -238,7 +221,7 @@ final class ConditionTests: LeakCheckedTestCase {
       try condition.release()
       do { try await waiter.value } catch is CancelledError {}
       XCTAssertEqual(lockedWhenCancelled, true)
-      XCTAssertFalse(condition.locked)
+      XCTAssertFalse(condition.isLocked)
     }
   }
 
@@ -273,9 +256,9 @@ final class ConditionTests: LeakCheckedTestCase {
       let lock = Lock()
       let condition = Condition(lock: lock)
       try await lock.acquire()
-      XCTAssertTrue(condition.locked)
+      XCTAssertTrue(condition.isLocked)
       try condition.release()
-      XCTAssertFalse(lock.locked)
+      XCTAssertFalse(lock.isLocked)
     }
   }
 }
@@ -287,7 +270,7 @@ final class SemaphoreTests: LeakCheckedTestCase {
       var order: [Int] = []
       try await semaphore.acquire()
       try await semaphore.acquire()
-      XCTAssertTrue(semaphore.locked)
+      XCTAssertTrue(semaphore.isLocked)
       let tasks = try (1...3).map { i in
         try spawn { () async throws -> Void in
           try await semaphore.acquire()
@@ -307,7 +290,7 @@ final class SemaphoreTests: LeakCheckedTestCase {
 
   func testBoundedSemaphoreRefusesTooManyReleases() throws {
     try runMain {
-      let semaphore = try Semaphore(value: 1, bounded: true)
+      let semaphore = try BoundedSemaphore(value: 1)
       XCTAssertThrowsError(try semaphore.release()) { error in
         XCTAssertEqual(errorName((error as! RuntimeError).code), "AIOS_ERELEASED")
       }
@@ -328,7 +311,7 @@ final class SemaphoreTests: LeakCheckedTestCase {
       first.cancel()
       try await second.value
       XCTAssertTrue(first.isCancelled)
-      XCTAssertTrue(semaphore.locked)
+      XCTAssertTrue(semaphore.isLocked)
     }
   }
 }
@@ -343,7 +326,7 @@ final class BarrierTests: LeakCheckedTestCase {
       for task in tasks { indexes.append(try await task.value) }
       XCTAssertEqual(indexes.sorted(), [0, 1, 2])
       XCTAssertEqual(barrier.waiting, 0)
-      XCTAssertFalse(barrier.broken)
+      XCTAssertFalse(barrier.isBroken)
     }
   }
 
@@ -358,11 +341,11 @@ final class BarrierTests: LeakCheckedTestCase {
         do {
           _ = try await waiter.value
           XCTFail("expected BrokenBarrierError")
-        } catch let error as CodedError {
+        } catch let error as BrokenBarrierError {
           XCTAssertEqual(errorName(error.code), "AIOS_EBROKENBARRIER")
         }
       }
-      XCTAssertFalse(barrier.broken)
+      XCTAssertFalse(barrier.isBroken)
       let again = try (0..<3).map { _ in try spawn { try await barrier.wait() } }
       for task in again { _ = try await task.value }
     }
@@ -374,9 +357,9 @@ final class BarrierTests: LeakCheckedTestCase {
       let waiter = try spawn { try await barrier.wait() }
       try await yieldIterations(2)
       try await barrier.abort()
-      XCTAssertTrue(barrier.broken)
-      do { _ = try await waiter.value; XCTFail("expected an error") } catch is CodedError {}
-      do { _ = try await barrier.wait(); XCTFail("expected an error") } catch is CodedError {}
+      XCTAssertTrue(barrier.isBroken)
+      do { _ = try await waiter.value; XCTFail("expected an error") } catch is BrokenBarrierError {}
+      do { _ = try await barrier.wait(); XCTFail("expected an error") } catch is BrokenBarrierError {}
     }
   }
 }

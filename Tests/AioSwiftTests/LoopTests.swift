@@ -2,29 +2,6 @@ import AioSwift
 import Glibc
 import XCTest
 
-/// Counts live objects at the start of a test and checks, as libuv's tests
-/// do, that every one made since is gone once the test closed its loop.
-class LeakCheckedTestCase: XCTestCase {
-  private var baseline = LiveObjects.counts
-
-  override func setUp() {
-    super.setUp()
-    baseline = LiveObjects.counts
-  }
-
-  override func tearDown() {
-    XCTAssertEqual(LiveObjects.counts, baseline, "objects leaked")
-    super.tearDown()
-  }
-
-  /// A loop for one test: closed and released before the leak check.
-  func withLoop(_ body: (Loop) throws -> Void) throws {
-    let loop = try Loop()
-    defer { try? loop.close() }
-    try body(loop)
-  }
-}
-
 final class LoopTests: LeakCheckedTestCase {
   func testCallSoonRunsInOrderOnLaterIterations() throws {
     try withLoop { loop in

@@ -27,7 +27,7 @@ final class QueueTests: LeakCheckedTestCase {
       let queue = Queue<(Int, String)>(order: .priority { $0.0 < $1.0 })
       for entry in [(2, "a"), (1, "b"), (2, "c"), (1, "d")] { try queue.putNowait(entry) }
       var names: [String] = []
-      while !queue.empty { names.append(try queue.getNowait().1) }
+      while !queue.isEmpty { names.append(try queue.getNowait().1) }
       XCTAssertEqual(names, ["b", "d", "a", "c"])
     }
   }
@@ -36,14 +36,14 @@ final class QueueTests: LeakCheckedTestCase {
     try runMain {
       let queue = Queue<Int>(maxsize: 1)
       XCTAssertThrowsError(try queue.getNowait()) { error in
-        XCTAssertEqual(errorName((error as! CodedError).code), "AIOS_EQUEUEEMPTY")
+        XCTAssertTrue(error is QueueEmpty, "\(error)")
       }
       try queue.putNowait(1)
-      XCTAssertTrue(queue.full)
+      XCTAssertTrue(queue.isFull)
       XCTAssertThrowsError(try queue.putNowait(2)) { error in
-        XCTAssertEqual(errorName((error as! CodedError).code), "AIOS_EQUEUEFULL")
+        XCTAssertTrue(error is QueueFull, "\(error)")
       }
-      XCTAssertEqual(queue.qsize, 1)
+      XCTAssertEqual(queue.count, 1)
     }
   }
 
@@ -84,7 +84,7 @@ final class QueueTests: LeakCheckedTestCase {
       let item = try await second.value
       XCTAssertEqual(item, 7)
       XCTAssertTrue(first.isCancelled)
-      XCTAssertTrue(queue.empty)
+      XCTAssertTrue(queue.isEmpty)
     }
   }
 
@@ -105,7 +105,7 @@ final class QueueTests: LeakCheckedTestCase {
       do { try await first.value; XCTFail("expected CancelledError") } catch is CancelledError {}
       do { try await third.value; XCTFail("expected CancelledError") } catch is CancelledError {}
       XCTAssertEqual(try queue.getNowait(), 3)
-      XCTAssertTrue(queue.empty)
+      XCTAssertTrue(queue.isEmpty)
     }
   }
 
@@ -137,13 +137,13 @@ final class QueueTests: LeakCheckedTestCase {
       let blockedPutter = try spawn { try await queue.put(2) }
       try await yieldIterations()
       try queue.shutdown()
-      do { try await blockedPutter.value; XCTFail("expected QueueShutDown") } catch let error as CodedError {
+      do { try await blockedPutter.value; XCTFail("expected QueueShutDown") } catch let error as QueueShutDown {
         XCTAssertEqual(errorName(error.code), "AIOS_EQUEUESHUTDOWN")
       }
       XCTAssertThrowsError(try queue.putNowait(3))
       let drained = try await queue.get()  // drains first
       XCTAssertEqual(drained, 1)
-      do { _ = try await queue.get(); XCTFail("expected QueueShutDown") } catch is CodedError {}
+      do { _ = try await queue.get(); XCTFail("expected QueueShutDown") } catch is QueueShutDown {}
     }
   }
 
@@ -156,7 +156,7 @@ final class QueueTests: LeakCheckedTestCase {
       for i in 0..<3 { try full.putNowait(i) }
       XCTAssertEqual(try full.shutdown(immediate: true), [0, 1, 2])
       try empty.shutdown(immediate: true)
-      do { _ = try await getter.value; XCTFail("expected QueueShutDown") } catch is CodedError {}
+      do { _ = try await getter.value; XCTFail("expected QueueShutDown") } catch is QueueShutDown {}
       try await full.join()  // nothing left unfinished
     }
   }

@@ -110,12 +110,12 @@ final class TaskGroupTests: LeakCheckedTestCase {
 
   func testCreatingATaskInAFinishedGroupIsAnError() throws {
     try runMain {
-      var kept: TaskGroup?
+      var kept: AioTaskGroup?
       try await taskGroup { group in kept = group }
       XCTAssertThrowsError(try kept!.createTask { 1 }) { error in
         XCTAssertEqual(errorName((error as! RuntimeError).code), "AIOS_EINVALIDSTATE")
       }
-      let unentered = TaskGroup(loop: try getRunningLoop())
+      let unentered = AioTaskGroup(loop: try getRunningLoop())
       XCTAssertThrowsError(try unentered.createTask { 1 })
     }
   }

@@ -273,7 +273,7 @@ final class RunnerTests: LeakCheckedTestCase {
     let first = try runner.run { () async throws -> ObjectIdentifier in ObjectIdentifier(try getRunningLoop()) }
     let second = try runner.run { () async throws -> ObjectIdentifier in ObjectIdentifier(try getRunningLoop()) }
     XCTAssertEqual(first, second)
-    XCTAssertEqual(first, ObjectIdentifier(try runner.getLoop()))
+    XCTAssertEqual(first, ObjectIdentifier(try runner.loop))
     try runner.close()
     try runner.close()
     XCTAssertThrowsError(try runner.run { 1 })
@@ -282,7 +282,7 @@ final class RunnerTests: LeakCheckedTestCase {
   func testErrorsOfTasksLeftAtShutdownAreReported() throws {
     var reports: [String] = []
     let runner = Runner()
-    let loop = try runner.getLoop()
+    let loop = try runner.loop
     loop.exceptionHandler = { _, context in reports.append(context.message) }
     try runner.run { () async throws -> Void in
       try loop.createTask { () async throws -> Void in

@@ -13,7 +13,7 @@ final class TimeoutTests: LeakCheckedTestCase {
         }
         XCTFail("expected TimeoutError")
       } catch is TimeoutError {}
-      XCTAssertTrue(scope!.expired)
+      XCTAssertTrue(scope!.isExpired)
       XCTAssertLessThan(try getRunningLoop().time() - start, 5)
       XCTAssertEqual(currentTask()!.cancelling, 0, "the scope took back its own cancellation")
     }
@@ -23,7 +23,7 @@ final class TimeoutTests: LeakCheckedTestCase {
     try runMain {
       let value = try await timeout(10) { cm -> Int in
         try await sleep(0)
-        XCTAssertFalse(cm.expired)
+        XCTAssertFalse(cm.isExpired)
         return 7
       }
       XCTAssertEqual(value, 7)
@@ -62,7 +62,7 @@ final class TimeoutTests: LeakCheckedTestCase {
         }
       }
       XCTAssertEqual(result, "inner timed out")
-      XCTAssertFalse(outerScope!.expired)
+      XCTAssertFalse(outerScope!.isExpired)
     }
   }
 
@@ -110,7 +110,7 @@ final class TimeoutTests: LeakCheckedTestCase {
         }
         XCTFail("expected CancelledError")
       } catch is CancelledError {}
-      XCTAssertTrue(scope!.expired)
+      XCTAssertTrue(scope!.isExpired)
       XCTAssertEqual(currentTask()!.cancelling, 1, "the newer request is still pending")
       currentTask()!.uncancel()
     }
