@@ -11,10 +11,18 @@
  *  - Functions return an `int` status: 0 (or a documented non-negative value)
  *    on success, a negative AIOS_E* code (or -errno for operating-system
  *    errors) on failure. aios_strerror() and aios_err_name() describe any code.
- *  - A bad argument is an error code, never a crash: NULL (AIOS_EINVAL), an
- *    object that was already freed (AIOS_EBADHANDLE), a closed loop
- *    (AIOS_ECLOSED), a call from a thread that is not the loop's
- *    (AIOS_EWRONGTHREAD).
+ *  - A bad argument is an error code, never a crash. The "common errors"
+ *    hold for every function, and its comment does not repeat them:
+ *    AIOS_EINVAL for a NULL object or `out` pointer (unless the comment
+ *    allows NULL); AIOS_EBADHANDLE for a pointer that names no live object
+ *    of the expected type (freed, forged, or of another type);
+ *    AIOS_EWRONGTHREAD for a call from a thread the object does not belong
+ *    to (see Threads below); AIOS_ENOMEM when a function that hands out an
+ *    object finds the handle table full (2^24 live objects). A function
+ *    that returns a pointer returns NULL for these. Every other code a
+ *    function returns is named in its comment. AIOS_ECLOSED in particular
+ *    comes only where the comment says so: reading a closed loop's state,
+ *    or finishing and reading its futures, still works.
  *  - Pointers to objects are handles, not addresses: a pointer names its
  *    object while you hold a reference through it. After your last unref
  *    it is dead (AIOS_EBADHANDLE), even if the object lives on, and the
@@ -66,7 +74,14 @@ AIOS_EXTERN const char *aios_version_string(void);
 /* Status codes                                                               */
 
 /* XX(name, value, message). Codes of the library's own, below -3000 so they
- * never meet a -errno. The asyncio exception each one stands for is named. */
+ * never meet a -errno. The asyncio exception each one stands for is named.
+ * Each function's comment says which codes it returns. Reserved, returned
+ * by nothing yet: AIOS_EINCOMPLETE and AIOS_ELIMIT, for streams (asyncio's
+ * IncompleteReadError and LimitOverrunError), and AIOS_ENOTIMPL. AIOS_EBUSY
+ * comes only from aios_set_thread_pool_size once the pool has started; its
+ * message is older than that use. AIOS_ESTEP, AIOS_ECANCELLED, AIOS_ETIMEOUT,
+ * AIOS_EBROKENBARRIER, AIOS_EUSER and AIOS_EGROUP mostly arrive as the
+ * status of a finished future. */
 #define AIOS_ERRNO_MAP(XX)                                                     \
   XX(EINVAL, -3001, "invalid argument")                                        \
   XX(EBADHANDLE, -3002, "object was freed or is not a valid object")           \
@@ -148,8 +163,8 @@ typedef enum aios_error_kind_e {
   AIOS_ERROR_CANCELLED,     /* CancelledError */
   AIOS_ERROR_TIMEOUT,       /* TimeoutError */
   AIOS_ERROR_INVALID_STATE, /* InvalidStateError */
-  AIOS_ERROR_INCOMPLETE_READ,
-  AIOS_ERROR_LIMIT_OVERRUN,
+  AIOS_ERROR_INCOMPLETE_READ, /* IncompleteReadError: reserved for streams */
+  AIOS_ERROR_LIMIT_OVERRUN,   /* LimitOverrunError: reserved for streams */
   AIOS_ERROR_BROKEN_BARRIER,
   AIOS_ERROR_QUEUE_EMPTY,
   AIOS_ERROR_QUEUE_FULL,
@@ -161,23 +176,27 @@ typedef enum aios_error_kind_e {
 
 /*! aios_error_new() : a new error with status `code` (an AIOS_E* code or
  *  -errno) and a message (copied; NULL for the code's default message).
- *  @return 0 and one reference in *out, or AIOS_EINVAL. Any thread. */
+ *  @return 0 and one reference in *out; AIOS_EINVAL when `code` is not
+ *  negative. Any thread. */
 AIOS_EXTERN int aios_error_new(int code, const char *message, aios_error_t **out);
 /*! aios_error_new_user() : a new AIOS_ERROR_USER error carrying `data`, which
  *  the error owns: `destructor` (may be NULL) is called exactly once, when the
  *  error is freed. On failure the caller still owns `data`. Bindings use it
  *  to carry their language's exception object through the runtime.
- *  @return 0 and one reference in *out, or AIOS_EINVAL. Any thread. */
+ *  `message` may be NULL. @return 0 and one reference in *out, or a common
+ *  error. Any thread. */
 AIOS_EXTERN int aios_error_new_user(const char *message, void *data,
                                     aios_destructor_fn destructor,
                                     aios_error_t **out);
 /*! aios_error_code() : the status code of the error (AIOS_ECANCELLED, -ECONNRESET,
- *  AIOS_EUSER, ...), or an error for a bad handle. Any thread. */
+ *  AIOS_EUSER, ...), or a common error, whose value an error's own code
+ *  may have too. Any thread. */
 AIOS_EXTERN int aios_error_code(const aios_error_t *error);
-/*! aios_error_kind() : an aios_error_kind_t, or an error for a bad handle. Any thread. */
+/*! aios_error_kind() : an aios_error_kind_t (positive), or a common error.
+ *  Any thread. */
 AIOS_EXTERN int aios_error_kind(const aios_error_t *error);
 /*! aios_error_os_errno() : the positive errno of an OS error, 0 for other
- *  kinds, or an error for a bad handle. Any thread. */
+ *  kinds, or a common error. Any thread. */
 AIOS_EXTERN int aios_error_os_errno(const aios_error_t *error);
 /*! aios_error_message() : the message, valid while the caller holds its
  *  reference; NULL for a bad handle. Any thread. */
@@ -186,7 +205,7 @@ AIOS_EXTERN const char *aios_error_message(const aios_error_t *error);
  *  a bad handle. Any thread. */
 AIOS_EXTERN void *aios_error_user_data(const aios_error_t *error);
 /*! aios_error_ref() / aios_error_unref() : take or drop a reference. unref
- *  accepts NULL. @return 0 or AIOS_EBADHANDLE. Any thread. */
+ *  accepts NULL (and returns 0). @return 0 or a common error. Any thread. */
 AIOS_EXTERN int aios_error_ref(aios_error_t *error);
 AIOS_EXTERN int aios_error_unref(aios_error_t *error);
 
@@ -194,37 +213,42 @@ AIOS_EXTERN int aios_error_unref(aios_error_t *error);
 /* Event loop                                                                 */
 
 /*! aios_loop_new() : a new event loop, bound to the calling thread.
- *  @return 0 and one reference in *out, or an error. */
+ *  @return 0 and one reference in *out; -errno when libuv cannot set the
+ *  loop up. */
 AIOS_EXTERN int aios_loop_new(aios_loop_t **out);
 /*! aios_loop_ref() / aios_loop_unref() : take or drop a reference; any thread.
  *  Dropping the last reference to a loop that is not closed closes it (that
  *  part must happen on the loop's thread, while it is not running). unref
- *  accepts NULL. @return 0 or AIOS_EBADHANDLE. */
+ *  accepts NULL (and returns 0). @return 0 or a common error. */
 AIOS_EXTERN int aios_loop_ref(aios_loop_t *loop);
 AIOS_EXTERN int aios_loop_unref(aios_loop_t *loop);
 
 /*! aios_loop_run_forever() : run until aios_loop_stop(). A stop requested
  *  before the call makes it run exactly one iteration.
- *  @return 0, AIOS_ERUNNING (this or another loop already runs on this thread),
- *  AIOS_ECLOSED, AIOS_EWRONGTHREAD. */
+ *  @return 0; AIOS_ERUNNING when this or another loop already runs on this
+ *  thread; AIOS_ECLOSED. */
 AIOS_EXTERN int aios_loop_run_forever(aios_loop_t *loop);
 /*! aios_loop_run_until_complete() : run until `future` (or task) is done.
  *  @return the future's status: 0 when it has a result, AIOS_ECANCELLED when
  *  it was cancelled, its error's code when it failed (the error then counts as
  *  retrieved); AIOS_EINVALIDSTATE if the loop was stopped before the future
- *  was done; or a loop error as for run_forever, AIOS_EWRONGLOOP. */
+ *  was done; AIOS_ERUNNING, AIOS_ECLOSED as for run_forever; AIOS_EWRONGLOOP
+ *  for a future of another loop of this thread (of another thread's loop:
+ *  AIOS_EWRONGTHREAD). */
 AIOS_EXTERN int aios_loop_run_until_complete(aios_loop_t *loop, aios_future_t *future);
-/*! aios_loop_stop() : stop running after the current iteration. */
+/*! aios_loop_stop() : stop running after the current iteration.
+ *  @return 0 or AIOS_ECLOSED. */
 AIOS_EXTERN int aios_loop_stop(aios_loop_t *loop);
 /*! aios_loop_close() : close the loop: drop every pending callback and timer,
  *  free its libuv resources. Closing a closed loop is a no-op (0).
- *  @return 0, AIOS_ERUNNING, AIOS_EWRONGTHREAD. */
+ *  @return 0, or AIOS_ERUNNING while the loop runs. */
 AIOS_EXTERN int aios_loop_close(aios_loop_t *loop);
-/*! aios_loop_is_running() / aios_loop_is_closed() : 1 or 0, or an error code.
- *  Any thread. */
+/*! aios_loop_is_running() / aios_loop_is_closed() : 1 or 0, or a common
+ *  error (never AIOS_EWRONGTHREAD). Any thread. */
 AIOS_EXTERN int aios_loop_is_running(const aios_loop_t *loop);
 AIOS_EXTERN int aios_loop_is_closed(const aios_loop_t *loop);
-/*! aios_loop_time() : the loop's monotonic clock in seconds into *out. */
+/*! aios_loop_time() : the loop's monotonic clock in seconds into *out
+ *  (a closed loop's too). @return 0 or a common error. */
 AIOS_EXTERN int aios_loop_time(const aios_loop_t *loop, double *out);
 
 /* The scheduling calls below take an optional `arg_destructor` (may be
@@ -233,8 +257,8 @@ AIOS_EXTERN int aios_loop_time(const aios_loop_t *loop, double *out);
  * loop closes without running it. When the call fails it is not called: the
  * caller keeps `arg`, and the callback never runs. If `out` is not NULL it
  * receives one reference to a handle that can cancel the call. Each returns
- * 0; AIOS_EINVAL for a NULL `cb` or a NaN time; AIOS_ECLOSED,
- * AIOS_EWRONGTHREAD, AIOS_EBADHANDLE for the loop. */
+ * 0; AIOS_EINVAL for a NULL `cb` or a NaN time; AIOS_ECLOSED; or a common
+ * error. call_soon_threadsafe never returns AIOS_EWRONGTHREAD. */
 
 /*! aios_loop_call_soon() : call cb(arg) on a later loop iteration, after the
  *  callbacks already scheduled (FIFO). */
@@ -269,35 +293,40 @@ AIOS_EXTERN int aios_get_running_loop(aios_loop_t **out);
 /*! aios_loop_set_exception_handler() : route unhandled errors (errors never
  *  retrieved from a future, errors reported by callbacks, slow callbacks in
  *  debug mode) to `handler`; NULL restores the default, which prints a
- *  report to stderr. */
+ *  report to stderr. @return 0 or a common error. */
 AIOS_EXTERN int aios_loop_set_exception_handler(aios_loop_t *loop,
                                                 aios_exception_handler_fn handler,
                                                 void *arg);
 /*! aios_loop_call_exception_handler() : report an error (may be NULL) with a
- *  message to the loop's handler, as a callback that failed would. Bindings
- *  use it for exceptions raised by their callbacks. */
+ *  message (may be NULL) to the loop's handler, as a callback that failed
+ *  would. Bindings use it for exceptions raised by their callbacks.
+ *  @return 0 or a common error. */
 AIOS_EXTERN int aios_loop_call_exception_handler(aios_loop_t *loop, const char *message,
                                                  aios_error_t *error);
 /*! aios_loop_set_debug() / aios_loop_get_debug() : in debug mode a callback
  *  or task step slower than the slow-callback duration (default 0.1 s) is
- *  reported to the exception handler. get returns 1 or 0, or an error. */
+ *  reported to the exception handler. set returns 0, get 1 or 0; either
+ *  may return a common error. */
 AIOS_EXTERN int aios_loop_set_debug(aios_loop_t *loop, int enabled);
 AIOS_EXTERN int aios_loop_get_debug(const aios_loop_t *loop);
+/*! aios_loop_set_slow_callback_duration() : that duration, in seconds.
+ *  @return 0; AIOS_EINVAL for a negative or NaN duration. */
 AIOS_EXTERN int aios_loop_set_slow_callback_duration(aios_loop_t *loop, double seconds);
 
 /* ------------------------------------------------------------------------ */
 /* Handles (asyncio.Handle / TimerHandle)                                    */
 
 /*! aios_handle_cancel() : the callback will not be called. Cancelling twice,
- *  or after the callback ran, is a no-op. @return 0 or an error. */
+ *  or after the callback ran, is a no-op. @return 0 or a common error. */
 AIOS_EXTERN int aios_handle_cancel(aios_handle_t *handle);
-/*! aios_handle_cancelled() : 1 or 0, or an error. */
+/*! aios_handle_cancelled() : 1 or 0, or a common error. */
 AIOS_EXTERN int aios_handle_cancelled(const aios_handle_t *handle);
-/*! aios_handle_when() : a timer handle's deadline in loop time into *out;
- *  AIOS_EINVAL for a call_soon handle. */
+/*! aios_handle_when() : a timer handle's deadline in loop time into *out.
+ *  @return 0; AIOS_EINVAL for a call_soon handle. */
 AIOS_EXTERN int aios_handle_when(const aios_handle_t *handle, double *out);
 /*! aios_handle_ref() / aios_handle_unref() : unref accepts NULL. Dropping a
- *  handle does not cancel its callback. Any thread. */
+ *  handle does not cancel its callback. @return 0 or a common error. Any
+ *  thread. */
 AIOS_EXTERN int aios_handle_ref(aios_handle_t *handle);
 AIOS_EXTERN int aios_handle_unref(aios_handle_t *handle);
 
@@ -305,31 +334,41 @@ AIOS_EXTERN int aios_handle_unref(aios_handle_t *handle);
 /* Futures                                                                    */
 
 /*! aios_future_new() : a new pending future on `loop`.
- *  @return 0 and one reference in *out, or an error. */
+ *  @return 0 and one reference in *out; AIOS_ECLOSED. */
 AIOS_EXTERN int aios_future_new(aios_loop_t *loop, aios_future_t **out);
 /*! aios_future_set_result() : finish with `value`, which the future owns from
  *  then on: `destructor` (may be NULL) is called exactly once when the future
- *  is freed. On failure (AIOS_EINVALIDSTATE when already done) the caller
- *  still owns `value`. Done callbacks are scheduled, never run inline. */
+ *  is freed. A value the pending future already owned (aios_sleep's) is
+ *  freed then. On failure the caller still owns `value`. Done callbacks are
+ *  scheduled, never run inline. Only plain futures take an outcome from
+ *  outside: a task's comes from its step, and the futures of waiting calls
+ *  (a lock's acquire, a queue's get, ...) from their primitive.
+ *  @return 0; AIOS_EINVAL for a task or a waiting call's future;
+ *  AIOS_EINVALIDSTATE when the future is already done. */
 AIOS_EXTERN int aios_future_set_result(aios_future_t *future, void *value,
                                        aios_destructor_fn destructor);
 /*! aios_future_set_error() : finish with `error` (borrowed): the future keeps
  *  the error itself, its code, message and user data, and aios_future_error
- *  hands out an error object carrying them. An error of kind CANCELLED is
- *  refused (AIOS_EINVAL): use aios_future_cancel. */
+ *  hands out an error object carrying them.
+ *  Refused for the futures aios_future_set_result refuses.
+ *  @return 0; AIOS_EINVAL for an error of kind CANCELLED (use
+ *  aios_future_cancel), a task or a waiting call's future;
+ *  AIOS_EINVALIDSTATE when the future is already done; a common error, for
+ *  `error` too. */
 AIOS_EXTERN int aios_future_set_error(aios_future_t *future, aios_error_t *error);
 /*! aios_future_cancel() : cancel with an optional message (copied; may be NULL).
- *  @return 1 if the future is now cancelled, 0 if it was already done, or an
- *  error. Cancelling a task requests cancellation: see aios_task_cancel. */
+ *  @return 1 if the future is now cancelled, 0 if it was already done, or a
+ *  common error. Cancelling a task requests cancellation: see
+ *  aios_task_cancel. */
 AIOS_EXTERN int aios_future_cancel(aios_future_t *future, const char *message);
-/*! aios_future_done() / aios_future_cancelled() : 1 or 0, or an error. */
+/*! aios_future_done() / aios_future_cancelled() : 1 or 0, or a common error. */
 AIOS_EXTERN int aios_future_done(const aios_future_t *future);
 AIOS_EXTERN int aios_future_cancelled(const aios_future_t *future);
 /*! aios_future_result() : the outcome. @return 0 and the value (borrowed: the
  *  future keeps owning it) in *value (may be NULL); AIOS_ECANCELLED when
  *  cancelled; the error's code when it failed (and the error then counts as
  *  retrieved; aios_future_error gives the object); AIOS_EINVALIDSTATE when not
- *  done yet. */
+ *  done yet; or a common error. */
 AIOS_EXTERN int aios_future_result(aios_future_t *future, void **value);
 /*! aios_future_take_result() : move the result value out of a finished
  *  future: the caller gets `value` and its destructor (either pointer may be
@@ -339,27 +378,29 @@ AIOS_EXTERN int aios_future_take_result(aios_future_t *future, void **value,
                                         aios_destructor_fn *destructor);
 /*! aios_future_error() : one reference to the future's error into *out (NULL
  *  when it has a result), and marks it retrieved. A cancelled future gives a
- *  CANCELLED error carrying the cancel message. @return 0, AIOS_EINVALIDSTATE
- *  when not done, or an error. */
+ *  CANCELLED error carrying the cancel message. @return 0; AIOS_EINVALIDSTATE
+ *  when not done; or a common error. */
 AIOS_EXTERN int aios_future_error(aios_future_t *future, aios_error_t **out);
 /*! aios_future_add_done_callback() : schedule cb(future, arg) with call_soon
  *  once the future is done (at once if it already is). Callbacks run in the
  *  order they were added. `arg_destructor` (may be NULL) is called once on
  *  `arg` after the callback ran, when it is removed, or when the future is
  *  freed without running it; not when this call fails.
- *  @return 0; AIOS_EINVAL for a NULL `cb`; AIOS_ECLOSED, AIOS_EWRONGTHREAD,
- *  AIOS_EBADHANDLE. */
+ *  @return 0; AIOS_EINVAL for a NULL `cb`; AIOS_ECLOSED when the future's
+ *  loop is closed; or a common error. */
 AIOS_EXTERN int aios_future_add_done_callback(aios_future_t *future, aios_done_fn cb,
                                               void *arg, aios_destructor_fn arg_destructor);
 /*! aios_future_remove_done_callback() : remove every pending registration of
- *  (cb, arg). @return how many were removed, or an error. */
+ *  (cb, arg). @return how many were removed; AIOS_EINVAL for a NULL `cb`;
+ *  or a common error. */
 AIOS_EXTERN int aios_future_remove_done_callback(aios_future_t *future, aios_done_fn cb,
                                                  void *arg);
-/*! aios_future_get_loop() : one reference to the future's loop into *out. */
+/*! aios_future_get_loop() : one reference to the future's loop into *out.
+ *  @return 0 or a common error. */
 AIOS_EXTERN int aios_future_get_loop(aios_future_t *future, aios_loop_t **out);
 /*! aios_future_ref() / aios_future_unref() : unref accepts NULL. Any thread.
  *  A future freed with an error nobody retrieved reports it to the loop's
- *  exception handler. */
+ *  exception handler. @return 0 or a common error. */
 AIOS_EXTERN int aios_future_ref(aios_future_t *future);
 AIOS_EXTERN int aios_future_unref(aios_future_t *future);
 
@@ -367,7 +408,8 @@ AIOS_EXTERN int aios_future_unref(aios_future_t *future);
  *  aios_future_set_result) after `delay` seconds. delay <= 0 gives a future
  *  that is already done: a task that awaits it yields exactly one iteration.
  *  Cancelling the future cancels the timer. On failure the caller still owns
- *  `value`. */
+ *  `value`. @return 0 and one reference in *out; AIOS_EINVAL for a NaN
+ *  delay; AIOS_ECLOSED. */
 AIOS_EXTERN int aios_sleep(aios_loop_t *loop, double delay, void *value,
                            aios_destructor_fn destructor, aios_future_t **out);
 
@@ -407,7 +449,8 @@ typedef struct aios_task_options_s {
  * step or its options and calling aios_task_create. `loop`, `options` and
  * `factory_arg` are borrowed for the call. @return 0 and one reference to a
  * task of `loop` in *out, or a negative status, which the creating call
- * returns. */
+ * returns (a task left in *out then is released; a positive status is
+ * AIOS_EINVAL). */
 typedef int (*aios_task_factory_fn)(aios_loop_t *loop, aios_step_fn step, void *arg,
                                     const aios_task_options_t *options, void *factory_arg,
                                     aios_task_t **out);
@@ -419,79 +462,93 @@ typedef int (*aios_task_factory_fn)(aios_loop_t *loop, aios_step_fn step, void *
  *  loop holds the task until it is done, so `out` may be NULL for a task
  *  nobody awaits (asyncio's fire-and-forget create_task).
  *  @return 0 and one reference in *out (if not NULL), or an error (then
- *  `arg` is untouched and arg_destructor is not called): AIOS_EINVAL (no
- *  step, a bad options size), AIOS_ECLOSED, AIOS_EWRONGTHREAD,
- *  AIOS_EBADHANDLE. */
+ *  `arg` is untouched and arg_destructor is not called): AIOS_EINVAL for a
+ *  NULL `step` or an options->size below sizeof(size_t); AIOS_ECLOSED; a
+ *  common error. With a task factory: the factory's negative status (it
+ *  gets `options` unchecked), AIOS_EINVAL when it made no task, or
+ *  AIOS_EWRONGLOOP when it made something else than a task of `loop`. */
 AIOS_EXTERN int aios_task_new(aios_loop_t *loop, aios_step_fn step, void *arg,
                               const aios_task_options_t *options, aios_task_t **out);
 /*! aios_task_create() : asyncio.Task(...): aios_task_new without the loop's
  *  task factory (what a factory calls to make the task). Same arguments,
- *  ownership and errors. */
+ *  ownership and errors, but none from a factory. */
 AIOS_EXTERN int aios_task_create(aios_loop_t *loop, aios_step_fn step, void *arg,
                                  const aios_task_options_t *options, aios_task_t **out);
 /*! aios_loop_set_task_factory() : asyncio's set_task_factory: aios_task_new
  *  and aios_task_group_create_task call `factory` to make their tasks (NULL
  *  restores the default, aios_task_create). A task it makes for another
- *  loop is refused (AIOS_EWRONGLOOP). @return 0, or a loop error. */
+ *  loop is refused (AIOS_EWRONGLOOP). @return 0 or a common error. */
 AIOS_EXTERN int aios_loop_set_task_factory(aios_loop_t *loop, aios_task_factory_fn factory,
                                            void *factory_arg);
 /*! aios_loop_get_task_factory() : the factory (NULL for the default) into
  *  *factory and its argument into *factory_arg (may be NULL).
- *  @return 0, AIOS_EINVAL for a NULL `factory`, or a loop error. */
+ *  @return 0; AIOS_EINVAL for a NULL `factory`; or a common error. */
 AIOS_EXTERN int aios_loop_get_task_factory(aios_loop_t *loop, aios_task_factory_fn *factory,
                                            void **factory_arg);
 /*! aios_task_get_context() : the context pointer of the task's options;
  *  NULL when it has none, for a bad handle, or a task of another thread. */
 AIOS_EXTERN void *aios_task_get_context(aios_task_t *task);
 /*! aios_task_as_future() : the task as a future (the same object, no new
- *  reference); every aios_future_* function accepts it. Any thread. */
+ *  reference); every aios_future_* function accepts it. The pointer is
+ *  returned as it is, unchecked: a bad one stays bad. Any thread. */
 AIOS_EXTERN aios_future_t *aios_task_as_future(aios_task_t *task);
 /*! aios_task_get_loop() : the task's loop, borrowed: no reference is
  *  given, and the pointer stays valid while the loop is open and referenced
  *  (during a step, by whoever runs it: aios_run and runners included). NULL
- *  for a bad handle or a task of another thread. */
+ *  for a bad handle, a task of another thread, or a closed loop no caller
+ *  holds a reference to. */
 AIOS_EXTERN aios_loop_t *aios_task_get_loop(aios_task_t *task);
 /*! aios_task_await() : from a step, suspend the task until `future` is done
  *  (NULL: a bare yield, stepping again on the next iteration). The task keeps
  *  its own reference through this pointer, so the next step's `awaited` is
  *  this same pointer. @return AIOS_STEP_AWAIT, to be returned by the step, or
- *  an error (AIOS_EWRONGLOOP, AIOS_EINVAL for the task itself). */
+ *  an error, which fails the task if the step returns it: AIOS_EINVAL when
+ *  not called from this task's own step, or for `future` being the task
+ *  itself; AIOS_EWRONGLOOP for a future of another loop; AIOS_EINVALIDSTATE
+ *  when the step already awaited, returned or failed; a common error. */
 AIOS_EXTERN int aios_task_await(aios_task_t *task, aios_future_t *future);
 /*! aios_task_await_owned() : aios_task_await, taking over the caller's
  *  reference to `future` (the task's next step gets it back as `awaited`),
  *  even when it fails: `return aios_task_await_owned(task, made_future);`
- *  ends a step that awaits a future it made. */
+ *  ends a step that awaits a future it made. Errors as aios_task_await's. */
 AIOS_EXTERN int aios_task_await_owned(aios_task_t *task, aios_future_t *future);
 /*! aios_task_return() : from a step, finish with a result, owned as by
- *  aios_future_set_result. @return AIOS_STEP_DONE, to be returned by the step. */
+ *  aios_future_set_result. @return AIOS_STEP_DONE, to be returned by the
+ *  step, or an error as aios_task_await's (AIOS_EINVAL, AIOS_EINVALIDSTATE,
+ *  a common error); the caller then still owns `value`. */
 AIOS_EXTERN int aios_task_return(aios_task_t *task, void *value, aios_destructor_fn destructor);
 /*! aios_task_fail() : from a step, finish with `error` (borrowed); a CANCELLED
- *  error finishes the task cancelled. @return AIOS_STEP_DONE, to be returned. */
+ *  error finishes the task cancelled. @return AIOS_STEP_DONE, to be returned,
+ *  or an error as aios_task_return's, for `error` too. */
 AIOS_EXTERN int aios_task_fail(aios_task_t *task, aios_error_t *error);
 /*! aios_task_cancel() : request cancellation with an optional message: the
  *  future the task awaits is cancelled, or the next step receives the
- *  cancellation. @return 1 if requested, 0 if the task is already done. */
+ *  cancellation. @return 1 if requested, 0 if the task is already done, or
+ *  a common error. */
 AIOS_EXTERN int aios_task_cancel(aios_task_t *task, const char *message);
-/*! aios_task_cancelling() : the number of pending cancellation requests. */
+/*! aios_task_cancelling() : the number of pending cancellation requests, or
+ *  a common error. */
 AIOS_EXTERN int aios_task_cancelling(const aios_task_t *task);
 /*! aios_task_uncancel() : take back one cancellation request.
- *  @return the remaining number of requests. */
+ *  @return the remaining number of requests, or a common error. */
 AIOS_EXTERN int aios_task_uncancel(aios_task_t *task);
 /*! aios_task_get_name() : the name (valid until renamed or freed). NULL for a
- *  bad handle. */
+ *  bad handle or a task of another thread. */
 AIOS_EXTERN const char *aios_task_get_name(aios_task_t *task);
-/*! aios_task_set_name() : rename (copied). */
+/*! aios_task_set_name() : rename (copied). @return 0; AIOS_EINVAL for a
+ *  NULL `name`; or a common error. */
 AIOS_EXTERN int aios_task_set_name(aios_task_t *task, const char *name);
 /*! aios_current_task() : the task whose step runs now on `loop` into *out
- *  (one reference), or NULL outside a task. */
+ *  (one reference), or NULL outside a task. @return 0 or a common error. */
 AIOS_EXTERN int aios_current_task(aios_loop_t *loop, aios_task_t **out);
 /*! aios_all_tasks() : the loop's tasks that are not done. Fills up to `capacity`
  *  entries of `tasks` (may be NULL when capacity is 0) with one reference
- *  each. @return the total number of such tasks (which may exceed capacity),
- *  or an error. */
+ *  each. @return the total number of such tasks (which may exceed capacity);
+ *  AIOS_EINVAL for a NULL `tasks` with a capacity; or a common error. */
 AIOS_EXTERN int aios_all_tasks(aios_loop_t *loop, aios_task_t **tasks, size_t capacity);
 /*! aios_task_ref() / aios_task_unref() : unref accepts NULL. Any thread. A
- *  running task stays alive until done whatever references remain. */
+ *  running task stays alive until done whatever references remain.
+ *  @return 0 or a common error. */
 AIOS_EXTERN int aios_task_ref(aios_task_t *task);
 AIOS_EXTERN int aios_task_unref(aios_task_t *task);
 
@@ -504,32 +561,39 @@ typedef struct aios_timeout_s aios_timeout_t;
  *  loop time (aios_loop_time's clock; INFINITY: none). Enter it from a task's
  *  step; at the deadline it cancels the task, and its exit turns that
  *  cancellation, and only that one, into AIOS_ETIMEOUT.
- *  @return 0 and one reference in *out; AIOS_EINVAL for NaN or a NULL
- *  argument; AIOS_ECLOSED, AIOS_EWRONGTHREAD, AIOS_EBADHANDLE. */
+ *  @return 0 and one reference in *out; AIOS_EINVAL for NaN; AIOS_ECLOSED;
+ *  or a common error. */
 AIOS_EXTERN int aios_timeout_at(aios_loop_t *loop, double when, aios_timeout_t **out);
 /*! aios_timeout() : asyncio.timeout(delay): aios_timeout_at with the
  *  deadline `delay` seconds from now (INFINITY: none). Errors as
  *  aios_timeout_at's. */
 AIOS_EXTERN int aios_timeout(aios_loop_t *loop, double delay, aios_timeout_t **out);
 /*! aios_timeout_enter() : `async with`: bind the scope to `task` (in its
- *  step) and arm it. @return 0, AIOS_EINVALIDSTATE when entered before,
- *  AIOS_EWRONGLOOP. */
+ *  step) and arm it. @return 0; AIOS_EINVALIDSTATE when the scope was
+ *  entered before or the task is done; AIOS_EWRONGLOOP for a task of
+ *  another loop than the scope's; AIOS_ECLOSED; or a common error. */
 AIOS_EXTERN int aios_timeout_enter(aios_timeout_t *timeout, aios_task_t *task);
 /*! aios_timeout_exit() : leave the scope with the status its body ended with
  *  (0, or the negative status it failed with; AIOS_ECANCELLED for a
  *  cancellation, such as an awaited future found cancelled).
  *  @return the status to go on with: AIOS_ETIMEOUT when the scope's own
  *  deadline cancelled the body and no newer cancellation was requested, else
- *  `status`; AIOS_EINVALIDSTATE if the scope is not active. */
+ *  `status`; AIOS_EINVAL for a positive `status`; AIOS_EINVALIDSTATE if the
+ *  scope is not active; or a common error. */
 AIOS_EXTERN int aios_timeout_exit(aios_timeout_t *timeout, int status);
 /*! aios_timeout_reschedule() : move the deadline of an active scope
- *  (INFINITY: none). */
+ *  (INFINITY: none). @return 0; AIOS_EINVAL for NaN; AIOS_EINVALIDSTATE
+ *  when the scope is not entered, or is expiring or exited; AIOS_ECLOSED;
+ *  or a common error. */
 AIOS_EXTERN int aios_timeout_reschedule(aios_timeout_t *timeout, double when);
-/*! aios_timeout_when() : the deadline into *out (INFINITY: none). */
+/*! aios_timeout_when() : the deadline into *out (INFINITY: none).
+ *  @return 0 or a common error. */
 AIOS_EXTERN int aios_timeout_when(const aios_timeout_t *timeout, double *out);
 /*! aios_timeout_expired() : 1 once the deadline passed while active, 0, or
- *  an error. */
+ *  a common error. */
 AIOS_EXTERN int aios_timeout_expired(const aios_timeout_t *timeout);
+/*! aios_timeout_ref() / aios_timeout_unref() : unref accepts NULL. Any thread.
+ *  @return 0 or a common error. */
 AIOS_EXTERN int aios_timeout_ref(aios_timeout_t *timeout);
 AIOS_EXTERN int aios_timeout_unref(aios_timeout_t *timeout);
 
@@ -539,8 +603,10 @@ AIOS_EXTERN int aios_timeout_unref(aios_timeout_t *timeout);
  *  fails with the first child's error at once (the others go on) and is
  *  cancelled by a cancelled child. Cancelling it cancels every child. Its own
  *  result is empty: read the children's. count 0 gives a future already done
- *  (NULL `futures` allowed then); a NULL entry is AIOS_EINVAL.
- *  @return 0 and one reference in *out, AIOS_EWRONGLOOP, AIOS_EINVAL. */
+ *  (NULL `futures` allowed then).
+ *  @return 0 and one reference in *out; AIOS_EINVAL for a NULL `futures`
+ *  with a count; AIOS_EWRONGLOOP for a future of another loop; AIOS_ECLOSED;
+ *  or a common error, for each entry too (a NULL entry is AIOS_EINVAL). */
 AIOS_EXTERN int aios_gather(aios_loop_t *loop, aios_future_t *const *futures, size_t count,
                             int return_exceptions, aios_future_t **out);
 /* When aios_wait's future is done (asyncio.FIRST_COMPLETED, ...). */
@@ -555,32 +621,40 @@ typedef enum aios_return_when_e {
  *  borrowed; duplicates count once), or after `timeout` seconds (INFINITY:
  *  none). A timeout cancels nothing: see which futures are done with
  *  aios_future_done. Cancelling the returned future stops the wait only.
- *  @return 0 and one reference in *out; AIOS_EINVAL for no futures, a NULL
- *  entry or a bad return_when; AIOS_EWRONGLOOP. */
+ *  @return 0 and one reference in *out; AIOS_EINVAL for no futures, a NaN
+ *  timeout or a bad return_when; AIOS_EWRONGLOOP; AIOS_ECLOSED; or a common
+ *  error, for each entry too. */
 AIOS_EXTERN int aios_wait(aios_loop_t *loop, aios_future_t *const *futures, size_t count,
                           double timeout, aios_return_when_t return_when, aios_future_t **out);
 typedef struct aios_as_completed_s aios_as_completed_t;
 
 /*! aios_as_completed_new() : asyncio.as_completed(futures, timeout): an
  *  iterator over `futures` (of `loop`; `count` of them, borrowed, none twice)
- *  in the order they finish. `timeout` in seconds (INFINITY: none).
- *  @return 0 and one reference in *out; AIOS_EINVAL for a NULL or repeated
- *  entry; AIOS_EWRONGLOOP. */
+ *  in the order they finish. `timeout` in seconds (INFINITY: none). count 0
+ *  (NULL `futures` allowed then) gives an iterator already at its end.
+ *  @return 0 and one reference in *out; AIOS_EINVAL for a repeated entry or
+ *  a NaN timeout; AIOS_EWRONGLOOP; AIOS_ECLOSED; or a common error, for each
+ *  entry too. */
 AIOS_EXTERN int aios_as_completed_new(aios_loop_t *loop, aios_future_t *const *futures,
                                       size_t count, double timeout, aios_as_completed_t **out);
 /*! aios_as_completed_next() : *out gets a future done once the next of the
  *  futures has finished; its result value is that future's index in
  *  `futures`, as (intptr_t)value. After the timeout it fails with
  *  AIOS_ETIMEOUT (nothing is cancelled).
- *  @return 0, or 1 with *out NULL once every future was handed out. */
+ *  @return 0, or 1 with *out NULL once every future was handed out;
+ *  AIOS_ECLOSED; AIOS_EWRONGLOOP when another loop runs on this thread; or
+ *  a common error. */
 AIOS_EXTERN int aios_as_completed_next(aios_as_completed_t *iterator, aios_future_t **out);
+/*! aios_as_completed_ref() / aios_as_completed_unref() : unref accepts NULL.
+ *  Any thread. @return 0 or a common error. */
 AIOS_EXTERN int aios_as_completed_ref(aios_as_completed_t *iterator);
 AIOS_EXTERN int aios_as_completed_unref(aios_as_completed_t *iterator);
 
 /*! aios_shield() : asyncio.shield(future): a future that follows `future`,
  *  but cancelling it leaves `future` running, its result not lost. Its result
  *  value is lent from `future` (valid while the shield is held). A done
- *  `future` is handed back as it is (a new reference). */
+ *  `future` is handed back as it is (a new reference).
+ *  @return 0 and one reference in *out; AIOS_ECLOSED; or a common error. */
 AIOS_EXTERN int aios_shield(aios_future_t *future, aios_future_t **out);
 
 /*! aios_wait_for() : asyncio.wait_for(future, timeout): a task (as a future,
@@ -588,7 +662,10 @@ AIOS_EXTERN int aios_shield(aios_future_t *future, aios_future_t **out);
  *  `timeout` seconds have passed, after cancelling `future` and, for a task,
  *  waiting for it to finish cancelling. timeout <= 0 still takes a result
  *  already there; INFINITY waits for ever. Cancelling the returned future
- *  cancels `future`. Its own result is empty: read `future`'s. */
+ *  cancels `future`. Its own result is empty: read `future`'s. A `future`
+ *  already done gets a done future with its outcome, not a task.
+ *  @return 0 and one reference in *out; AIOS_EINVAL for a NaN timeout;
+ *  AIOS_ECLOSED (when a task must be made); or a common error. */
 AIOS_EXTERN int aios_wait_for(aios_future_t *future, double timeout, aios_future_t **out);
 
 /* ------------------------------------------------------------------------ */
@@ -597,15 +674,16 @@ AIOS_EXTERN int aios_wait_for(aios_future_t *future, double timeout, aios_future
 typedef struct aios_task_group_s aios_task_group_t;
 
 /*! aios_task_group_new() : a TaskGroup of `loop`, to be entered.
- *  @return 0 and one reference in *out. */
+ *  @return 0 and one reference in *out; AIOS_ECLOSED. */
 AIOS_EXTERN int aios_task_group_new(aios_loop_t *loop, aios_task_group_t **out);
 /*! aios_task_group_enter() : `async with`: from the step of `parent`, the
- *  task the group belongs to. @return 0, AIOS_EINVALIDSTATE when entered
- *  before, AIOS_EWRONGLOOP. */
+ *  task the group belongs to. @return 0; AIOS_EINVALIDSTATE when entered
+ *  before; AIOS_EWRONGLOOP for a task of another loop; or a common error. */
 AIOS_EXTERN int aios_task_group_enter(aios_task_group_t *group, aios_task_t *parent);
 /*! aios_task_group_create_task() : aios_task_new, in the group. `out` may be
- *  NULL. @return AIOS_EINVALIDSTATE when the group is not entered, is
- *  finished or is shutting down (then `arg` is untouched). */
+ *  NULL. @return as aios_task_new's (AIOS_ECLOSED for the group's loop), and
+ *  AIOS_EINVALIDSTATE when the group is not entered, is finished or is
+ *  shutting down; on any error `arg` is untouched. */
 AIOS_EXTERN int aios_task_group_create_task(aios_task_group_t *group, aios_step_fn step, void *arg,
                                             const aios_task_options_t *options, aios_task_t **out);
 /*! aios_task_group_exit() : leave the scope with the error the parent's
@@ -620,19 +698,20 @@ AIOS_EXTERN int aios_task_group_create_task(aios_task_group_t *group, aios_step_
  *  the body goes on as it ended. The first task failure cancels the other
  *  tasks and the parent (once).
  *  @return 0 and one reference in *out; AIOS_EINVALIDSTATE when the group
- *  is not entered or was exited; AIOS_EINVAL, AIOS_EBADHANDLE for bad
- *  arguments. */
+ *  is not entered or was exited; or a common error, for `error` too. */
 AIOS_EXTERN int aios_task_group_exit(aios_task_group_t *group, aios_error_t *error,
                                      aios_future_t **out);
+/*! aios_task_group_ref() / aios_task_group_unref() : unref accepts NULL.
+ *  Any thread. @return 0 or a common error. */
 AIOS_EXTERN int aios_task_group_ref(aios_task_group_t *group);
 AIOS_EXTERN int aios_task_group_unref(aios_task_group_t *group);
 
 /*! aios_error_group_size() : how many errors an AIOS_EGROUP error holds (0
- *  for other errors), or an error. Any thread. */
+ *  for other errors), or a common error. Any thread. */
 AIOS_EXTERN int aios_error_group_size(const aios_error_t *error);
 /*! aios_error_group_get() : one reference to the error at `index` of a
- *  group error into *out. @return 0, or AIOS_EINVAL for an index out of
- *  range. Any thread. */
+ *  group error into *out. @return 0; AIOS_EINVAL for an index out of range;
+ *  or a common error. Any thread. */
 AIOS_EXTERN int aios_error_group_get(const aios_error_t *error, size_t index, aios_error_t **out);
 
 /* ------------------------------------------------------------------------ */
@@ -647,7 +726,9 @@ typedef int (*aios_thread_fn)(void *arg, void **result);
  *  its result (owned, freed by `result_destructor`) on the loop's thread.
  *  The loop runs on meanwhile. Cancelling the future does not stop fn: its
  *  result is freed when it arrives. Closing the loop waits for work already
- *  started. */
+ *  started. @return 0 and one reference in *out; AIOS_EINVAL for a NULL
+ *  `fn`; AIOS_ECLOSED; -errno when libuv refuses the work; or a common
+ *  error. */
 AIOS_EXTERN int aios_to_thread(aios_loop_t *loop, aios_thread_fn fn, void *arg,
                                aios_destructor_fn result_destructor, aios_future_t **out);
 /*! aios_set_thread_pool_size() : the number of worker threads (default 4),
@@ -668,7 +749,14 @@ AIOS_EXTERN int aios_set_thread_pool_size(unsigned int size);
  * the call did not need to wait; otherwise await it from a task. Cancelling
  * that future (or the task awaiting it) gives up with asyncio's semantics:
  * a cancelled acquire never ends up holding the lock, a cancelled waiter
- * passes its wake-up on. Waiters are served in FIFO order.
+ * passes its wake-up on. Waiters are served in FIFO order. Such a future
+ * fails with AIOS_EINVAL if its primitive is freed while it waits.
+ *
+ * Errors: the _new functions return AIOS_ECLOSED for a closed loop. Every
+ * other function below but ref and unref returns the "primitive errors":
+ * AIOS_ECLOSED when the primitive's loop is closed, AIOS_EWRONGLOOP when
+ * another loop runs on this thread, and the common errors. A comment names
+ * only what comes on top.
  */
 
 typedef struct aios_lock_s aios_lock_t;
@@ -681,86 +769,121 @@ typedef struct aios_barrier_s aios_barrier_t;
  * (the wait then fails with it). Runs on the loop's thread. */
 typedef int (*aios_predicate_fn)(void *arg);
 
-/*! aios_lock_new() : an unlocked Lock. @return 0 and one reference in *out. */
+/*! aios_lock_new() : an unlocked Lock. @return 0 and one reference in *out;
+ *  AIOS_ECLOSED. */
 AIOS_EXTERN int aios_lock_new(aios_loop_t *loop, aios_lock_t **out);
-/*! aios_lock_acquire() : a future done once the lock is held by the caller. */
+/*! aios_lock_acquire() : a future done once the lock is acquired. The lock
+ *  has no owner: any task may release it. @return 0 or a primitive error. */
 AIOS_EXTERN int aios_lock_acquire(aios_lock_t *lock, aios_future_t **out);
 /*! aios_lock_release() : unlock and wake the first waiter.
- *  @return 0, or AIOS_ENOTACQUIRED when the lock is not locked. */
+ *  @return 0; AIOS_ENOTACQUIRED when the lock is not locked; or a primitive
+ *  error. */
 AIOS_EXTERN int aios_lock_release(aios_lock_t *lock);
-/*! aios_lock_locked() : 1 or 0, or an error. */
+/*! aios_lock_locked() : 1 or 0, or a primitive error. */
 AIOS_EXTERN int aios_lock_locked(const aios_lock_t *lock);
-/*! aios_lock_ref() / aios_lock_unref() : unref accepts NULL. Any thread. */
+/*! aios_lock_ref() / aios_lock_unref() : unref accepts NULL. Any thread.
+ *  @return 0 or a common error. */
 AIOS_EXTERN int aios_lock_ref(aios_lock_t *lock);
 AIOS_EXTERN int aios_lock_unref(aios_lock_t *lock);
 
-/*! aios_event_new() : an Event whose flag is clear. */
+/*! aios_event_new() : an Event whose flag is clear.
+ *  @return 0 and one reference in *out; AIOS_ECLOSED. */
 AIOS_EXTERN int aios_event_new(aios_loop_t *loop, aios_event_t **out);
-/*! aios_event_set() : set the flag and wake every waiter. */
+/*! aios_event_set() : set the flag and wake every waiter.
+ *  @return 0 or a primitive error. */
 AIOS_EXTERN int aios_event_set(aios_event_t *event);
-/*! aios_event_clear() : clear the flag. */
+/*! aios_event_clear() : clear the flag. @return 0 or a primitive error. */
 AIOS_EXTERN int aios_event_clear(aios_event_t *event);
-/*! aios_event_is_set() : 1 or 0, or an error. */
+/*! aios_event_is_set() : 1 or 0, or a primitive error. */
 AIOS_EXTERN int aios_event_is_set(const aios_event_t *event);
-/*! aios_event_wait() : a future done once the flag is set. */
+/*! aios_event_wait() : a future done once the flag is set.
+ *  @return 0 or a primitive error. */
 AIOS_EXTERN int aios_event_wait(aios_event_t *event, aios_future_t **out);
+/*! aios_event_ref() / aios_event_unref() : unref accepts NULL. Any thread.
+ *  @return 0 or a common error. */
 AIOS_EXTERN int aios_event_ref(aios_event_t *event);
 AIOS_EXTERN int aios_event_unref(aios_event_t *event);
 
 /*! aios_condition_new() : a Condition over `lock` (borrowed; NULL: a lock of
- *  its own). */
+ *  its own). @return 0 and one reference in *out; AIOS_ECLOSED;
+ *  AIOS_EWRONGLOOP for a lock of another loop; `lock`'s primitive errors. */
 AIOS_EXTERN int aios_condition_new(aios_loop_t *loop, aios_lock_t *lock,
                                    aios_condition_t **out);
-/*! aios_condition_acquire() / _release() / _locked() : its lock's. */
+/*! aios_condition_acquire() / _release() / _locked() : the aios_lock_*
+ *  calls on its lock, with their returns (release: AIOS_ENOTACQUIRED). */
 AIOS_EXTERN int aios_condition_acquire(aios_condition_t *condition, aios_future_t **out);
 AIOS_EXTERN int aios_condition_release(aios_condition_t *condition);
 AIOS_EXTERN int aios_condition_locked(const aios_condition_t *condition);
 /*! aios_condition_wait() : release the lock, wait to be notified, re-acquire
  *  the lock; the future is done once the lock is held again, even when it was
- *  cancelled. @return AIOS_ENOTACQUIRED when the lock is not held. */
+ *  cancelled. @return 0; AIOS_ENOTACQUIRED when the lock is not held; or a
+ *  primitive error. */
 AIOS_EXTERN int aios_condition_wait(aios_condition_t *condition, aios_future_t **out);
 /*! aios_condition_wait_for() : wait until predicate(arg) holds (checked now,
- *  then after each notification, with the lock held). */
+ *  then after each notification, with the lock held). A later check's
+ *  negative status fails the future with it.
+ *  @return 0 (a done future when it holds now); AIOS_EINVAL for a NULL
+ *  `predicate`; the predicate's negative status from the first check;
+ *  AIOS_ENOTACQUIRED when it does not hold and the lock is not held; or a
+ *  primitive error. */
 AIOS_EXTERN int aios_condition_wait_for(aios_condition_t *condition,
                                         aios_predicate_fn predicate, void *arg,
                                         aios_future_t **out);
-/*! aios_condition_notify() : wake up to `n` waiters; the lock must be held
- *  (AIOS_ENOTACQUIRED). */
+/*! aios_condition_notify() / _notify_all() : wake up to `n` waiters, or
+ *  all. @return 0; AIOS_ENOTACQUIRED when the lock is not held; AIOS_EINVAL
+ *  for a negative `n`; or a primitive error. */
 AIOS_EXTERN int aios_condition_notify(aios_condition_t *condition, int n);
 AIOS_EXTERN int aios_condition_notify_all(aios_condition_t *condition);
+/*! aios_condition_ref() / aios_condition_unref() : unref accepts NULL.
+ *  Any thread. @return 0 or a common error. */
 AIOS_EXTERN int aios_condition_ref(aios_condition_t *condition);
 AIOS_EXTERN int aios_condition_unref(aios_condition_t *condition);
 
 /*! aios_semaphore_new() : a Semaphore with `value` permits; with `bounded`, a
- *  BoundedSemaphore, which refuses to be released above `value`. */
+ *  BoundedSemaphore, which refuses to be released above `value`.
+ *  @return 0 and one reference in *out; AIOS_ECLOSED. */
 AIOS_EXTERN int aios_semaphore_new(aios_loop_t *loop, unsigned int value, int bounded,
                                    aios_semaphore_t **out);
-/*! aios_semaphore_acquire() : a future done once a permit is taken. */
+/*! aios_semaphore_acquire() : a future done once a permit is taken.
+ *  @return 0 or a primitive error. */
 AIOS_EXTERN int aios_semaphore_acquire(aios_semaphore_t *semaphore, aios_future_t **out);
 /*! aios_semaphore_release() : return a permit.
- *  @return 0, or AIOS_ERELEASED for a bounded one released too often. */
+ *  @return 0; AIOS_ERELEASED for a bounded one released too often; or a
+ *  primitive error. */
 AIOS_EXTERN int aios_semaphore_release(aios_semaphore_t *semaphore);
-/*! aios_semaphore_locked() : 1 when an acquire would wait, 0, or an error. */
+/*! aios_semaphore_locked() : 1 when an acquire would wait, 0, or a
+ *  primitive error. */
 AIOS_EXTERN int aios_semaphore_locked(const aios_semaphore_t *semaphore);
+/*! aios_semaphore_ref() / aios_semaphore_unref() : unref accepts NULL.
+ *  Any thread. @return 0 or a common error. */
 AIOS_EXTERN int aios_semaphore_ref(aios_semaphore_t *semaphore);
 AIOS_EXTERN int aios_semaphore_unref(aios_semaphore_t *semaphore);
 
-/*! aios_barrier_new() : a Barrier for `parties` tasks (at least 1). */
+/*! aios_barrier_new() : a Barrier for `parties` tasks (at least 1).
+ *  @return 0 and one reference in *out; AIOS_EINVAL for 0 or more than
+ *  INT_MAX parties; AIOS_ECLOSED. */
 AIOS_EXTERN int aios_barrier_new(aios_loop_t *loop, unsigned int parties,
                                  aios_barrier_t **out);
 /*! aios_barrier_wait() : a future done once all parties have arrived; its
  *  result value is the arrival index, 0 to parties-1, as (intptr_t)value. It
- *  fails with AIOS_EBROKENBARRIER when the barrier is reset or aborted. */
+ *  fails with AIOS_EBROKENBARRIER when the barrier is reset or aborted.
+ *  @return 0 or a primitive error. */
 AIOS_EXTERN int aios_barrier_wait(aios_barrier_t *barrier, aios_future_t **out);
 /*! aios_barrier_reset() : back to empty; current waiters fail with
- *  AIOS_EBROKENBARRIER. The future is done once the reset is made. */
+ *  AIOS_EBROKENBARRIER. The future is done once the reset is made.
+ *  @return 0 or a primitive error. */
 AIOS_EXTERN int aios_barrier_reset(aios_barrier_t *barrier, aios_future_t **out);
-/*! aios_barrier_abort() : break the barrier for good. */
+/*! aios_barrier_abort() : break the barrier for good; current and later
+ *  waiters fail with AIOS_EBROKENBARRIER. The future is done once the abort
+ *  is made. @return 0 or a primitive error. */
 AIOS_EXTERN int aios_barrier_abort(aios_barrier_t *barrier, aios_future_t **out);
-/*! aios_barrier_parties() / _n_waiting() / _broken() : counts, 1 or 0, or an error. */
+/*! aios_barrier_parties() / _n_waiting() / _broken() : counts, 1 or 0, or a
+ *  primitive error. */
 AIOS_EXTERN int aios_barrier_parties(const aios_barrier_t *barrier);
 AIOS_EXTERN int aios_barrier_n_waiting(const aios_barrier_t *barrier);
 AIOS_EXTERN int aios_barrier_broken(const aios_barrier_t *barrier);
+/*! aios_barrier_ref() / aios_barrier_unref() : unref accepts NULL. Any thread.
+ *  @return 0 or a common error. */
 AIOS_EXTERN int aios_barrier_ref(aios_barrier_t *barrier);
 AIOS_EXTERN int aios_barrier_unref(aios_barrier_t *barrier);
 
@@ -770,6 +893,10 @@ AIOS_EXTERN int aios_barrier_unref(aios_barrier_t *barrier);
  * Items are `void *` values with a destructor. A queue owns an item from a
  * successful put on; get hands the ownership on. Whatever a queue still holds
  * when it is freed (or shut down immediately) is freed, exactly once.
+ * Errors are the primitives' (see above): aios_queue_new returns
+ * AIOS_ECLOSED, every other function but ref and unref the primitive
+ * errors, and a future fails with AIOS_EINVAL if its queue is freed while
+ * it waits.
  */
 
 typedef struct aios_queue_s aios_queue_t;
@@ -781,7 +908,9 @@ typedef enum aios_queue_kind_e {
                              equal priorities in arrival order */
 } aios_queue_kind_t;
 
-/*! aios_queue_new() : a queue of at most `maxsize` items (0: unbounded). */
+/*! aios_queue_new() : a queue of at most `maxsize` items (0 or less:
+ *  unbounded). @return 0 and one reference in *out; AIOS_EINVAL for an
+ *  unknown kind; AIOS_ECLOSED. */
 AIOS_EXTERN int aios_queue_new(aios_loop_t *loop, aios_queue_kind_t kind, long maxsize,
                                aios_queue_t **out);
 /*! aios_queue_put() : a future done once the item is in the queue (it waits
@@ -790,40 +919,45 @@ AIOS_EXTERN int aios_queue_new(aios_loop_t *loop, aios_queue_kind_t kind, long m
  *  the queue owns it, and frees it if the put is cancelled or fails. The
  *  future fails with AIOS_EQUEUESHUTDOWN once the queue is shut down (also
  *  when it already was: the return code is for bad arguments only).
- *  @return 0; AIOS_EINVAL, AIOS_EBADHANDLE, AIOS_EWRONGTHREAD,
- *  AIOS_EWRONGLOOP (another loop runs on this thread). */
+ *  @return 0 or a primitive error. */
 AIOS_EXTERN int aios_queue_put(aios_queue_t *queue, void *value, aios_destructor_fn destructor,
                                long long priority, aios_future_t **out);
-/*! aios_queue_put_nowait() : put without waiting. @return 0, AIOS_EQUEUEFULL,
- *  AIOS_EQUEUESHUTDOWN (the caller then keeps `value`). */
+/*! aios_queue_put_nowait() : put without waiting. @return 0; AIOS_EQUEUEFULL;
+ *  AIOS_EQUEUESHUTDOWN; or a primitive error. On an error the caller keeps
+ *  `value`. */
 AIOS_EXTERN int aios_queue_put_nowait(aios_queue_t *queue, void *value,
                                       aios_destructor_fn destructor, long long priority);
 /*! aios_queue_get() : a future whose result is the next item; the future owns
  *  the item (aios_future_take_result moves it out). The future fails with
  *  AIOS_EQUEUESHUTDOWN once the queue is shut down and empty (also when it
- *  already was). @return 0, or an error for bad arguments as
- *  aios_queue_put's. */
+ *  already was). @return 0 or a primitive error. */
 AIOS_EXTERN int aios_queue_get(aios_queue_t *queue, aios_future_t **out);
 /*! aios_queue_get_nowait() : the next item and its destructor, now owned by
  *  the caller (`destructor` may be NULL if you know it).
- *  @return 0, AIOS_EQUEUEEMPTY, AIOS_EQUEUESHUTDOWN. */
+ *  @return 0; AIOS_EQUEUEEMPTY; AIOS_EQUEUESHUTDOWN when the queue is shut
+ *  down and empty; AIOS_EINVAL for a NULL `value`; or a primitive error. */
 AIOS_EXTERN int aios_queue_get_nowait(aios_queue_t *queue, void **value,
                                       aios_destructor_fn *destructor);
 /*! aios_queue_qsize() / _maxsize() / _empty() / _full() : counts, 1 or 0, or
- *  an error. */
+ *  a primitive error. maxsize is the value given to aios_queue_new. */
 AIOS_EXTERN long aios_queue_qsize(const aios_queue_t *queue);
 AIOS_EXTERN long aios_queue_maxsize(const aios_queue_t *queue);
 AIOS_EXTERN int aios_queue_empty(const aios_queue_t *queue);
 AIOS_EXTERN int aios_queue_full(const aios_queue_t *queue);
 /*! aios_queue_task_done() : one item taken is processed.
- *  @return 0, or AIOS_ERELEASED when called more often than items were put. */
+ *  @return 0; AIOS_ERELEASED when called more often than items were put;
+ *  or a primitive error. */
 AIOS_EXTERN int aios_queue_task_done(aios_queue_t *queue);
-/*! aios_queue_join() : a future done once every item put was marked done. */
+/*! aios_queue_join() : a future done once every item put was marked done.
+ *  @return 0 or a primitive error. */
 AIOS_EXTERN int aios_queue_join(aios_queue_t *queue, aios_future_t **out);
 /*! aios_queue_shutdown() : puts fail from now on with AIOS_EQUEUESHUTDOWN;
  *  gets fail once the queue is empty. With `immediate` the items are freed
- *  at once. Blocked getters and putters wake up and fail. */
+ *  at once. Blocked getters and putters wake up and fail.
+ *  @return 0 or a primitive error. */
 AIOS_EXTERN int aios_queue_shutdown(aios_queue_t *queue, int immediate);
+/*! aios_queue_ref() / aios_queue_unref() : unref accepts NULL. Any thread.
+ *  @return 0 or a common error. */
 AIOS_EXTERN int aios_queue_ref(aios_queue_t *queue);
 AIOS_EXTERN int aios_queue_unref(aios_queue_t *queue);
 
@@ -834,24 +968,34 @@ AIOS_EXTERN int aios_queue_unref(aios_queue_t *queue);
  *  until it is done, then the remaining tasks are cancelled and awaited and
  *  the loop is closed. `options` may be NULL. If `out` is not NULL it gets
  *  one reference to the finished main task (to read its result).
- *  @return the main task's status as aios_loop_run_until_complete's, or
- *  AIOS_ERUNNING when a loop already runs on this thread. */
+ *  @return the main task's status as aios_loop_run_until_complete's
+ *  (AIOS_EINVALIDSTATE if a step stopped the loop first); AIOS_EINVAL for a
+ *  NULL `step` or an options->size below sizeof(size_t); AIOS_ERUNNING when
+ *  a loop already runs on this thread; -errno when libuv cannot set the
+ *  loop up; or a common error. */
 AIOS_EXTERN int aios_run(aios_step_fn step, void *arg, const aios_task_options_t *options,
                          aios_task_t **out);
 /*! aios_runner_new() : a Runner with its own loop (created on first use),
- *  for several runs on one loop. @return 0 and one reference in *out. */
+ *  for several runs on one loop. @return 0 and one reference in *out, or a
+ *  common error. */
 AIOS_EXTERN int aios_runner_new(aios_runner_t **out);
 /*! aios_runner_run() : run one main task to completion on the runner's loop,
- *  as aios_run does, without closing the loop. */
+ *  as aios_run does, without closing the loop. @return as aios_run's, and
+ *  AIOS_ECLOSED once the runner is closed. */
 AIOS_EXTERN int aios_runner_run(aios_runner_t *runner, aios_step_fn step, void *arg,
                                 const aios_task_options_t *options, aios_task_t **out);
-/*! aios_runner_get_loop() : one reference to the runner's loop into *out. */
+/*! aios_runner_get_loop() : one reference to the runner's loop into *out
+ *  (dropping it does not close the loop: the runner does).
+ *  @return 0; AIOS_ECLOSED once the runner is closed; -errno when libuv
+ *  cannot set the loop up; or a common error. */
 AIOS_EXTERN int aios_runner_get_loop(aios_runner_t *runner, aios_loop_t **out);
 /*! aios_runner_close() : cancel and await the remaining tasks, close the
- *  loop. Closing twice is a no-op. */
+ *  loop. Closing twice is a no-op. @return 0; AIOS_ERUNNING while its loop
+ *  runs; AIOS_EINVALIDSTATE when a task stopped the loop before the others
+ *  were done (the runner then stays open); or a common error. */
 AIOS_EXTERN int aios_runner_close(aios_runner_t *runner);
 /*! aios_runner_ref() / aios_runner_unref() : dropping the last reference
- *  closes the runner. unref accepts NULL. */
+ *  closes the runner. unref accepts NULL. @return 0 or a common error. */
 AIOS_EXTERN int aios_runner_ref(aios_runner_t *runner);
 AIOS_EXTERN int aios_runner_unref(aios_runner_t *runner);
 

@@ -87,11 +87,26 @@ public class AnyFuture: CustomStringConvertible {
   // MARK: Finishing
 
   /// Finishes with a C value the future then owns (freed by `destructor`).
+  /// A value the pending future already owned (a sleep's result) is freed.
   package func setCResult(_ value: UnsafeMutableRawPointer?, destructor: CDestructor?) throws {
-    guard state == .pending else { throw InvalidStateError("invalid state: \(self)") }
+    try checkSettable()
+    cDestructor?(cValue)
     cValue = value
     cDestructor = destructor
     finish(.finished)
+  }
+
+  /// Whether code outside the library may set the outcome: a task's comes
+  /// from its body (asyncio: "Task does not support set_result operation"),
+  /// an operation's (a lock's acquire, a queue's get) from its primitive.
+  var outcomeIsSetFromOutside: Bool { true }
+
+  private func checkSettable() throws {
+    guard outcomeIsSetFromOutside else {
+      throw RuntimeError(code: AIOS_EINVAL.rawValue,
+                         "\(typeName) does not support set_result or set_exception")
+    }
+    guard state == .pending else { throw InvalidStateError("invalid state: \(self)") }
   }
 
   /// asyncio's set_exception. A CancelledError is refused: use cancel().
@@ -99,7 +114,7 @@ public class AnyFuture: CustomStringConvertible {
     guard !(error is CancelledError) else {
       throw RuntimeError(code: AIOS_EINVAL.rawValue, "use cancel() to cancel a future")
     }
-    guard state == .pending else { throw InvalidStateError("invalid state: \(self)") }
+    try checkSettable()
     self.error = error
     finish(.finished)
   }
@@ -191,6 +206,13 @@ public class AnyFuture: CustomStringConvertible {
       cDestructor = nil
     }
     return (cValue, cDestructor)
+  }
+
+  /// Forgets the C value without freeing it: the call that gave it failed,
+  /// and its caller keeps it.
+  package func disownCResult() {
+    cValue = nil
+    cDestructor = nil
   }
 
   /// Marks an error as retrieved without reading it.

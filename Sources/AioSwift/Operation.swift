@@ -11,6 +11,7 @@
 internal import CAioSwift
 
 package class Operation: AnyFuture {
+  override var outcomeIsSetFromOutside: Bool { false }
   /// The state of the operation as its own waiter. Most blocking calls
   /// append a waiter future to their primitive and await it; here the
   /// operation itself is that waiter (waitAsWaiter), which saves a future,

@@ -59,6 +59,9 @@ public final class Runner {
       closed = true
       return
     }
+    guard !loop.isRunning else {
+      throw RuntimeError(code: AIOS_ERUNNING.rawValue, "Cannot close a running event loop")
+    }
     try cancelAllTasks(loop)
     try loop.close()
     closed = true

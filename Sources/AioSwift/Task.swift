@@ -97,6 +97,7 @@ public class TaskBase: AnyFuture {
   }
 
   public override var isTask: Bool { true }
+  override var outcomeIsSetFromOutside: Bool { false }
   /// True for a StepTask (a virtual call, cheaper than a dynamic cast).
   package var isStepTask: Bool { false }
 
@@ -327,9 +328,17 @@ package final class StepTask: TaskBase {
 
   package override var isStepTask: Bool { true }
 
+  /// The call that made the task failed: it leaves the loop's list and
+  /// never steps, and the caller keeps its argument.
+  func abandon() {
+    argumentAbandoned = true
+    didFinish()
+  }
+  private var argumentAbandoned = false
+
   deinit {
     releaseAwaitedHandle(of: waiter)
-    argumentDestructor?(argument)
+    if !argumentAbandoned { argumentDestructor?(argument) }
   }
 
   /// True while this task's step function runs (aios_task_await and friends
@@ -544,7 +553,12 @@ extension Loop {
     try checkUsable()
     let task = StepTask(loop: self, function: function, argument: argument,
                         destructor: destructor, name: name)
-    try prepare(task)
+    do {
+      try prepare(task)
+    } catch {
+      task.abandon()
+      throw error
+    }
     task.start(eager: eager)
     return task
   }

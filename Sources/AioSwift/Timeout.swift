@@ -40,11 +40,20 @@ public final class Timeout: CustomStringConvertible {
     if let loop, loop !== task.loop { throw RuntimeError(code: AIOS_EWRONGLOOP.rawValue) }
     guard !task.isDone else { throw RuntimeError(code: AIOS_EINVALIDSTATE.rawValue, "the task is done") }
     if let when { try checkTime(when) }
+    let boundLoop = loop
     loop = task.loop
     state = .entered
     self.task = task
     cancellingAtEntry = task.cancelling
-    try reschedule(when)
+    do {
+      try reschedule(when)
+    } catch {
+      // Not armed (a closed loop): the scope was never entered.
+      state = .created
+      self.task = nil
+      loop = boundLoop
+      throw error
+    }
   }
 
   /// Moves the deadline (nil: none) of an active scope.

@@ -154,6 +154,13 @@ public func aios_sleep(_ loop: OpaquePointer?, _ delay: Double, _ value: UnsafeM
   status {
     let loop = try ownLoop(loop)
     guard out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    try give(try loop.sleepFuture(delay, value: value, destructor: destructor), .future, out)
+    let future = try loop.sleepFuture(delay, value: value, destructor: destructor)
+    do {
+      try give(future, .future, out)
+    } catch {
+      future.disownCResult()  // the caller keeps `value` when the call fails
+      _ = future.cancel()
+      throw error
+    }
   }
 }

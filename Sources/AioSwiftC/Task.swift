@@ -57,7 +57,11 @@ func createTask(_ loop: Loop, loopHandle: OpaquePointer?, _ step: aios_step_fn,
   var made: OpaquePointer?
   // The factory is user code: the loop is held across it.
   let status = withExtendedLifetime(loop) { fn(loopHandle, step, arg, options, factoryArg, &made) }
-  if status < 0 { throw makeError(code: status, message: nil) }
+  if status != 0 {
+    if made != nil { _ = ObjectTable.release(handleValue(made)) }
+    throw status < 0 ? makeError(code: status, message: nil)
+      : RuntimeError(code: AIOS_EINVAL.rawValue, "the task factory returned \(status)")
+  }
   guard made != nil else {
     throw RuntimeError(code: AIOS_EINVAL.rawValue, "the task factory made no task")
   }

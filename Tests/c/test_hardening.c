@@ -459,7 +459,115 @@ static void test_wait_for_done_future_of_closed_loop(void) {
   CHECK_EQ(aios_loop_unref(loop), 0);
 }
 
-TEST_MAIN(TEST_ENTRY(test_far_deadlines_do_not_trap),
+/* ------------------------------------------------------------------------ */
+/* Outcomes only the library sets                                             */
+
+/* A task's outcome comes from its step, an acquire's from its lock: setting
+ * either from outside is refused (asyncio: "Task does not support
+ * set_result"), and the lock goes on working. */
+static void test_set_result_refused_on_tasks_and_operations(void) {
+  aios_loop_t *loop = make_loop();
+  aios_future_t *never = NULL, *first = NULL, *second = NULL, *third = NULL;
+  aios_task_t *task = NULL;
+  aios_lock_t *lock = NULL;
+  aios_error_t *e = NULL;
+  CHECK_EQ(aios_future_new(loop, &never), 0);
+  CHECK_EQ(aios_task_new(loop, wait_forever_step, never, NULL, &task), 0);
+  CHECK_EQ(aios_error_new(-EPIPE, NULL, &e), 0);
+  CHECK_EQ(aios_future_set_result(aios_task_as_future(task), NULL, NULL), AIOS_EINVAL);
+  CHECK_EQ(aios_future_set_error(aios_task_as_future(task), e), AIOS_EINVAL);
+  CHECK_EQ(aios_lock_new(loop, &lock), 0);
+  CHECK_EQ(aios_lock_acquire(lock, &first), 0);
+  CHECK_EQ(aios_lock_acquire(lock, &second), 0); /* waits */
+  CHECK_EQ(aios_future_set_result(second, NULL, NULL), AIOS_EINVAL);
+  CHECK_EQ(aios_future_set_error(second, e), AIOS_EINVAL);
+  CHECK_EQ(aios_lock_release(lock), 0);
+  CHECK_EQ(run_until(loop, second), 0); /* the waiter got the lock */
+  CHECK_EQ(aios_lock_locked(lock), 1);
+  CHECK_EQ(aios_lock_release(lock), 0);
+  CHECK_EQ(aios_lock_acquire(lock, &third), 0);
+  CHECK_EQ(aios_future_done(third), 1);
+  CHECK_EQ(aios_lock_release(lock), 0);
+  CHECK_EQ(aios_task_cancel(task, NULL), 1);
+  CHECK_EQ(run_until(loop, aios_task_as_future(task)), AIOS_ECANCELLED);
+  aios_future_unref(first);
+  aios_future_unref(second);
+  aios_future_unref(third);
+  aios_lock_unref(lock);
+  aios_error_unref(e);
+  aios_task_unref(task);
+  aios_future_unref(never);
+  close_loop(loop);
+}
+
+/* A sleep owns its value from the start: a result set over it frees it once. */
+static void test_set_result_on_a_sleep_frees_its_value(void) {
+  aios_loop_t *loop = make_loop();
+  aios_future_t *nap = NULL;
+  int value = 0, replacement = 0;
+  void *got = NULL;
+  CHECK_EQ(aios_sleep(loop, 10, &value, count_destructor, &nap), 0);
+  CHECK_EQ(aios_future_set_result(nap, &replacement, count_destructor), 0);
+  CHECK_EQ(value, 1);
+  CHECK_EQ(aios_future_result(nap, &got), 0);
+  CHECK_PTR_EQ(got, &replacement);
+  CHECK_EQ(aios_future_unref(nap), 0);
+  run_once(loop); /* its done callback cancels the timer, which held it */
+  CHECK_EQ(replacement, 1);
+  CHECK_EQ(value, 1);
+  close_loop(loop);
+}
+
+static int bad_factory(aios_loop_t *loop, aios_step_fn step, void *arg,
+                       const aios_task_options_t *options, void *factory_arg,
+                       aios_task_t **out) {
+  int rc = aios_task_create(loop, step, arg, options, out);
+  (void)factory_arg;
+  return rc == 0 ? *(int *)factory_arg : rc;
+}
+
+/* A factory that makes a task but reports an error (or a positive status):
+ * the task it made is released, the call fails. */
+static void test_task_factory_error_with_a_task(void) {
+  aios_loop_t *loop = make_loop();
+  int status = -EMFILE;
+  CHECK_EQ(aios_loop_set_task_factory(loop, bad_factory, &status), 0);
+  CHECK_EQ(aios_task_new(loop, idle_step, NULL, NULL, NULL), -EMFILE);
+  status = 7;
+  CHECK_EQ(aios_task_new(loop, idle_step, NULL, NULL, NULL), AIOS_EINVAL);
+  run_once(loop); /* the made tasks ran and are gone */
+  close_loop(loop);
+}
+
+/* Closing a runner from inside its own run is refused, and cancels nothing. */
+static int close_runner_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
+  aios_runner_t *runner = arg;
+  aios_future_t *never = NULL;
+  aios_task_t *child = NULL;
+  (void)awaited;
+  CHECK_EQ(aios_future_new(aios_task_get_loop(task), &never), 0);
+  CHECK_EQ(aios_task_new(aios_task_get_loop(task), wait_forever_step, never, NULL, &child), 0);
+  CHECK_EQ(aios_runner_close(runner), AIOS_ERUNNING);
+  CHECK_EQ(aios_task_cancelling(child), 0);
+  CHECK_EQ(aios_task_cancel(child, NULL), 1);
+  aios_task_unref(child);
+  aios_future_unref(never);
+  return aios_task_return(task, NULL, NULL);
+}
+
+static void test_runner_close_inside_its_run(void) {
+  aios_runner_t *runner = NULL;
+  CHECK_EQ(aios_runner_new(&runner), 0);
+  CHECK_EQ(aios_runner_run(runner, close_runner_step, runner, NULL, NULL), 0);
+  CHECK_EQ(aios_runner_close(runner), 0);
+  CHECK_EQ(aios_runner_unref(runner), 0);
+}
+
+TEST_MAIN(TEST_ENTRY(test_set_result_refused_on_tasks_and_operations),
+          TEST_ENTRY(test_set_result_on_a_sleep_frees_its_value),
+          TEST_ENTRY(test_task_factory_error_with_a_task),
+          TEST_ENTRY(test_runner_close_inside_its_run),
+          TEST_ENTRY(test_far_deadlines_do_not_trap),
           TEST_ENTRY(test_infinite_sleep_after_a_timer),
           TEST_ENTRY(test_nan_times_are_refused),
           TEST_ENTRY(test_far_timeouts_of_combinators),
