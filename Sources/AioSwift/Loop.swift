@@ -340,8 +340,9 @@ public final class Loop: @unchecked Sendable {
       timers.removeMin()
       cancelledTimerCount -= 1
     }
-    // An infinite deadline never comes: nothing to wait for.
-    guard let deadline = timers.min?.when, deadline.isFinite else {
+    // An infinite deadline never comes: nothing to wait for (-infinity is
+    // due at once, as any deadline in the past).
+    guard let deadline = timers.min?.when, deadline != .infinity else {
       if armedDeadline != .infinity { uv_timer_stop(wakeTimer); armedDeadline = .infinity }
       return false
     }

@@ -70,6 +70,20 @@ static void test_far_deadlines_do_not_trap(void) {
   }
 }
 
+/* A deadline at -infinity is due at once, as any deadline in the past: the
+ * loop must not wait for it as if it never came. */
+static void test_minus_infinity_is_due_at_once(void) {
+  aios_loop_t *loop = make_loop();
+  aios_handle_t *at = NULL;
+  g_called = 0;
+  CHECK_EQ(aios_loop_call_later(loop, -INFINITY, stop_cb, loop, NULL, NULL), 0);
+  CHECK_EQ(aios_loop_call_at(loop, -INFINITY, count_cb, NULL, NULL, &at), 0);
+  CHECK_EQ(aios_loop_run_forever(loop), 0);
+  CHECK_EQ(g_called, 1);
+  CHECK_EQ(aios_handle_unref(at), 0);
+  close_loop(loop);
+}
+
 /* sleep(INFINITY) once another timer has fired: never due, never a trap. */
 static void test_infinite_sleep_after_a_timer(void) {
   aios_loop_t *loop = make_loop();
@@ -563,7 +577,8 @@ static void test_runner_close_inside_its_run(void) {
   CHECK_EQ(aios_runner_unref(runner), 0);
 }
 
-TEST_MAIN(TEST_ENTRY(test_set_result_refused_on_tasks_and_operations),
+TEST_MAIN(TEST_ENTRY(test_minus_infinity_is_due_at_once),
+          TEST_ENTRY(test_set_result_refused_on_tasks_and_operations),
           TEST_ENTRY(test_set_result_on_a_sleep_frees_its_value),
           TEST_ENTRY(test_task_factory_error_with_a_task),
           TEST_ENTRY(test_runner_close_inside_its_run),
