@@ -251,7 +251,13 @@ public func aios_all_tasks(_ loop: OpaquePointer?, _ tasks: UnsafeMutablePointer
     guard capacity == 0 || tasks != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
     let all = loop.allTasks()
     for (index, task) in all.prefix(Int(clamping: capacity)).enumerated() {
-      try give(task, .task, tasks! + index)
+      do {
+        try give(task, .task, tasks! + index)
+      } catch {
+        // All or nothing: the references already given are taken back.
+        for given in 0..<index { _ = ObjectTable.release(handleValue(tasks![given])) }
+        throw error
+      }
     }
     return all.count
   }

@@ -93,7 +93,7 @@ func queuePingpong(_ n: Int) async throws -> Double {
   let pongs = try await pong.value
   let seconds = now() - start
   try expect(pings == n && pongs == n, "round trips: ping \(pings), pong \(pongs) of \(n)")
-  try expect(q1.qsize == 0 && q2.qsize == 0, "queues hold \(q1.qsize) and \(q2.qsize) items at the end")
+  try expect(q1.count == 0 && q2.count == 0, "queues hold \(q1.count) and \(q2.count) items at the end")
   return seconds
 }
 
@@ -129,7 +129,7 @@ func lockContention(tasks: Int, iters: Int) async throws -> Double {
   }
   let seconds = now() - start
   try expect(sections == tasks * iters, "\(sections) critical sections, expected \(tasks * iters)")
-  try expect(!lock.locked, "the lock is still locked at the end")
+  try expect(!lock.isLocked, "the lock is still locked at the end")
   return seconds
 }
 
