@@ -57,7 +57,7 @@ install: all
 test: deps
 	$(MAKE) --no-print-directory checks
 
-checks: all swift-test c-test python-test
+checks: all swift-test c-test python-test fuzz-short
 
 swift-test:
 	$(SWIFT) test
@@ -96,4 +96,7 @@ demo: deps
 	SWIFT_FLAGS="$(SWIFTC_RELEASE)" bash examples/run_demo.sh
 
 clean:
-	rm -rf $(BUILD) .build Tests/c/bin bench/bin examples/c/bin
+	rm -rf $(BUILD) .build Tests/c/bin bench/bin examples/c/bin Tests/fuzz/bin Tests/fuzz/work
+
+# The fuzzer over the C ABI: `make fuzz` (FUZZ_SECONDS), `make fuzz-short`.
+include Tests/fuzz/fuzz.mk

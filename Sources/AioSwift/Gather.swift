@@ -129,7 +129,9 @@ public final class ShieldFuture: AnyFuture {
 
   /// _inner_done_callback.
   func innerDone() {
-    if isCancelled {
+    // Cancelled, or given an outcome by its user: the inner's goes nowhere
+    // (its value stays the inner's, which owns it).
+    if isDone {
       if !inner.isCancelled { inner.markErrorRetrieved() }
       return
     }

@@ -508,6 +508,16 @@ public final class Loop: @unchecked Sendable {
   private var closeActions: [() -> Void] = []
   package func whenClosed(_ action: @escaping () -> Void) { closeActions.append(action) }
 
+  /// Pending operations that hold themselves in a cycle until they finish
+  /// (a wait, a task group's exit), and how each lets go if the loop
+  /// closes first: nothing can finish them then, and they must be freed
+  /// with their users, as asyncio's collector frees them.
+  private var cycleBreakers: [ObjectIdentifier: () -> Void] = [:]
+  func breakCycleAtClose(_ owner: AnyObject, _ letGo: @escaping () -> Void) {
+    cycleBreakers[ObjectIdentifier(owner)] = letGo
+  }
+  func cycleEnded(_ owner: AnyObject) { cycleBreakers[ObjectIdentifier(owner)] = nil }
+
   /// A loop made through the C ABI (aios_loop_new) has no owner but its C
   /// references: the last one going closes it. A runner's loop is its
   /// runner's to close.
@@ -539,7 +549,11 @@ public final class Loop: @unchecked Sendable {
     uv_close(asHandle(wakeAsync), nil)
     uv_run(uv, UV_RUN_DEFAULT)
     uv_loop_close(uv)
+    unwindSwiftTasks()
     releaseTaskList()
+    let breakers = cycleBreakers
+    cycleBreakers = [:]
+    for letGo in breakers.values { letGo() }
     sharedDoneFuture = nil
     let actions = closeActions
     closeActions = []

@@ -148,6 +148,13 @@ package class Operation: AnyFuture {
   @discardableResult
   package override func cancel(message: String? = nil) -> Bool {
     guard state == .pending else { return false }
+    if loop.isClosed {
+      // Its loop dropped the callbacks that would have run the rest, so
+      // `inner` may be gone: the operation just ends cancelled.
+      error = CancelledError(message)
+      finish(.cancelled)
+      return true
+    }
     if waiter == .pending { return cancelWaiter(message: message) }
     if let inner, inner.cancel(message: message) { return true }
     pendingCancel = CancelledError(message)

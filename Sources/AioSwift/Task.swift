@@ -453,6 +453,27 @@ public class SwiftTaskBase: TaskBase {
     runPendingJob()
   }
 
+  /// See Loop.unwindSwiftTasks: resumes the suspended body with a
+  /// CancelledError; false if it was not suspended at one of our awaits.
+  func unwind() -> Bool {
+    if !started, pendingJob != nil {
+      // Never started: it ends cancelled, and its Swift task runs to its
+      // (empty) end.
+      cancel(message: "Event loop is closed")
+      step(outcome: nil)
+      return true
+    }
+    guard let continuation else { return false }
+    self.continuation = nil
+    if let waiter { stopWaiting(on: waiter) }
+    let outer = loop.capturingTask
+    loop.capturingTask = self
+    continuation.resume(throwing: CancelledError("Event loop is closed"))
+    loop.capturingTask = outer
+    runPendingJob()
+    return true
+  }
+
   private func runPendingJob() {
     guard let job = pendingJob else { return }
     pendingJob = nil
@@ -572,6 +593,24 @@ extension Loop {
       next = task.nextTask
     }
     return tasks
+  }
+
+  /// Swift tasks suspended at one of the loop's awaits when it closes are
+  /// resumed with a CancelledError, as CPython closes a coroutine it
+  /// collects (GeneratorExit at its await): their frames unwind and are
+  /// freed. A frame left suspended would keep its task, and what it holds,
+  /// for ever. A body that catches the error and awaits again gets it
+  /// again, a few times, then is left.
+  func unwindSwiftTasks() {
+    for _ in 0..<4 {
+      var resumed = false
+      var next = tasksHead
+      while let task = next {
+        next = task.nextTask
+        if !task.isStepTask, unsafeDowncast(task, to: SwiftTaskBase.self).unwind() { resumed = true }
+      }
+      if !resumed { return }
+    }
   }
 
   /// Lets go of the list of pending tasks one by one (a long chain released

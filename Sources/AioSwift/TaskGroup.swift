@@ -98,6 +98,7 @@ public final class AioTaskGroup: CustomStringConvertible {
   /// cancellation to propagate. Done normally, the body's own error (if any)
   /// is what goes on.
   package func exitOperation(_ raised: (any Error)?) throws -> AnyFuture {
+    try loop.checkUsable()
     guard entered, !exiting, let parent else {
       throw RuntimeError(code: AIOS_EINVALIDSTATE.rawValue, "TaskGroup \(self) is not active")
     }
@@ -126,6 +127,9 @@ public final class AioTaskGroup: CustomStringConvertible {
       let completed = AnyFuture(loop: loop)
       group.onCompleted = completed
       wait(on: completed)
+      // The group holds `completed`, which holds this exit, which holds
+      // the group.
+      loop.breakCycleAtClose(self) { [weak self] in self?.group.onCompleted = nil }
     }
 
     override func advance(_ completed: AnyFuture) {
@@ -139,6 +143,7 @@ public final class AioTaskGroup: CustomStringConvertible {
     }
 
     private func finish() {
+      loop.cycleEnded(self)
       if group.parentCancelRequested && parent.uncancel() == 0 { propagate = nil }
       if let propagate, group.errors.isEmpty { return completeThrowing(propagate) }
       if let raised, !(raised is CancelledError) { group.errors.append(raised) }

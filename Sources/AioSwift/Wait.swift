@@ -32,6 +32,16 @@ package final class WaitOperation: Operation {
     tokens = futures.map { future in
       future.addDoneCallback { [weak self] done in self?.completed(done, waiter: waiter) }
     }
+    // The futures hold the waiter through their callbacks, the waiter holds
+    // this operation, and this one holds the futures.
+    loop.breakCycleAtClose(self) { [weak self] in self?.removeCallbacks() }
+  }
+
+  private func removeCallbacks() {
+    timeoutHandle?.cancel()
+    timeoutHandle = nil
+    for (future, token) in zip(futures, tokens) { future.removeDoneCallback(token) }
+    tokens = []
   }
 
   /// _on_completion.
@@ -47,10 +57,8 @@ package final class WaitOperation: Operation {
 
   override func advance(_ waiter: AnyFuture) {
     // _wait's finally: the timeout and the callbacks go.
-    timeoutHandle?.cancel()
-    timeoutHandle = nil
-    for (future, token) in zip(futures, tokens) { future.removeDoneCallback(token) }
-    tokens = []
+    removeCallbacks()
+    loop.cycleEnded(self)
     if let cancelled = cancellation(of: waiter) { completeThrowing(cancelled) } else { completeReturning() }
   }
 

@@ -41,18 +41,35 @@ public func aios_loop_ref(_ loop: OpaquePointer?) -> Int32 { refObject(loop, .lo
 @_cdecl("aios_loop_unref")
 public func aios_loop_unref(_ loop: OpaquePointer?) -> Int32 {
   // The handles of call_soon_threadsafe hold C references to their loop
-  // (LoopKeeper) until they have run. When the owner's unref leaves only
-  // those, the loop is unreachable: it closes, which drops the handles.
-  if let address = ObjectTable.address(handleValue(loop), .loop) {
-    let target = Unmanaged<Loop>.fromOpaque(address).takeUnretainedValue()
-    if target.isOwnerThread, !target.isClosed {
-      let keepers = UInt32(clamping: target.threadsafeKeepers.load(ordering: .acquiring))
-      if keepers > 0, ObjectTable.referenceCount(handleValue(loop)) <= keepers + 1 {
-        target.closeWhenUnreachable()
-      }
-    }
+  // (LoopKeeper) until they have run. When an unref leaves only those, the
+  // loop is unreachable: it closes, which drops the handles. On the loop's
+  // thread that happens here; another thread leaves it to the loop's.
+  let handle = handleValue(loop)
+  guard let address = ObjectTable.address(handle, .loop) else { return unrefObject(loop, .loop) }
+  let (owner, keepers, onOwnThread) = Unmanaged<Loop>.fromOpaque(address)._withUnsafeGuaranteedRef {
+    ($0.ownerToken, UInt32(clamping: $0.threadsafeKeepers.load(ordering: .acquiring)), $0.isOwnerThread)
   }
-  return unrefObject(loop, .loop)
+  if keepers > 0, onOwnThread, ObjectTable.referenceCount(handle) <= keepers + 1 {
+    closeIfOnlyKeepersLeft(handle, afterOneMore: true)
+  }
+  let status = unrefObject(loop, .loop)
+  if status == 0, keepers > 0, !onOwnThread, ObjectTable.referenceCount(handle) <= keepers {
+    DeferredReleases.addLoopCheck(handle, owner: owner)
+  }
+  return status
+}
+
+/// Closes the loop of `handle` if nothing but call_soon_threadsafe handles
+/// (and, with `afterOneMore`, the caller's reference about to go) holds it.
+/// On the loop's own thread.
+func closeIfOnlyKeepersLeft(_ handle: UInt64, afterOneMore: Bool = false) {
+  guard let address = ObjectTable.address(handle, .loop) else { return }
+  let target = Unmanaged<Loop>.fromOpaque(address).takeUnretainedValue()
+  guard target.isOwnerThread, !target.isClosed else { return }
+  let keepers = UInt32(clamping: target.threadsafeKeepers.load(ordering: .acquiring))
+  if keepers > 0, ObjectTable.referenceCount(handle) <= keepers + (afterOneMore ? 1 : 0) {
+    target.closeWhenUnreachable()
+  }
 }
 
 @_cdecl("aios_loop_run_forever")

@@ -366,7 +366,7 @@ enum ObjectTable {
 /// unref, whichever comes first.
 enum DeferredReleases {
   private struct Entry {
-    let object: UnsafeMutableRawPointer
+    let object: UnsafeMutableRawPointer?  // nil: a check of `handle` (addLoopCheck)
     let type: UInt32
     let handle: UInt64
     let owner: UInt32
@@ -382,6 +382,15 @@ enum DeferredReleases {
     if let loop { Unmanaged<Loop>.fromOpaque(loop)._withUnsafeGuaranteedRef { $0.wakeUp() } }
   }
 
+  /// Another thread's unref left a loop's handle with only the references
+  /// of call_soon_threadsafe handles: its own thread closes it if that is
+  /// still so (see aios_loop_unref). The entry owns nothing: a loop gone
+  /// meanwhile has a dead handle.
+  static func addLoopCheck(_ handle: UInt64, owner: UInt32) {
+    entries.withLock { $0.append(Entry(object: nil, type: ObjectType.loop.rawValue, handle: handle, owner: owner)) }
+    aiosi_deferred_release_add(1)
+  }
+
   /// Releases the entries that belong to the calling thread.
   static func drain() {
     let token = aiosi_thread_token()
@@ -392,7 +401,13 @@ enum DeferredReleases {
     }
     guard !mine.isEmpty else { return }
     aiosi_deferred_release_add(-Int64(mine.count))
-    for entry in mine { ObjectTable.finalRelease(entry.object, type: entry.type, handle: entry.handle) }
+    for entry in mine {
+      if let object = entry.object {
+        ObjectTable.finalRelease(object, type: entry.type, handle: entry.handle)
+      } else {
+        closeIfOnlyKeepersLeft(entry.handle)
+      }
+    }
   }
 }
 

@@ -458,6 +458,99 @@ static void test_threadsafe_handle_keeps_no_loop(void) {
   }
 }
 
+static void *threadsafe_then_drop_loop(void *arg) {
+  aios_loop_t *loop = arg;
+  aios_handle_t *handle = NULL;
+  CHECK_EQ(aios_loop_call_soon_threadsafe(loop, count_cb, NULL, NULL, &handle), 0);
+  CHECK_EQ(aios_handle_unref(handle), 0);
+  CHECK_EQ(aios_loop_unref(loop), 0); /* the last reference but the handle's */
+  return NULL;
+}
+
+/* The owner lets go first, another thread last: only the threadsafe
+ * handle's reference is left, and the loop's own thread closes it at its
+ * next unref. */
+static void test_threadsafe_handle_outlives_every_user(void) {
+  aios_loop_t *loop = make_loop();
+  aios_error_t *e = NULL;
+  pthread_t thread;
+  CHECK_EQ(aios_loop_ref(loop), 0); /* the thread's */
+  CHECK_EQ(aios_loop_unref(loop), 0); /* the owner's: the thread's is left */
+  CHECK_EQ(pthread_create(&thread, NULL, threadsafe_then_drop_loop, loop), 0);
+  CHECK_EQ(pthread_join(thread, NULL), 0);
+  CHECK_EQ(aios_error_new(AIOS_EINVAL, NULL, &e), 0);
+  CHECK_EQ(aios_error_unref(e), 0); /* the owner thread's next unref */
+  CHECK_EQ(aios_live_objects(AIOS_OBJECT_LOOP), 0);
+}
+
+/* Closing a loop while an aios_wait, an aios_wait_for or a task group's
+ * exit is pending: each is freed with its last user. */
+static void test_close_with_combinators_pending(void) {
+  aios_loop_t *loop = make_loop();
+  aios_future_t *never = NULL, *w = NULL, *wf = NULL;
+  CHECK_EQ(aios_future_new(loop, &never), 0);
+  CHECK_EQ(aios_wait(loop, &never, 1, 60, AIOS_ALL_COMPLETED, &w), 0);
+  CHECK_EQ(aios_wait_for(never, 60, &wf), 0);
+  run_once(loop); /* wait_for's task awaits `never` */
+  close_loop(loop);
+  CHECK_EQ(aios_future_unref(w), 0);
+  CHECK_EQ(aios_future_unref(wf), 0);
+  CHECK_EQ(aios_future_unref(never), 0);
+}
+
+typedef struct group_left_s {
+  aios_task_group_t *group;
+  aios_future_t *never;
+} group_left_t;
+
+static int group_left_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
+  group_left_t *g = arg;
+  aios_future_t *exiting = NULL;
+  (void)awaited;
+  CHECK_EQ(aios_task_group_new(aios_task_get_loop(task), &g->group), 0);
+  CHECK_EQ(aios_task_group_enter(g->group, task), 0);
+  CHECK_EQ(aios_task_group_create_task(g->group, wait_forever_step, g->never, NULL, NULL), 0);
+  CHECK_EQ(aios_task_group_exit(g->group, NULL, &exiting), 0);
+  return aios_task_await_owned(task, exiting);
+}
+
+static void test_close_with_a_group_exit_pending(void) {
+  aios_loop_t *loop = make_loop();
+  aios_task_t *task = NULL;
+  aios_future_t *late = NULL;
+  group_left_t g = {NULL, NULL};
+  CHECK_EQ(aios_future_new(loop, &g.never), 0);
+  CHECK_EQ(aios_task_new(loop, group_left_step, &g, NULL, &task), 0);
+  run_once(loop);
+  run_once(loop);
+  close_loop(loop);
+  /* Exiting on a closed loop is refused. */
+  CHECK_EQ(aios_task_group_exit(g.group, NULL, &late), AIOS_ECLOSED);
+  CHECK_EQ(aios_task_group_unref(g.group), 0);
+  CHECK_EQ(aios_task_unref(task), 0);
+  CHECK_EQ(aios_future_unref(g.never), 0);
+}
+
+/* A shield given a result by its user, then its inner one: each frees its
+ * own value once. */
+static void test_set_result_on_a_shield(void) {
+  aios_loop_t *loop = make_loop();
+  aios_future_t *inner = NULL, *outer = NULL;
+  int outer_value = 0, inner_value = 0;
+  CHECK_EQ(aios_future_new(loop, &inner), 0);
+  CHECK_EQ(aios_shield(inner, &outer), 0);
+  CHECK_EQ(aios_future_set_result(outer, &outer_value, count_destructor), 0);
+  CHECK_EQ(aios_future_set_result(inner, &inner_value, count_destructor), 0);
+  run_once(loop);
+  run_once(loop);
+  CHECK_EQ(aios_future_unref(outer), 0);
+  CHECK_EQ(aios_future_unref(inner), 0);
+  run_once(loop);
+  CHECK_EQ(outer_value, 1);
+  CHECK_EQ(inner_value, 1);
+  close_loop(loop);
+}
+
 /* wait_for on a done future of a closed loop leaks nothing. */
 static void test_wait_for_done_future_of_closed_loop(void) {
   aios_loop_t *loop = make_loop();
@@ -598,4 +691,8 @@ TEST_MAIN(TEST_ENTRY(test_minus_infinity_is_due_at_once),
           TEST_ENTRY(test_close_with_a_task_waiting_on_a_gather),
           TEST_ENTRY(test_last_unref_inside_a_callback),
           TEST_ENTRY(test_threadsafe_handle_keeps_no_loop),
+          TEST_ENTRY(test_threadsafe_handle_outlives_every_user),
+          TEST_ENTRY(test_close_with_combinators_pending),
+          TEST_ENTRY(test_close_with_a_group_exit_pending),
+          TEST_ENTRY(test_set_result_on_a_shield),
           TEST_ENTRY(test_wait_for_done_future_of_closed_loop))
