@@ -2,6 +2,7 @@
  * function, wait_for, gather and shield. CPython's Lib/asyncio/timeouts.py
  * and tasks.py are the reference. */
 #include "test_util.h"
+#include "test_main.h"
 
 #include <math.h>
 #include <semaphore.h>
@@ -11,26 +12,7 @@
 
 /* The loop of the current aios_run, one reference held for the run (a
  * pointer is valid only while a reference through it is held). */
-static aios_loop_t *g_loop;
 
-static aios_loop_t *running_loop(void) {
-  if (g_loop == NULL) CHECK_EQ(aios_get_running_loop(&g_loop), 0);
-  return g_loop;
-}
-
-/* aios_run, then drop the run's loop reference. */
-static int run_main(aios_step_fn step, void *arg) {
-  int rc = aios_run(step, arg, NULL, NULL);
-  CHECK_EQ(aios_loop_unref(g_loop), 0);
-  g_loop = NULL;
-  return rc;
-}
-
-static double loop_now(void) {
-  double now = 0;
-  CHECK_EQ(aios_loop_time(running_loop(), &now), 0);
-  return now;
-}
 
 /* Awaits aios_sleep(delay) from a step. */
 static int await_sleep(aios_task_t *task, double delay) {

@@ -16,6 +16,7 @@
  * the ones that need a real timeout run a main task under aios_run.
  */
 #include "test_util.h"
+#include "test_main.h"
 
 #include <stdint.h>
 
@@ -241,26 +242,6 @@ static void check_task_cancelled_with(aios_task_t *t, const char *message) {
 /* ------------------------------------------------------------------------ */
 /* For the tests under aios_run                                               */
 
-static aios_loop_t *g_loop; /* one reference for the run */
-
-static aios_loop_t *running_loop(void) {
-  if (g_loop == NULL)
-    CHECK_EQ(aios_get_running_loop(&g_loop), 0);
-  return g_loop;
-}
-
-static int run_main(aios_step_fn step, void *arg) {
-  int rc = aios_run(step, arg, NULL, NULL);
-  CHECK_EQ(aios_loop_unref(g_loop), 0);
-  g_loop = NULL;
-  return rc;
-}
-
-static double loop_now(void) {
-  double now = 0;
-  CHECK_EQ(aios_loop_time(running_loop(), &now), 0);
-  return now;
-}
 
 /* From a step: await `f` (dropping the step's reference to it). */
 static int await_and_drop(aios_task_t *task, aios_future_t *f) {
