@@ -398,21 +398,22 @@ package final class StepTask: TaskBase {
 public class SwiftTaskBase: TaskBase {
   var pendingJob: UnownedJob?
   var continuation: UnsafeContinuation<Void, any Error>?
-  /// The Swift task that runs the body, while it does. Its awaits on the
-  /// loop are the task's steps; any other Swift task on the loop (a child of
+  /// The Swift task that runs the body, while it does (its address, from
+  /// the runtime: compared on every await, where withUnsafeCurrentTask
+  /// would cost more than the rest of the await). Its awaits on the loop
+  /// are the task's steps; any other Swift task on the loop (a child of
   /// `async let` or of a task group, a Task preferring the loop as its
-  /// executor) inherits `current` but waits on its own (waitOnItsOwn).
-  var bodyTask: UnsafeCurrentTask?
-  /// The Swift task, to cancel when an asyncio cancellation finds the body
+  /// executor) inherits `current` but waits on its own (waitOnItsOwn). It
+  /// is also what an asyncio cancellation cancels when it finds the body
   /// waiting on a Swift await that is not the library's.
-  var swiftTask: Task<Void, Never>?
+  var bodyTaskAddress: UnsafeRawPointer?
 
   @TaskLocal static var current: SwiftTaskBase?
 
   /// True when the calling Swift task is the one running this task's body.
   var isRunningItsBody: Bool {
-    guard let bodyTask else { return false }
-    return withUnsafeCurrentTask { $0 == bodyTask }
+    guard let bodyTaskAddress else { return false }
+    return currentSwiftTaskAddress() == bodyTaskAddress
   }
 
   /// asyncio's cancel, reaching Swift's own awaits too: a body suspended in
@@ -425,7 +426,9 @@ public class SwiftTaskBase: TaskBase {
   @discardableResult
   public override func cancel(message: String? = nil) -> Bool {
     guard super.cancel(message: message) else { return false }
-    if started, waiter == nil, continuation == nil, !isRunningItsBody { swiftTask?.cancel() }
+    if started, waiter == nil, continuation == nil, !isRunningItsBody, let bodyTaskAddress {
+      cancelSwiftTask(bodyTaskAddress)
+    }
     return true
   }
 
@@ -492,15 +495,15 @@ public class SwiftTaskBase: TaskBase {
 
 /// A task whose body is a Swift async closure running on the loop's thread.
 public final class AioTask<T>: SwiftTaskBase {
-  private var body: (() async throws -> T)?
+  private var body: (@isolated(any) () async throws -> T)?
   private var storedValue: T?
 
-  init(loop: Loop, name: String?, body: @escaping () async throws -> T) {
+  init(loop: Loop, name: String?, body: @isolated(any) @escaping () async throws -> T) {
     self.body = body
     super.init(loop: loop, name: name)
     let outer = loop.capturingTask
     loop.capturingTask = self
-    swiftTask = Swift.Task(executorPreference: loop) { await self.runBody() }
+    Swift.Task(executorPreference: loop) { await self.runBody() }
     loop.capturingTask = outer
   }
 
@@ -510,8 +513,8 @@ public final class AioTask<T>: SwiftTaskBase {
       return
     }
     self.body = nil
-    bodyTask = withUnsafeCurrentTask { $0 }
-    defer { bodyTask = nil }
+    bodyTaskAddress = currentSwiftTaskAddress()
+    defer { bodyTaskAddress = nil }
     do {
       let value = try await SwiftTaskBase.$current.withValue(self) { try await body() }
       if bodyReturned() {
@@ -560,7 +563,7 @@ extension Loop {
                             _ body: @isolated(any) @escaping () async throws -> T) throws -> AioTask<T> {
     try checkUsable()
     try checkRunsOnTheLoop(body.isolation)
-    let task = AioTask(loop: self, name: name, body: { try await body() })
+    let task = AioTask(loop: self, name: name, body: body)
     task.start(eager: eager)
     return task
   }
@@ -647,6 +650,15 @@ extension Loop {
     return future
   }
 }
+
+/// The address of the Swift task running now (borrowed: only compared).
+@inline(__always)
+private func currentSwiftTaskAddress() -> UnsafeRawPointer? { UnsafeRawPointer(aiosi_current_swift_task()) }
+
+/// Task.cancel() for a Swift task known by its address, which must be
+/// alive (a body's, while it runs).
+@inline(__always)
+private func cancelSwiftTask(_ task: UnsafeRawPointer) { aiosi_cancel_swift_task(UnsafeMutableRawPointer(mutating: task)) }
 
 /// The Swift task of this library running now.
 func currentSwiftTask() throws -> SwiftTaskBase {

@@ -6,8 +6,8 @@ final class AsCompletedTests: LeakCheckedTestCase {
     try runMain {
       let slow = try sleeper(0.02, "slow"), fast = try sleeper(0.0, "fast"), middle = try sleeper(0.01, "middle")
       var order: [String] = []
-      for try await future in try asCompleted([slow, fast, middle]) {
-        order.append(try (future as! AioTask<String>).result())
+      for try await task in try asCompleted([slow, fast, middle]) {
+        order.append(try task.result())  // tasks in, tasks out: no cast
       }
       XCTAssertEqual(order, ["fast", "middle", "slow"])
     }

@@ -44,6 +44,16 @@ AIOSI_INTERNAL extern uint64_t aiosi_handle_free_head;
 static inline void **aiosi_handle_chunk_table(void) { return aiosi_handle_chunks; }
 static inline uint64_t *aiosi_handle_free_list(void) { return &aiosi_handle_free_head; }
 
+/* The Swift concurrency runtime's current task and its cancel, called
+ * directly: an await on the loop asks which Swift task runs (a task's body
+ * or one of its children), and withUnsafeCurrentTask costs more than the
+ * rest of the await. The library links the runtime statically, so these
+ * are its own functions (swiftcall, as the runtime declares them). */
+extern void *swift_task_getCurrent(void) __attribute__((swiftcall));
+extern void swift_task_cancel(void *task) __attribute__((swiftcall));
+static inline void *aiosi_current_swift_task(void) { return swift_task_getCurrent(); }
+static inline void aiosi_cancel_swift_task(void *task) { swift_task_cancel(task); }
+
 /* Flags one thread writes and others read: a loop's running and closed
  * states and its "threadsafe calls waiting" mark. They are atomic, which
  * helgrind cannot tell from a plain access, so aiosi_shared_flags_new tells
