@@ -686,6 +686,7 @@ func suspendCurrentTask(until future: AnyFuture) async throws {
 
 /// `await fut` (nil: a bare yield) from the Swift task running now: a step
 /// of `task` when it is the body's own Swift task, else a wait of its own.
+@inline(__always)
 private func awaitOnTheLoop(_ task: SwiftTaskBase, _ future: AnyFuture?) async throws {
   if task.isRunningItsBody {
     try await task.suspendBody(on: future)
