@@ -76,13 +76,18 @@ fuzz: $(FUZZ_DEPS)
 
 fuzz-short: $(FUZZ_DEPS)
 	$(MAKE) -f $(firstword $(MAKEFILE_LIST)) $(FUZZ_BIN)
-	$(FUZZ_ENV) $(FUZZ_BIN) $(FUZZ_RUN_FLAGS) $(wildcard $(FUZZ_DIR)/corpus/* $(FUZZ_DIR)/findings/*)
 	rm -rf $(FUZZ_DIR)/work/short && mkdir -p $(FUZZ_DIR)/work/short/corpus $(FUZZ_DIR)/work/short/artifacts
+	@# The inputs make the library report errors to stderr by the thousand:
+	@# each run's output goes to a log, shown (its end) only if the run fails.
+	$(FUZZ_ENV) $(FUZZ_BIN) $(FUZZ_RUN_FLAGS) $(wildcard $(FUZZ_DIR)/corpus/* $(FUZZ_DIR)/findings/*) \
+	   > $(FUZZ_DIR)/work/short/replay.log 2>&1 || { tail -60 $(FUZZ_DIR)/work/short/replay.log; exit 1; }
+	@echo "fuzz-short: replayed $(words $(wildcard $(FUZZ_DIR)/corpus/* $(FUZZ_DIR)/findings/*)) inputs"
 	cp $(FUZZ_DIR)/corpus/* $(FUZZ_DIR)/work/short/corpus/
 	@# A fixed seed: the same inputs on every machine, so that a new finding
 	@# shows up in `make fuzz`, not as a red CI run by chance.
-	cd $(FUZZ_DIR)/work/short && $(FUZZ_ENV) ../../bin/fuzz_api $(FUZZ_RUN_FLAGS) -seed=1 \
-	   -max_total_time=$(FUZZ_SHORT_SECONDS) -print_final_stats=1 -artifact_prefix=artifacts/ corpus
+	cd $(FUZZ_DIR)/work/short && { $(FUZZ_ENV) ../../bin/fuzz_api $(FUZZ_RUN_FLAGS) -seed=1 \
+	   -max_total_time=$(FUZZ_SHORT_SECONDS) -print_final_stats=1 -artifact_prefix=artifacts/ corpus \
+	   > fuzz.log 2>&1 || { tail -60 fuzz.log; exit 1; }; } && grep '^stat::' fuzz.log
 
 fuzz-clean:
 	rm -rf $(FUZZ_DIR)/bin $(FUZZ_DIR)/work
