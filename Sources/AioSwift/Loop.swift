@@ -504,19 +504,17 @@ public final class Loop: @unchecked Sendable {
   /// and its argument.
   package var taskFactory: (function: UnsafeRawPointer, argument: UnsafeMutableRawPointer?)?
 
-  /// Run when the loop closes (the C layer lets go of what it lent).
-  private var closeActions: [() -> Void] = []
-  package func whenClosed(_ action: @escaping () -> Void) { closeActions.append(action) }
-
-  /// Pending operations that hold themselves in a cycle until they finish
-  /// (a wait, a task group's exit), and how each lets go if the loop
-  /// closes first: nothing can finish them then, and they must be freed
-  /// with their users, as asyncio's collector frees them.
-  private var cycleBreakers: [ObjectIdentifier: () -> Void] = [:]
-  func breakCycleAtClose(_ owner: AnyObject, _ letGo: @escaping () -> Void) {
-    cycleBreakers[ObjectIdentifier(owner)] = letGo
+  /// What lets go when the loop closes, one action per owner: pending
+  /// operations that hold themselves in a cycle until they finish (a wait,
+  /// a task group's exit; nothing can finish them then, and they must be
+  /// freed with their users, as asyncio's collector frees them), and the C
+  /// layer's handle lent for the loop itself.
+  private var closeActions: [ObjectIdentifier: () -> Void] = [:]
+  package func atClose(_ owner: AnyObject, _ letGo: @escaping () -> Void) {
+    closeActions[ObjectIdentifier(owner)] = letGo
   }
-  func cycleEnded(_ owner: AnyObject) { cycleBreakers[ObjectIdentifier(owner)] = nil }
+  /// `owner` finished before the loop closed: nothing to let go.
+  func notAtClose(_ owner: AnyObject) { closeActions[ObjectIdentifier(owner)] = nil }
 
   /// A loop made through the C ABI (aios_loop_new) has no owner but its C
   /// references: the last one going closes it. A runner's loop is its
@@ -551,13 +549,10 @@ public final class Loop: @unchecked Sendable {
     uv_loop_close(uv)
     unwindSwiftTasks()
     releaseTaskList()
-    let breakers = cycleBreakers
-    cycleBreakers = [:]
-    for letGo in breakers.values { letGo() }
-    sharedDoneFuture = nil
     let actions = closeActions
-    closeActions = []
-    for action in actions { action() }
+    closeActions = [:]
+    for letGo in actions.values { letGo() }
+    sharedDoneFuture = nil
     drainDeferredReleases()
   }
 

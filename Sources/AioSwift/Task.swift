@@ -443,12 +443,17 @@ public class SwiftTaskBase: TaskBase {
     }
     guard let continuation else { return }
     self.continuation = nil
-    // resume() hands the task's next job to the loop's executor at once;
-    // capturing it lets it run in this step, as asyncio's __wakeup runs __step.
+    resume(continuation, throwing: cancellation)
+  }
+
+  /// Resumes the body and runs it up to its next suspension, in this step:
+  /// resume() hands the task's next job to the loop's executor at once, and
+  /// capturing it lets it run here, as asyncio's __wakeup runs __step.
+  private func resume(_ continuation: UnsafeContinuation<Void, any Error>, throwing error: (any Error)?) {
     let outer = loop.capturingTask
     loop.capturingTask = self
-    if let cancellation {
-      continuation.resume(throwing: cancellation)
+    if let error {
+      continuation.resume(throwing: error)
     } else {
       continuation.resume()
     }
@@ -469,11 +474,7 @@ public class SwiftTaskBase: TaskBase {
     guard let continuation else { return false }
     self.continuation = nil
     if let waiter { stopWaiting(on: waiter) }
-    let outer = loop.capturingTask
-    loop.capturingTask = self
-    continuation.resume(throwing: CancelledError("Event loop is closed"))
-    loop.capturingTask = outer
-    runPendingJob()
+    resume(continuation, throwing: CancelledError("Event loop is closed"))
     return true
   }
 

@@ -129,7 +129,7 @@ public final class AioTaskGroup: CustomStringConvertible {
       wait(on: completed)
       // The group holds `completed`, which holds this exit, which holds
       // the group.
-      loop.breakCycleAtClose(self) { [weak self] in self?.group.onCompleted = nil }
+      loop.atClose(self) { [weak self] in self?.group.onCompleted = nil }
     }
 
     override func advance(_ completed: AnyFuture) {
@@ -143,7 +143,7 @@ public final class AioTaskGroup: CustomStringConvertible {
     }
 
     private func finish() {
-      loop.cycleEnded(self)
+      loop.notAtClose(self)
       if group.parentCancelRequested && parent.uncancel() == 0 { propagate = nil }
       if let propagate, group.errors.isEmpty { return completeThrowing(propagate) }
       if let raised, !(raised is CancelledError) { group.errors.append(raised) }

@@ -34,7 +34,7 @@ package final class WaitOperation: Operation {
     }
     // The futures hold the waiter through their callbacks, the waiter holds
     // this operation, and this one holds the futures.
-    loop.breakCycleAtClose(self) { [weak self] in self?.removeCallbacks() }
+    loop.atClose(self) { [weak self] in self?.removeCallbacks() }
   }
 
   private func removeCallbacks() {
@@ -58,7 +58,7 @@ package final class WaitOperation: Operation {
   override func advance(_ waiter: AnyFuture) {
     // _wait's finally: the timeout and the callbacks go.
     removeCallbacks()
-    loop.cycleEnded(self)
+    loop.notAtClose(self)
     if let cancelled = cancellation(of: waiter) { completeThrowing(cancelled) } else { completeReturning() }
   }
 

@@ -31,7 +31,7 @@ func borrowedHandle(of loop: Loop) -> UInt64? {
     return existing
   }
   guard !loop.isClosed, let handle = ObjectTable.export(loop, .loop) else { return nil }
-  loop.whenClosed { _ = ObjectTable.release(handle) }
+  loop.atClose(loop) { _ = ObjectTable.release(handle) }
   return handle
 }
 
@@ -46,12 +46,11 @@ public func aios_loop_unref(_ loop: OpaquePointer?) -> Int32 {
   // thread that happens here; another thread leaves it to the loop's.
   let handle = handleValue(loop)
   guard let address = ObjectTable.address(handle, .loop) else { return unrefObject(loop, .loop) }
+  // Read while the caller's reference still holds the loop.
   let (owner, keepers, onOwnThread) = Unmanaged<Loop>.fromOpaque(address)._withUnsafeGuaranteedRef {
     ($0.ownerToken, UInt32(clamping: $0.threadsafeKeepers.load(ordering: .acquiring)), $0.isOwnerThread)
   }
-  if keepers > 0, onOwnThread, ObjectTable.referenceCount(handle) <= keepers + 1 {
-    closeIfOnlyKeepersLeft(handle, afterOneMore: true)
-  }
+  if onOwnThread { closeIfOnlyKeepersLeft(handle, afterOneMore: true) }
   let status = unrefObject(loop, .loop)
   if status == 0, keepers > 0, !onOwnThread, ObjectTable.referenceCount(handle) <= keepers {
     DeferredReleases.addLoopCheck(handle, owner: owner)
