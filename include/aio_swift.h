@@ -76,8 +76,9 @@ AIOS_EXTERN const char *aios_version_string(void);
 /* XX(name, value, message). Codes of the library's own, below -3000 so they
  * never meet a -errno. The asyncio exception each one stands for is named.
  * Each function's comment says which codes it returns. Reserved, returned
- * by nothing yet: AIOS_EINCOMPLETE and AIOS_ELIMIT, for streams (asyncio's
- * IncompleteReadError and LimitOverrunError), and AIOS_ENOTIMPL. AIOS_EBUSY
+ * by nothing yet: AIOS_ENOTIMPL. AIOS_EAI_* are name resolution's errors
+ * (asyncio's socket.gaierror, an OSError; each is libuv's UV_EAI_* code
+ * minus 101, so they never meet the library's other codes). AIOS_EBUSY
  * comes only from aios_set_thread_pool_size once the pool has started; its
  * message is older than that use. AIOS_ESTEP, AIOS_ECANCELLED, AIOS_ETIMEOUT,
  * AIOS_EBROKENBARRIER, AIOS_EUSER and AIOS_EGROUP mostly arrive as the
@@ -106,7 +107,21 @@ AIOS_EXTERN const char *aios_version_string(void);
   XX(EQUEUEFULL, -3027, "queue is full (QueueFull)")                           \
   XX(EQUEUESHUTDOWN, -3028, "queue is shut down (QueueShutDown)")              \
   XX(EUSER, -3029, "error raised by user code")                               \
-  XX(EGROUP, -3030, "errors in a task group (ExceptionGroup)")
+  XX(EGROUP, -3030, "errors in a task group (ExceptionGroup)")               \
+  XX(EAI_ADDRFAMILY, -3101, "address family for hostname not supported")      \
+  XX(EAI_AGAIN, -3102, "temporary failure in name resolution")                \
+  XX(EAI_BADFLAGS, -3103, "bad value for ai_flags")                           \
+  XX(EAI_CANCELED, -3104, "name resolution request canceled")                 \
+  XX(EAI_FAIL, -3105, "non-recoverable failure in name resolution")           \
+  XX(EAI_FAMILY, -3106, "ai_family not supported")                            \
+  XX(EAI_MEMORY, -3107, "memory allocation failure in name resolution")       \
+  XX(EAI_NODATA, -3108, "no address associated with hostname")                \
+  XX(EAI_NONAME, -3109, "name or service not known")                          \
+  XX(EAI_OVERFLOW, -3110, "argument buffer overflow")                         \
+  XX(EAI_SERVICE, -3111, "service not supported for socket type")             \
+  XX(EAI_SOCKTYPE, -3112, "socket type not supported")                        \
+  XX(EAI_BADHINTS, -3114, "invalid value for hints")                          \
+  XX(EAI_PROTOCOL, -3115, "resolved protocol is unknown")
 
 typedef enum aios_errno_e {
 #define AIOS_ERRNO_ENUM_(name, value, msg) AIOS_##name = value,
@@ -163,15 +178,16 @@ typedef enum aios_error_kind_e {
   AIOS_ERROR_CANCELLED,     /* CancelledError */
   AIOS_ERROR_TIMEOUT,       /* TimeoutError */
   AIOS_ERROR_INVALID_STATE, /* InvalidStateError */
-  AIOS_ERROR_INCOMPLETE_READ, /* IncompleteReadError: reserved for streams */
-  AIOS_ERROR_LIMIT_OVERRUN,   /* LimitOverrunError: reserved for streams */
+  AIOS_ERROR_INCOMPLETE_READ, /* IncompleteReadError: see aios_error_partial */
+  AIOS_ERROR_LIMIT_OVERRUN,   /* LimitOverrunError: see aios_error_consumed */
   AIOS_ERROR_BROKEN_BARRIER,
   AIOS_ERROR_QUEUE_EMPTY,
   AIOS_ERROR_QUEUE_FULL,
   AIOS_ERROR_QUEUE_SHUT_DOWN,
   AIOS_ERROR_OS,            /* OSError: code is -errno */
   AIOS_ERROR_USER,          /* raised by user code; may carry user data */
-  AIOS_ERROR_GROUP          /* a task group's errors (ExceptionGroup): AIOS_EGROUP */
+  AIOS_ERROR_GROUP,         /* a task group's errors (ExceptionGroup): AIOS_EGROUP */
+  AIOS_ERROR_GAI            /* socket.gaierror: an AIOS_EAI_* code */
 } aios_error_kind_t;
 
 /*! aios_error_new() : a new error with status `code` (an AIOS_E* code or
@@ -204,6 +220,19 @@ AIOS_EXTERN const char *aios_error_message(const aios_error_t *error);
 /*! aios_error_user_data() : the data of a user error, NULL for other kinds or
  *  a bad handle. Any thread. */
 AIOS_EXTERN void *aios_error_user_data(const aios_error_t *error);
+/*! aios_error_partial() : what an incomplete read (AIOS_EINCOMPLETE) had
+ *  read before its stream ended (asyncio's IncompleteReadError.partial and
+ *  .expected). *data (may be NULL when *length is 0) stays valid while the
+ *  caller holds its reference; *expected is the count the read needed, or -1
+ *  for a readuntil that met EOF. Any pointer may be NULL. @return 0; AIOS_EINVAL
+ *  for an error of another kind. Any thread. */
+AIOS_EXTERN int aios_error_partial(const aios_error_t *error, const void **data,
+                                   size_t *length, long long *expected);
+/*! aios_error_consumed() : how many bytes a readuntil that overran the
+ *  stream's limit (AIOS_ELIMIT) would have consumed (asyncio's
+ *  LimitOverrunError.consumed). @return the count (>= 0); AIOS_EINVAL for an
+ *  error of another kind. Any thread. */
+AIOS_EXTERN long long aios_error_consumed(const aios_error_t *error);
 /*! aios_error_ref() / aios_error_unref() : take or drop a reference. unref
  *  accepts NULL (and returns 0). @return 0 or a common error. Any thread. */
 AIOS_EXTERN int aios_error_ref(aios_error_t *error);
@@ -962,6 +991,438 @@ AIOS_EXTERN int aios_queue_ref(aios_queue_t *queue);
 AIOS_EXTERN int aios_queue_unref(aios_queue_t *queue);
 
 /* ------------------------------------------------------------------------ */
+/* Addresses and name resolution (getaddrinfo, getnameinfo)                  */
+
+/* A socket address (a struct sockaddr of `length` bytes: sockaddr_in,
+ * sockaddr_in6 with its scope id, or sockaddr_un), with what getaddrinfo
+ * says of it. Flags and families are the system's <netdb.h> and
+ * <sys/socket.h> values. */
+typedef struct aios_addrinfo_s {
+  int family;            /* AF_INET, AF_INET6, AF_UNIX */
+  int socktype;          /* SOCK_STREAM, ... */
+  int protocol;          /* IPPROTO_TCP, ... */
+  unsigned int length;   /* bytes of `address` used */
+  const char *canonname; /* AI_CANONNAME's answer on the first entry, else NULL */
+  union {
+    unsigned char bytes[128]; /* as large as struct sockaddr_storage */
+    long long align_;
+  } address;
+} aios_addrinfo_t;
+
+/* getaddrinfo's answer: every address, in the resolver's order. */
+typedef struct aios_addrinfo_list_s {
+  size_t count;
+  aios_addrinfo_t *items;
+} aios_addrinfo_list_t;
+
+/* getnameinfo's answer. */
+typedef struct aios_nameinfo_s {
+  char *host;
+  char *service;
+} aios_nameinfo_t;
+
+/*! aios_getaddrinfo() : asyncio's loop.getaddrinfo on libuv's resolver (a
+ *  worker thread; the loop never blocks). `host` and `service` (a port
+ *  number or a service name) may be NULL, not both; family, socktype,
+ *  protocol and flags are getaddrinfo's hints (0 for any).
+ *  @return 0 and one reference in *out to a future whose result is an
+ *  aios_addrinfo_list_t * the future owns (take it with
+ *  aios_future_take_result; free it with aios_addrinfo_list_free). The
+ *  future fails with an AIOS_EAI_* error, or -errno; cancelling it cancels
+ *  the lookup. AIOS_ECLOSED; AIOS_EINVAL for two NULL names. */
+AIOS_EXTERN int aios_getaddrinfo(aios_loop_t *loop, const char *host, const char *service,
+                                 int family, int socktype, int protocol, int flags,
+                                 aios_future_t **out);
+/*! aios_addrinfo_list_free() : frees a list getaddrinfo gave. NULL is a no-op. */
+AIOS_EXTERN void aios_addrinfo_list_free(void *list);
+/*! aios_getnameinfo() : asyncio's loop.getnameinfo: `address` (`length`
+ *  bytes, copied) to a host and a service, with getnameinfo's NI_* flags.
+ *  @return 0 and one reference in *out to a future whose result is an
+ *  aios_nameinfo_t * (free it with aios_nameinfo_free); it fails with an
+ *  AIOS_EAI_* error. AIOS_ECLOSED; AIOS_EINVAL for a length that is not an
+ *  IPv4 or IPv6 address's. */
+AIOS_EXTERN int aios_getnameinfo(aios_loop_t *loop, const void *address, unsigned int length,
+                                 int flags, aios_future_t **out);
+/*! aios_nameinfo_free() : frees a getnameinfo answer. NULL is a no-op. */
+AIOS_EXTERN void aios_nameinfo_free(void *nameinfo);
+
+/* ------------------------------------------------------------------------ */
+/* Transports and protocols (asyncio.Transport, Protocol, BufferedProtocol)  */
+
+typedef struct aios_transport_s aios_transport_t;
+typedef struct aios_server_s aios_server_t;
+
+/* A piece of memory to write: the library reads it during the call only. */
+typedef struct aios_buf_s {
+  const void *base;
+  size_t length;
+} aios_buf_t;
+
+/* A protocol: asyncio's Protocol as a table of callbacks, all called on the
+ * loop's thread with `arg`. The transport is lent for the call: take a
+ * reference (aios_transport_ref) to keep it. Any callback may be NULL (a
+ * NULL eof_received answers 0). The library copies the table; `arg` is the
+ * library's from the call that takes the protocol succeeding: `destroy`
+ * (may be NULL) frees it once, after connection_lost, after a failed
+ * connection, or when set_protocol replaces it. When that call fails the
+ * caller keeps `arg`. Fields may be added at the end: set `size` to
+ * sizeof(aios_protocol_t). */
+typedef struct aios_protocol_s {
+  size_t size;
+  void *arg;
+  /* The connection is up (asyncio's connection_made). */
+  void (*connection_made)(aios_transport_t *transport, void *arg);
+  /* Bytes arrived: `data` is valid for this call only (copy to keep it). */
+  void (*data_received)(aios_transport_t *transport, const void *data, size_t length,
+                        void *arg);
+  /* The peer will send no more. Return nonzero to keep the transport open
+   * for writing (half-closed), 0 to close it (asyncio's eof_received). */
+  int (*eof_received)(aios_transport_t *transport, void *arg);
+  /* Called exactly once when the connection is gone: `error` is NULL for a
+   * close or an EOF, else the reason (borrowed; -ECONNRESET, ...). No other
+   * callback follows it. */
+  void (*connection_lost)(aios_transport_t *transport, aios_error_t *error, void *arg);
+  /* The write buffer went above the high-water mark / down to the low one. */
+  void (*pause_writing)(aios_transport_t *transport, void *arg);
+  void (*resume_writing)(aios_transport_t *transport, void *arg);
+  /* asyncio.BufferedProtocol: when get_buffer is set, bytes are received
+   * straight into the protocol's memory and data_received is not called.
+   * get_buffer returns 0 and sets *buffer and *length (at least 1 byte;
+   * `size_hint` is how much the library would like); the memory is the
+   * protocol's and must stay valid until buffer_updated, which says how many
+   * bytes were written at its start. A nonzero return (or a NULL buffer)
+   * aborts the connection with that error. */
+  int (*get_buffer)(aios_transport_t *transport, size_t size_hint, void **buffer,
+                    size_t *length, void *arg);
+  void (*buffer_updated)(aios_transport_t *transport, size_t nbytes, void *arg);
+  aios_destructor_fn destroy;
+} aios_protocol_t;
+
+/* Makes a server's protocol for each connection it accepts: fill `protocol`
+ * (its size is already set) and return 0, or return nonzero to refuse the
+ * connection, which is then closed. Called on the loop's thread. */
+typedef int (*aios_protocol_factory_fn)(void *arg, aios_protocol_t *protocol);
+
+/* How aios_create_connection connects. A zeroed struct (or NULL) is
+ * asyncio's defaults. */
+typedef struct aios_connect_options_s {
+  size_t size;                 /* sizeof(aios_connect_options_t) */
+  int family;                  /* AF_UNSPEC (0), AF_INET or AF_INET6 */
+  int flags;                   /* getaddrinfo flags */
+  const char *local_host;      /* bind to this address first (local_addr) */
+  int local_port;              /*   and port; 0: any */
+  /* Seconds before the next address is tried while one is still connecting
+   * (RFC 8305, asyncio's happy_eyeballs_delay); 0: one after another. */
+  double happy_eyeballs_delay;
+  /* Reorder the addresses so families alternate, `interleave` of the first
+   * family before the next (0: asyncio's default, 1 with happy eyeballs). */
+  int interleave;
+} aios_connect_options_t;
+
+/*! aios_create_connection() : asyncio's loop.create_connection over TCP:
+ *  resolves host and port, then tries each address (staggered with happy
+ *  eyeballs) until one connects; TCP_NODELAY is set. The protocol's
+ *  connection_made runs before the future is done.
+ *  @return 0 and one reference in *out to a future whose result is an
+ *  aios_transport_t * holding one reference (aios_future_take_result gives
+ *  it to you; its destructor drops it). The future fails with the attempt's
+ *  error (-ECONNREFUSED, -ETIMEDOUT, an AIOS_EAI_* code), or for several
+ *  failed attempts with the first one's code and a message listing them
+ *  all; cancelling it stops the attempts. If the future fails the protocol
+ *  is destroyed without a callback. AIOS_ECLOSED; AIOS_EINVAL for a port
+ *  outside 0..65535, an options size too small, or NaN/negative delays. */
+AIOS_EXTERN int aios_create_connection(aios_loop_t *loop, const aios_protocol_t *protocol,
+                                       const char *host, int port,
+                                       const aios_connect_options_t *options,
+                                       aios_future_t **out);
+/*! aios_create_unix_connection() : as aios_create_connection, to the Unix
+ *  socket at `path` (asyncio's create_unix_connection). A path longer than
+ *  a sockaddr_un holds is AIOS_EINVAL. */
+AIOS_EXTERN int aios_create_unix_connection(aios_loop_t *loop, const aios_protocol_t *protocol,
+                                            const char *path, aios_future_t **out);
+/*! aios_connect_accepted_socket() : wraps a connected stream socket (TCP
+ *  or Unix) that something else made (asyncio's connect_accepted_socket).
+ *  The transport owns `fd` from a successful call on and closes it; on
+ *  failure the caller keeps it. @return 0 and one reference in *out to a
+ *  future as aios_create_connection's; AIOS_ECLOSED; -ENOTSOCK, -EINVAL for
+ *  a descriptor that is not a connected stream socket. */
+AIOS_EXTERN int aios_connect_accepted_socket(aios_loop_t *loop, const aios_protocol_t *protocol,
+                                             int fd, aios_future_t **out);
+
+/* Every transport function below may be called on a closed transport:
+ * writes are then ignored (asyncio's), the queries answer, and the other
+ * calls are no-ops that return 0, unless the comment says otherwise. */
+
+/*! aios_transport_write() : sends `data` (asyncio's write). The socket is
+ *  tried at once; what it does not take is copied into the write buffer and
+ *  sent as the socket allows, so `data` may be reused when the call
+ *  returns. @return 0; AIOS_EINVAL after write_eof (asyncio's RuntimeError)
+ *  or a NULL `data` with a nonzero length. An error of the socket is not
+ *  returned: it closes the transport, and connection_lost gets it. */
+AIOS_EXTERN int aios_transport_write(aios_transport_t *transport, const void *data,
+                                     size_t length);
+/*! aios_transport_writev() : writes `count` pieces as one (writelines). */
+AIOS_EXTERN int aios_transport_writev(aios_transport_t *transport, const aios_buf_t *bufs,
+                                      size_t count);
+/*! aios_transport_write_eof() : closes the write side once the buffer is
+ *  sent (shutdown); reading goes on. */
+AIOS_EXTERN int aios_transport_write_eof(aios_transport_t *transport);
+/*! aios_transport_can_write_eof() : 1 (TCP and Unix sockets can). */
+AIOS_EXTERN int aios_transport_can_write_eof(aios_transport_t *transport);
+/*! aios_transport_close() : stops reading, sends what is buffered, then
+ *  closes; connection_lost(NULL) follows once. */
+AIOS_EXTERN int aios_transport_close(aios_transport_t *transport);
+/*! aios_transport_abort() : closes now, dropping the buffer;
+ *  connection_lost(NULL) follows once. */
+AIOS_EXTERN int aios_transport_abort(aios_transport_t *transport);
+/*! aios_transport_is_closing() : 1 once close or abort was called or the
+ *  connection was lost, else 0. */
+AIOS_EXTERN int aios_transport_is_closing(aios_transport_t *transport);
+/*! aios_transport_pause_reading() / _resume_reading() : stop and restart
+ *  data_received (no-ops when already so or closing). */
+AIOS_EXTERN int aios_transport_pause_reading(aios_transport_t *transport);
+AIOS_EXTERN int aios_transport_resume_reading(aios_transport_t *transport);
+/*! aios_transport_is_reading() : 1 when reading, 0 when paused or closing. */
+AIOS_EXTERN int aios_transport_is_reading(aios_transport_t *transport);
+/*! aios_transport_get_write_buffer_size() : bytes written but not yet sent,
+ *  or a common error (as a negative value). */
+AIOS_EXTERN long long aios_transport_get_write_buffer_size(aios_transport_t *transport);
+/*! aios_transport_set_write_buffer_limits() : asyncio's
+ *  set_write_buffer_limits: a negative `high` is the default (64 KiB, or 4x
+ *  `low` when `low` is given), a negative `low` is high / 4. May call
+ *  pause_writing or resume_writing at once. @return 0; AIOS_EINVAL when
+ *  low > high. */
+AIOS_EXTERN int aios_transport_set_write_buffer_limits(aios_transport_t *transport,
+                                                       long long high, long long low);
+/*! aios_transport_get_write_buffer_limits() : the limits; either pointer may be NULL. */
+AIOS_EXTERN int aios_transport_get_write_buffer_limits(aios_transport_t *transport,
+                                                       size_t *low, size_t *high);
+/*! aios_transport_get_sockname() / _get_peername() : the socket's address
+ *  (get_extra_info('sockname'/'peername')), copied into `address` of
+ *  *length bytes; *length is set to the address's length. @return 0;
+ *  -ENOTCONN when it has none (the peer of an unconnected Unix socket, a
+ *  closed transport). */
+AIOS_EXTERN int aios_transport_get_sockname(aios_transport_t *transport, void *address,
+                                            unsigned int *length);
+AIOS_EXTERN int aios_transport_get_peername(aios_transport_t *transport, void *address,
+                                            unsigned int *length);
+/*! aios_transport_get_fd() : the socket's descriptor (get_extra_info('socket')),
+ *  still the transport's; -EBADF once it is closed. */
+AIOS_EXTERN int aios_transport_get_fd(aios_transport_t *transport);
+/*! aios_transport_set_protocol() : asyncio's set_protocol: callbacks go to
+ *  `protocol` (copied) from now on; the old protocol is destroyed. On a
+ *  transport whose connection is lost, AIOS_EINVALIDSTATE and the caller
+ *  keeps `protocol->arg`. */
+AIOS_EXTERN int aios_transport_set_protocol(aios_transport_t *transport,
+                                            const aios_protocol_t *protocol);
+/*! aios_transport_get_protocol() : copies the current protocol's table
+ *  into *protocol (up to protocol->size bytes, which the caller sets). The
+ *  table still belongs to the transport. AIOS_EINVALIDSTATE once the
+ *  connection is lost. */
+AIOS_EXTERN int aios_transport_get_protocol(aios_transport_t *transport,
+                                            aios_protocol_t *protocol);
+/*! aios_transport_get_loop() : one reference to the transport's loop in *out. */
+AIOS_EXTERN int aios_transport_get_loop(aios_transport_t *transport, aios_loop_t **out);
+/*! aios_transport_ref() / _unref() : the transport lives while you hold a
+ *  reference or its connection is open. Dropping the last reference does
+ *  not close it. unref accepts NULL. Any thread for ref/unref. */
+AIOS_EXTERN int aios_transport_ref(aios_transport_t *transport);
+AIOS_EXTERN int aios_transport_unref(aios_transport_t *transport);
+
+/* ------------------------------------------------------------------------ */
+/* Servers (asyncio.Server)                                                   */
+
+/* How aios_create_server listens. A zeroed struct (or NULL) is asyncio's
+ * defaults. Tri-state fields: 0 is the default, 1 yes, -1 no. */
+typedef struct aios_server_options_s {
+  size_t size;              /* sizeof(aios_server_options_t) */
+  int family;               /* AF_UNSPEC (0), AF_INET or AF_INET6 */
+  int flags;                /* getaddrinfo flags (AI_PASSIVE is always added) */
+  int backlog;              /* 0: 100 */
+  int reuse_address;        /* SO_REUSEADDR; default on */
+  int reuse_port;           /* SO_REUSEPORT; default off */
+  int start_serving;        /* accept at once; default yes */
+  /* More hosts to listen on besides `host` (asyncio's host sequence). */
+  const char *const *hosts;
+  size_t host_count;
+  /* Serve this listening socket instead of resolving (asyncio's sock=);
+   * used when has_sock is nonzero. The server owns it from a successful
+   * call on. */
+  int has_sock;
+  int sock;
+} aios_server_options_t;
+
+/*! aios_create_server() : asyncio's loop.create_server: listens on every
+ *  address `host` (NULL or "": all interfaces) resolves to, on `port` (0: a
+ *  free one), and makes a protocol with `factory` for each connection.
+ *  `factory_arg` is the server's from a successful call on:
+ *  `factory_arg_destructor` (may be NULL) frees it when the server is freed.
+ *  IPv6 sockets are IPV6_V6ONLY, as asyncio's.
+ *  @return 0 and one reference in *out to a future whose result is an
+ *  aios_server_t * holding one reference (its destructor drops it). The
+ *  future fails with -EADDRINUSE, -EACCES, an AIOS_EAI_* error, ...
+ *  AIOS_ECLOSED; AIOS_EINVAL for a NULL factory, a port outside 0..65535. */
+AIOS_EXTERN int aios_create_server(aios_loop_t *loop, aios_protocol_factory_fn factory,
+                                   void *factory_arg, aios_destructor_fn factory_arg_destructor,
+                                   const char *host, int port,
+                                   const aios_server_options_t *options, aios_future_t **out);
+/*! aios_create_unix_server() : as aios_create_server, on the Unix socket at
+ *  `path`. A stale socket file there (one nothing listens on) is removed
+ *  first, as asyncio does; another kind of file is -EADDRINUSE. Of the
+ *  options, backlog, start_serving and has_sock/sock apply. */
+AIOS_EXTERN int aios_create_unix_server(aios_loop_t *loop, aios_protocol_factory_fn factory,
+                                        void *factory_arg,
+                                        aios_destructor_fn factory_arg_destructor,
+                                        const char *path, const aios_server_options_t *options,
+                                        aios_future_t **out);
+/*! aios_server_close() : stops listening; open connections stay (asyncio's
+ *  Server.close). Closing twice is a no-op. */
+AIOS_EXTERN int aios_server_close(aios_server_t *server);
+/*! aios_server_close_clients() / _abort_clients() : closes (or aborts)
+ *  every connection the server accepted (asyncio 3.13). */
+AIOS_EXTERN int aios_server_close_clients(aios_server_t *server);
+AIOS_EXTERN int aios_server_abort_clients(aios_server_t *server);
+/*! aios_server_wait_closed() : one reference in *out to a future done once
+ *  the server is closed and its last connection is gone. */
+AIOS_EXTERN int aios_server_wait_closed(aios_server_t *server, aios_future_t **out);
+/*! aios_server_start_serving() : starts accepting (no-op if it does).
+ *  @return 0; AIOS_EINVALIDSTATE for a closed server. */
+AIOS_EXTERN int aios_server_start_serving(aios_server_t *server);
+/*! aios_server_serve_forever() : starts serving and gives one reference in
+ *  *out to a future that is done only by cancelling it, which closes the
+ *  server (asyncio's serve_forever). AIOS_EINVALIDSTATE for a closed server
+ *  or one already served forever. */
+AIOS_EXTERN int aios_server_serve_forever(aios_server_t *server, aios_future_t **out);
+/*! aios_server_is_serving() : 1 while accepting, else 0. */
+AIOS_EXTERN int aios_server_is_serving(aios_server_t *server);
+/*! aios_server_socket_count() : how many sockets it listens on (0 once closed). */
+AIOS_EXTERN int aios_server_socket_count(aios_server_t *server);
+/*! aios_server_get_sockname() : the address of its `index`th socket, as
+ *  aios_transport_get_sockname. AIOS_EINVAL for an index out of range. */
+AIOS_EXTERN int aios_server_get_sockname(aios_server_t *server, size_t index, void *address,
+                                         unsigned int *length);
+/*! aios_server_get_loop() : one reference to the server's loop in *out. */
+AIOS_EXTERN int aios_server_get_loop(aios_server_t *server, aios_loop_t **out);
+/*! aios_server_ref() / _unref() : a server lives while you hold a reference
+ *  or it listens; dropping the last reference does not close it. unref
+ *  accepts NULL. Any thread. */
+AIOS_EXTERN int aios_server_ref(aios_server_t *server);
+AIOS_EXTERN int aios_server_unref(aios_server_t *server);
+
+/* ------------------------------------------------------------------------ */
+/* Streams (asyncio.StreamReader and StreamWriter)                           */
+
+/* One connection's StreamReader and StreamWriter together (or a reader fed
+ * by hand, from aios_stream_new). */
+typedef struct aios_stream_s aios_stream_t;
+
+/* The bytes a read gives: one allocation, freed by aios_bytes_free. */
+typedef struct aios_bytes_s {
+  size_t length;
+  unsigned char *data; /* `length` bytes, then a NUL the length does not count */
+} aios_bytes_t;
+
+/*! aios_bytes_free() : frees the result of a stream read. NULL is a no-op. */
+AIOS_EXTERN void aios_bytes_free(void *bytes);
+
+/* Runs for each connection a stream server accepts, with the stream lent
+ * for the call (take a reference to keep it). Return a task that serves it
+ * (the server takes that reference: when the task fails, its error goes to
+ * the exception handler and the connection is closed, as in asyncio), or
+ * NULL. Called on the loop's thread. */
+typedef aios_task_t *(*aios_client_connected_fn)(aios_stream_t *stream, void *arg);
+
+/*! aios_open_connection() : asyncio's open_connection: create_connection
+ *  with a stream protocol. `limit` is the reader's buffer limit (0: 64 KiB);
+ *  `options` as for aios_create_connection. @return 0 and one reference in
+ *  *out to a future whose result is an aios_stream_t * holding one reference
+ *  (its destructor drops it); it fails as aios_create_connection's does. */
+AIOS_EXTERN int aios_open_connection(aios_loop_t *loop, const char *host, int port,
+                                     size_t limit, const aios_connect_options_t *options,
+                                     aios_future_t **out);
+/*! aios_open_unix_connection() : as aios_open_connection, to a Unix socket. */
+AIOS_EXTERN int aios_open_unix_connection(aios_loop_t *loop, const char *path, size_t limit,
+                                          aios_future_t **out);
+/*! aios_start_server() : asyncio's start_server: create_server whose
+ *  connections are streams handed to `callback`. `arg` and its destructor
+ *  as create_server's factory_arg. Results and errors as aios_create_server's. */
+AIOS_EXTERN int aios_start_server(aios_loop_t *loop, aios_client_connected_fn callback,
+                                  void *arg, aios_destructor_fn arg_destructor,
+                                  const char *host, int port, size_t limit,
+                                  const aios_server_options_t *options, aios_future_t **out);
+/*! aios_start_unix_server() : as aios_start_server, on a Unix socket. */
+AIOS_EXTERN int aios_start_unix_server(aios_loop_t *loop, aios_client_connected_fn callback,
+                                       void *arg, aios_destructor_fn arg_destructor,
+                                       const char *path, size_t limit,
+                                       const aios_server_options_t *options,
+                                       aios_future_t **out);
+/*! aios_stream_new() : a reader with no transport, fed by aios_stream_feed_data
+ *  and aios_stream_feed_eof (limit 0: 64 KiB). Writing to it is AIOS_EINVALIDSTATE.
+ *  @return 0 and one reference in *out; AIOS_ECLOSED. */
+AIOS_EXTERN int aios_stream_new(aios_loop_t *loop, size_t limit, aios_stream_t **out);
+
+/* Reads. Each gives one reference in *out to a future whose result is an
+ * aios_bytes_t * the future owns until taken (aios_future_take_result).
+ * Bytes that arrive while a read waits stay in the stream: a read cancelled
+ * loses nothing. A stream has one reader at a time: a read while another
+ * waits fails at once with AIOS_EINVALIDSTATE (asyncio's RuntimeError).
+ * The future fails with the connection's error (-ECONNRESET, ...) when the
+ * connection was lost with one and the buffer is empty. */
+
+/*! aios_stream_read() : up to `n` bytes, at least one unless at EOF (then
+ *  empty); n = -1 reads to EOF; n = 0 gives empty bytes at once. */
+AIOS_EXTERN int aios_stream_read(aios_stream_t *stream, long long n, aios_future_t **out);
+/*! aios_stream_readline() : up to and including "\n"; at EOF what is left.
+ *  A line longer than the limit fails with AIOS_ELIMIT (and is dropped, as
+ *  asyncio's readline drops it). */
+AIOS_EXTERN int aios_stream_readline(aios_stream_t *stream, aios_future_t **out);
+/*! aios_stream_readexactly() : exactly `n` bytes; the future fails with
+ *  AIOS_EINCOMPLETE when EOF comes first (aios_error_partial gives what was
+ *  read). */
+AIOS_EXTERN int aios_stream_readexactly(aios_stream_t *stream, size_t n, aios_future_t **out);
+/*! aios_stream_readuntil() : up to and including the first of the
+ *  `count` separators found earliest (asyncio 3.13 takes several);
+ *  AIOS_EINCOMPLETE at EOF, AIOS_ELIMIT when no separator is found within
+ *  the limit (aios_error_consumed says where to look again; the data stays).
+ *  @return AIOS_EINVAL for no separator or an empty one. */
+AIOS_EXTERN int aios_stream_readuntil(aios_stream_t *stream, const aios_buf_t *separators,
+                                      size_t count, aios_future_t **out);
+/*! aios_stream_at_eof() : 1 when EOF was received and the buffer is empty. */
+AIOS_EXTERN int aios_stream_at_eof(aios_stream_t *stream);
+/*! aios_stream_feed_data() / _feed_eof() : feed a reader by hand (the
+ *  bytes are copied). Feeding after EOF is AIOS_EINVALIDSTATE. */
+AIOS_EXTERN int aios_stream_feed_data(aios_stream_t *stream, const void *data, size_t length);
+AIOS_EXTERN int aios_stream_feed_eof(aios_stream_t *stream);
+
+/* Writes: as the transport's (asyncio's StreamWriter). */
+
+/*! aios_stream_write() / _writev() : see aios_transport_write. */
+AIOS_EXTERN int aios_stream_write(aios_stream_t *stream, const void *data, size_t length);
+AIOS_EXTERN int aios_stream_writev(aios_stream_t *stream, const aios_buf_t *bufs, size_t count);
+/*! aios_stream_drain() : one reference in *out to a future done once the
+ *  write buffer is below its high-water mark (at once when it is: the
+ *  common case costs no wait). It fails with the connection's error, or
+ *  -ECONNRESET ("Connection lost") once the connection is gone. */
+AIOS_EXTERN int aios_stream_drain(aios_stream_t *stream, aios_future_t **out);
+/*! aios_stream_write_eof() / _can_write_eof() / _close() / _is_closing() :
+ *  the transport's. */
+AIOS_EXTERN int aios_stream_write_eof(aios_stream_t *stream);
+AIOS_EXTERN int aios_stream_can_write_eof(aios_stream_t *stream);
+AIOS_EXTERN int aios_stream_close(aios_stream_t *stream);
+AIOS_EXTERN int aios_stream_is_closing(aios_stream_t *stream);
+/*! aios_stream_wait_closed() : one reference in *out to a future done once
+ *  the connection is lost (with its error, if it had one). */
+AIOS_EXTERN int aios_stream_wait_closed(aios_stream_t *stream, aios_future_t **out);
+/*! aios_stream_get_transport() : one reference to its transport in *out;
+ *  AIOS_EINVALIDSTATE for a reader fed by hand. */
+AIOS_EXTERN int aios_stream_get_transport(aios_stream_t *stream, aios_transport_t **out);
+/*! aios_stream_ref() / _unref() : unref accepts NULL. A stream whose last
+ *  reference goes is not closed: its connection lives until closed or lost.
+ *  Any thread. */
+AIOS_EXTERN int aios_stream_ref(aios_stream_t *stream);
+AIOS_EXTERN int aios_stream_unref(aios_stream_t *stream);
+
+/* ------------------------------------------------------------------------ */
 /* Runner (asyncio.run and asyncio.Runner)                                    */
 
 /*! aios_run() : asyncio.run: a new loop runs a main task driven by `step`
@@ -1011,7 +1472,10 @@ typedef enum aios_object_type_e {
   AIOS_OBJECT_RUNNER,
   AIOS_OBJECT_PRIMITIVE, /* locks, events, conditions, semaphores, barriers,
                             timeouts, task groups */
-  AIOS_OBJECT_QUEUE
+  AIOS_OBJECT_QUEUE,
+  AIOS_OBJECT_TRANSPORT, /* stream transports, whether C holds them or not */
+  AIOS_OBJECT_SERVER,
+  AIOS_OBJECT_STREAM     /* StreamReader/StreamWriter pairs */
 } aios_object_type_t;
 
 /*! aios_live_objects() : how many objects of a type are alive in the process

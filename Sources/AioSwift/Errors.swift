@@ -6,7 +6,7 @@ internal import CAioSwift
 /// The kind of an error: one per asyncio exception class.
 public enum ErrorKind: Int32, Sendable {
   case runtime = 1, cancelled, timeout, invalidState, incompleteRead, limitOverrun
-  case brokenBarrier, queueEmpty, queueFull, queueShutDown, os, user, group
+  case brokenBarrier, queueEmpty, queueFull, queueShutDown, os, user, group, gai
 }
 
 /// Every error of this library has a status code (an `AIOS_E*` value or
@@ -122,15 +122,43 @@ public struct TaskGroupError: AsyncioError {
 /// asyncio.IncompleteReadError: a read ended before the bytes it needed.
 public struct IncompleteReadError: AsyncioError {
   public var message: String
-  public init(_ message: String = "") { self.message = message }
+  /// What was read before EOF.
+  public var partial: [UInt8]
+  /// How many bytes the read needed (nil: a readuntil that met EOF).
+  public var expected: Int?
+  public init(partial: [UInt8], expected: Int?) {
+    self.partial = partial
+    self.expected = expected
+    message = "\(partial.count) bytes read on a total of \(expected.map(String.init) ?? "undefined") expected bytes"
+  }
+  public init(_ message: String = "") {
+    self.message = message
+    partial = []
+    expected = nil
+  }
   public var code: Int32 { AIOS_EINCOMPLETE.rawValue }
 }
 
 /// asyncio.LimitOverrunError: a separator was not found within the limit.
 public struct LimitOverrunError: AsyncioError {
   public var message: String
-  public init(_ message: String = "") { self.message = message }
+  /// How many bytes to consume before looking again.
+  public var consumed: Int
+  public init(_ message: String = "", consumed: Int = 0) {
+    self.message = message
+    self.consumed = consumed
+  }
   public var code: Int32 { AIOS_ELIMIT.rawValue }
+}
+
+/// socket.gaierror: name resolution failed (an AIOS_EAI_* code).
+public struct AddressInfoError: AsyncioError {
+  public var code: Int32
+  public var message: String
+  public init(code: Int32, _ message: String? = nil) {
+    self.code = code
+    self.message = message ?? errorMessage(code)
+  }
 }
 
 /// asyncio.BrokenBarrierError: the barrier was reset or aborted.
@@ -182,6 +210,7 @@ package func makeError(code: Int32, message: String?) -> any Error {
   case .queueShutDown: return QueueShutDown(message ?? "")
   case .os: return OSError(errno: -code, message)
   case .user: return UserError(message ?? errorMessage(code))
+  case .gai: return AddressInfoError(code: code, message)
   case .runtime, .group: return RuntimeError(code: code, message)
   }
 }
@@ -205,8 +234,16 @@ package func errorKind(forCode code: Int32) -> ErrorKind {
   case AIOS_EUSER.rawValue: return .user
   case AIOS_EGROUP.rawValue: return .group
   case -4095 ..< 0 where code > -3000: return .os
+  case -3115 ... -3101: return .gai
   default: return .runtime
   }
+}
+
+/// The error for a status libuv reported: its EAI_* codes, which meet our
+/// own, move to ours (AIOS_EAI_*); the rest are -errno.
+package func uvError(_ status: Int32, _ message: String? = nil) -> any Error {
+  if status <= -3000 && status >= -3014 { return AddressInfoError(code: status - 101, message) }
+  return OSError(errno: -status, message)
 }
 
 /// The message for a status code: the header's table for ours, strerror for -errno.

@@ -108,6 +108,23 @@ public final class Loop: @unchecked Sendable {
   /// The C ABI's handle for this object (0: none yet).
   package var foreignHandle: UInt64 = 0
 
+  /// The memory every stream of this loop reads into before its protocol
+  /// sees the bytes: libuv reads one stream at a time, so one is enough.
+  package var readArena: UnsafeMutableRawBufferPointer {
+    if let arena { return arena }
+    let arena = UnsafeMutableRawBufferPointer.allocate(byteCount: readArenaSize, alignment: 16)
+    self.arena = arena
+    return arena
+  }
+  private var arena: UnsafeMutableRawBufferPointer?
+  /// Transports and servers with libuv handles open: they are aborted when
+  /// the loop closes, before libuv's loop is freed.
+  private var openIO: [ObjectIdentifier: () -> Void] = [:]
+  package func ioOpened(_ owner: AnyObject, abort: @escaping () -> Void) {
+    openIO[ObjectIdentifier(owner)] = abort
+  }
+  package func ioClosed(_ owner: AnyObject) { openIO[ObjectIdentifier(owner)] = nil }
+
   public init() throws {
     uv = .allocate(capacity: 1)
     wakeTimer = .allocate(capacity: 1)
@@ -143,6 +160,7 @@ public final class Loop: @unchecked Sendable {
   deinit {
     if !isClosed { closeResources() }
     ready.releaseStorage()
+    arena?.deallocate()
     uv.deallocate(); wakeTimer.deallocate(); wakeAsync.deallocate()
     aiosi_shared_flags_free(sharedFlags, 3)
     LiveObjects.loops.subtract(1, ordering: .relaxed)
@@ -543,6 +561,12 @@ public final class Loop: @unchecked Sendable {
     ready.releaseStorage()
     for entry in timers.unordered { entry.handle.cancelWithoutNotice() }
     timers = Heap()
+    // Nothing can run their callbacks any more: open transports and servers
+    // are aborted (their connection_lost runs in the uv_run below).
+    while let (owner, abort) = openIO.first {
+      openIO[owner] = nil
+      abort()
+    }
     uv_close(asHandle(wakeTimer), nil)
     uv_close(asHandle(wakeAsync), nil)
     uv_run(uv, UV_RUN_DEFAULT)
@@ -576,6 +600,9 @@ public final class Loop: @unchecked Sendable {
     fputs("aio-swift: " + report + "\n", stderr)
   }
 }
+
+/// The size of a loop's read arena: what one read of a stream takes at most.
+package let readArenaSize = 256 * 1024
 
 /// The longest the wake-up timer is armed for, in milliseconds (a day).
 private let maxTimerWait: Double = 86_400_000

@@ -49,8 +49,8 @@ public func aios_error_new_user(_ message: UnsafePointer<CChar>?, _ data: Unsafe
 
 /// Runs `body` with the error object a C pointer names; any thread.
 @inline(__always)
-private func withError<R>(_ p: OpaquePointer?, _ body: (ErrorObject) -> R) throws -> R {
-  guard let result = ObjectTable.withError(handleValue(p), body) else { throw badHandle(p) }
+private func withError<R>(_ p: OpaquePointer?, _ body: (ErrorObject) throws -> R) throws -> R {
+  guard let result = try ObjectTable.withError(handleValue(p), body) else { throw badHandle(p) }
   return result
 }
 
@@ -83,6 +83,31 @@ public func aios_error_user_data(_ error: OpaquePointer?) -> UnsafeMutableRawPoi
   ObjectTable.withError(handleValue(error)) { $0.isUserError ? $0.userData : nil } ?? nil
 }
 
+@_cdecl("aios_error_partial")
+public func aios_error_partial(_ error: OpaquePointer?, _ data: UnsafeMutablePointer<UnsafeRawPointer?>?,
+                               _ length: UnsafeMutablePointer<Int>?, _ expected: UnsafeMutablePointer<Int64>?) -> Int32 {
+  status {
+    try withError(error) { object in
+      guard object.code == AIOS_EINCOMPLETE.rawValue else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+      data?.pointee = UnsafeRawPointer(object.partial.baseAddress)
+      length?.pointee = object.partial.count
+      expected?.pointee = object.expected
+    }
+  }
+}
+
+@_cdecl("aios_error_consumed")
+public func aios_error_consumed(_ error: OpaquePointer?) -> Int64 {
+  do {
+    return try withError(error) { object in
+      guard object.code == AIOS_ELIMIT.rawValue else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+      return object.consumed
+    }
+  } catch {
+    return Int64(statusCode(of: error))
+  }
+}
+
 @_cdecl("aios_error_ref")
 public func aios_error_ref(_ error: OpaquePointer?) -> Int32 { refObject(error, .error) }
 
@@ -100,6 +125,9 @@ public func aios_live_objects(_ type: Int32) -> Int {
   case AIOS_OBJECT_RUNNER.rawValue: return LiveObjects.runners.load(ordering: .relaxed)
   case AIOS_OBJECT_PRIMITIVE.rawValue: return LiveObjects.primitives.load(ordering: .relaxed)
   case AIOS_OBJECT_QUEUE.rawValue: return LiveObjects.queues.load(ordering: .relaxed)
+  case AIOS_OBJECT_TRANSPORT.rawValue: return LiveObjects.transports.load(ordering: .relaxed)
+  case AIOS_OBJECT_SERVER.rawValue: return LiveObjects.servers.load(ordering: .relaxed)
+  case AIOS_OBJECT_STREAM.rawValue: return LiveObjects.streams.load(ordering: .relaxed)
   default: return Int(AIOS_EINVAL.rawValue)
   }
 }

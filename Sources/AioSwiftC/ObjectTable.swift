@@ -23,6 +23,7 @@ import Synchronization
 enum ObjectType: UInt32 {
   case loop = 1, handle, future, task, error, runner
   case lock, event, condition, semaphore, barrier, queue, timeout, taskGroup, asCompleted
+  case transport, server, stream
 }
 
 /// Objects that remember their handle, so C gets the same one back.
@@ -49,6 +50,12 @@ extension AnyFuture: ForeignObject {
   var foreignLoop: UnsafeMutableRawPointer? { Unmanaged.passUnretained(loop).toOpaque() }
 }
 extension Runner: ForeignObject {}
+extension StreamTransport: ForeignObject {
+  var foreignLoop: UnsafeMutableRawPointer? { Unmanaged.passUnretained(loop).toOpaque() }
+}
+extension Server: ForeignObject {
+  var foreignLoop: UnsafeMutableRawPointer? { Unmanaged.passUnretained(loop).toOpaque() }
+}
 extension LoopBound: ForeignObject {
   var foreignLoop: UnsafeMutableRawPointer? { boundLoopAddress }
 }
@@ -68,6 +75,13 @@ final class ErrorObject: ForeignObject {
   var userDestructor: aios_destructor_fn?
   /// A group's errors, as C handles holding one reference each.
   let children: UnsafeMutableBufferPointer<UInt64>
+  /// An incomplete read's bytes and expected count (-1: none), a limit
+  /// overrun's consumed count.
+  /// Plain memory, not an array: any thread reads it, and an array's
+  /// reference count belongs to one thread.
+  var partial = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+  var expected: Int64 = -1
+  var consumed: Int64 = 0
   var foreignHandle: UInt64 = 0
 
   init(code: Int32, message: String, userData: UnsafeMutableRawPointer? = nil,
@@ -86,6 +100,7 @@ final class ErrorObject: ForeignObject {
     for child in children { _ = ObjectTable.release(child) }
     children.deallocate()
     userDestructor?(userData)
+    partial.deallocate()
     LiveObjects.errors.subtract(1, ordering: .relaxed)
   }
 
@@ -99,6 +114,12 @@ final class ErrorObject: ForeignObject {
     if isUserError, ObjectTable.retain(handle) {
       return UserError(text, payload: UserError.Payload(data: userData, foreignError: handle))
     }
+    if code == AIOS_EINCOMPLETE.rawValue {
+      var error = IncompleteReadError(partial: [UInt8](partial), expected: expected < 0 ? nil : Int(expected))
+      error.message = text
+      return error
+    }
+    if code == AIOS_ELIMIT.rawValue { return LimitOverrunError(text, consumed: Int(consumed)) }
     if code == AIOS_EGROUP.rawValue {
       return TaskGroupError(children.map { child in
         ObjectTable.withError(child) { $0.swiftError(handle: child) } ?? RuntimeError(code: AIOS_EBADHANDLE.rawValue)
@@ -128,6 +149,13 @@ func exportError(_ error: any Error) -> UInt64? {
   let text = (error as? any AsyncioError)?.message ?? String(describing: error)
   let object = ErrorObject(code: statusCode(of: error), message: text,
                            userData: (error as? UserError)?.payload?.data, children: children)
+  if let incomplete = error as? IncompleteReadError {
+    object.partial = .allocate(byteCount: incomplete.partial.count, alignment: 1)
+    object.partial.copyBytes(from: incomplete.partial)
+    object.expected = incomplete.expected.map { Int64($0) } ?? -1
+  } else if let overrun = error as? LimitOverrunError {
+    object.consumed = Int64(overrun.consumed)
+  }
   return ObjectTable.export(object, .error)
 }
 
@@ -428,6 +456,9 @@ private func forgetHandle(_ object: AnyObject, type: UInt32, _ handle: UInt64) {
   case .timeout: forget(unsafeDowncast(object, to: Timeout.self))
   case .taskGroup: forget(unsafeDowncast(object, to: AioTaskGroup.self))
   case .asCompleted: forget(unsafeDowncast(object, to: AsCompleted.self))
+  case .transport: forget(unsafeDowncast(object, to: StreamTransport.self))
+  case .server: forget(unsafeDowncast(object, to: Server.self))
+  case .stream: forget(unsafeDowncast(object, to: CStream.self))
   case nil: break
   }
 }

@@ -262,7 +262,8 @@ typedef struct live_counts_s {
 
 static inline const char *object_type_name(int type) {
   static const char *const names[] = {"loop",  "handle", "future",   "task",
-                                      "error", "runner", "primitive", "queue"};
+                                      "error", "runner", "primitive", "queue",
+                                      "transport", "server", "stream"};
   static char other[32];
   if (type >= 0 && type < (int)(sizeof names / sizeof names[0]))
     return names[type];

@@ -1,0 +1,498 @@
+// asyncio's stream transports and protocols (transports.py, protocols.py,
+// and the socket transport of selector_events.py) on libuv's TCP and pipe
+// handles.
+//
+// Reading: libuv reads into the loop's read arena (or, for a buffered
+// protocol, into the protocol's own memory) and the protocol sees the bytes
+// in the same call. Writing: the socket is tried at once (uv_try_write) and
+// only what it did not take is copied and queued; at most one uv_write is in
+// flight, and what is queued meanwhile goes out in the next one, as a
+// vector. Closing is libuv's: one uv_close, then connection_lost exactly
+// once from its callback, and the handle's memory goes with the transport.
+internal import CAioSwift
+internal import CLibUV
+import Glibc
+
+/// asyncio.Protocol for streams. Every method has a default that does nothing.
+public protocol StreamProtocol: AnyObject {
+  /// The connection is up.
+  func connectionMade(_ transport: StreamTransport)
+  /// Bytes arrived; the buffer is valid for this call only.
+  func dataReceived(_ data: UnsafeRawBufferPointer)
+  /// The peer sent EOF. Return true to keep the transport open for writing.
+  func eofReceived() -> Bool
+  /// The connection is gone: nil for a close or an EOF, else the reason.
+  func connectionLost(_ error: (any Error)?)
+  /// The write buffer went above its high-water mark.
+  func pauseWriting()
+  /// The write buffer went down to its low-water mark.
+  func resumeWriting()
+}
+
+extension StreamProtocol {
+  public func connectionMade(_ transport: StreamTransport) {}
+  public func dataReceived(_ data: UnsafeRawBufferPointer) {}
+  public func eofReceived() -> Bool { false }
+  public func connectionLost(_ error: (any Error)?) {}
+  public func pauseWriting() {}
+  public func resumeWriting() {}
+}
+
+/// asyncio.BufferedProtocol: bytes are received straight into the
+/// protocol's memory; dataReceived is not called.
+public protocol BufferedStreamProtocol: StreamProtocol {
+  /// Memory to receive into (at least one byte), valid until bufferUpdated.
+  func getBuffer(sizeHint: Int) throws -> UnsafeMutableRawBufferPointer
+  /// `count` bytes were written at the start of the last buffer.
+  func bufferUpdated(_ count: Int)
+}
+
+/// asyncio's default write-buffer limits.
+let defaultHighWater = 64 * 1024
+
+public final class StreamTransport: CustomStringConvertible {
+  public let loop: Loop
+  private let handle: UnsafeMutableRawPointer
+  private var stream: UnsafeMutablePointer<uv_stream_t> { handle.assumingMemoryBound(to: uv_stream_t.self) }
+  public let isUnix: Bool
+  private var currentProtocol: (any StreamProtocol)?
+  private var bufferedProtocol: (any BufferedStreamProtocol)?
+
+  /// close() or abort() was called, or the connection was lost.
+  public private(set) var isClosing = false
+  /// uv_close was called: the handle may not be used any more.
+  private var handleClosed = false
+  /// connection_lost was delivered.
+  public private(set) var isLost = false
+  private var lostError: (any Error)?
+  /// asyncio's _conn_lost: writes after it are dropped.
+  private var connectionLostCount = 0
+  private var readingPaused = false
+  private var readingStarted = false
+  private var eofReceivedFlag = false
+  private var eofWritten = false
+  private var shutdownDone = false
+  /// The error a buffered protocol's getBuffer threw.
+  private var bufferError: (any Error)?
+
+  // The write side: chunks waiting, and the one uv_write in flight.
+  private var queued: [UnsafeMutableRawBufferPointer] = []
+  private var queuedBytes = 0
+  private var inflight: [UnsafeMutableRawBufferPointer] = []
+  private let writeRequest = UnsafeMutablePointer<uv_write_t>.allocate(capacity: 1)
+  private var writing = false
+  public private(set) var highWater = defaultHighWater
+  public private(set) var lowWater = defaultHighWater / 4
+  private var protocolPaused = false
+
+  /// Told when the connection is gone (a server counting its clients).
+  package var onLost: ((StreamTransport) -> Void)?
+  /// The C ABI's handle for this object (0: none yet).
+  package var foreignHandle: UInt64 = 0
+
+  /// The transport's own reference while its handle is open.
+  private var keepAlive: Unmanaged<StreamTransport>?
+
+  /// Wraps an initialized, connected uv_tcp_t or uv_pipe_t (allocated with
+  /// StreamTransport.allocateHandle), which the transport now owns.
+  package init(loop: Loop, handle: UnsafeMutableRawPointer, isUnix: Bool) {
+    self.loop = loop
+    self.handle = handle
+    self.isUnix = isUnix
+    LiveObjects.transports.add(1, ordering: .relaxed)
+    keepAlive = Unmanaged.passRetained(self)
+    stream.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+    writeRequest.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+    if !isUnix { uv_tcp_nodelay(handle.assumingMemoryBound(to: uv_tcp_t.self), 1) }
+    loop.ioOpened(self) { [unowned self] in self.forceClose(nil) }
+  }
+
+  deinit {
+    for chunk in queued { chunk.deallocate() }
+    for chunk in inflight { chunk.deallocate() }
+    writeRequest.deallocate()
+    handle.deallocate()
+    LiveObjects.transports.subtract(1, ordering: .relaxed)
+  }
+
+  /// Memory for a uv_tcp_t or uv_pipe_t.
+  package static func allocateHandle() -> UnsafeMutableRawPointer {
+    .allocate(byteCount: max(MemoryLayout<uv_tcp_t>.size, MemoryLayout<uv_pipe_t>.size), alignment: 16)
+  }
+
+  // MARK: Protocol
+
+  public var streamProtocol: (any StreamProtocol)? { currentProtocol }
+
+  /// asyncio's set_protocol. Refused once the connection is lost.
+  public func setProtocol(_ newProtocol: any StreamProtocol) throws {
+    guard !isLost else { throw InvalidStateError("the connection is lost") }
+    currentProtocol = newProtocol
+    bufferedProtocol = newProtocol as? any BufferedStreamProtocol
+  }
+
+  /// Calls connection_made, then starts reading (unless the protocol paused
+  /// reading or closed the transport meanwhile).
+  package func start(_ streamProtocol: any StreamProtocol) {
+    currentProtocol = streamProtocol
+    bufferedProtocol = streamProtocol as? any BufferedStreamProtocol
+    streamProtocol.connectionMade(self)
+    if !isClosing && !readingPaused { startReading() }
+  }
+
+  // MARK: Reading
+
+  private func startReading() {
+    guard !handleClosed, !eofReceivedFlag, !readingStarted else { return }
+    let rc = uv_read_start(stream, transportAlloc, transportRead)
+    if rc != 0 { fatalError(uvError(rc)); return }
+    readingStarted = true
+  }
+
+  private func stopReading() {
+    guard readingStarted, !handleClosed else { return }
+    uv_read_stop(stream)
+    readingStarted = false
+  }
+
+  public var isReading: Bool { !readingPaused && !isClosing }
+
+  public func pauseReading() {
+    guard isReading else { return }
+    readingPaused = true
+    stopReading()
+  }
+
+  public func resumeReading() {
+    guard !isClosing, readingPaused else { return }
+    readingPaused = false
+    startReading()
+  }
+
+  fileprivate func allocate(_ suggested: Int) -> uv_buf_t {
+    if let buffered = bufferedProtocol {
+      do {
+        let buffer = try buffered.getBuffer(sizeHint: suggested)
+        if let base = buffer.baseAddress, buffer.count > 0 {
+          return uv_buf_init(base.assumingMemoryBound(to: CChar.self), UInt32(clamping: buffer.count))
+        }
+        bufferError = RuntimeError(code: AIOS_EINVAL.rawValue, "get_buffer() returned an empty buffer")
+      } catch {
+        bufferError = error
+      }
+      return uv_buf_init(nil, 0)
+    }
+    let arena = loop.readArena
+    return uv_buf_init(arena.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(arena.count))
+  }
+
+  fileprivate func didRead(_ count: Int, _ base: UnsafeMutableRawPointer?) {
+    if count > 0 {
+      if let buffered = bufferedProtocol {
+        buffered.bufferUpdated(count)
+      } else {
+        currentProtocol?.dataReceived(UnsafeRawBufferPointer(start: base, count: count))
+      }
+    } else if count == Int(UV_EOF.rawValue) {
+      receivedEOF()
+    } else if count == Int(UV_ENOBUFS.rawValue), let error = bufferError {
+      bufferError = nil
+      report("Fatal error: protocol.get_buffer() call failed.", error)
+      forceClose(error)
+    } else if count < 0 {
+      fatalError(uvError(Int32(count)))
+    }
+  }
+
+  private func receivedEOF() {
+    // libuv reports a hang-up after a partial read as EOF without reading
+    // again; a reset waiting there is the socket's pending error.
+    if !isUnix, let fd = fileDescriptor {
+      var pending: Int32 = 0
+      var size = socklen_t(MemoryLayout<Int32>.size)
+      if getsockopt(fd, SOL_SOCKET, SO_ERROR, &pending, &size) == 0 && pending != 0 {
+        fatalError(OSError(errno: pending))
+        return
+      }
+    }
+    eofReceivedFlag = true
+    stopReading()
+    let keepOpen = currentProtocol?.eofReceived() ?? false
+    if !keepOpen { close() }
+  }
+
+  // MARK: Writing
+
+  /// Bytes written and not yet sent.
+  public var writeBufferSize: Int {
+    handleClosed ? queuedBytes : queuedBytes + Int(uv_stream_get_write_queue_size(stream))
+  }
+
+  /// asyncio's write: the socket is tried first; only the rest is copied.
+  public func write(_ data: UnsafeRawBufferPointer) throws {
+    guard !eofWritten else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "Cannot call write() after write_eof()") }
+    guard data.count > 0 else { return }
+    if connectionLostCount > 0 || handleClosed {
+      connectionLostCount += 1
+      return
+    }
+    var rest = data
+    if !writing && queued.isEmpty {
+      var buffer = uv_buf_init(UnsafeMutableRawPointer(mutating: data.baseAddress!).assumingMemoryBound(to: CChar.self),
+                               UInt32(clamping: data.count))
+      let sent = Int(uv_try_write(stream, &buffer, 1))
+      if sent == data.count { return }
+      if sent < 0 && sent != Int(UV_EAGAIN.rawValue) {
+        fatalError(uvError(Int32(sent)))
+        return
+      }
+      rest = UnsafeRawBufferPointer(rebasing: data[max(sent, 0)...])
+    }
+    enqueue(rest)
+  }
+
+  /// writelines: the pieces as one write.
+  public func write(vector pieces: [UnsafeRawBufferPointer]) throws {
+    guard !eofWritten else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "Cannot call write() after write_eof()") }
+    let total = pieces.reduce(0) { $0 + $1.count }
+    guard total > 0 else { return }
+    if connectionLostCount > 0 || handleClosed {
+      connectionLostCount += 1
+      return
+    }
+    var skip = 0
+    if !writing && queued.isEmpty {
+      var buffers = pieces.filter { $0.count > 0 }.map {
+        uv_buf_init(UnsafeMutableRawPointer(mutating: $0.baseAddress!).assumingMemoryBound(to: CChar.self),
+                    UInt32(clamping: $0.count))
+      }
+      let sent = Int(uv_try_write(stream, &buffers, UInt32(buffers.count)))
+      if sent == total { return }
+      if sent < 0 && sent != Int(UV_EAGAIN.rawValue) {
+        fatalError(uvError(Int32(sent)))
+        return
+      }
+      skip = max(sent, 0)
+    }
+    for piece in pieces {
+      if skip >= piece.count { skip -= piece.count; continue }
+      enqueue(UnsafeRawBufferPointer(rebasing: piece[skip...]), flush: false)
+      skip = 0
+    }
+    if !writing { flush() }
+    maybePauseProtocol()
+  }
+
+  private func enqueue(_ bytes: UnsafeRawBufferPointer, flush now: Bool = true) {
+    guard bytes.count > 0 else { return }
+    let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
+    chunk.copyMemory(from: bytes)
+    queued.append(chunk)
+    queuedBytes += chunk.count
+    if now {
+      if !writing { flush() }
+      maybePauseProtocol()
+    }
+  }
+
+  /// Hands everything queued to libuv in one write.
+  private func flush() {
+    guard !queued.isEmpty, !handleClosed else { return }
+    inflight = queued
+    queued = []
+    queuedBytes = 0
+    var buffers = inflight.map { uv_buf_init($0.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32($0.count)) }
+    let rc = uv_write(writeRequest, stream, &buffers, UInt32(buffers.count), transportWritten)
+    if rc != 0 {
+      for chunk in inflight { chunk.deallocate() }
+      inflight = []
+      fatalError(uvError(rc))
+      return
+    }
+    writing = true
+  }
+
+  fileprivate func didWrite(_ status: Int32) {
+    writing = false
+    for chunk in inflight { chunk.deallocate() }
+    inflight = []
+    if handleClosed || status == UV_ECANCELED.rawValue { return }
+    if status < 0 {
+      fatalError(uvError(status))
+      return
+    }
+    if !queued.isEmpty {
+      flush()
+      maybeResumeProtocol()
+      return
+    }
+    maybeResumeProtocol()
+    if isClosing {
+      closeHandle(nil)
+    } else if eofWritten {
+      shutdown()
+    }
+  }
+
+  /// asyncio's write_eof: the write side closes once the buffer is sent.
+  public func writeEOF() {
+    guard !isClosing, !eofWritten else { return }
+    eofWritten = true
+    if !writing && queued.isEmpty { shutdown() }
+  }
+
+  public var canWriteEOF: Bool { true }
+
+  private func shutdown() {
+    guard !shutdownDone, !handleClosed else { return }
+    shutdownDone = true
+    let request = UnsafeMutablePointer<uv_shutdown_t>.allocate(capacity: 1)
+    if uv_shutdown(request, stream, transportShutdown) != 0 { request.deallocate() }
+  }
+
+  public func setWriteBufferLimits(high: Int? = nil, low: Int? = nil) throws {
+    let high = high ?? (low.map { 4 * $0 } ?? defaultHighWater)
+    let low = low ?? high / 4
+    guard high >= low, low >= 0 else {
+      throw RuntimeError(code: AIOS_EINVAL.rawValue, "high (\(high)) must be >= low (\(low)) must be >= 0")
+    }
+    highWater = high
+    lowWater = low
+    maybePauseProtocol()
+  }
+
+  private func maybePauseProtocol() {
+    guard !protocolPaused, writeBufferSize > highWater, let current = currentProtocol else { return }
+    protocolPaused = true
+    current.pauseWriting()
+  }
+
+  private func maybeResumeProtocol() {
+    guard protocolPaused, writeBufferSize <= lowWater, let current = currentProtocol else { return }
+    protocolPaused = false
+    current.resumeWriting()
+  }
+
+  // MARK: Closing
+
+  /// asyncio's close: stops reading, sends what is buffered, then closes.
+  public func close() {
+    guard !isClosing else { return }
+    isClosing = true
+    stopReading()
+    if !writing && queued.isEmpty {
+      connectionLostCount += 1
+      closeHandle(nil)
+    }
+  }
+
+  /// asyncio's abort: closes now, dropping the buffer.
+  public func abort() { forceClose(nil) }
+
+  /// asyncio's _fatal_error: errors of the socket only end the connection
+  /// (OSErrors are not reported, as asyncio logs them at debug level).
+  private func fatalError(_ error: any Error) {
+    if !(error is OSError) { report("Fatal error on transport", error) }
+    forceClose(error)
+  }
+
+  private func report(_ message: String, _ error: any Error) {
+    loop.callExceptionHandler(ExceptionContext(message: message, error: error))
+  }
+
+  /// asyncio's _force_close.
+  private func forceClose(_ error: (any Error)?) {
+    guard !handleClosed else { return }
+    for chunk in queued { chunk.deallocate() }
+    queued = []
+    queuedBytes = 0
+    isClosing = true
+    connectionLostCount += 1
+    stopReading()
+    closeHandle(error)
+  }
+
+  private func closeHandle(_ error: (any Error)?) {
+    guard !handleClosed else { return }
+    handleClosed = true
+    lostError = error
+    loop.ioClosed(self)
+    uv_close(handle.assumingMemoryBound(to: uv_handle_t.self), transportClosed)
+  }
+
+  fileprivate func didClose() {
+    isLost = true
+    let lost = currentProtocol
+    currentProtocol = nil
+    bufferedProtocol = nil
+    lost?.connectionLost(lostError)
+    lostError = nil
+    onLost?(self)
+    onLost = nil
+    keepAlive?.release()
+    keepAlive = nil
+  }
+
+  // MARK: Extra info
+
+  /// The socket's descriptor, or nil once it is closed.
+  public var fileDescriptor: Int32? {
+    guard !handleClosed else { return nil }
+    var fd: uv_os_fd_t = -1
+    return uv_fileno(handle.assumingMemoryBound(to: uv_handle_t.self), &fd) == 0 ? fd : nil
+  }
+
+  /// get_extra_info('sockname').
+  public var socketName: SocketAddress? { address(getsockname) }
+  /// get_extra_info('peername').
+  public var peerName: SocketAddress? { address(getpeername) }
+
+  private func address(_ query: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32)
+    -> SocketAddress? {
+    guard let fd = fileDescriptor else { return nil }
+    return socketAddress(of: fd, query)
+  }
+
+  public var description: String {
+    "<StreamTransport \(isUnix ? "unix" : "tcp") fd=\(fileDescriptor.map(String.init) ?? "closed")\(isClosing ? " closing" : "")>"
+  }
+}
+
+/// A socket's own or peer address, through getsockname or getpeername.
+func socketAddress(of fd: Int32, _ query: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32)
+  -> SocketAddress? {
+  var storage = sockaddr_storage()
+  var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+  let rc = withUnsafeMutableBytes(of: &storage) {
+    query(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length)
+  }
+  guard rc == 0 else { return nil }
+  return withUnsafeBytes(of: &storage) { SocketAddress(bytes: $0.baseAddress!, length: Int(length)) }
+}
+
+@inline(__always)
+private func transport(_ data: UnsafeMutableRawPointer?) -> StreamTransport {
+  Unmanaged<StreamTransport>.fromOpaque(data!).takeUnretainedValue()
+}
+
+private func transportAlloc(_ handle: UnsafeMutablePointer<uv_handle_t>?, _ suggested: Int,
+                            _ buffer: UnsafeMutablePointer<uv_buf_t>?) {
+  buffer!.pointee = transport(handle!.pointee.data).allocate(suggested)
+}
+
+private func transportRead(_ stream: UnsafeMutablePointer<uv_stream_t>?, _ count: Int,
+                           _ buffer: UnsafePointer<uv_buf_t>?) {
+  transport(stream!.pointee.data).didRead(count, UnsafeMutableRawPointer(buffer?.pointee.base))
+}
+
+private func transportWritten(_ request: UnsafeMutablePointer<uv_write_t>?, _ status: Int32) {
+  transport(request!.pointee.data).didWrite(status)
+}
+
+private func transportShutdown(_ request: UnsafeMutablePointer<uv_shutdown_t>?, _ status: Int32) {
+  request?.deallocate()
+}
+
+private func transportClosed(_ handle: UnsafeMutablePointer<uv_handle_t>?) {
+  transport(handle!.pointee.data).didClose()
+}

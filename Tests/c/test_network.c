@@ -1,0 +1,934 @@
+/*
+ * test_network.c: name resolution, transports and protocols, servers, on
+ * real sockets (127.0.0.1, ::1, Unix sockets in a temp dir).
+ */
+#define _GNU_SOURCE
+#include "test_util.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                    */
+
+/* Runs the loop until `future` is done, then takes its result. */
+static void *await_result(aios_loop_t *loop, aios_future_t *future) {
+  void *value = NULL;
+  aios_destructor_fn destructor = NULL;
+  CHECK_EQ(aios_loop_run_until_complete(loop, future), 0);
+  CHECK_EQ(aios_future_take_result(future, &value, &destructor), 0);
+  CHECK_EQ(aios_future_unref(future), 0);
+  return value;
+}
+
+/* Runs the loop until `future` is done; returns its status code. */
+static int await_status(aios_loop_t *loop, aios_future_t *future) {
+  int rc = aios_loop_run_until_complete(loop, future);
+  CHECK_EQ(aios_future_unref(future), 0);
+  return rc;
+}
+
+/* Runs the loop until `future` fails, and gives its error. */
+static aios_error_t *await_error(aios_loop_t *loop, aios_future_t *future) {
+  aios_error_t *error = NULL;
+  CHECK(aios_loop_run_until_complete(loop, future) != 0);
+  CHECK_EQ(aios_future_error(future, &error), 0);
+  CHECK(error != NULL);
+  CHECK_EQ(aios_future_unref(future), 0);
+  return error;
+}
+
+static int server_port(aios_server_t *server, size_t index) {
+  struct sockaddr_storage address;
+  unsigned int length = sizeof address;
+  CHECK_EQ(aios_server_get_sockname(server, index, &address, &length), 0);
+  if (address.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&address)->sin_port);
+  CHECK_EQ(address.ss_family, AF_INET6);
+  return ntohs(((struct sockaddr_in6 *)&address)->sin6_port);
+}
+
+static void close_server(aios_loop_t *loop, aios_server_t *server) {
+  aios_future_t *closed = NULL;
+  CHECK_EQ(aios_server_close(server), 0);
+  CHECK_EQ(aios_server_wait_closed(server, &closed), 0);
+  CHECK_EQ(await_status(loop, closed), 0);
+  CHECK_EQ(aios_server_unref(server), 0);
+}
+
+static int has_ipv6(void) {
+  int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  struct sockaddr_in6 address;
+  int ok;
+  if (fd < 0) return 0;
+  memset(&address, 0, sizeof address);
+  address.sin6_family = AF_INET6;
+  address.sin6_addr = in6addr_loopback;
+  ok = bind(fd, (struct sockaddr *)&address, sizeof address) == 0;
+  close(fd);
+  return ok;
+}
+
+/* ------------------------------------------------------------------------ */
+/* An echo protocol (server side) and a recording one (client side).         */
+
+typedef struct echo_server_s {
+  int connections, lost, eofs;
+  int keep_open_on_eof;
+} echo_server_t;
+
+static void echo_data(aios_transport_t *t, const void *data, size_t length, void *arg) {
+  (void)arg;
+  CHECK_EQ(aios_transport_write(t, data, length), 0);
+}
+
+static int echo_eof(aios_transport_t *t, void *arg) {
+  echo_server_t *server = (echo_server_t *)arg;
+  (void)t;
+  server->eofs++;
+  return server->keep_open_on_eof;
+}
+
+static void echo_lost(aios_transport_t *t, aios_error_t *error, void *arg) {
+  (void)t;
+  (void)error;
+  ((echo_server_t *)arg)->lost++;
+}
+
+static void echo_made(aios_transport_t *t, void *arg) {
+  (void)t;
+  ((echo_server_t *)arg)->connections++;
+}
+
+static int echo_factory(void *arg, aios_protocol_t *protocol) {
+  protocol->arg = arg;
+  protocol->connection_made = echo_made;
+  protocol->data_received = echo_data;
+  protocol->eof_received = echo_eof;
+  protocol->connection_lost = echo_lost;
+  return 0;
+}
+
+typedef struct client_s {
+  aios_loop_t *loop;
+  aios_future_t *lost_future; /* done when connection_lost runs */
+  char received[1 << 16];
+  size_t length;
+  size_t close_after;         /* close once this much came back */
+  const char *send;           /* written at connection_made */
+  int made, eof, lost, pauses, resumes, destroyed;
+  int lost_code;              /* of the error connection_lost got (0: none) */
+  int write_eof_at_made;
+} client_t;
+
+static void client_made(aios_transport_t *t, void *arg) {
+  client_t *c = (client_t *)arg;
+  c->made++;
+  if (c->send) CHECK_EQ(aios_transport_write(t, c->send, strlen(c->send)), 0);
+  if (c->write_eof_at_made) CHECK_EQ(aios_transport_write_eof(t), 0);
+}
+
+static void client_data(aios_transport_t *t, const void *data, size_t length, void *arg) {
+  client_t *c = (client_t *)arg;
+  CHECK(c->length + length <= sizeof c->received);
+  memcpy(c->received + c->length, data, length);
+  c->length += length;
+  if (c->close_after && c->length >= c->close_after) CHECK_EQ(aios_transport_close(t), 0);
+}
+
+static int client_eof(aios_transport_t *t, void *arg) {
+  (void)t;
+  ((client_t *)arg)->eof++;
+  return 0;
+}
+
+static void client_lost(aios_transport_t *t, aios_error_t *error, void *arg) {
+  client_t *c = (client_t *)arg;
+  (void)t;
+  c->lost++;
+  c->lost_code = error ? aios_error_code(error) : 0;
+  if (c->lost_future) CHECK_EQ(aios_future_set_result(c->lost_future, NULL, NULL), 0);
+}
+
+static void client_pause(aios_transport_t *t, void *arg) {
+  (void)t;
+  ((client_t *)arg)->pauses++;
+}
+
+static void client_resume(aios_transport_t *t, void *arg) {
+  (void)t;
+  ((client_t *)arg)->resumes++;
+}
+
+static void client_destroy(void *arg) { ((client_t *)arg)->destroyed++; }
+
+static aios_protocol_t client_protocol(client_t *c) {
+  aios_protocol_t p;
+  memset(&p, 0, sizeof p);
+  p.size = sizeof p;
+  p.arg = c;
+  p.connection_made = client_made;
+  p.data_received = client_data;
+  p.eof_received = client_eof;
+  p.connection_lost = client_lost;
+  p.pause_writing = client_pause;
+  p.resume_writing = client_resume;
+  p.destroy = client_destroy;
+  return p;
+}
+
+static void client_init(client_t *c, aios_loop_t *loop) {
+  memset(c, 0, sizeof *c);
+  c->loop = loop;
+  CHECK_EQ(aios_future_new(loop, &c->lost_future), 0);
+}
+
+static void client_wait_lost(client_t *c) {
+  CHECK_EQ(aios_loop_run_until_complete(c->loop, c->lost_future), 0);
+  CHECK_EQ(aios_future_unref(c->lost_future), 0);
+  c->lost_future = NULL;
+}
+
+static aios_server_t *start_echo(aios_loop_t *loop, echo_server_t *state, const char *host) {
+  aios_future_t *f = NULL;
+  CHECK_EQ(aios_create_server(loop, echo_factory, state, NULL, host, 0, NULL, &f), 0);
+  return (aios_server_t *)await_result(loop, f);
+}
+
+static aios_transport_t *connect_client(aios_loop_t *loop, client_t *c, const char *host, int port) {
+  aios_protocol_t p = client_protocol(c);
+  aios_future_t *f = NULL;
+  CHECK_EQ(aios_create_connection(loop, &p, host, port, NULL, &f), 0);
+  return (aios_transport_t *)await_result(loop, f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Name resolution                                                            */
+
+static void test_getaddrinfo_localhost(void) {
+  aios_loop_t *loop = make_loop();
+  aios_future_t *f = NULL;
+  aios_addrinfo_list_t *list;
+  size_t i;
+  int saw_v4 = 0;
+  CHECK_EQ(aios_getaddrinfo(loop, "localhost", "80", 0, SOCK_STREAM, 0, 0, &f), 0);
+  list = (aios_addrinfo_list_t *)await_result(loop, f);
+  CHECK(list != NULL);
+  CHECK(list->count >= 1);
+  for (i = 0; i < list->count; i++) {
+    aios_addrinfo_t *a = &list->items[i];
+    CHECK_EQ(a->socktype, SOCK_STREAM);
+    if (a->family == AF_INET) {
+      struct sockaddr_in *in = (struct sockaddr_in *)&a->address;
+      CHECK_EQ(a->length, sizeof(struct sockaddr_in));
+      CHECK_EQ(ntohs(in->sin_port), 80);
+      CHECK_EQ(ntohl(in->sin_addr.s_addr), INADDR_LOOPBACK);
+      saw_v4 = 1;
+    }
+  }
+  CHECK(saw_v4);
+  aios_addrinfo_list_free(list);
+  close_loop(loop);
+}
+
+static void test_getaddrinfo_keeps_scope_id(void) {
+  aios_loop_t *loop = make_loop();
+  aios_future_t *f = NULL;
+  aios_addrinfo_list_t *list;
+  struct sockaddr_in6 *in6;
+  CHECK_EQ(aios_getaddrinfo(loop, "fe80::1%1", "9", AF_INET6, SOCK_STREAM, 0, AI_NUMERICHOST, &f), 0);
+  list = (aios_addrinfo_list_t *)await_result(loop, f);
+  CHECK_EQ(list->count, 1);
+  in6 = (struct sockaddr_in6 *)&list->items[0].address;
+  CHECK_EQ(in6->sin6_scope_id, 1);
+  CHECK_EQ(ntohs(in6->sin6_port), 9);
+  aios_addrinfo_list_free(list);
+  close_loop(loop);
+}
+
+static void test_getaddrinfo_errors(void) {
+  aios_loop_t *loop = make_loop();
+  aios_future_t *f = NULL;
+  aios_error_t *error;
+  /* A name that cannot exist (RFC 6761's .invalid), numeric-only so that
+   * no resolver is asked. */
+  CHECK_EQ(aios_getaddrinfo(loop, "no-such-host.invalid", "80", 0, 0, 0, AI_NUMERICHOST, &f), 0);
+  error = await_error(loop, f);
+  CHECK_EQ(aios_error_code(error), AIOS_EAI_NONAME);
+  CHECK_EQ(aios_error_kind(error), AIOS_ERROR_GAI);
+  CHECK_STR_EQ(aios_err_name(AIOS_EAI_NONAME), "AIOS_EAI_NONAME");
+  CHECK_EQ(aios_error_unref(error), 0);
+  CHECK_EQ(aios_getaddrinfo(loop, "127.0.0.1", "no-such-service-name", 0, SOCK_STREAM, 0, 0, &f), 0);
+  error = await_error(loop, f);
+  CHECK(aios_error_code(error) == AIOS_EAI_SERVICE || aios_error_code(error) == AIOS_EAI_NONAME);
+  CHECK_EQ(aios_error_unref(error), 0);
+  /* Bad arguments. */
+  CHECK_EQ(aios_getaddrinfo(loop, NULL, NULL, 0, 0, 0, 0, &f), AIOS_EINVAL);
+  CHECK_EQ(aios_getaddrinfo(loop, "localhost", "80", 0, 0, 0, 0, NULL), AIOS_EINVAL);
+  CHECK_EQ(aios_getaddrinfo(NULL, "localhost", "80", 0, 0, 0, 0, &f), AIOS_EINVAL);
+  close_loop(loop);
+}
+
+static void test_getaddrinfo_cancelled(void) {
+  aios_loop_t *loop = make_loop();
+  aios_future_t *f = NULL;
+  CHECK_EQ(aios_getaddrinfo(loop, "localhost", "80", 0, 0, 0, 0, &f), 0);
+  CHECK_EQ(aios_future_cancel(f, NULL), 1);
+  CHECK_EQ(await_status(loop, f), AIOS_ECANCELLED);
+  close_loop(loop);
+}
+
+static void test_getnameinfo(void) {
+  aios_loop_t *loop = make_loop();
+  aios_future_t *f = NULL;
+  aios_nameinfo_t *info;
+  struct sockaddr_in address;
+  memset(&address, 0, sizeof address);
+  address.sin_family = AF_INET;
+  address.sin_port = htons(80);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK_EQ(aios_getnameinfo(loop, &address, sizeof address, NI_NUMERICHOST | NI_NUMERICSERV, &f), 0);
+  info = (aios_nameinfo_t *)await_result(loop, f);
+  CHECK_STR_EQ(info->host, "127.0.0.1");
+  CHECK_STR_EQ(info->service, "80");
+  aios_nameinfo_free(info);
+  CHECK_EQ(aios_getnameinfo(loop, &address, 3, 0, &f), AIOS_EINVAL);
+  CHECK_EQ(aios_getnameinfo(loop, NULL, sizeof address, 0, &f), AIOS_EINVAL);
+  close_loop(loop);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Transports                                                                 */
+
+static void test_echo_round_trip(void) {
+  aios_loop_t *loop = make_loop();
+  echo_server_t state = {0, 0, 0, 0};
+  aios_server_t *server = start_echo(loop, &state, "127.0.0.1");
+  client_t c;
+  aios_transport_t *t;
+  struct sockaddr_storage peer;
+  unsigned int length = sizeof peer;
+  client_init(&c, loop);
+  c.send = "hello, world";
+  c.close_after = strlen(c.send);
+  CHECK_EQ(aios_server_socket_count(server), 1);
+  CHECK_EQ(aios_server_is_serving(server), 1);
+  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  CHECK_EQ(c.made, 1);
+  CHECK(aios_transport_get_fd(t) >= 0);
+  CHECK_EQ(aios_transport_get_peername(t, &peer, &length), 0);
+  CHECK_EQ(length, sizeof(struct sockaddr_in));
+  CHECK_EQ(ntohs(((struct sockaddr_in *)&peer)->sin_port), server_port(server, 0));
+  CHECK_EQ(aios_transport_is_reading(t), 1);
+  CHECK_EQ(aios_transport_can_write_eof(t), 1);
+  client_wait_lost(&c);
+  CHECK_EQ(c.length, strlen(c.send));
+  CHECK(memcmp(c.received, c.send, c.length) == 0);
+  CHECK_EQ(c.lost, 1);
+  CHECK_EQ(c.lost_code, 0);
+  CHECK_EQ(c.destroyed, 1);
+  /* A closed transport: queries answer, writes are ignored. */
+  CHECK_EQ(aios_transport_is_closing(t), 1);
+  CHECK_EQ(aios_transport_is_reading(t), 0);
+  CHECK_EQ(aios_transport_write(t, "x", 1), 0);
+  CHECK_EQ(aios_transport_close(t), 0);
+  CHECK_EQ(aios_transport_abort(t), 0);
+  CHECK_EQ(aios_transport_get_fd(t), -EBADF);
+  CHECK_EQ(aios_transport_get_peername(t, &peer, &length), -ENOTCONN);
+  CHECK_EQ(aios_transport_get_write_buffer_size(t), 0);
+  CHECK_EQ(aios_transport_unref(t), 0);
+  CHECK_EQ(aios_transport_unref(t), AIOS_EBADHANDLE);
+  close_server(loop, server);
+  CHECK_EQ(state.connections, 1);
+  CHECK_EQ(state.lost, 1);
+  close_loop(loop);
+}
+
+static void test_echo_ipv6(void) {
+  aios_loop_t *loop;
+  echo_server_t state = {0, 0, 0, 0};
+  aios_server_t *server;
+  client_t c;
+  aios_transport_t *t;
+  if (!has_ipv6()) {
+    printf("skipped: no IPv6 on this machine\n");
+    return;
+  }
+  loop = make_loop();
+  server = start_echo(loop, &state, "::1");
+  client_init(&c, loop);
+  c.send = "six";
+  c.close_after = 3;
+  t = connect_client(loop, &c, "::1", server_port(server, 0));
+  client_wait_lost(&c);
+  CHECK_EQ(c.length, 3);
+  CHECK_EQ(aios_transport_unref(t), 0);
+  close_server(loop, server);
+  close_loop(loop);
+}
+
+static void test_connection_refused(void) {
+  aios_loop_t *loop = make_loop();
+  client_t c;
+  aios_protocol_t p;
+  aios_future_t *f = NULL;
+  aios_error_t *error;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in address;
+  socklen_t length = sizeof address;
+  /* A port bound but not listening refuses. */
+  memset(&address, 0, sizeof address);
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK_EQ(bind(fd, (struct sockaddr *)&address, sizeof address), 0);
+  CHECK_EQ(getsockname(fd, (struct sockaddr *)&address, &length), 0);
+  client_init(&c, loop);
+  p = client_protocol(&c);
+  CHECK_EQ(aios_create_connection(loop, &p, "127.0.0.1", ntohs(address.sin_port), NULL, &f), 0);
+  error = await_error(loop, f);
+  CHECK_EQ(aios_error_code(error), -ECONNREFUSED);
+  CHECK_EQ(aios_error_kind(error), AIOS_ERROR_OS);
+  CHECK_EQ(aios_error_os_errno(error), ECONNREFUSED);
+  CHECK(strstr(aios_error_message(error), "127.0.0.1") != NULL);
+  CHECK_EQ(aios_error_unref(error), 0);
+  CHECK_EQ(c.made, 0);
+  CHECK_EQ(c.lost, 0);
+  CHECK_EQ(c.destroyed, 1); /* the protocol is destroyed without a callback */
+  CHECK_EQ(aios_future_unref(c.lost_future), 0);
+  close(fd);
+  close_loop(loop);
+}
+
+static void test_create_connection_bad_arguments(void) {
+  aios_loop_t *loop = make_loop();
+  client_t c;
+  aios_protocol_t p;
+  aios_connect_options_t options;
+  aios_future_t *f = NULL;
+  client_init(&c, loop);
+  p = client_protocol(&c);
+  CHECK_EQ(aios_create_connection(loop, &p, "127.0.0.1", 70000, NULL, &f), AIOS_EINVAL);
+  CHECK_EQ(aios_create_connection(loop, &p, "127.0.0.1", -1, NULL, &f), AIOS_EINVAL);
+  CHECK_EQ(aios_create_connection(loop, NULL, "127.0.0.1", 1, NULL, &f), AIOS_EINVAL);
+  CHECK_EQ(aios_create_connection(loop, &p, "127.0.0.1", 1, NULL, NULL), AIOS_EINVAL);
+  memset(&options, 0, sizeof options);
+  options.size = sizeof options;
+  options.happy_eyeballs_delay = 0.0 / 0.0;
+  CHECK_EQ(aios_create_connection(loop, &p, "127.0.0.1", 1, &options, &f), AIOS_EINVAL);
+  options.happy_eyeballs_delay = -1;
+  CHECK_EQ(aios_create_connection(loop, &p, "127.0.0.1", 1, &options, &f), AIOS_EINVAL);
+  options.happy_eyeballs_delay = 0;
+  options.size = 4;
+  CHECK_EQ(aios_create_connection(loop, &p, "127.0.0.1", 1, &options, &f), AIOS_EINVAL);
+  p.size = 8;
+  CHECK_EQ(aios_create_connection(loop, &p, "127.0.0.1", 1, NULL, &f), AIOS_EINVAL);
+  CHECK_EQ(aios_create_unix_connection(loop, &p, NULL, &f), AIOS_EINVAL);
+  /* Every failed call left the argument with the caller. */
+  CHECK_EQ(c.destroyed, 0);
+  CHECK_EQ(aios_future_unref(c.lost_future), 0);
+  close_loop(loop);
+}
+
+static void test_half_close(void) {
+  /* The client writes and sends EOF at once; the server keeps its side
+   * open on EOF and echoes; the client then sees the data and EOF. */
+  aios_loop_t *loop = make_loop();
+  echo_server_t state = {0, 0, 0, 0};
+  aios_server_t *server;
+  client_t c;
+  aios_transport_t *t;
+  state.keep_open_on_eof = 0;
+  server = start_echo(loop, &state, "127.0.0.1");
+  client_init(&c, loop);
+  c.send = "ping";
+  c.write_eof_at_made = 1;
+  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  CHECK_EQ(aios_transport_write(t, "more", 4), AIOS_EINVAL); /* after write_eof */
+  client_wait_lost(&c);
+  CHECK_EQ(c.length, 4);
+  CHECK_EQ(c.eof, 1);
+  CHECK_EQ(state.eofs, 1);
+  CHECK_EQ(aios_transport_unref(t), 0);
+  close_server(loop, server);
+  close_loop(loop);
+}
+
+/* A server that never reads: the client's writes fill the buffers until
+ * pause_writing, and resume_writing comes once the server reads again. */
+typedef struct slow_server_s {
+  aios_transport_t *transport;
+  size_t received;
+} slow_server_t;
+
+static void slow_made(aios_transport_t *t, void *arg) {
+  slow_server_t *s = (slow_server_t *)arg;
+  CHECK_EQ(aios_transport_ref(t), 0);
+  s->transport = t;
+  CHECK_EQ(aios_transport_pause_reading(t), 0);
+  CHECK_EQ(aios_transport_is_reading(t), 0);
+}
+
+static void slow_data(aios_transport_t *t, const void *data, size_t length, void *arg) {
+  (void)t;
+  (void)data;
+  ((slow_server_t *)arg)->received += length;
+}
+
+static int slow_factory(void *arg, aios_protocol_t *protocol) {
+  protocol->arg = arg;
+  protocol->connection_made = slow_made;
+  protocol->data_received = slow_data;
+  return 0;
+}
+
+static void test_flow_control(void) {
+  aios_loop_t *loop = make_loop();
+  slow_server_t slow = {NULL, 0};
+  aios_future_t *f = NULL;
+  aios_server_t *server;
+  client_t c;
+  aios_transport_t *t;
+  static char block[1 << 16];
+  size_t low = 0, high = 0, sent = 0;
+  int i;
+  CHECK_EQ(aios_create_server(loop, slow_factory, &slow, NULL, "127.0.0.1", 0, NULL, &f), 0);
+  server = (aios_server_t *)await_result(loop, f);
+  client_init(&c, loop);
+  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  CHECK_EQ(aios_transport_get_write_buffer_limits(t, &low, &high), 0);
+  CHECK_EQ(high, 65536);
+  CHECK_EQ(low, 16384);
+  memset(block, 'x', sizeof block);
+  /* Write until the kernel's buffers are full and ours holds more than
+   * the high-water mark. */
+  for (i = 0; i < 200 && c.pauses == 0; i++) {
+    CHECK_EQ(aios_transport_write(t, block, sizeof block), 0);
+    sent += sizeof block;
+    run_once(loop);
+  }
+  CHECK_EQ(c.pauses, 1);
+  CHECK(aios_transport_get_write_buffer_size(t) > 65536);
+  /* The server reads again: the buffer drains and resume_writing comes. */
+  CHECK_EQ(aios_transport_resume_reading(slow.transport), 0);
+  for (i = 0; i < 100000 && (c.resumes == 0 || slow.received < sent); i++) run_once(loop);
+  CHECK_EQ(c.resumes, 1);
+  CHECK_EQ(slow.received, sent);
+  CHECK_EQ(aios_transport_get_write_buffer_size(t), 0);
+  /* Limits: low > high is refused; a lower high pauses at once. */
+  CHECK_EQ(aios_transport_set_write_buffer_limits(t, 10, 20), AIOS_EINVAL);
+  CHECK_EQ(aios_transport_set_write_buffer_limits(t, -1, 100), 0);
+  CHECK_EQ(aios_transport_get_write_buffer_limits(t, &low, &high), 0);
+  CHECK_EQ(high, 400);
+  CHECK_EQ(low, 100);
+  CHECK_EQ(aios_transport_close(t), 0);
+  client_wait_lost(&c);
+  CHECK_EQ(aios_transport_unref(t), 0);
+  CHECK_EQ(aios_transport_close(slow.transport), 0);
+  CHECK_EQ(aios_transport_unref(slow.transport), 0);
+  close_server(loop, server);
+  close_loop(loop);
+}
+
+static void test_close_flushes_and_abort_drops(void) {
+  aios_loop_t *loop = make_loop();
+  slow_server_t slow = {NULL, 0};
+  aios_future_t *f = NULL;
+  aios_server_t *server;
+  client_t c;
+  aios_transport_t *t;
+  static char block[1 << 20];
+  int i;
+  CHECK_EQ(aios_create_server(loop, slow_factory, &slow, NULL, "127.0.0.1", 0, NULL, &f), 0);
+  server = (aios_server_t *)await_result(loop, f);
+  client_init(&c, loop);
+  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  memset(block, 'y', sizeof block);
+  /* 4 MiB cannot fit the kernel's buffers: most of it waits in ours. */
+  for (i = 0; i < 4; i++) CHECK_EQ(aios_transport_write(t, block, sizeof block), 0);
+  CHECK(aios_transport_get_write_buffer_size(t) > 0);
+  /* close() sends everything before closing. */
+  CHECK_EQ(aios_transport_close(t), 0);
+  CHECK_EQ(aios_transport_is_closing(t), 1);
+  CHECK_EQ(c.lost, 0);
+  CHECK_EQ(aios_transport_resume_reading(slow.transport), 0);
+  client_wait_lost(&c);
+  CHECK_EQ(c.lost_code, 0);
+  for (i = 0; i < 100000 && slow.received < 4 * sizeof block; i++) run_once(loop);
+  CHECK_EQ(slow.received, 4 * sizeof block);
+  CHECK_EQ(aios_transport_unref(t), 0);
+  CHECK_EQ(aios_transport_close(slow.transport), 0);
+  CHECK_EQ(aios_transport_unref(slow.transport), 0);
+
+  /* abort() drops what is buffered. */
+  slow.transport = NULL;
+  slow.received = 0;
+  client_init(&c, loop);
+  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  for (i = 0; i < 4; i++) CHECK_EQ(aios_transport_write(t, block, sizeof block), 0);
+  CHECK_EQ(aios_transport_abort(t), 0);
+  client_wait_lost(&c);
+  CHECK_EQ(aios_transport_get_write_buffer_size(t), 0);
+  CHECK_EQ(aios_transport_resume_reading(slow.transport), 0);
+  for (i = 0; i < 100 && slow.received < 4 * sizeof block; i++) run_once(loop);
+  CHECK(slow.received < 4 * sizeof block);
+  CHECK_EQ(aios_transport_unref(t), 0);
+  CHECK_EQ(aios_transport_close(slow.transport), 0);
+  CHECK_EQ(aios_transport_unref(slow.transport), 0);
+  close_server(loop, server);
+  close_loop(loop);
+}
+
+static void test_peer_reset(void) {
+  /* A raw socket peer that closes with SO_LINGER 0 resets the connection. */
+  aios_loop_t *loop = make_loop();
+  int listener = socket(AF_INET, SOCK_STREAM, 0), peer;
+  struct sockaddr_in address;
+  socklen_t length = sizeof address;
+  struct linger linger = {1, 0};
+  client_t c;
+  aios_transport_t *t;
+  memset(&address, 0, sizeof address);
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK_EQ(bind(listener, (struct sockaddr *)&address, sizeof address), 0);
+  CHECK_EQ(listen(listener, 1), 0);
+  CHECK_EQ(getsockname(listener, (struct sockaddr *)&address, &length), 0);
+  client_init(&c, loop);
+  t = connect_client(loop, &c, "127.0.0.1", ntohs(address.sin_port));
+  peer = accept(listener, NULL, NULL);
+  CHECK(peer >= 0);
+  CHECK_EQ(setsockopt(peer, SOL_SOCKET, SO_LINGER, &linger, sizeof linger), 0);
+  CHECK_EQ(write(peer, "abc", 3), 3);
+  close(peer);
+  client_wait_lost(&c);
+  CHECK_EQ(c.lost_code, -ECONNRESET);
+  CHECK(c.length <= 3);
+  CHECK_EQ(aios_transport_write(t, "x", 1), 0); /* ignored, as asyncio */
+  CHECK_EQ(aios_transport_unref(t), 0);
+  close(listener);
+  close_loop(loop);
+}
+
+static void test_connect_accepted_socket(void) {
+  aios_loop_t *loop = make_loop();
+  int pair[2];
+  client_t c;
+  aios_protocol_t p;
+  aios_future_t *f = NULL;
+  aios_transport_t *t;
+  char buffer[8];
+  CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
+  client_init(&c, loop);
+  c.send = "pair";
+  p = client_protocol(&c);
+  CHECK_EQ(aios_connect_accepted_socket(loop, &p, pair[0], &f), 0);
+  t = (aios_transport_t *)await_result(loop, f);
+  CHECK_EQ(c.made, 1);
+  CHECK_EQ(read(pair[1], buffer, sizeof buffer), 4);
+  CHECK_EQ(write(pair[1], "back", 4), 4);
+  close(pair[1]);
+  client_wait_lost(&c);
+  CHECK_EQ(c.length, 4);
+  CHECK_EQ(c.eof, 1);
+  CHECK_EQ(aios_transport_unref(t), 0);
+  /* Not a socket: refused, and the caller keeps the descriptor. */
+  CHECK_EQ(pipe(pair), 0);
+  client_init(&c, loop);
+  p = client_protocol(&c);
+  CHECK(aios_connect_accepted_socket(loop, &p, pair[0], &f) < 0);
+  CHECK_EQ(c.destroyed, 0);
+  CHECK_EQ(close(pair[0]), 0);
+  close(pair[1]);
+  CHECK_EQ(aios_future_unref(c.lost_future), 0);
+  close_loop(loop);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Unix sockets                                                               */
+
+static void temp_socket_path(char *path, size_t size) {
+  const char *dir = getenv("TMPDIR");
+  snprintf(path, size, "%s/aios-test-%d.sock", dir ? dir : "/tmp", (int)getpid());
+}
+
+static void test_unix_echo_and_stale_socket(void) {
+  aios_loop_t *loop = make_loop();
+  echo_server_t state = {0, 0, 0, 0};
+  char path[108];
+  aios_future_t *f = NULL;
+  aios_server_t *server;
+  client_t c;
+  aios_protocol_t p;
+  aios_transport_t *t;
+  struct sockaddr_un address;
+  int stale = socket(AF_UNIX, SOCK_STREAM, 0);
+  temp_socket_path(path, sizeof path);
+  unlink(path);
+  /* A socket file left behind by a process gone. */
+  memset(&address, 0, sizeof address);
+  address.sun_family = AF_UNIX;
+  strcpy(address.sun_path, path);
+  CHECK_EQ(bind(stale, (struct sockaddr *)&address, sizeof address), 0);
+  close(stale);
+  CHECK_EQ(aios_create_unix_server(loop, echo_factory, &state, NULL, path, NULL, &f), 0);
+  server = (aios_server_t *)await_result(loop, f);
+  client_init(&c, loop);
+  c.send = "unix";
+  c.close_after = 4;
+  p = client_protocol(&c);
+  CHECK_EQ(aios_create_unix_connection(loop, &p, path, &f), 0);
+  t = (aios_transport_t *)await_result(loop, f);
+  client_wait_lost(&c);
+  CHECK_EQ(c.length, 4);
+  CHECK_EQ(aios_transport_unref(t), 0);
+  close_server(loop, server);
+  /* The server removed its socket file. */
+  CHECK(access(path, F_OK) != 0);
+  close_loop(loop);
+}
+
+static void test_unix_connection_errors(void) {
+  aios_loop_t *loop = make_loop();
+  client_t c;
+  aios_protocol_t p;
+  aios_future_t *f = NULL;
+  aios_error_t *error;
+  char path[200];
+  client_init(&c, loop);
+  p = client_protocol(&c);
+  temp_socket_path(path, sizeof path);
+  unlink(path);
+  CHECK_EQ(aios_create_unix_connection(loop, &p, path, &f), 0);
+  error = await_error(loop, f);
+  CHECK_EQ(aios_error_code(error), -ENOENT);
+  CHECK_EQ(aios_error_unref(error), 0);
+  CHECK_EQ(c.destroyed, 1);
+  CHECK_EQ(aios_future_unref(c.lost_future), 0);
+  client_init(&c, loop);
+  p = client_protocol(&c);
+  memset(path, 'a', sizeof path - 1);
+  path[sizeof path - 1] = '\0';
+  CHECK_EQ(aios_create_unix_connection(loop, &p, path, &f), AIOS_EINVAL);
+  CHECK_EQ(c.destroyed, 0);
+  CHECK_EQ(aios_future_unref(c.lost_future), 0);
+  close_loop(loop);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Servers                                                                    */
+
+static void test_server_address_in_use(void) {
+  aios_loop_t *loop = make_loop();
+  echo_server_t state = {0, 0, 0, 0};
+  aios_server_t *server = start_echo(loop, &state, "127.0.0.1");
+  aios_server_options_t options;
+  aios_future_t *f = NULL;
+  aios_error_t *error;
+  int destroyed = 0;
+  memset(&options, 0, sizeof options);
+  options.size = sizeof options;
+  options.reuse_address = -1;
+  CHECK_EQ(aios_create_server(loop, echo_factory, &destroyed, count_destructor, "127.0.0.1",
+                              server_port(server, 0), &options, &f), 0);
+  error = await_error(loop, f);
+  CHECK_EQ(aios_error_code(error), -EADDRINUSE);
+  CHECK_EQ(aios_error_unref(error), 0);
+  CHECK_EQ(destroyed, 1);
+  close_server(loop, server);
+  close_loop(loop);
+}
+
+static void test_server_close_with_clients(void) {
+  aios_loop_t *loop = make_loop();
+  echo_server_t state = {0, 0, 0, 0};
+  aios_server_t *server = start_echo(loop, &state, "127.0.0.1");
+  aios_future_t *closed = NULL;
+  client_t c1, c2;
+  aios_transport_t *t1, *t2;
+  int i;
+  client_init(&c1, loop);
+  client_init(&c2, loop);
+  t1 = connect_client(loop, &c1, "127.0.0.1", server_port(server, 0));
+  t2 = connect_client(loop, &c2, "127.0.0.1", server_port(server, 0));
+  for (i = 0; i < 100 && state.connections < 2; i++) run_once(loop);
+  CHECK_EQ(state.connections, 2);
+  CHECK_EQ(aios_server_close(server), 0);
+  CHECK_EQ(aios_server_close(server), 0);
+  CHECK_EQ(aios_server_is_serving(server), 0);
+  CHECK_EQ(aios_server_socket_count(server), 0);
+  CHECK_EQ(aios_server_start_serving(server), AIOS_EINVALIDSTATE);
+  /* wait_closed waits for the clients too (asyncio 3.12). */
+  CHECK_EQ(aios_server_wait_closed(server, &closed), 0);
+  for (i = 0; i < 5; i++) run_once(loop);
+  CHECK_EQ(aios_future_done(closed), 0);
+  CHECK_EQ(aios_server_close_clients(server), 0);
+  CHECK_EQ(await_status(loop, closed), 0);
+  client_wait_lost(&c1);
+  client_wait_lost(&c2);
+  CHECK_EQ(state.lost, 2);
+  CHECK_EQ(aios_transport_unref(t1), 0);
+  CHECK_EQ(aios_transport_unref(t2), 0);
+  CHECK_EQ(aios_server_unref(server), 0);
+  close_loop(loop);
+}
+
+static void test_server_abort_clients(void) {
+  aios_loop_t *loop = make_loop();
+  echo_server_t state = {0, 0, 0, 0};
+  aios_server_t *server = start_echo(loop, &state, "127.0.0.1");
+  client_t c;
+  aios_transport_t *t;
+  int i;
+  client_init(&c, loop);
+  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  for (i = 0; i < 100 && state.connections < 1; i++) run_once(loop);
+  CHECK_EQ(aios_server_abort_clients(server), 0);
+  client_wait_lost(&c);
+  CHECK_EQ(state.lost, 1);
+  CHECK_EQ(aios_transport_unref(t), 0);
+  close_server(loop, server);
+  close_loop(loop);
+}
+
+static void test_server_start_serving_later(void) {
+  aios_loop_t *loop = make_loop();
+  echo_server_t state = {0, 0, 0, 0};
+  aios_server_options_t options;
+  aios_future_t *f = NULL, *forever = NULL;
+  aios_server_t *server;
+  client_t c;
+  aios_transport_t *t;
+  memset(&options, 0, sizeof options);
+  options.size = sizeof options;
+  options.start_serving = -1;
+  CHECK_EQ(aios_create_server(loop, echo_factory, &state, NULL, "127.0.0.1", 0, &options, &f), 0);
+  server = (aios_server_t *)await_result(loop, f);
+  CHECK_EQ(aios_server_is_serving(server), 0);
+  CHECK_EQ(aios_server_serve_forever(server, &forever), 0);
+  CHECK_EQ(aios_server_is_serving(server), 1);
+  CHECK_EQ(aios_server_serve_forever(server, &f), AIOS_EINVALIDSTATE);
+  client_init(&c, loop);
+  c.send = "later";
+  c.close_after = 5;
+  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  client_wait_lost(&c);
+  CHECK_EQ(c.length, 5);
+  CHECK_EQ(aios_transport_unref(t), 0);
+  /* Cancelling serve_forever closes the server. */
+  CHECK_EQ(aios_future_cancel(forever, NULL), 1);
+  CHECK_EQ(await_status(loop, forever), AIOS_ECANCELLED);
+  CHECK_EQ(aios_server_is_serving(server), 0);
+  close_server(loop, server);
+  close_loop(loop);
+}
+
+static int refusing_factory(void *arg, aios_protocol_t *protocol) {
+  (void)protocol;
+  ++*(int *)arg;
+  return -1;
+}
+
+static void test_factory_refuses(void) {
+  aios_loop_t *loop = make_loop();
+  int calls = 0;
+  aios_future_t *f = NULL;
+  aios_server_t *server;
+  client_t c;
+  aios_transport_t *t;
+  CHECK_EQ(aios_create_server(loop, refusing_factory, &calls, NULL, "127.0.0.1", 0, NULL, &f), 0);
+  server = (aios_server_t *)await_result(loop, f);
+  client_init(&c, loop);
+  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  client_wait_lost(&c);
+  CHECK_EQ(calls, 1);
+  CHECK_EQ(aios_transport_unref(t), 0);
+  close_server(loop, server);
+  close_loop(loop);
+}
+
+static void test_reuse_port_two_servers(void) {
+  aios_loop_t *loop = make_loop();
+  echo_server_t a = {0, 0, 0, 0}, b = {0, 0, 0, 0};
+  aios_server_options_t options;
+  aios_future_t *f = NULL;
+  aios_server_t *first, *second;
+  int port, i;
+  memset(&options, 0, sizeof options);
+  options.size = sizeof options;
+  options.reuse_port = 1;
+  CHECK_EQ(aios_create_server(loop, echo_factory, &a, NULL, "127.0.0.1", 0, &options, &f), 0);
+  first = (aios_server_t *)await_result(loop, f);
+  port = server_port(first, 0);
+  CHECK_EQ(aios_create_server(loop, echo_factory, &b, NULL, "127.0.0.1", port, &options, &f), 0);
+  second = (aios_server_t *)await_result(loop, f);
+  CHECK_EQ(server_port(second, 0), port);
+  /* The kernel spreads connections over both. */
+  for (i = 0; i < 64 && (a.connections == 0 || b.connections == 0); i++) {
+    client_t c;
+    aios_transport_t *t;
+    client_init(&c, loop);
+    c.send = "r";
+    c.close_after = 1;
+    t = connect_client(loop, &c, "127.0.0.1", port);
+    client_wait_lost(&c);
+    CHECK_EQ(aios_transport_unref(t), 0);
+  }
+  CHECK(a.connections > 0);
+  CHECK(b.connections > 0);
+  close_server(loop, first);
+  close_server(loop, second);
+  close_loop(loop);
+}
+
+static void test_loop_close_aborts_transports(void) {
+  aios_loop_t *loop = make_loop();
+  echo_server_t state = {0, 0, 0, 0};
+  aios_server_t *server = start_echo(loop, &state, "127.0.0.1");
+  client_t c;
+  aios_transport_t *t;
+  int i;
+  client_init(&c, loop);
+  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  for (i = 0; i < 100 && state.connections < 1; i++) run_once(loop);
+  CHECK_EQ(aios_future_unref(c.lost_future), 0);
+  c.lost_future = NULL;
+  CHECK_EQ(aios_transport_unref(t), 0);
+  CHECK_EQ(aios_server_unref(server), 0);
+  /* Nothing closed them: the loop's close does, and frees them. */
+  close_loop(loop);
+  CHECK_EQ(c.lost, 1);
+  CHECK_EQ(c.destroyed, 1);
+  CHECK_EQ(state.lost, 1);
+}
+
+int main(int argc, char **argv) {
+  static const test_entry_t tests[] = {
+      TEST_ENTRY(test_getaddrinfo_localhost),
+      TEST_ENTRY(test_getaddrinfo_keeps_scope_id),
+      TEST_ENTRY(test_getaddrinfo_errors),
+      TEST_ENTRY(test_getaddrinfo_cancelled),
+      TEST_ENTRY(test_getnameinfo),
+      TEST_ENTRY(test_echo_round_trip),
+      TEST_ENTRY(test_echo_ipv6),
+      TEST_ENTRY(test_connection_refused),
+      TEST_ENTRY(test_create_connection_bad_arguments),
+      TEST_ENTRY(test_half_close),
+      TEST_ENTRY(test_flow_control),
+      TEST_ENTRY(test_close_flushes_and_abort_drops),
+      TEST_ENTRY(test_peer_reset),
+      TEST_ENTRY(test_connect_accepted_socket),
+      TEST_ENTRY(test_unix_echo_and_stale_socket),
+      TEST_ENTRY(test_unix_connection_errors),
+      TEST_ENTRY(test_server_address_in_use),
+      TEST_ENTRY(test_server_close_with_clients),
+      TEST_ENTRY(test_server_abort_clients),
+      TEST_ENTRY(test_server_start_serving_later),
+      TEST_ENTRY(test_factory_refuses),
+      TEST_ENTRY(test_reuse_port_two_servers),
+      TEST_ENTRY(test_loop_close_aborts_transports),
+  };
+  return run_tests(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}
