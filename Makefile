@@ -23,7 +23,7 @@ SO_FLAGS  := -c release --product aio-swift --scratch-path $(SO_SCRATCH) $(SWIFT
              -Xlinker --version-script=$(CURDIR)/Sources/AioSwiftC/exports.map \
              -Xlinker -soname=libaio-swift.so.$(SOMAJOR)
 
-.PHONY: all deps install test checks swift-test c-test python-test bench demo clean
+.PHONY: all deps install test checks swift-test c-test python-test bench bench-echo demo clean
 
 # `make` and `make install` build only: they install nothing. `make test`,
 # `make bench` and `make demo` first install what a fresh machine lacks
@@ -90,6 +90,18 @@ python-test: all
 bench: deps
 	$(MAKE) --no-print-directory all
 	SWIFT_BENCH_FLAGS="$(SWIFTC_RELEASE)" bash bench/run.sh
+
+# The echo benchmark (bench/py/echo_bench.py; run.sh runs it too). Its load
+# generator is plain epoll and its reference server raw libuv: neither links
+# the library, so `make bench-echo` needs no Swift build.
+bench/bin/echo_load: bench/c/echo_load.c
+	@mkdir -p bench/bin
+	$(CC) -O2 -std=gnu11 -Wall -Wextra -o $@ $<
+bench/bin/echo_uv: bench/c/echo_uv.c
+	@mkdir -p bench/bin
+	$(CC) -O2 -std=gnu11 -Wall -Wextra -o $@ $< $$(pkg-config --cflags --libs libuv)
+bench-echo: bench/bin/echo_load bench/bin/echo_uv
+	$(PYTHON) bench/py/echo_bench.py
 
 demo: deps
 	$(MAKE) --no-print-directory all

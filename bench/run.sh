@@ -39,6 +39,8 @@
 #                            combinator benchmarks (asyncio needs about 2 s for
 #                            its warm-up and timed run of gather100k)
 #   BENCH_SWIFT=1            0: skip the Swift build and figures
+#   BENCH_ECHO=1             0: skip the echo benchmark (bench/py/echo_bench.py,
+#                            run after the table; its knobs are listed there)
 #   SWIFT_BUILD_TIMEOUT=300  seconds allowed for building aio-bench
 #   SWIFT_BENCH_FLAGS        extra flags for that build; by default the same
 #                            -Xswiftc flags as the Makefile's library build
@@ -127,7 +129,20 @@ for b in $C_BENCHES; do
     exit 1
   fi
 done
-say "bench: compiled $C_BENCHES into bench/bin/ (cc -O2, $(PKG --modversion aio-swift))"
+# The echo benchmark's servers on the library: the C transport API, and the
+# streams API (the example echo server).
+# shellcheck disable=SC2086
+if ! "$CC" -O2 -std=gnu11 -o "$BIN/echo_aios_transport" bench/c/echo_aios_transport.c $FLAGS -Wl,-rpath,"$BUILD/lib" ||
+   ! "$CC" -O2 -std=gnu11 -o "$BIN/echo_aios_streams" examples/c/echo_server.c $FLAGS -Wl,-rpath,"$BUILD/lib"; then
+  say "bench: compiling the echo servers on the library failed" >&2
+  exit 1
+fi
+say "bench: compiled $C_BENCHES echo_aios_transport echo_aios_streams into bench/bin/ (cc -O2, $(PKG --modversion aio-swift))"
+# The echo benchmark's load generator and raw libuv server (Makefile rules).
+if [ "${BENCH_ECHO:-1}" != 0 ] && ! make --no-print-directory -s CC="$CC" bench/bin/echo_load bench/bin/echo_uv; then
+  say "bench: building bench/bin/echo_load or bench/bin/echo_uv failed" >&2
+  exit 1
+fi
 
 # ---------------------------------------------------------------- 3. Swift
 HAVE_SWIFT=0
@@ -142,6 +157,10 @@ else
   if timeout "$SWIFT_BUILD_TIMEOUT" "$SWIFT" build -c release --product aio-bench $SWIFT_BENCH_FLAGS \
        >"$BIN/swift-build.log" 2>&1 && [ -x "$SWIFT_EXE" ]; then
     HAVE_SWIFT=1
+    # The echo benchmark's Swift server is the streams example.
+    # shellcheck disable=SC2086
+    timeout "$SWIFT_BUILD_TIMEOUT" "$SWIFT" build -c release --product aio-echo-server $SWIFT_BENCH_FLAGS \
+      >>"$BIN/swift-build.log" 2>&1 || say "swift: aio-echo-server not built (see bench/bin/swift-build.log)"
   else
     rc=$?
     why=$(grep -m1 -iE "error|no product" "$BIN/swift-build.log" | cut -c1-160)
@@ -257,5 +276,7 @@ echo
 "$PYTHON" bench/py/report.py "$RESULTS"
 [ "$HAVE_SWIFT" = 1 ] || say "(swift: not built, no Swift figures)"
 [ "$HAVE_UVLOOP" = 1 ] || say "(uvloop: not available, no uvloop figures)"
+# The echo servers, side by side (about a minute; its own table).
+if [ "${BENCH_ECHO:-1}" != 0 ]; then echo; "$PYTHON" bench/py/echo_bench.py || FAILED=1; fi
 say "raw results: bench/bin/results.txt; total time $((SECONDS - START)) s"
 exit "$FAILED"

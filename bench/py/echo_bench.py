@@ -1,0 +1,514 @@
+"""The echo benchmark: echo servers side by side under one load generator.
+
+    python3 bench/py/echo_bench.py [WORD...]
+
+Runs every server of SERVERS in turn (only those whose name contains one of
+the WORDs, when given, plus the references raw libuv and uvloop), pinned to
+CPU 0, with bench/bin/echo_load pinned to CPU 1, at each row of ROWS:
+CONNECTIONS connections, each with one message of SIZE bytes in flight.
+For each server and row: messages per second, the server's CPU time per
+message (utime + stime from /proc/PID/stat, sampled when the load
+generator's counted part starts and ends), and the p50 and p99 round trip.
+Then, on a fresh server, the growth of its resident set (VmRSS) once
+IDLE connections are open and idle (the soft RLIMIT_NOFILE is raised to the
+hard limit first, for the servers too). The tables give each server's
+ratios to raw libuv and to uvloop.
+
+Each server gets a free port as its last argument, is ready when a connect
+to that port succeeds (polled for up to 5 s), and is stopped with SIGTERM
+(then SIGKILL after 5 s). A server whose program does not exist, or which
+exits with status 77 before it is ready (echo_server.py does when uvloop
+cannot be imported), is skipped with a message. Every server and load
+generator started is killed when the harness ends, however it ends.
+
+Knobs (environment): BENCH_ECHO_SECONDS=2 (counted seconds per row),
+BENCH_ECHO_WARMUP=0.5 (uncounted seconds before), BENCH_ECHO_IDLE=10000
+(idle connections; 0 skips the memory part), BENCH_ECHO_RETRIES=1 (a row
+during which other processes kept more than 0.15 CPU busy is run again, that
+many times at most, and the quietest run is kept; the table marks a row
+still above it). The Python servers run on the interpreter that runs this
+script.
+Build the C programs with `make bench/bin/echo_load bench/bin/echo_uv`.
+Raw lines of the last run: bench/bin/echo_results.txt. Exit status 1 when a
+server or the load generator failed.
+"""
+import ctypes
+import os
+import resource
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, "bench", "bin")
+LOAD = os.path.join(BIN, "echo_load")
+PY = [sys.executable, os.path.join(ROOT, "bench", "py", "echo_server.py")]
+
+# The servers, one a line: name, style, command line (the port is appended).
+# The style picks the uvloop server its ratio is taken against: "transport"
+# is compared with uvloop protocol, "streams" with uvloop streams.
+SERVERS = [
+    ("raw libuv", "transport", [os.path.join(BIN, "echo_uv")]),
+    ("asyncio protocol", "transport", PY + ["--loop=asyncio", "--style=protocol"]),
+    ("asyncio streams", "streams", PY + ["--loop=asyncio", "--style=streams"]),
+    ("uvloop protocol", "transport", PY + ["--loop=uvloop", "--style=protocol"]),
+    ("uvloop streams", "streams", PY + ["--loop=uvloop", "--style=streams"]),
+    ("aios C transport", "transport", [os.path.join(BIN, "echo_aios_transport")]),
+    ("aios C streams", "streams", [os.path.join(BIN, "echo_aios_streams")]),
+    ("aios Swift streams", "streams", [os.path.join(ROOT, ".build", "release", "aio-echo-server")]),
+]
+LIBUV = "raw libuv"
+UVLOOP = {"transport": "uvloop protocol", "streams": "uvloop streams"}
+
+# (connections, message size in bytes)
+ROWS = [(1, 100), (10, 100), (100, 100), (10, 16 * 1024)]
+
+SECONDS = float(os.environ.get("BENCH_ECHO_SECONDS", "2"))
+WARMUP = float(os.environ.get("BENCH_ECHO_WARMUP", "0.5"))
+IDLE = int(os.environ.get("BENCH_ECHO_IDLE", "10000"))
+READY_SECONDS = 5
+# Descriptors a server may hold besides its connections (listener, epoll,
+# pipes, the interpreter's files): at its limit a server resets connections.
+FD_MARGIN = 64
+HOST = "127.0.0.1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SKIP_STATUS = 77
+# A row during which other processes kept more than this many CPUs busy is
+# marked: its rate says more about the machine than about the server.
+NOISY = 0.15
+RETRIES = int(os.environ.get("BENCH_ECHO_RETRIES", "1"))  # runs more of a marked row
+
+LIVE = set()  # every process started and not yet reaped
+
+
+class Skip(Exception):
+    """The server cannot run here (not built, or it said so): not a failure."""
+
+
+class Failed(Exception):
+    """A server or the load generator did not do its job."""
+
+
+# --------------------------------------------------------------- processes
+
+def _die_with_parent():
+    # Children get SIGTERM if the harness dies, even by SIGKILL.
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def pinning():
+    """The taskset prefixes (server, load generator), or empty ones when
+    this machine cannot pin to CPUs 0 and 1."""
+    if shutil.which("taskset") and {0, 1} <= os.sched_getaffinity(0):
+        return ["taskset", "-c", "0"], ["taskset", "-c", "1"]
+    print("echo: taskset or CPUs 0 and 1 unavailable: servers and load generator are not pinned")
+    return [], []
+
+
+PIN_SERVER, PIN_LOAD = pinning()
+
+
+def spawn(argv, **kw):
+    proc = subprocess.Popen(argv, preexec_fn=_die_with_parent, **kw)
+    LIVE.add(proc)
+    return proc
+
+
+def reap(proc, grace=5.0):
+    """Stops proc (SIGTERM, SIGKILL after `grace` seconds); its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    LIVE.discard(proc)
+    return proc.returncode
+
+
+def finish(proc, seconds, what):
+    """Waits for proc to exit by itself; its exit status."""
+    try:
+        return proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        raise Failed(f"{what} did not exit within {seconds} s") from None
+
+
+def kill_all():
+    for proc in list(LIVE):
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        LIVE.discard(proc)
+
+
+def tail(fh, n=3):
+    """The last n lines a process wrote to the file fh, on one line."""
+    fh.seek(0)
+    lines = fh.read().decode(errors="replace").strip().splitlines()
+    return " ".join(lines[-n:])
+
+
+def said(fh):
+    """': what it wrote last', or nothing when it wrote nothing."""
+    text = tail(fh)
+    return f": {text}" if text else ""
+
+
+def free_port():
+    # The kernel's pick for port 0 is free now; the server binds it a moment later.
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2:].split()  # the name may hold spaces
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def busy_seconds():
+    """CPU seconds all CPUs spent busy (user .. steal in /proc/stat). A task's
+    utime and stime include the softirq time spent on its behalf (loopback
+    TCP), so busy minus the server's and the load generator's is the rest."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK  # minus idle and iowait
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise Failed("no VmRSS in /proc/PID/status")
+
+
+class Lines:
+    """The lines a process writes on a pipe, each awaited until a deadline."""
+
+    def __init__(self, pipe):
+        self.fd = pipe.fileno()
+        self.buf = b""
+
+    def next(self, deadline):
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                raise Failed("the load generator did not answer in time")
+            chunk = os.read(self.fd, 4096)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode()
+
+
+class Server:
+    def __init__(self, name, argv):
+        self.name, self.argv = name, argv
+        self.proc = None
+
+    def start(self):
+        if not os.path.exists(self.argv[0]):
+            raise Skip(f"{self.argv[0]} does not exist (not built)")
+        self.port = free_port()
+        self.err = tempfile.TemporaryFile()
+        try:
+            self.proc = spawn(PIN_SERVER + self.argv + [str(self.port)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.err)
+        except OSError as e:
+            raise Failed(f"cannot start {self.argv[0]}: {e}") from None
+        deadline = time.monotonic() + READY_SECONDS
+        while True:
+            rc = self.proc.poll()
+            if rc is not None:
+                LIVE.discard(self.proc)
+                if rc == SKIP_STATUS:
+                    raise Skip(tail(self.err) or "the server asked to be skipped")
+                raise Failed(f"{status_text(rc)} before it was ready{said(self.err)}")
+            try:
+                socket.create_connection((HOST, self.port), timeout=0.5).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    reap(self.proc)
+                    raise Failed(f"not accepting connections on port {self.port} "
+                                 f"after {READY_SECONDS} s{said(self.err)}")
+                time.sleep(0.01)
+
+    def check_alive(self):
+        rc = self.proc.poll()
+        if rc is not None:
+            LIVE.discard(self.proc)
+            raise Failed(f"the server {status_text(rc)}{said(self.err)}")
+
+    def stop(self, quiet=False):
+        """Stops the server. Raises Failed when it had exited by itself (unless
+        quiet); returns a note when it did not exit with 0 on SIGTERM."""
+        if self.proc is None:
+            return None
+        alive = self.proc.poll() is None
+        rc = reap(self.proc)
+        self.proc = None
+        if not alive and not quiet:
+            raise Failed(f"the server {status_text(rc)} before it was stopped{said(self.err)}")
+        if alive and rc != 0:
+            return f"{self.name}: on SIGTERM it {status_text(rc)}{said(self.err)}"
+        return None
+
+
+def status_text(rc):
+    if rc < 0:
+        try:
+            return f"was killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"was killed by signal {-rc}"
+    return f"exited with status {rc}"
+
+
+# --------------------------------------------------------------- measuring
+
+def run_row(server, conns, size):
+    """One row against a running server: the load generator's fields plus
+    the server's CPU seconds over the counted part."""
+    err = tempfile.TemporaryFile()
+    lg = spawn(PIN_LOAD + [LOAD, HOST, str(server.port), str(conns), str(size),
+                           str(SECONDS), str(WARMUP)],
+               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+    try:
+        lines = Lines(lg.stdout)
+        deadline = time.monotonic() + WARMUP + SECONDS + 15
+        first = result = None
+        while True:
+            line = lines.next(deadline)
+            if line is None:
+                break
+            # (server CPU, load generator CPU, all CPUs busy, wall clock)
+            if line.startswith("# warm-up done"):
+                first = sample(server.proc.pid, lg.pid)
+            elif line.startswith("echo "):
+                last = sample(server.proc.pid, lg.pid)
+                result = line
+        rc = finish(lg, 10, "echo_load")
+    finally:
+        reap(lg)
+        lg.stdout.close()
+    if rc != 0 or result is None or first is None:
+        server.check_alive()
+        raise Failed(f"echo_load exit status {rc}{said(err)}")
+    fields = result.split()
+    r = dict(f.split("=", 1) for f in fields[3:])
+    msgs = int(fields[1])
+    if msgs == 0:
+        raise Failed("no round trip completed in the counted time")
+    srv, load, busy, wall = (b - a for a, b in zip(first, last))
+    return {
+        "line": result,
+        "msgs": msgs,
+        "rate": float(r["msgs_per_s"]),
+        "p50": float(r["p50_us"]),
+        "p99": float(r["p99_us"]),
+        "cpu_us": srv / msgs * 1e6,
+        "other": max(busy - srv - load, 0) / wall if wall > 0 else 0.0,
+    }
+
+
+def sample(server_pid, load_pid):
+    return (cpu_seconds(server_pid), cpu_seconds(load_pid), busy_seconds(), time.monotonic())
+
+
+def run_idle(server):
+    """Idle connections against a fresh server: how many, and its RSS before and after."""
+    err = tempfile.TemporaryFile()
+    before = rss_bytes(server.proc.pid)
+    lg = spawn(PIN_LOAD + [LOAD, "--idle", HOST, str(server.port), str(IDLE), "60"],
+               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+    try:
+        line = Lines(lg.stdout).next(time.monotonic() + 60)
+        if line is None or not line.startswith("idle "):
+            finish(lg, 10, "echo_load --idle")
+            server.check_alive()
+            raise Failed(f"echo_load --idle exit status {lg.returncode}{said(err)}")
+        after = rss_bytes(server.proc.pid)
+        lg.stdin.close()  # lets it close the connections and exit
+        rc = finish(lg, 30, "echo_load --idle")
+    finally:
+        reap(lg)
+        lg.stdout.close()
+    if rc != 0:
+        raise Failed(f"echo_load --idle exit status {rc}{said(err)}")
+    opened = int(line.split()[1])
+    note = tail(err) if opened < IDLE else ""
+    return {"line": line, "opened": opened, "before": before, "after": after, "note": note}
+
+
+# --------------------------------------------------------------- report
+
+def row_name(conns, size):
+    return f"{conns}x{size // 1024}KiB" if size % 1024 == 0 else f"{conns}x{size}B"
+
+
+def si(x):
+    for div, suffix in ((1e6, "M"), (1e3, "k")):
+        if x >= div:
+            return f"{x / div:.2f}{suffix}"
+    return f"{x:.1f}"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if a is not None and b else "-"
+
+
+def print_table(servers, styles, results):
+    print(f"\n== echo: {SECONDS:g} s per row after {WARMUP:g} s of warm-up, one message in flight "
+          "per connection")
+    print("   cpu/msg: the server's utime+stime over the counted part / its messages."
+          " Ratios: rate = server msgs/s / reference msgs/s,")
+    print("   cpu = server cpu/msg / reference cpu/msg (below 1 is cheaper). The uvloop reference"
+          " is uvloop protocol for transport-style servers, uvloop streams for streams.")
+    print(f"   other: CPUs kept busy by other processes meanwhile; ! marks a row above {NOISY:g}"
+          " (a shared machine: run it again)")
+    head = (f"{'server':<20} {'row':<9} {'msgs/s':>9} {'cpu us/msg':>10} {'p50 us':>8} {'p99 us':>8}"
+            f" {'other':>6} | {'libuv rate':>10} {'cpu':>6} | {'uvloop rate':>11} {'cpu':>6}")
+    print(head)
+    print("-" * len(head))
+    for conns, size in ROWS:
+        row = row_name(conns, size)
+        base = results.get((LIBUV, row))
+        for name in servers:
+            r = results.get((name, row))
+            if r is None:
+                continue
+            uv = results.get((UVLOOP[styles[name]], row))
+            mark = "!" if r["other"] > NOISY else " "
+            print(f"{name:<20} {row:<9} {si(r['rate']):>9} {r['cpu_us']:>10.2f} {r['p50']:>8.1f}"
+                  f" {r['p99']:>8.1f} {r['other']:>5.2f}{mark}"
+                  f" | {ratio(r['rate'], base and base['rate']):>10}"
+                  f" {ratio(r['cpu_us'], base and base['cpu_us']):>6}"
+                  f" | {ratio(r['rate'], uv and uv['rate']):>11}"
+                  f" {ratio(r['cpu_us'], uv and uv['cpu_us']):>6}")
+        print()
+
+
+def print_memory(servers, styles, idle):
+    if not idle:
+        return
+    print(f"== idle connections: server VmRSS growth with {IDLE} connections open, each having"
+          " echoed one byte, then idle")
+    head = (f"{'server':<20} {'conns':>6} {'RSS before':>11} {'RSS after':>11} {'bytes/conn':>11}"
+            f" | {'libuv':>6} | {'uvloop':>6}")
+    print(head)
+    print("-" * len(head))
+
+    def per_conn(m):
+        return (m["after"] - m["before"]) / m["opened"] if m and m["opened"] else None
+
+    base = per_conn(idle.get(LIBUV))
+    for name in servers:
+        m = idle.get(name)
+        if m is None:
+            continue
+        p = per_conn(m)
+        uv = per_conn(idle.get(UVLOOP[styles[name]]))
+        print(f"{name:<20} {m['opened']:>6} {m['before'] / 2**20:>9.1f}Mi {m['after'] / 2**20:>9.1f}Mi"
+              f" {'-' if p is None else f'{p:.0f}':>11} | {ratio(p, base):>6} | {ratio(p, uv):>6}")
+        if m["note"]:
+            print(f"{'':<20} note: {m['note']}")
+    print()
+
+
+# --------------------------------------------------------------- main
+
+def main():
+    global IDLE
+    words = sys.argv[1:]
+    if any(w.startswith("-") for w in words):
+        sys.exit(__doc__)
+    if not os.access(LOAD, os.X_OK):
+        sys.exit(f"echo: {LOAD} is missing: make bench/bin/echo_load bench/bin/echo_uv")
+    refs = {LIBUV} | set(UVLOOP.values())
+    chosen = [s for s in SERVERS
+              if not words or s[0] in refs or any(w.lower() in s[0].lower() for w in words)]
+    styles = {name: style for name, style, _ in SERVERS}
+    # The servers inherit it: each must hold IDLE connections, plus its own files.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if IDLE and hard != resource.RLIM_INFINITY and IDLE > hard - FD_MARGIN:
+        print(f"echo: the hard RLIMIT_NOFILE is {hard}: {hard - FD_MARGIN} idle connections, not {IDLE}")
+        IDLE = max(hard - FD_MARGIN, 1)
+    start = time.monotonic()
+    results, idle, failures, skipped, notes, ran = {}, {}, [], [], [], []
+    os.makedirs(BIN, exist_ok=True)
+    raw = open(os.path.join(BIN, "echo_results.txt"), "w")
+    print(f"echo: {len(chosen)} servers x {len(ROWS)} rows of {WARMUP:g}+{SECONDS:g} s"
+          + (f", then {IDLE} idle connections each" if IDLE else "")
+          + ("; servers on CPU 0, load on CPU 1" if PIN_SERVER else ""))
+    for name, _style, argv in chosen:
+        server = Server(name, argv)
+        tag = name.replace(" ", "_")
+        try:
+            server.start()
+            ran.append(name)
+            for conns, size in ROWS:
+                row = row_name(conns, size)
+                r = run_row(server, conns, size)
+                for _ in range(RETRIES):
+                    if r["other"] <= NOISY:
+                        break
+                    # Keep the quieter of the two.
+                    r = min(r, run_row(server, conns, size), key=lambda x: x["other"])
+                results[(name, row)] = r
+                raw.write(f"{tag} {row} {r['line']} cpu_us_per_msg={r['cpu_us']:.3f}"
+                          f" other_cpus={r['other']:.3f}\n")
+                print(f"  {name:<20} {row:<9} {si(r['rate']):>9} msgs/s {r['cpu_us']:8.2f} us cpu/msg"
+                      f"  p50 {r['p50']:.1f} us  p99 {r['p99']:.1f} us  other {r['other']:.2f} CPU")
+            notes.append(server.stop())
+            if IDLE:
+                # A fresh server: what the rows allocated is not in its "before".
+                server.start()
+                m = run_idle(server)
+                idle[name] = m
+                raw.write(f"{tag} idle {m['line']} rss_before={m['before']} rss_after={m['after']}\n")
+                print(f"  {name:<20} {'idle':<9} {m['opened']:>9} conns   RSS +"
+                      f"{(m['after'] - m['before']) / 2**20:.1f} MiB")
+                notes.append(server.stop())
+        except Skip as e:
+            skipped.append(f"{name}: skipped: {e}")
+            print(f"  {name:<20} skipped: {e}")
+        except Failed as e:
+            failures.append(f"{name}: FAILED: {e}")
+            print(f"  {name:<20} FAILED: {e}")
+        finally:
+            server.stop(quiet=True)  # after a failure: already reported
+    raw.close()
+
+    print_table(ran, styles, results)
+    print_memory(ran, styles, idle)
+    for line in skipped + [n for n in notes if n] + failures:
+        print(line)
+    print(f"echo: raw lines in bench/bin/echo_results.txt; {time.monotonic() - start:.0f} s")
+    return 1 if failures else 0
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    try:
+        rc = main()
+    finally:
+        kill_all()
+    sys.exit(rc)
