@@ -31,7 +31,11 @@ let package = Package(
     .target(name: "AioSwiftC", dependencies: ["AioSwift", "CAioSwift", "CLibUV"], exclude: ["exports.map"]),
     .testTarget(name: "AioSwiftTests", dependencies: ["AioSwift"]),
     .executableTarget(name: "aio-bench", dependencies: ["AioSwift"], path: "bench/swift"),
-    .executableTarget(name: "aio-demo", dependencies: ["AioSwift"], path: "examples/swift"),
+    .executableTarget(name: "aio-demo", dependencies: ["AioSwift"], path: "examples/swift/demo"),
+    .executableTarget(name: "aio-echo-server", dependencies: ["AioSwift"], path: "examples/swift/echo-server",
+                      swiftSettings: [.swiftLanguageMode(.v6)]),
+    .executableTarget(name: "aio-echo-client", dependencies: ["AioSwift"], path: "examples/swift/echo-client",
+                      swiftSettings: [.swiftLanguageMode(.v6)]),
     // A user's program in the default Swift 6 language mode (the package's
     // own targets build in Swift 5 mode): top-level code, async let, task
     // groups, Task {}, cancellation reaching Swift's own awaits.
