@@ -9,6 +9,8 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -904,6 +906,167 @@ static void test_loop_close_aborts_transports(void) {
   CHECK_EQ(state.lost, 1);
 }
 
+
+static void test_nodelay_and_sockname(void) {
+  aios_loop_t *loop = make_loop();
+  echo_server_t state = {0, 0, 0, 0};
+  aios_server_t *server = start_echo(loop, &state, "127.0.0.1");
+  client_t c;
+  aios_transport_t *t;
+  int nodelay = 0;
+  socklen_t size = sizeof nodelay;
+  struct sockaddr_in local;
+  unsigned int length = sizeof local;
+  client_init(&c, loop);
+  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  /* TCP_NODELAY is on, as asyncio sets it. */
+  CHECK_EQ(getsockopt(aios_transport_get_fd(t), IPPROTO_TCP, TCP_NODELAY, &nodelay, &size), 0);
+  CHECK(nodelay != 0);
+  CHECK_EQ(aios_transport_get_sockname(t, &local, &length), 0);
+  CHECK_EQ(local.sin_family, AF_INET);
+  CHECK_EQ(ntohl(local.sin_addr.s_addr), INADDR_LOOPBACK);
+  /* A buffer too small gets the start, and the length it needed. */
+  length = 4;
+  CHECK_EQ(aios_transport_get_sockname(t, &local, &length), 0);
+  CHECK_EQ(length, sizeof local);
+  CHECK_EQ(aios_transport_get_sockname(t, NULL, &length), AIOS_EINVAL);
+  CHECK_EQ(aios_transport_abort(t), 0);
+  client_wait_lost(&c);
+  CHECK_EQ(aios_transport_unref(t), 0);
+  close_server(loop, server);
+  close_loop(loop);
+}
+
+static void test_local_address_and_happy_eyeballs(void) {
+  aios_loop_t *loop = make_loop();
+  echo_server_t state = {0, 0, 0, 0};
+  aios_server_t *server = start_echo(loop, &state, "127.0.0.1");
+  aios_connect_options_t options;
+  aios_protocol_t p;
+  aios_future_t *f = NULL;
+  client_t c;
+  aios_transport_t *t;
+  struct sockaddr_in local;
+  unsigned int length = sizeof local;
+  memset(&options, 0, sizeof options);
+  options.size = sizeof options;
+  options.local_host = "127.0.0.1";
+  options.happy_eyeballs_delay = 0.25;
+  client_init(&c, loop);
+  c.send = "he";
+  c.close_after = 2;
+  p = client_protocol(&c);
+  CHECK_EQ(aios_create_connection(loop, &p, "localhost", server_port(server, 0), &options, &f), 0);
+  t = (aios_transport_t *)await_result(loop, f);
+  CHECK_EQ(aios_transport_get_sockname(t, &local, &length), 0);
+  CHECK_EQ(ntohl(local.sin_addr.s_addr), INADDR_LOOPBACK);
+  client_wait_lost(&c);
+  CHECK_EQ(c.length, 2);
+  CHECK_EQ(aios_transport_unref(t), 0);
+  /* A local address of another family than every remote one. */
+  options.local_host = "::1";
+  if (has_ipv6()) {
+    aios_error_t *error;
+    client_init(&c, loop);
+    p = client_protocol(&c);
+    CHECK_EQ(aios_create_connection(loop, &p, "127.0.0.1", server_port(server, 0), &options, &f), 0);
+    error = await_error(loop, f);
+    CHECK(aios_error_code(error) < 0);
+    CHECK_EQ(aios_error_unref(error), 0);
+    CHECK_EQ(c.destroyed, 1);
+    CHECK_EQ(aios_future_unref(c.lost_future), 0);
+  }
+  close_server(loop, server);
+  close_loop(loop);
+}
+
+static void test_server_on_several_hosts(void) {
+  aios_loop_t *loop;
+  echo_server_t state = {0, 0, 0, 0};
+  aios_server_options_t options;
+  const char *more[] = {"::1"};
+  aios_future_t *f = NULL;
+  aios_server_t *server;
+  client_t c;
+  aios_transport_t *t;
+  if (!has_ipv6()) {
+    printf("skipped: no IPv6 on this machine\n");
+    return;
+  }
+  loop = make_loop();
+  memset(&options, 0, sizeof options);
+  options.size = sizeof options;
+  options.hosts = more;
+  options.host_count = 1;
+  CHECK_EQ(aios_create_server(loop, echo_factory, &state, NULL, "127.0.0.1", 0, &options, &f), 0);
+  server = (aios_server_t *)await_result(loop, f);
+  CHECK_EQ(aios_server_socket_count(server), 2);
+  client_init(&c, loop);
+  c.send = "v6";
+  c.close_after = 2;
+  t = connect_client(loop, &c, "::1", server_port(server, 1));
+  client_wait_lost(&c);
+  CHECK_EQ(aios_transport_unref(t), 0);
+  close_server(loop, server);
+  close_loop(loop);
+}
+
+static void test_accept_emfile_keeps_serving(void) {
+  /* With no descriptor left, accept fails with EMFILE. libuv keeps a
+   * spare descriptor for this: it accepts and closes what waits, so the
+   * peers see their connection end, and the server serves again once
+   * descriptors are free (asyncio backs off and retries instead). */
+  aios_loop_t *loop = make_loop();
+  echo_server_t state = {0, 0, 0, 0};
+  aios_server_t *server = start_echo(loop, &state, "127.0.0.1");
+  exc_record_t record;
+  struct rlimit saved, tight;
+  struct sockaddr_in address;
+  int fds[3], i, probe;
+  client_t c;
+  aios_transport_t *t;
+  memset(&record, 0, sizeof record);
+  CHECK_EQ(aios_loop_set_exception_handler(loop, exc_recorder, &record), 0);
+  memset(&address, 0, sizeof address);
+  address.sin_family = AF_INET;
+  address.sin_port = htons((unsigned short)server_port(server, 0));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (i = 0; i < 3; i++) fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+  /* The lowest free descriptor is the limit: nothing more can be opened. */
+  probe = dup(0);
+  CHECK(probe >= 0);
+  close(probe);
+  CHECK_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  tight = saved;
+  tight.rlim_cur = (rlim_t)probe;
+  CHECK_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+  for (i = 0; i < 3; i++) CHECK_EQ(connect(fds[i], (struct sockaddr *)&address, sizeof address), 0);
+  for (i = 0; i < 3; i++) {
+    int tries, ended = 0;
+    for (tries = 0; tries < 200 && !ended; tries++) {
+      char byte;
+      ssize_t n;
+      run_once(loop);
+      n = recv(fds[i], &byte, 1, MSG_DONTWAIT);
+      ended = n == 0 || (n < 0 && errno == ECONNRESET);
+    }
+    CHECK(ended);
+  }
+  CHECK_EQ(state.connections, 0);
+  CHECK_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  for (i = 0; i < 3; i++) close(fds[i]);
+  CHECK_EQ(aios_server_is_serving(server), 1);
+  client_init(&c, loop);
+  c.send = "again";
+  c.close_after = 5;
+  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  client_wait_lost(&c);
+  CHECK_EQ(c.length, 5);
+  CHECK_EQ(aios_transport_unref(t), 0);
+  close_server(loop, server);
+  close_loop(loop);
+}
+
 int main(int argc, char **argv) {
   static const test_entry_t tests[] = {
       TEST_ENTRY(test_getaddrinfo_localhost),
@@ -929,6 +1092,10 @@ int main(int argc, char **argv) {
       TEST_ENTRY(test_factory_refuses),
       TEST_ENTRY(test_reuse_port_two_servers),
       TEST_ENTRY(test_loop_close_aborts_transports),
+      TEST_ENTRY(test_nodelay_and_sockname),
+      TEST_ENTRY(test_local_address_and_happy_eyeballs),
+      TEST_ENTRY(test_server_on_several_hosts),
+      TEST_ENTRY(test_accept_emfile_keeps_serving),
   };
   return run_tests(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
