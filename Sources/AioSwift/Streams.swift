@@ -54,7 +54,8 @@ struct ByteBuffer {
         // Slide what is left to the front rather than grow.
         if count > 0 { memmove(storage!, storage! + start, count) }
       } else {
-        let newCapacity = max(4096, max(capacity * 2, count + data.count))
+        // Small to start: an idle connection keeps what its last message needed.
+        let newCapacity = max(256, max(capacity * 2, count + data.count))
         let grown = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 16)
         if count > 0 { grown.copyMemory(from: storage! + start, byteCount: count) }
         storage?.deallocate()
