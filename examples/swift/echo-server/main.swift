@@ -44,7 +44,7 @@ try run { @Sendable () async throws in
   }
   signal(SIGPIPE, SIG_IGN)
   print("aio-echo-server: serving on 127.0.0.1:\(port)")
-  fflush(stdout)
+  fflush(nil)  // all streams: Swift 6 does not let us name the global stdout
   try await server.waitClosed()
   watcher.close()
   print("aio-echo-server: closed")
