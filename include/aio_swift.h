@@ -1096,7 +1096,46 @@ typedef struct aios_protocol_s {
                     size_t *length, void *arg);
   void (*buffer_updated)(aios_transport_t *transport, size_t nbytes, void *arg);
   aios_destructor_fn destroy;
+  /* Batched delivery, for bindings where a call from C is costly: when
+   * `batched` is nonzero no callback above is called (but `destroy`); each
+   * event becomes a record with `token` in the loop's batch, which
+   * aios_loop_take_io_events hands over (see there). */
+  int batched;
+  unsigned long long token;
 } aios_protocol_t;
+
+/* The events of batched protocols (aios_protocol_t.batched). */
+typedef enum aios_io_event_kind_e {
+  AIOS_IO_CONNECTED = 1, /* connection_made */
+  AIOS_IO_DATA,          /* bytes: `length` of them at `offset` in the arena */
+  AIOS_IO_EOF,           /* eof_received: the transport stays open; close it
+                            (aios_transport_close) unless you keep it half-open */
+  AIOS_IO_LOST,          /* connection_lost: `status` is 0 or the error's code */
+  AIOS_IO_PAUSE_WRITING,
+  AIOS_IO_RESUME_WRITING
+} aios_io_event_kind_t;
+
+/* One event of a batched protocol: plain integers, and its transport. */
+typedef struct aios_io_event_s {
+  int kind;                     /* an aios_io_event_kind_t */
+  int status;                   /* AIOS_IO_LOST: 0 or a status code */
+  unsigned long long token;     /* the protocol's token */
+  aios_transport_t *transport;  /* lent until the next take */
+  size_t offset;                /* AIOS_IO_DATA: into the arena */
+  size_t length;
+} aios_io_event_t;
+
+/*! aios_loop_take_io_events() : hands over the events batched protocols
+ *  of this loop recorded since the last call, in the order they happened,
+ *  and the arena their bytes are in. Both stay valid until the next call
+ *  on this loop (or its close); the transports are lent until then. A
+ *  stream reads at most once between two calls: after its AIOS_IO_DATA it
+ *  waits for the next take, so pause_reading called on seeing the bytes is
+ *  exact. Bytes are received straight into the arena (no copy). Call it
+ *  once per iteration (from a callback, or after a run_once).
+ *  @return 0, *events (NULL when none), *count and *arena; AIOS_ECLOSED. */
+AIOS_EXTERN int aios_loop_take_io_events(aios_loop_t *loop, const aios_io_event_t **events,
+                                         size_t *count, const unsigned char **arena);
 
 /* Makes a server's protocol for each connection it accepts: fill `protocol`
  * (its size is already set) and return 0, or return nonzero to refuse the

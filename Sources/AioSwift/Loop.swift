@@ -117,6 +117,9 @@ public final class Loop: @unchecked Sendable {
     return arena
   }
   private var arena: UnsafeMutableRawBufferPointer?
+  /// What the C layer keeps per loop (the batch of I/O events for
+  /// bindings); let go of when the loop closes.
+  package var bindingState: AnyObject?
   /// Transports and servers with libuv handles open: they are aborted when
   /// the loop closes, before libuv's loop is freed.
   private var openIO: [ObjectIdentifier: () -> Void] = [:]
@@ -577,6 +580,7 @@ public final class Loop: @unchecked Sendable {
     closeActions = [:]
     for letGo in actions.values { letGo() }
     sharedDoneFuture = nil
+    bindingState = nil
     drainDeferredReleases()
   }
 

@@ -161,7 +161,9 @@ package final class Connector: CancellableRequest {
     let handle: UnsafeMutableRawPointer
     let request = UnsafeMutablePointer<uv_connect_t>.allocate(capacity: 1)
     let address: SocketAddress
-    unowned let connector: Connector
+    /// Strong: libuv calls back every attempt, even a cancelled one, and
+    /// the connector must still be there then.
+    let connector: Connector
     var finished = false
     init(handle: UnsafeMutableRawPointer, address: SocketAddress, connector: Connector) {
       self.handle = handle
@@ -652,10 +654,6 @@ public final class Server: CustomStringConvertible {
     }
     if abortClients { self.abortClients() }
     wakeClosedWaiters()
-    if let keepAlive, clients.isEmpty {
-      self.keepAlive = nil
-      keepAlive.release()
-    }
   }
 
   /// asyncio 3.13's close_clients and abort_clients.
@@ -669,10 +667,10 @@ public final class Server: CustomStringConvertible {
     let waiters = closedWaiters
     closedWaiters = []
     for waiter in waiters where !waiter.isDone { try? waiter.setCResult(nil, destructor: nil) }
-    if let keepAlive {
-      self.keepAlive = nil
-      keepAlive.release()
-    }
+    // Last: this may free the server.
+    let keep = keepAlive
+    keepAlive = nil
+    keep?.release()
   }
 
   /// A future done once the server is closed and its last connection gone.

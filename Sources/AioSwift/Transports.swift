@@ -69,6 +69,8 @@ public final class StreamTransport: CustomStringConvertible {
   private var connectionLostCount = 0
   private var readingPaused = false
   private var readingStarted = false
+  /// Reading waits until a binding took this iteration's batch of events.
+  private var batchSuspended = false
   private var eofReceivedFlag = false
   private var eofWritten = false
   private var shutdownDone = false
@@ -143,7 +145,7 @@ public final class StreamTransport: CustomStringConvertible {
   // MARK: Reading
 
   private func startReading() {
-    guard !handleClosed, !eofReceivedFlag, !readingStarted else { return }
+    guard !handleClosed, !eofReceivedFlag, !readingStarted, !batchSuspended else { return }
     let rc = uv_read_start(stream, transportAlloc, transportRead)
     if rc != 0 { fatalError(uvError(rc)); return }
     readingStarted = true
@@ -156,6 +158,20 @@ public final class StreamTransport: CustomStringConvertible {
   }
 
   public var isReading: Bool { !readingPaused && !isClosing }
+
+  /// One read per iteration for a protocol that batches its events: reading
+  /// stops until the batch is taken (resumeAfterBatch), so a pause_reading
+  /// the binding asks for after seeing the bytes is exact.
+  package func suspendForBatch() {
+    batchSuspended = true
+    stopReading()
+  }
+
+  package func resumeAfterBatch() {
+    guard batchSuspended else { return }
+    batchSuspended = false
+    if !isClosing && !readingPaused { startReading() }
+  }
 
   public func pauseReading() {
     guard isReading else { return }
@@ -429,8 +445,10 @@ public final class StreamTransport: CustomStringConvertible {
     lostError = nil
     onLost?(self)
     onLost = nil
-    keepAlive?.release()
+    // Last: this may free the transport.
+    let keep = keepAlive
     keepAlive = nil
+    keep?.release()
   }
 
   // MARK: Extra info

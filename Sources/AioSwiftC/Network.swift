@@ -139,25 +139,20 @@ class CProtocol: StreamProtocol {
   /// False once the caller kept `arg` (the call that took it failed).
   var ownsArgument = true
 
-  /// A copy of `table`; throws for a table too small.
-  required init(_ table: UnsafePointer<aios_protocol_t>?) throws {
-    guard let table else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "no protocol") }
-    guard table.pointee.size >= MemoryLayout<aios_protocol_t>.size else {
-      throw RuntimeError(code: AIOS_EINVAL.rawValue, "protocol size too small")
-    }
-    self.table = table.pointee
-  }
+  required init(_ table: aios_protocol_t) { self.table = table }
 
-  /// The core's protocol for a table: a buffered one when get_buffer is set.
-  static func make(_ table: UnsafePointer<aios_protocol_t>?) throws -> CProtocol {
-    guard let table else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "no protocol") }
-    if table.pointee.get_buffer != nil {
-      guard table.pointee.buffer_updated != nil else {
+  /// The core's protocol for a C table: a batched one, a buffered one
+  /// (get_buffer set) or a plain one.
+  static func make(_ table: UnsafePointer<aios_protocol_t>?) throws -> any OwnedProtocol {
+    let table = try protocolTable(table)
+    if table.batched != 0 { return BatchProtocol(table) }
+    if table.get_buffer != nil {
+      guard table.buffer_updated != nil else {
         throw RuntimeError(code: AIOS_EINVAL.rawValue, "get_buffer without buffer_updated")
       }
-      return try CBufferedProtocol(table)
+      return CBufferedProtocol(table)
     }
-    return try CProtocol(table)
+    return CProtocol(table)
   }
 
   deinit {
@@ -219,8 +214,36 @@ final class CBufferedProtocol: CProtocol, BufferedStreamProtocol {
   func bufferUpdated(_ count: Int) { table.buffer_updated!(transportPointer, count, table.arg) }
 }
 
+/// A protocol made from a C table, which owns the table's argument.
+protocol OwnedProtocol: StreamProtocol {
+  var ownsArgument: Bool { get set }
+  /// Takes the transport's handle for the callbacks (set_protocol's new one).
+  func attach(_ transport: StreamTransport)
+}
+extension OwnedProtocol {
+  func attach(_ transport: StreamTransport) {}
+}
+extension BatchProtocol: OwnedProtocol {}
+extension CProtocol: OwnedProtocol {}
+
+/// A copy of a C protocol table: the fields its `size` covers, the rest
+/// zero. A table must reach at least `destroy` (the first version).
+func protocolTable(_ table: UnsafePointer<aios_protocol_t>?) throws -> aios_protocol_t {
+  guard let table else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "no protocol") }
+  let size = table.pointee.size
+  guard size >= MemoryLayout.offset(of: \aios_protocol_t.batched)! else {
+    throw RuntimeError(code: AIOS_EINVAL.rawValue, "protocol size too small")
+  }
+  var copy = aios_protocol_t()
+  withUnsafeMutableBytes(of: &copy) {
+    $0.copyMemory(from: UnsafeRawBufferPointer(start: table, count: min(size, MemoryLayout<aios_protocol_t>.size)))
+  }
+  copy.size = MemoryLayout<aios_protocol_t>.size
+  return copy
+}
+
 /// A protocol for one call: the caller keeps its argument if the call fails.
-func withProtocol<R>(_ table: UnsafePointer<aios_protocol_t>?, _ body: (CProtocol) throws -> R) throws -> R {
+func withProtocol<R>(_ table: UnsafePointer<aios_protocol_t>?, _ body: (any OwnedProtocol) throws -> R) throws -> R {
   let made = try CProtocol.make(table)
   do {
     return try body(made)

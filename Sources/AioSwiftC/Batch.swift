@@ -1,0 +1,177 @@
+// Batched delivery of I/O events, for bindings where each call from C is
+// costly (Python through cffi): a protocol with `batched` set records its
+// events in its loop's batch instead of calling back, and receives bytes
+// straight into the batch's arena. aios_loop_take_io_events hands a whole
+// iteration's events over in one call. Both ways of receiving are the same
+// StreamProtocol to the transport.
+import AioSwift
+import CAioSwift
+import Glibc
+
+/// Growable memory for one iteration: events and the bytes they point into.
+private struct Buffers {
+  var events = UnsafeMutablePointer<aios_io_event_t>.allocate(capacity: 64)
+  var eventCapacity = 64
+  var count = 0
+  var arena = UnsafeMutableRawPointer.allocate(byteCount: 1 << 16, alignment: 16)
+  var arenaCapacity = 1 << 16
+  var used = 0
+
+  mutating func append(_ event: aios_io_event_t) {
+    if count == eventCapacity {
+      let grown = UnsafeMutablePointer<aios_io_event_t>.allocate(capacity: eventCapacity * 2)
+      grown.moveInitialize(from: events, count: count)
+      events.deallocate()
+      events = grown
+      eventCapacity *= 2
+    }
+    (events + count).initialize(to: event)
+    count += 1
+  }
+
+  /// Room for `bytes` more at the end of the arena (earlier offsets keep
+  /// their bytes: the arena moves as a whole).
+  mutating func reserve(_ bytes: Int) -> UnsafeMutableRawBufferPointer {
+    if arenaCapacity - used < bytes {
+      let capacity = max(arenaCapacity * 2, used + bytes)
+      let grown = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+      grown.copyMemory(from: arena, byteCount: used)
+      arena.deallocate()
+      arena = grown
+      arenaCapacity = capacity
+    }
+    return UnsafeMutableRawBufferPointer(start: arena + used, count: bytes)
+  }
+
+  func free() {
+    events.deallocate()
+    arena.deallocate()
+  }
+}
+
+/// A loop's batch: the buffers being filled, and the ones last handed over.
+final class IOBatch {
+  private var filling = Buffers()
+  private var handed = Buffers()
+  /// C references to the transports of the handed events.
+  private var lent: [UInt64] = []
+  private var lentNow: [UInt64] = []
+  /// Transports that read this iteration and wait for the take.
+  private var suspended: [StreamTransport] = []
+
+  deinit {
+    for handle in lent + lentNow { _ = ObjectTable.release(handle) }
+    filling.free()
+    handed.free()
+  }
+
+  static func of(_ loop: Loop) -> IOBatch {
+    if let batch = loop.bindingState as? IOBatch { return batch }
+    let batch = IOBatch()
+    loop.bindingState = batch
+    return batch
+  }
+
+  func record(_ kind: aios_io_event_kind_t, _ transport: StreamTransport, token: UInt64, status: Int32 = 0,
+              offset: Int = 0, length: Int = 0) {
+    var handle: UInt64 = 0
+    if let exported = ObjectTable.export(transport, .transport) {
+      handle = exported
+      lentNow.append(exported)
+    }
+    filling.append(aios_io_event_t(kind: Int32(kind.rawValue), status: status, token: token,
+                                   transport: pointer(handle), offset: offset, length: length))
+  }
+
+  func reserve(_ bytes: Int) -> (UnsafeMutableRawBufferPointer, offset: Int) {
+    (filling.reserve(bytes), filling.used)
+  }
+
+  func received(_ count: Int, at offset: Int, _ transport: StreamTransport, token: UInt64) {
+    filling.used = offset + count
+    record(AIOS_IO_DATA, transport, token: token, offset: offset, length: count)
+    transport.suspendForBatch()
+    suspended.append(transport)
+  }
+
+  /// Hands the filled buffers over and starts filling the others.
+  func take() -> (UnsafePointer<aios_io_event_t>?, Int, UnsafePointer<UInt8>) {
+    for handle in lent { _ = ObjectTable.release(handle) }
+    lent = lentNow
+    lentNow = []
+    swap(&filling, &handed)
+    filling.count = 0
+    filling.used = 0
+    let waiting = suspended
+    suspended = []
+    for transport in waiting { transport.resumeAfterBatch() }
+    return (handed.count == 0 ? nil : UnsafePointer(handed.events), handed.count,
+            UnsafePointer(handed.arena.assumingMemoryBound(to: UInt8.self)))
+  }
+}
+
+/// A batched protocol: records events with its token.
+final class BatchProtocol: BufferedStreamProtocol {
+  private let token: UInt64
+  private let argument: UnsafeMutableRawPointer?
+  private let destroy: aios_destructor_fn?
+  var ownsArgument = true
+  private var transport: StreamTransport?
+  private var reservedOffset = 0
+
+  init(_ table: aios_protocol_t) {
+    token = table.token
+    argument = table.arg
+    destroy = table.destroy
+  }
+
+  deinit { if ownsArgument { destroy?(argument) } }
+
+  private func batch(_ transport: StreamTransport) -> IOBatch { IOBatch.of(transport.loop) }
+
+  func connectionMade(_ transport: StreamTransport) {
+    self.transport = transport
+    batch(transport).record(AIOS_IO_CONNECTED, transport, token: token)
+  }
+
+  func getBuffer(sizeHint: Int) throws -> UnsafeMutableRawBufferPointer {
+    guard let transport else { throw RuntimeError(code: AIOS_EINVALIDSTATE.rawValue) }
+    let (buffer, offset) = batch(transport).reserve(max(sizeHint, 1 << 16))
+    reservedOffset = offset
+    return buffer
+  }
+
+  func bufferUpdated(_ count: Int) {
+    guard let transport else { return }
+    batch(transport).received(count, at: reservedOffset, transport, token: token)
+  }
+
+  func eofReceived() -> Bool {
+    if let transport { batch(transport).record(AIOS_IO_EOF, transport, token: token) }
+    return true
+  }
+
+  func connectionLost(_ error: (any Error)?) {
+    guard let transport else { return }
+    batch(transport).record(AIOS_IO_LOST, transport, token: token, status: error.map(statusCode(of:)) ?? 0)
+    self.transport = nil
+  }
+
+  func pauseWriting() { if let transport { batch(transport).record(AIOS_IO_PAUSE_WRITING, transport, token: token) } }
+  func resumeWriting() { if let transport { batch(transport).record(AIOS_IO_RESUME_WRITING, transport, token: token) } }
+}
+
+@_cdecl("aios_loop_take_io_events")
+public func aios_loop_take_io_events(_ loop: OpaquePointer?, _ events: UnsafeMutablePointer<UnsafePointer<aios_io_event_t>?>?,
+                                     _ count: UnsafeMutablePointer<Int>?,
+                                     _ arena: UnsafeMutablePointer<UnsafePointer<UInt8>?>?) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    guard let events, let count else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    try loop.checkUsable()
+    let (list, number, bytes) = IOBatch.of(loop).take()
+    events.pointee = list
+    count.pointee = number
+    arena?.pointee = bytes
+  }
+}
