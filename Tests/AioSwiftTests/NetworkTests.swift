@@ -253,4 +253,62 @@ final class NetworkTests: LeakCheckedTestCase {
       try await server.waitClosed()
     }
   }
+
+  /// test_server.py's test_wait_closed_basic and serve_forever: wait_closed
+  /// waits for close and for the last client; cancelling serve_forever
+  /// closes the server.
+  func testWaitClosedAndServeForever() throws {
+    try runMain {
+      let loop = try getRunningLoop()
+      let server = try await loop.startServer(host: "127.0.0.1", port: 0, options: {
+        var options = ServerOptions()
+        options.startServing = false
+        return options
+      }()) { reader, writer in
+        _ = try await reader.read()
+        writer.close()
+      }
+      XCTAssertFalse(server.isServing)
+      let forever = try spawn { try await server.serveForever() }
+      try await yieldIterations()
+      XCTAssertTrue(server.isServing)
+      let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: server.sockets[0].port)
+      let closed = try spawn { try await server.waitClosed() }
+      try await yieldIterations(3)
+      XCTAssertFalse(closed.isDone)
+      forever.cancel()
+      try await yieldIterations(3)
+      XCTAssertTrue(server.isClosed)
+      // serve_forever, like wait_closed, waits for the last client (3.12+).
+      XCTAssertFalse(forever.isDone)
+      XCTAssertFalse(closed.isDone, "a client is still connected")
+      writer.close()
+      _ = try await reader.read()
+      do { try await forever.value; XCTFail("expected a cancellation") } catch is CancelledError {}
+      try await closed.value
+      XCTAssertEqual(server.clientCount, 0)
+    }
+  }
+
+  /// A peer that resets while a read waits: the read fails with ECONNRESET.
+  func testResetDuringReadFailsTheRead() throws {
+    try runMain {
+      let loop = try getRunningLoop()
+      let server = try await loop.startServer(host: "127.0.0.1", port: 0) { _, writer in
+        writer.transport.abort()
+      }
+      let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: server.sockets[0].port)
+      do {
+        _ = try await reader.readExactly(10)
+        XCTFail("expected an error")
+      } catch let error as IncompleteReadError {
+        XCTAssertEqual(error.partial, [])  // the peer's abort may reach us as EOF
+      } catch let error as OSError {
+        XCTAssertEqual(error.errno, ECONNRESET)
+      }
+      writer.close()
+      server.close()
+      try await server.waitClosed()
+    }
+  }
 }
