@@ -308,6 +308,126 @@ static void test_cancelled_read_loses_nothing(void) {
   close_loop(loop);
 }
 
+
+/* Cases of CPython's test_streams.py, on readers fed by hand. */
+
+static aios_bytes_t *readuntil_now(aios_loop_t *loop, aios_stream_t *s, const char *sep) {
+  aios_buf_t b = {sep, strlen(sep)};
+  aios_future_t *f = NULL;
+  CHECK_EQ(aios_stream_readuntil(s, &b, 1, &f), 0);
+  return await_bytes(loop, f);
+}
+
+static void check_rest(aios_loop_t *loop, aios_stream_t *s, const char *expected) {
+  /* What is left in the buffer, read without waiting. */
+  aios_future_t *f = NULL;
+  aios_bytes_t *b;
+  CHECK_EQ(aios_stream_feed_eof(s), 0);
+  CHECK_EQ(aios_stream_read(s, -1, &f), 0);
+  b = await_bytes(loop, f);
+  CHECK_BYTES(b, expected);
+  aios_bytes_free(b);
+}
+
+static void test_cpython_readline_limit_with_existing_data(void) {
+  aios_loop_t *loop = make_loop();
+  aios_stream_t *s = hand_fed(loop, 3);
+  aios_future_t *f = NULL;
+  aios_error_t *error;
+  feed(s, "li");
+  feed(s, "ne1\nline2\n");
+  CHECK_EQ(aios_stream_readline(s, &f), 0);
+  error = await_error(loop, f);
+  CHECK_EQ(aios_error_code(error), AIOS_ELIMIT);
+  CHECK_EQ(aios_error_unref(error), 0);
+  check_rest(loop, s, "line2\n");
+  CHECK_EQ(aios_stream_unref(s), 0);
+  s = hand_fed(loop, 3);
+  feed(s, "li");
+  feed(s, "ne1");
+  feed(s, "li");
+  CHECK_EQ(aios_stream_readline(s, &f), 0);
+  error = await_error(loop, f);
+  CHECK_EQ(aios_error_code(error), AIOS_ELIMIT);
+  CHECK_EQ(aios_error_unref(error), 0);
+  check_rest(loop, s, "");
+  CHECK_EQ(aios_stream_unref(s), 0);
+  close_loop(loop);
+}
+
+static void test_cpython_readuntil_multi_separator_limit(void) {
+  aios_loop_t *loop = make_loop();
+  aios_stream_t *s = hand_fed(loop, 3);
+  aios_future_t *f = NULL;
+  aios_error_t *error;
+  aios_buf_t seps[2] = {{"A", 1}, {"ome dataA", 9}};
+  feed(s, "some dataA");
+  CHECK_EQ(aios_stream_readuntil(s, seps, 2, &f), 0);
+  error = await_error(loop, f);
+  CHECK_EQ(aios_error_code(error), AIOS_ELIMIT);
+  CHECK(strstr(aios_error_message(error), "is found") != NULL);
+  CHECK_EQ(aios_error_unref(error), 0);
+  check_rest(loop, s, "some dataA");
+  CHECK_EQ(aios_stream_unref(s), 0);
+  close_loop(loop);
+}
+
+static void test_cpython_readuntil_multi_separator_negative_offset(void) {
+  aios_loop_t *loop = make_loop();
+  aios_stream_t *s = hand_fed(loop, 0);
+  aios_future_t *f = NULL;
+  aios_bytes_t *b;
+  aios_buf_t seps[2] = {{"A", 1}, {"long sep", 8}};
+  feed(s, "data");
+  CHECK_EQ(aios_stream_readuntil(s, seps, 2, &f), 0);
+  run_once(loop);
+  feed(s, "Z");
+  run_once(loop);
+  feed(s, "Aaaa");
+  b = await_bytes(loop, f);
+  CHECK_BYTES(b, "dataZA");
+  aios_bytes_free(b);
+  check_rest(loop, s, "aaa");
+  CHECK_EQ(aios_stream_unref(s), 0);
+  close_loop(loop);
+}
+
+static void test_cpython_readexactly_limit_and_multi_chunks(void) {
+  aios_loop_t *loop = make_loop();
+  aios_stream_t *s = hand_fed(loop, 3);
+  aios_future_t *f = NULL;
+  aios_bytes_t *b;
+  feed(s, "chunk");
+  CHECK_EQ(aios_stream_readexactly(s, 5, &f), 0);
+  b = await_bytes(loop, f);
+  CHECK_BYTES(b, "chunk");
+  aios_bytes_free(b);
+  CHECK_EQ(aios_stream_unref(s), 0);
+  s = hand_fed(loop, 0);
+  feed(s, "QWEaa");
+  feed(s, "XYaa");
+  feed(s, "a");
+  b = readuntil_now(loop, s, "aaa");
+  CHECK_BYTES(b, "QWEaaXYaaa");
+  aios_bytes_free(b);
+  feed(s, "QWEaa");
+  feed(s, "XYa");
+  feed(s, "aa");
+  b = readuntil_now(loop, s, "aaa");
+  CHECK_BYTES(b, "QWEaaXYaaa");
+  aios_bytes_free(b);
+  feed(s, "XXX");
+  feed(s, "a");
+  feed(s, "a");
+  feed(s, "a");
+  b = readuntil_now(loop, s, "aaa");
+  CHECK_BYTES(b, "XXXaaa");
+  aios_bytes_free(b);
+  check_rest(loop, s, "");
+  CHECK_EQ(aios_stream_unref(s), 0);
+  close_loop(loop);
+}
+
 /* A small deterministic generator, so that every seed replays. */
 static unsigned next_random(unsigned *state) {
   *state = *state * 1103515245u + 12345u;
@@ -767,6 +887,10 @@ int main(int argc, char **argv) {
       TEST_ENTRY(test_readuntil_limit_overrun),
       TEST_ENTRY(test_cancelled_read_loses_nothing),
       TEST_ENTRY(test_random_chunks),
+      TEST_ENTRY(test_cpython_readline_limit_with_existing_data),
+      TEST_ENTRY(test_cpython_readuntil_multi_separator_limit),
+      TEST_ENTRY(test_cpython_readuntil_multi_separator_negative_offset),
+      TEST_ENTRY(test_cpython_readexactly_limit_and_multi_chunks),
       TEST_ENTRY(test_stream_echo),
       TEST_ENTRY(test_many_connections),
       TEST_ENTRY(test_reader_flow_control),
