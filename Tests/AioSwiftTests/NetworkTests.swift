@@ -311,4 +311,39 @@ final class NetworkTests: LeakCheckedTestCase {
       try await server.waitClosed()
     }
   }
+
+  /// test_streams.py's test_unhandled_exception and test_unhandled_cancel:
+  /// a client handler that fails is reported and its connection closed; one
+  /// that is cancelled is not reported.
+  func testClientHandlerFailureAndCancel() throws {
+    try runMain {
+      let loop = try getRunningLoop()
+      var reports: [String] = []
+      loop.exceptionHandler = { _, context in reports.append(context.message) }
+      defer { loop.exceptionHandler = nil }
+      let failing = try await loop.startServer(host: "127.0.0.1", port: 0) { _, _ in
+        throw OSError(errno: EPROTO)
+      }
+      let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: failing.sockets[0].port)
+      let rest = try await reader.read()
+      XCTAssertEqual(rest, [], "the failed handler's connection was closed")
+      XCTAssertEqual(reports, ["Unhandled exception in client_connected_cb"])
+      writer.close()
+      failing.close()
+      try await failing.waitClosed()
+
+      reports = []
+      let cancelled = try await loop.startServer(host: "127.0.0.1", port: 0) { _, writer in
+        writer.close()
+        throw CancelledError()
+      }
+      let (reader2, writer2) = try await loop.openConnection(host: "127.0.0.1", port: cancelled.sockets[0].port)
+      _ = try await reader2.read()
+      try await yieldIterations(3)
+      XCTAssertEqual(reports, [])
+      writer2.close()
+      cancelled.close()
+      try await cancelled.waitClosed()
+    }
+  }
 }
