@@ -4,6 +4,11 @@ SOMAJOR   := 0
 PREFIX    ?= /usr/local
 BUILD     := $(CURDIR)/build
 PYTHON    ?= python3
+# The Python binding is tested on every CPython the machine has of 3.11,
+# 3.12 and 3.13 (pyenv's), or on $(PYTHON) alone.
+PYTHONS   ?= $(or $(wildcard $(HOME)/.pyenv/versions/3.11*/bin/python \
+                             $(HOME)/.pyenv/versions/3.12*/bin/python \
+                             $(HOME)/.pyenv/versions/3.13*/bin/python),$(PYTHON))
 SWIFT     ?= swift
 VALGRIND  ?= valgrind --quiet --error-exitcode=99 --leak-check=full \
              --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect
@@ -31,9 +36,12 @@ SO_FLAGS  := -c release --product aio-swift --scratch-path $(SO_SCRATCH) $(SWIFT
 all:
 	$(SWIFT) build $(SO_FLAGS)
 	mkdir -p $(BUILD)/lib/pkgconfig $(BUILD)/include
-	cp $(SO_SCRATCH)/release/libaio-swift.so $(BUILD)/lib/libaio-swift.so.$(VERSION)
+	@# Copied and stripped aside, then renamed into place: a process that has
+	@# the library mapped keeps its old file instead of seeing it rewritten.
+	cp $(SO_SCRATCH)/release/libaio-swift.so $(BUILD)/lib/libaio-swift.so.$(VERSION).tmp
 	@# valgrind cannot read the DWARF 5 the toolchain writes; symbols stay.
-	strip --strip-debug $(BUILD)/lib/libaio-swift.so.$(VERSION)
+	strip --strip-debug $(BUILD)/lib/libaio-swift.so.$(VERSION).tmp
+	mv -f $(BUILD)/lib/libaio-swift.so.$(VERSION).tmp $(BUILD)/lib/libaio-swift.so.$(VERSION)
 	ln -sf libaio-swift.so.$(VERSION) $(BUILD)/lib/libaio-swift.so.$(SOMAJOR)
 	ln -sf libaio-swift.so.$(SOMAJOR) $(BUILD)/lib/libaio-swift.so
 	cp include/aio_swift.h $(BUILD)/include/
@@ -44,8 +52,9 @@ all:
 deps:
 	@pkg-config --exists libuv && command -v valgrind >/dev/null || \
 	  { (apt-get update -qq || true) && apt-get install -y -qq libuv1-dev valgrind pkg-config; }
-	@$(PYTHON) -c 'import cffi, pytest' 2>/dev/null || \
-	  $(PYTHON) -m pip install -q cffi pytest
+	@for py in $(PYTHONS); do \
+	  $$py -c 'import cffi, pytest, setuptools' 2>/dev/null || $$py -m pip install -q cffi pytest setuptools; \
+	done
 
 install: all
 	mkdir -p $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
@@ -84,8 +93,11 @@ c-test: all $(C_TESTS)
 	AIOS_TEST_LONG=1 Tests/c/bin/test_hardening test_cancel_count_saturates
 
 python-test: all
-	$(MAKE) -C bindings/python build BUILD=$(BUILD) PYTHON=$(PYTHON)
-	cd bindings/python && $(PYTHON) -m pytest -q tests
+	@for py in $(PYTHONS); do \
+	  echo "== Python binding on $$($$py -c 'import sys; print(sys.version.split()[0])')"; \
+	  $(MAKE) --no-print-directory -C bindings/python build BUILD=$(BUILD) PYTHON=$$py || exit 1; \
+	  (cd bindings/python && $$py -m pytest -q tests) || exit 1; \
+	done
 
 bench: deps
 	$(MAKE) --no-print-directory all

@@ -192,6 +192,7 @@ public final class Loop: @unchecked Sendable {
   public func callSoon(_ body: @escaping () throws -> Void) throws -> Handle {
     try checkUsable()
     let handle = Handle(loop: self, callback: .swift(body))
+    keepThreadsafeOrder()
     ready.append(.handle(handle))
     return handle
   }
@@ -201,6 +202,7 @@ public final class Loop: @unchecked Sendable {
                        destructor: CDestructor? = nil) throws -> Handle {
     try checkUsable()
     let handle = Handle(loop: self, callback: .foreign(fn, arg, destructor))
+    keepThreadsafeOrder()
     ready.append(.handle(handle))
     return handle
   }
@@ -208,12 +210,25 @@ public final class Loop: @unchecked Sendable {
   /// call_soon for a C callback nobody will cancel: no Handle is made.
   package func callSoonUncancellable(c fn: CCallback, arg: UnsafeMutableRawPointer?) throws {
     try checkUsable()
+    keepThreadsafeOrder()
     ready.append(.call(fn, arg))
   }
 
   /// Schedules a future's done callback or a task step (internal, no checks).
   @inline(__always)
-  func schedule(_ item: ReadyItem) { ready.append(item) }
+  func schedule(_ item: ReadyItem) {
+    keepThreadsafeOrder()
+    ready.append(item)
+  }
+
+  /// CPython has one ready queue, which call_soon_threadsafe appends to
+  /// from any thread: a call another thread made earlier runs before one
+  /// scheduled here now. Calls from other threads wait in their own queue
+  /// until the loop's thread takes them, so it takes them first.
+  @inline(__always)
+  private func keepThreadsafeOrder() {
+    if threadsafePending { drainThreadsafe() }
+  }
 
   /// asyncio's call_soon_threadsafe: any thread; wakes the loop.
   @discardableResult

@@ -381,6 +381,26 @@ static void test_errors_between_threads(void) {
   close_loop(loop);
 }
 
+
+/* CPython's one ready queue: a call_soon_threadsafe another thread made
+ * first runs before a call_soon the loop's thread makes after it. */
+static void *threadsafe_first_thread(void *arg) {
+  CHECK_EQ(aios_loop_call_soon_threadsafe((aios_loop_t *)arg, log_cb, "threadsafe", NULL, NULL), 0);
+  return NULL;
+}
+
+static void test_threadsafe_call_keeps_its_place_before_call_soon(void) {
+  aios_loop_t *loop = make_loop();
+  pthread_t thread;
+  CHECK_EQ(pthread_create(&thread, NULL, threadsafe_first_thread, loop), 0);
+  CHECK_EQ(pthread_join(thread, NULL), 0);
+  CHECK_EQ(aios_loop_call_soon(loop, log_cb, "soon", NULL, NULL), 0);
+  run_once(loop);
+  run_once(loop);
+  CHECK_LOG("threadsafe soon");
+  close_loop(loop);
+}
+
 int main(int argc, char **argv) {
   static const test_entry_t tests[] = {
       TEST_ENTRY(test_last_unref_on_another_thread_wakes_the_loop),
@@ -388,6 +408,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(test_wrong_thread_calls_are_refused),
       TEST_ENTRY(test_call_soon_threadsafe_from_many_threads),
       TEST_ENTRY(test_errors_between_threads),
+      TEST_ENTRY(test_threadsafe_call_keeps_its_place_before_call_soon),
   };
   g_main = pthread_self();
   return run_tests(argc, argv, tests, sizeof tests / sizeof tests[0]);
