@@ -14,9 +14,13 @@ Where the library is:
   3. else /usr/local.
 The extension links -laio-swift with an rpath to the library's directory.
 
-Run it as a script to build the extension in place (aioswift/_aioswift*.so),
-which is what `make build` does; setup.py hands make_ffi to setuptools for
-`pip install`.
+The second extension, aioswift._native (aioswift/_native.c: the hot path,
+against CPython's C API, calling the library directly), is built from the
+same locations: native_extension() describes it for setuptools.
+
+Run it as a script to build both extensions in place (aioswift/_aioswift*.so
+and aioswift/_native*.so), which is what `make build` does; setup.py hands
+make_ffi and native_extension to setuptools for `pip install`.
 """
 
 import os
@@ -34,7 +38,6 @@ MODULE_NAME = "aioswift._aioswift"
 # Functions of Python called from C ("extern Python", cffi's callbacks). They
 # are defined with @ffi.def_extern() in the aioswift package.
 EXTERN_PYTHON = """
-extern "Python" void aioswift_py_callback(void *arg);
 extern "Python" void aioswift_py_done(aios_future_t *future, void *arg);
 extern "Python" void aioswift_py_release(void *value);
 extern "Python" void aioswift_py_exception_handler(aios_loop_t *loop,
@@ -155,6 +158,47 @@ def make_ffi():
     return ffibuilder
 
 
+NATIVE_MODULE_NAME = "aioswift._native"
+NATIVE_SOURCE = os.path.join("aioswift", "_native.c")
+
+
+def native_extension():
+    """The setuptools Extension of aioswift._native. Not the limited API: it
+    uses CPython's vectorcall and thread-state calls."""
+    from setuptools import Extension
+
+    include_dir, lib_dir, _how = locate()
+    find_header(include_dir)
+    return Extension(
+        NATIVE_MODULE_NAME,
+        sources=[NATIVE_SOURCE],
+        include_dirs=[include_dir],
+        library_dirs=[lib_dir],
+        libraries=["aio-swift"],
+        extra_compile_args=["-O2", "-Wall", "-Wno-missing-field-initializers"],
+        extra_link_args=[f"-Wl,-rpath,{lib_dir}"],
+    )
+
+
+def build_native_inplace(verbose=False):
+    """Compile aioswift._native next to its source with setuptools' build_ext."""
+    from setuptools import Distribution
+
+    here = os.getcwd()
+    os.chdir(HERE)
+    try:
+        dist = Distribution({"name": "aioswift", "ext_modules": [native_extension()]})
+        dist.verbose = 1 if verbose else 0
+        cmd = dist.get_command_obj("build_ext")
+        cmd.inplace = True
+        cmd.build_temp = os.path.join("build", "native-" + sysconfig.get_config_var("SOABI"))
+        cmd.ensure_finalized()
+        cmd.run()
+        return cmd.get_ext_fullpath(NATIVE_MODULE_NAME)
+    finally:
+        os.chdir(here)
+
+
 def main(argv):
     include_dir, lib_dir, how = locate()
     print(f"aioswift: header and library from {how}: {include_dir}, {lib_dir}")
@@ -166,6 +210,8 @@ def main(argv):
     # tmpdir=HERE puts the module at aioswift/_aioswift<EXT_SUFFIX>, in place.
     path = ffibuilder.compile(tmpdir=HERE, verbose="--verbose" in argv)
     print(f"aioswift: built {os.path.relpath(path, HERE)}")
+    path = build_native_inplace(verbose="--verbose" in argv)
+    print(f"aioswift: built {os.path.relpath(os.path.join(HERE, path), HERE)}")
     return 0
 
 

@@ -1,18 +1,20 @@
 """aioswift: asyncio's event loop from libaio-swift (Swift on libuv), through
-its C ABI.
-
-This first cut proves the ABI from Python:
+its C ABI, as uvloop is libuv's:
 
     import aioswift
-    loop = aioswift.Loop()
-    loop.call_later(0.1, print, "later")
-    print(loop.run_until_complete(loop.sleep(0.2, "done")))
-    loop.close()
+    aioswift.run(main())                                   # or:
+    asyncio.run(main(), loop_factory=aioswift.new_event_loop)   # 3.12+
+    asyncio.Runner(loop_factory=aioswift.new_event_loop)
+    aioswift.install()    # aioswift's EventLoopPolicy becomes asyncio's
 
-Loop wraps aios_loop_t (call_soon, call_later, call_at, call_soon_threadsafe,
-time, run_forever, run_until_complete, stop, close, exception handlers, debug
-mode); CFuture wraps aios_future_t; status codes map to Python exceptions in
-aioswift._errors. The drop-in asyncio event loop comes later.
+Loop is an asyncio.AbstractEventLoop whose scheduling (call_soon,
+call_later, call_at, call_soon_threadsafe, run_forever) is the core's;
+asyncio's own Task and Future run on it. Network I/O, pipes, subprocesses
+and signals are not built yet (those methods raise NotImplementedError).
+
+Also here: CFuture, a future of the C runtime (loop.create_cfuture(),
+loop.sleep_cfuture()); status codes mapped to Python exceptions
+(aioswift._errors); version() and live_objects().
 """
 
 from ._runtime import ffi, lib, text as _text
@@ -20,9 +22,10 @@ from ._errors import (AioswiftError, InvalidArgumentError, LoopClosedError,
                       LoopRunningError, NoRunningLoopError, WrongLoopError,
                       WrongThreadError, err_name, errorcode, exception_for_code,
                       strerror)
-from ._handles import Handle, TimerHandle
+from ._native import Handle, TimerHandle
 from ._future import CFuture
 from ._loop import Loop
+from ._policy import EventLoopPolicy, install, new_event_loop, run
 
 __version__ = "0.1.0"
 
@@ -55,7 +58,8 @@ def live_objects():
 
 
 __all__ = [
-    "Loop", "Handle", "TimerHandle", "CFuture",
+    "Loop", "EventLoopPolicy", "new_event_loop", "install", "run",
+    "Handle", "TimerHandle", "CFuture",
     "AioswiftError", "LoopClosedError", "LoopRunningError", "NoRunningLoopError",
     "WrongThreadError", "InvalidArgumentError", "WrongLoopError",
     "exception_for_code", "strerror", "err_name", "errorcode",

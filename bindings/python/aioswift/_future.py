@@ -7,11 +7,36 @@ an error of the library's own, mapped by _errors.
 """
 
 import contextvars
+import functools
+import reprlib
 
 from ._errors import (check, error_from_exception, exception_for_code,
                       exception_from_error)
-from ._handles import format_callback, run_pending
-from ._runtime import NULL, address, box, discard, ffi, lend, lib, reclaim, unbox
+from ._runtime import (NULL, address, box, discard, ffi, lend, lib, lost_callback, reclaim,
+                       running_loop, unbox)
+
+
+def format_callback(callback, args):
+    """`name(arg, ...)` for error messages."""
+    if isinstance(callback, functools.partial):
+        args = callback.args + tuple(args)
+        callback = callback.func
+    name = (getattr(callback, "__qualname__", None)
+            or getattr(callback, "__name__", None) or repr(callback))
+    if args is None:
+        return name
+    return f"{name}({', '.join(reprlib.repr(a) for a in args)})"
+
+
+def run_pending(arg):
+    """Runs the done callback registered under `arg` on the running loop.
+    Never raises into C: the registration's _run reports its exceptions."""
+    loop = running_loop()
+    cd = loop._pending.pop(address(arg), None) if loop is not None else None
+    if cd is None:
+        lost_callback(arg)
+        return
+    ffi.from_handle(cd)._run()
 
 _FOREIGN = object()
 

@@ -1,15 +1,18 @@
-"""What every part of the binding shares: the compiled module, Python objects
-owned by the C runtime, and which loop runs on this thread.
+"""What every part of the binding shares: the compiled cffi module, Python
+objects owned by the C runtime, and which loop runs on this thread.
 
-Python objects handed to C travel as cffi handles (ffi.new_handle). A handle
-keeps its object alive only while the handle cdata itself is alive, so each
-one is kept in a dict until C can no longer use it:
+(Scheduled callbacks do not come through here: aioswift._native holds them.)
+Python objects handed to C through cffi travel as cffi handles
+(ffi.new_handle). A handle keeps its object alive only while the handle
+cdata itself is alive, so each one is kept in a dict until C can no longer
+use it:
 
   - values C owns and frees with a destructor (a future's result, the
     exception carried by a user error): the module-level `_boxes`, emptied by
     the destructor aioswift_py_release, which C calls exactly once;
-  - arguments of callbacks (call_soon, done callbacks): a dict on the Loop,
-    emptied when the callback ran or was cancelled (see _loop.py).
+  - a CFuture's done-callback registrations: the loop's `_pending` dict,
+    emptied when the callback ran or was removed, or the loop closed (see
+    _future.py).
 
 Every pointer that comes back from C is looked up in those dicts before
 ffi.from_handle touches it, so a stale or foreign pointer is reported, never

@@ -37,7 +37,7 @@ def c_error(code, message=None):
 
 def test_run_until_complete_of_a_sleep_returns_its_result(aloop):
     started = aloop.time()
-    assert aloop.run_until_complete(aloop.sleep(0.01, "x")) == "x"
+    assert aloop.run_until_complete(aloop.sleep_cfuture(0.01, "x")) == "x"
     assert aloop.time() - started >= 0.01 - 0.002
     assert not aloop.is_running()
 
@@ -45,7 +45,7 @@ def test_run_until_complete_of_a_sleep_returns_its_result(aloop):
 def test_sleep_results_of_any_python_type(aloop):
     value = Value()
     for result in (None, 0, "", [1, 2], value):
-        future = aloop.sleep(0.001, result)
+        future = aloop.sleep_cfuture(0.001, result)
         assert aloop.run_until_complete(future) is result
         assert future.result() is result
         assert future.exception() is None
@@ -53,17 +53,17 @@ def test_sleep_results_of_any_python_type(aloop):
 
 
 def test_sleep_zero_gives_a_future_that_is_already_done(aloop):
-    future = aloop.sleep(0, "now")
+    future = aloop.sleep_cfuture(0, "now")
     assert future.done()
     assert future.result() == "now"
-    assert aloop.sleep(-1).result() is None
+    assert aloop.sleep_cfuture(-1).result() is None
 
 
 def test_the_result_is_released_exactly_once_when_the_future_is_freed(aloop):
     boxed = _runtime.boxed_count()
     value = Value()
     value_ref = weakref.ref(value)
-    future = aloop.sleep(0.001, value)
+    future = aloop.sleep_cfuture(0.001, value)
     assert _runtime.boxed_count() == boxed + 1
     del value
     assert aloop.run_until_complete(future) is value_ref()
@@ -78,7 +78,7 @@ def test_the_result_is_released_exactly_once_when_the_future_is_freed(aloop):
 def test_a_cancelled_sleep_raises_cancelled_error(aloop):
     value = Value()
     value_ref = weakref.ref(value)
-    future = aloop.sleep(10, value)
+    future = aloop.sleep_cfuture(10, value)
     del value
     assert future.cancel() is True
     assert future.cancelled() and future.done()
@@ -95,12 +95,12 @@ def test_a_cancelled_sleep_raises_cancelled_error(aloop):
 
 
 def test_cancel_message_travels_with_the_cancelled_error(aloop):
-    future = aloop.sleep(10)
+    future = aloop.sleep_cfuture(10)
     future.cancel("because")
     with pytest.raises(asyncio.CancelledError) as info:
         future.result()
     assert info.value.args == ("because",)
-    plain = aloop.sleep(10)
+    plain = aloop.sleep_cfuture(10)
     plain.cancel()
     with pytest.raises(asyncio.CancelledError) as info:
         plain.result()
@@ -108,7 +108,7 @@ def test_cancel_message_travels_with_the_cancelled_error(aloop):
 
 
 def test_cancelling_a_sleep_cancels_its_timer(aloop):
-    future = aloop.sleep(0.01, "never")
+    future = aloop.sleep_cfuture(0.01, "never")
     calls = []
     future.add_done_callback(lambda f: calls.append(f.cancelled()))
     future.cancel()
@@ -119,7 +119,7 @@ def test_cancelling_a_sleep_cancels_its_timer(aloop):
 
 
 def test_result_before_done_raises_invalid_state_error(aloop):
-    future = aloop.sleep(10)
+    future = aloop.sleep_cfuture(10)
     assert not future.done()
     with pytest.raises(asyncio.InvalidStateError):
         future.result()
@@ -264,7 +264,7 @@ def test_remove_done_callback(aloop):
 def test_an_exception_in_a_done_callback_is_reported(aloop):
     reports = []
     aloop.set_exception_handler(lambda loop, context: reports.append(context))
-    future = aloop.sleep(0, "done")
+    future = aloop.sleep_cfuture(0, "done")
     error = RuntimeError("in done callback")
 
     def bad(f):
@@ -303,7 +303,7 @@ def test_an_error_never_retrieved_is_reported_when_the_future_is_freed(aloop):
 
 
 def test_run_until_complete_stopped_early_raises_runtime_error(aloop):
-    future = aloop.sleep(10)
+    future = aloop.sleep_cfuture(10)
     aloop.call_soon(aloop.stop)
     with pytest.raises(RuntimeError, match="before Future completed"):
         aloop.run_until_complete(future)
@@ -314,7 +314,7 @@ def test_run_until_complete_stopped_early_raises_runtime_error(aloop):
 def test_run_until_complete_of_another_loops_future(aloop):
     other = aioswift.Loop()
     try:
-        future = other.sleep(0.001, "other")
+        future = other.sleep_cfuture(0.001, "other")
         with pytest.raises(ValueError) as info:
             aloop.run_until_complete(future)
         assert isinstance(info.value, aioswift.WrongLoopError)
@@ -325,18 +325,18 @@ def test_run_until_complete_of_another_loops_future(aloop):
         other.close()
 
 
-def test_run_until_complete_takes_only_cfutures(aloop):
-    coro = asyncio.sleep(0)
+def test_run_until_complete_takes_cfutures_and_asyncio_awaitables(aloop):
+    assert aloop.run_until_complete(asyncio.sleep(0, "coroutine")) == "coroutine"
+    assert aloop.run_until_complete(aloop.sleep_cfuture(0, "cfuture")) == "cfuture"
     with pytest.raises(TypeError):
-        aloop.run_until_complete(coro)
-    coro.close()
+        aloop.run_until_complete(42)
 
 
 def test_run_until_complete_waits_for_the_future_not_for_timers(aloop):
     calls = []
     aloop.call_later(0.5, calls.append, "late timer")
     started = time.monotonic()
-    assert aloop.run_until_complete(aloop.sleep(0.001, 1)) == 1
+    assert aloop.run_until_complete(aloop.sleep_cfuture(0.001, 1)) == 1
     assert time.monotonic() - started < 0.4
     assert calls == []
 
@@ -345,7 +345,7 @@ def test_futures_on_a_closed_loop(aloop):
     pending = aloop.create_cfuture()
     aloop.close()
     with pytest.raises(RuntimeError):
-        aloop.sleep(0.1, Value())
+        aloop.sleep_cfuture(0.1, Value())
     with pytest.raises(RuntimeError):
         aloop.create_cfuture()
     with pytest.raises(RuntimeError):

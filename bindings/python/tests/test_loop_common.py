@@ -262,3 +262,265 @@ def test_debug_flag(any_loop):
     assert loop.get_debug() is True
     loop.set_debug(False)
     assert loop.get_debug() is False
+
+
+def run_once(loop):
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+
+
+def test_a_callback_can_cancel_a_later_one(any_loop):
+    loop = any_loop
+    calls = []
+    later = loop.call_soon(calls.append, "later")
+    loop.call_soon(later.cancel)
+    loop.call_soon(calls.append, "other")
+    run_once(loop)       # `later` was queued before the cancel: it ran
+    assert calls == ["later", "other"]
+
+    calls.clear()
+    loop.call_soon(lambda: second.cancel())
+    second = loop.call_soon(calls.append, "second")
+    timer = loop.call_later(0.001, calls.append, "timer")
+    loop.call_soon(timer.cancel)
+    loop.call_later(0.02, loop.stop)
+    loop.run_forever()
+    assert calls == []
+    assert second.cancelled() and timer.cancelled()
+
+
+def test_cancel_after_the_callback_ran_marks_it_cancelled(any_loop):
+    calls = []
+    handle = any_loop.call_soon(calls.append, 1)
+    run_once(any_loop)
+    assert calls == [1]
+    assert not handle.cancelled()
+    handle.cancel()
+    assert handle.cancelled()
+
+
+def test_handle_reprs(any_loop):
+    loop = any_loop
+    loop.set_debug(False)
+    handle = loop.call_soon(print, "x")
+    # (3.13 shows the arguments in debug mode only.)
+    assert repr(handle).startswith("<Handle print(")
+    handle.cancel()
+    assert repr(handle) == "<Handle cancelled>"
+    timer = loop.call_at(1e9, print)
+    assert repr(timer).startswith("<TimerHandle when=1000000000")
+    assert "print()" in repr(timer)
+    timer.cancel()
+    assert repr(timer).startswith("<TimerHandle cancelled when=1000000000")
+    loop.set_debug(True)        # debug mode keeps the description of a cancelled one
+    handle = loop.call_soon(print, "x")
+    handle.cancel()
+    assert repr(handle).startswith("<Handle cancelled print('x') created at ")
+
+
+def test_callbacks_run_in_the_context_they_were_scheduled_in(any_loop):
+    import contextvars
+    var = contextvars.ContextVar("var", default="unset")
+    seen = []
+    var.set("at call_soon")
+    any_loop.call_soon(lambda: seen.append(var.get()))
+    any_loop.call_later(0, lambda: seen.append(var.get()))
+    var.set("changed")
+    other = contextvars.Context()
+    any_loop.call_soon(lambda: seen.append(var.get()), context=other)
+    any_loop.call_later(0.01, any_loop.stop)
+    any_loop.run_forever()
+    assert seen == ["at call_soon", "unset", "at call_soon"]
+
+
+def test_a_threadsafe_handle_can_be_cancelled_from_its_thread(any_loop):
+    calls = []
+    made = []
+
+    def worker():
+        handle = any_loop.call_soon_threadsafe(calls.append, "threadsafe")
+        handle.cancel()
+        made.append(handle)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert made[0].cancelled()
+    run_once(any_loop)
+    assert calls == []
+
+
+def test_the_default_exception_handler_logs_to_asyncio(any_loop, caplog):
+    import logging
+
+    def bad():
+        raise KeyError("missing")
+
+    any_loop.call_soon(bad)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        run_once(any_loop)
+    records = [r for r in caplog.records if r.name == "asyncio"]
+    assert len(records) == 1
+    assert records[0].getMessage().startswith("Exception in callback ")
+    assert "handle: <Handle" in records[0].getMessage()
+    assert records[0].exc_info[0] is KeyError
+    caplog.clear()
+
+
+def test_an_error_in_the_custom_handler_goes_to_the_default_one(any_loop, caplog):
+    import logging
+
+    def handler(loop, context):
+        raise RuntimeError("handler broke")
+
+    any_loop.set_exception_handler(handler)
+    any_loop.call_soon(lambda: 1 / 0)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        run_once(any_loop)
+    records = [r for r in caplog.records if r.name == "asyncio"]
+    assert len(records) == 1
+    assert records[0].getMessage().startswith("Unhandled error in exception handler")
+    assert records[0].exc_info[0] is RuntimeError
+    caplog.clear()          # the records hold the handle, through tracebacks
+
+
+def test_call_exception_handler_with_a_custom_and_the_default_handler(any_loop, caplog):
+    import logging
+    seen = []
+    any_loop.set_exception_handler(lambda loop, context: seen.append((loop, context)))
+    any_loop.call_exception_handler({"message": "hello", "extra": 1})
+    assert seen == [(any_loop, {"message": "hello", "extra": 1})]
+    any_loop.set_exception_handler(None)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        any_loop.call_exception_handler({"message": "to the log", "extra": 2})
+    assert "to the log\nextra: 2" in caplog.records[-1].getMessage()
+    any_loop.default_exception_handler({})
+    assert caplog.records[-1].getMessage() == "Unhandled exception in event loop"
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_an_interrupt_in_a_callback_stops_the_loop_and_is_raised(any_loop, exc_type):
+    calls = []
+
+    def interrupt():
+        raise exc_type
+
+    any_loop.call_soon(interrupt)
+    with pytest.raises(exc_type):
+        any_loop.run_forever()
+    assert not any_loop.is_running()
+    any_loop.call_soon(calls.append, "still usable")
+    run_once(any_loop)
+    assert calls[-1] == "still usable"
+
+
+def test_an_interrupt_raised_by_the_exception_handler_propagates(any_loop):
+    def handler(loop, context):
+        raise KeyboardInterrupt
+
+    any_loop.set_exception_handler(handler)
+    any_loop.call_soon(lambda: 1 / 0)
+    with pytest.raises(KeyboardInterrupt):
+        run_once(any_loop)
+    run_once(any_loop)
+
+
+def test_the_exception_handler_sees_the_cancelled_error_of_a_callback(any_loop):
+    import asyncio
+    reports = []
+    any_loop.set_exception_handler(lambda loop, context: reports.append(context))
+    error = asyncio.CancelledError("from a callback")
+
+    def cancelled():
+        raise error
+
+    any_loop.call_soon(cancelled)
+    run_once(any_loop)
+    assert [c["exception"] for c in reports] == [error]
+
+
+def test_slow_callbacks_are_logged_in_debug_mode(any_loop, caplog):
+    import logging
+    any_loop.set_debug(True)
+    any_loop.slow_callback_duration = 0.01
+    assert any_loop.slow_callback_duration == 0.01
+    any_loop.call_soon(time.sleep, 0.03)
+    any_loop.call_soon(time.sleep, 0)
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        run_once(any_loop)
+    slow = [r.getMessage() for r in caplog.records
+            if r.name == "asyncio" and r.getMessage().startswith("Executing ")]
+    assert len(slow) == 1
+    assert slow[0].startswith("Executing <Handle sleep(0.03) created at ")
+    assert slow[0].endswith(" seconds")
+    caplog.clear()          # the records hold the handle
+
+
+def test_debug_mode_checks_callbacks_and_threads(any_loop):
+    loop = any_loop
+    loop.set_debug(True)
+
+    async def coro():
+        pass
+
+    for schedule in (lambda cb: loop.call_soon(cb), lambda cb: loop.call_later(1, cb),
+                     lambda cb: loop.call_at(1, cb), lambda cb: loop.call_soon_threadsafe(cb)):
+        with pytest.raises(TypeError, match="coroutines cannot be used"):
+            schedule(coro)
+        with pytest.raises(TypeError, match="a callable object was expected"):
+            schedule(42)
+    handle = loop.call_soon(print)
+    assert handle._source_traceback[-1][0] == __file__
+    handle.cancel()
+
+    errors = []
+
+    def other_thread():
+        try:
+            loop.call_soon(print)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    def inside():
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+        loop.stop()
+
+    loop.call_soon(inside)
+    loop.run_forever()
+    assert len(errors) == 1 and "Non-thread-safe operation" in str(errors[0])
+
+
+def test_time_is_time_monotonic(any_loop):
+    a = time.monotonic()
+    b = any_loop.time()
+    c = time.monotonic()
+    assert a <= b <= c
+
+
+def test_call_soon_threadsafe_from_another_thread_keeps_its_place_before_a_later_call_soon(any_loop):
+    # asyncio has one ready queue: a threadsafe call another thread made
+    # before this thread's call_soon runs first (CPython's
+    # test_events.test_call_soon_threadsafe checks the same).
+    loop = any_loop
+    results = []
+
+    def sender():
+        loop.call_soon_threadsafe(results.append, "threadsafe, first")
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    thread.join()
+    loop.call_soon(results.append, "call_soon, second")
+
+    def inside():
+        thread = threading.Thread(target=sender)
+        thread.start()
+        thread.join()
+        loop.call_soon(results.append, "call_soon, second")
+        loop.call_soon(loop.stop)
+
+    loop.call_soon(inside)
+    loop.run_forever()
+    assert results == ["threadsafe, first", "call_soon, second"] * 2
