@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include "test_util.h"
+#include "test_net.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -13,66 +14,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-
-/* ------------------------------------------------------------------------ */
-/* Helpers                                                                    */
-
-/* Runs the loop until `future` is done, then takes its result. */
-static void *await_result(aios_loop_t *loop, aios_future_t *future) {
-  void *value = NULL;
-  aios_destructor_fn destructor = NULL;
-  CHECK_EQ(aios_loop_run_until_complete(loop, future), 0);
-  CHECK_EQ(aios_future_take_result(future, &value, &destructor), 0);
-  CHECK_EQ(aios_future_unref(future), 0);
-  return value;
-}
-
-/* Runs the loop until `future` is done; returns its status code. */
-static int await_status(aios_loop_t *loop, aios_future_t *future) {
-  int rc = aios_loop_run_until_complete(loop, future);
-  CHECK_EQ(aios_future_unref(future), 0);
-  return rc;
-}
-
-/* Runs the loop until `future` fails, and gives its error. */
-static aios_error_t *await_error(aios_loop_t *loop, aios_future_t *future) {
-  aios_error_t *error = NULL;
-  CHECK(aios_loop_run_until_complete(loop, future) != 0);
-  CHECK_EQ(aios_future_error(future, &error), 0);
-  CHECK(error != NULL);
-  CHECK_EQ(aios_future_unref(future), 0);
-  return error;
-}
-
-static int server_port(aios_server_t *server, size_t index) {
-  struct sockaddr_storage address;
-  unsigned int length = sizeof address;
-  CHECK_EQ(aios_server_get_sockname(server, index, &address, &length), 0);
-  if (address.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&address)->sin_port);
-  CHECK_EQ(address.ss_family, AF_INET6);
-  return ntohs(((struct sockaddr_in6 *)&address)->sin6_port);
-}
-
-static void close_server(aios_loop_t *loop, aios_server_t *server) {
-  aios_future_t *closed = NULL;
-  CHECK_EQ(aios_server_close(server), 0);
-  CHECK_EQ(aios_server_wait_closed(server, &closed), 0);
-  CHECK_EQ(await_status(loop, closed), 0);
-  CHECK_EQ(aios_server_unref(server), 0);
-}
-
-static int has_ipv6(void) {
-  int fd = socket(AF_INET6, SOCK_STREAM, 0);
-  struct sockaddr_in6 address;
-  int ok;
-  if (fd < 0) return 0;
-  memset(&address, 0, sizeof address);
-  address.sin6_family = AF_INET6;
-  address.sin6_addr = in6addr_loopback;
-  ok = bind(fd, (struct sockaddr *)&address, sizeof address) == 0;
-  close(fd);
-  return ok;
-}
 
 /* ------------------------------------------------------------------------ */
 /* An echo protocol (server side) and a recording one (client side).         */
@@ -199,14 +140,14 @@ static void client_wait_lost(client_t *c) {
 static aios_server_t *start_echo(aios_loop_t *loop, echo_server_t *state, const char *host) {
   aios_future_t *f = NULL;
   CHECK_EQ(aios_create_server(loop, echo_factory, state, NULL, host, 0, NULL, &f), 0);
-  return (aios_server_t *)await_result(loop, f);
+  return (aios_server_t *)await_value(loop, f);
 }
 
 static aios_transport_t *connect_client(aios_loop_t *loop, client_t *c, const char *host, int port) {
   aios_protocol_t p = client_protocol(c);
   aios_future_t *f = NULL;
   CHECK_EQ(aios_create_connection(loop, &p, host, port, NULL, &f), 0);
-  return (aios_transport_t *)await_result(loop, f);
+  return (aios_transport_t *)await_value(loop, f);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -219,7 +160,7 @@ static void test_getaddrinfo_localhost(void) {
   size_t i;
   int saw_v4 = 0;
   CHECK_EQ(aios_getaddrinfo(loop, "localhost", "80", 0, SOCK_STREAM, 0, 0, &f), 0);
-  list = (aios_addrinfo_list_t *)await_result(loop, f);
+  list = (aios_addrinfo_list_t *)await_value(loop, f);
   CHECK(list != NULL);
   CHECK(list->count >= 1);
   for (i = 0; i < list->count; i++) {
@@ -244,7 +185,7 @@ static void test_getaddrinfo_keeps_scope_id(void) {
   aios_addrinfo_list_t *list;
   struct sockaddr_in6 *in6;
   CHECK_EQ(aios_getaddrinfo(loop, "fe80::1%1", "9", AF_INET6, SOCK_STREAM, 0, AI_NUMERICHOST, &f), 0);
-  list = (aios_addrinfo_list_t *)await_result(loop, f);
+  list = (aios_addrinfo_list_t *)await_value(loop, f);
   CHECK_EQ(list->count, 1);
   in6 = (struct sockaddr_in6 *)&list->items[0].address;
   CHECK_EQ(in6->sin6_scope_id, 1);
@@ -295,7 +236,7 @@ static void test_getnameinfo(void) {
   address.sin_port = htons(80);
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   CHECK_EQ(aios_getnameinfo(loop, &address, sizeof address, NI_NUMERICHOST | NI_NUMERICSERV, &f), 0);
-  info = (aios_nameinfo_t *)await_result(loop, f);
+  info = (aios_nameinfo_t *)await_value(loop, f);
   CHECK_STR_EQ(info->host, "127.0.0.1");
   CHECK_STR_EQ(info->service, "80");
   aios_nameinfo_free(info);
@@ -320,12 +261,12 @@ static void test_echo_round_trip(void) {
   c.close_after = strlen(c.send);
   CHECK_EQ(aios_server_socket_count(server), 1);
   CHECK_EQ(aios_server_is_serving(server), 1);
-  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  t = connect_client(loop, &c, "127.0.0.1", server_port_at(server, 0));
   CHECK_EQ(c.made, 1);
   CHECK(aios_transport_get_fd(t) >= 0);
   CHECK_EQ(aios_transport_get_peername(t, &peer, &length), 0);
   CHECK_EQ(length, sizeof(struct sockaddr_in));
-  CHECK_EQ(ntohs(((struct sockaddr_in *)&peer)->sin_port), server_port(server, 0));
+  CHECK_EQ(ntohs(((struct sockaddr_in *)&peer)->sin_port), server_port_at(server, 0));
   CHECK_EQ(aios_transport_is_reading(t), 1);
   CHECK_EQ(aios_transport_can_write_eof(t), 1);
   client_wait_lost(&c);
@@ -366,7 +307,7 @@ static void test_echo_ipv6(void) {
   client_init(&c, loop);
   c.send = "six";
   c.close_after = 3;
-  t = connect_client(loop, &c, "::1", server_port(server, 0));
+  t = connect_client(loop, &c, "::1", server_port_at(server, 0));
   client_wait_lost(&c);
   CHECK_EQ(c.length, 3);
   CHECK_EQ(aios_transport_unref(t), 0);
@@ -380,18 +321,11 @@ static void test_connection_refused(void) {
   aios_protocol_t p;
   aios_future_t *f = NULL;
   aios_error_t *error;
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in address;
-  socklen_t length = sizeof address;
-  /* A port bound but not listening refuses. */
-  memset(&address, 0, sizeof address);
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  CHECK_EQ(bind(fd, (struct sockaddr *)&address, sizeof address), 0);
-  CHECK_EQ(getsockname(fd, (struct sockaddr *)&address, &length), 0);
+  int fd;
+  int port = refusing_port(&fd);
   client_init(&c, loop);
   p = client_protocol(&c);
-  CHECK_EQ(aios_create_connection(loop, &p, "127.0.0.1", ntohs(address.sin_port), NULL, &f), 0);
+  CHECK_EQ(aios_create_connection(loop, &p, "127.0.0.1", port, NULL, &f), 0);
   error = await_error(loop, f);
   CHECK_EQ(aios_error_code(error), -ECONNREFUSED);
   CHECK_EQ(aios_error_kind(error), AIOS_ERROR_OS);
@@ -449,7 +383,7 @@ static void test_half_close(void) {
   client_init(&c, loop);
   c.send = "ping";
   c.write_eof_at_made = 1;
-  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  t = connect_client(loop, &c, "127.0.0.1", server_port_at(server, 0));
   CHECK_EQ(aios_transport_write(t, "more", 4), AIOS_EINVAL); /* after write_eof */
   client_wait_lost(&c);
   CHECK_EQ(c.length, 4);
@@ -499,9 +433,9 @@ static void test_flow_control(void) {
   size_t low = 0, high = 0, sent = 0;
   int i;
   CHECK_EQ(aios_create_server(loop, slow_factory, &slow, NULL, "127.0.0.1", 0, NULL, &f), 0);
-  server = (aios_server_t *)await_result(loop, f);
+  server = (aios_server_t *)await_value(loop, f);
   client_init(&c, loop);
-  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  t = connect_client(loop, &c, "127.0.0.1", server_port_at(server, 0));
   CHECK_EQ(aios_transport_get_write_buffer_limits(t, &low, &high), 0);
   CHECK_EQ(high, 65536);
   CHECK_EQ(low, 16384);
@@ -546,9 +480,9 @@ static void test_close_flushes_and_abort_drops(void) {
   static char block[1 << 20];
   int i;
   CHECK_EQ(aios_create_server(loop, slow_factory, &slow, NULL, "127.0.0.1", 0, NULL, &f), 0);
-  server = (aios_server_t *)await_result(loop, f);
+  server = (aios_server_t *)await_value(loop, f);
   client_init(&c, loop);
-  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  t = connect_client(loop, &c, "127.0.0.1", server_port_at(server, 0));
   memset(block, 'y', sizeof block);
   /* 4 MiB cannot fit the kernel's buffers: most of it waits in ours. */
   for (i = 0; i < 4; i++) CHECK_EQ(aios_transport_write(t, block, sizeof block), 0);
@@ -570,7 +504,7 @@ static void test_close_flushes_and_abort_drops(void) {
   slow.transport = NULL;
   slow.received = 0;
   client_init(&c, loop);
-  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  t = connect_client(loop, &c, "127.0.0.1", server_port_at(server, 0));
   for (i = 0; i < 4; i++) CHECK_EQ(aios_transport_write(t, block, sizeof block), 0);
   CHECK_EQ(aios_transport_abort(t), 0);
   client_wait_lost(&c);
@@ -629,7 +563,7 @@ static void test_connect_accepted_socket(void) {
   c.send = "pair";
   p = client_protocol(&c);
   CHECK_EQ(aios_connect_accepted_socket(loop, &p, pair[0], &f), 0);
-  t = (aios_transport_t *)await_result(loop, f);
+  t = (aios_transport_t *)await_value(loop, f);
   CHECK_EQ(c.made, 1);
   CHECK_EQ(read(pair[1], buffer, sizeof buffer), 4);
   CHECK_EQ(write(pair[1], "back", 4), 4);
@@ -678,13 +612,13 @@ static void test_unix_echo_and_stale_socket(void) {
   CHECK_EQ(bind(stale, (struct sockaddr *)&address, sizeof address), 0);
   close(stale);
   CHECK_EQ(aios_create_unix_server(loop, echo_factory, &state, NULL, path, NULL, &f), 0);
-  server = (aios_server_t *)await_result(loop, f);
+  server = (aios_server_t *)await_value(loop, f);
   client_init(&c, loop);
   c.send = "unix";
   c.close_after = 4;
   p = client_protocol(&c);
   CHECK_EQ(aios_create_unix_connection(loop, &p, path, &f), 0);
-  t = (aios_transport_t *)await_result(loop, f);
+  t = (aios_transport_t *)await_value(loop, f);
   client_wait_lost(&c);
   CHECK_EQ(c.length, 4);
   CHECK_EQ(aios_transport_unref(t), 0);
@@ -736,7 +670,7 @@ static void test_server_address_in_use(void) {
   options.size = sizeof options;
   options.reuse_address = -1;
   CHECK_EQ(aios_create_server(loop, echo_factory, &destroyed, count_destructor, "127.0.0.1",
-                              server_port(server, 0), &options, &f), 0);
+                              server_port_at(server, 0), &options, &f), 0);
   error = await_error(loop, f);
   CHECK_EQ(aios_error_code(error), -EADDRINUSE);
   CHECK_EQ(aios_error_unref(error), 0);
@@ -755,8 +689,8 @@ static void test_server_close_with_clients(void) {
   int i;
   client_init(&c1, loop);
   client_init(&c2, loop);
-  t1 = connect_client(loop, &c1, "127.0.0.1", server_port(server, 0));
-  t2 = connect_client(loop, &c2, "127.0.0.1", server_port(server, 0));
+  t1 = connect_client(loop, &c1, "127.0.0.1", server_port_at(server, 0));
+  t2 = connect_client(loop, &c2, "127.0.0.1", server_port_at(server, 0));
   for (i = 0; i < 100 && state.connections < 2; i++) run_once(loop);
   CHECK_EQ(state.connections, 2);
   CHECK_EQ(aios_server_close(server), 0);
@@ -787,7 +721,7 @@ static void test_server_abort_clients(void) {
   aios_transport_t *t;
   int i;
   client_init(&c, loop);
-  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  t = connect_client(loop, &c, "127.0.0.1", server_port_at(server, 0));
   for (i = 0; i < 100 && state.connections < 1; i++) run_once(loop);
   CHECK_EQ(aios_server_abort_clients(server), 0);
   client_wait_lost(&c);
@@ -809,7 +743,7 @@ static void test_server_start_serving_later(void) {
   options.size = sizeof options;
   options.start_serving = -1;
   CHECK_EQ(aios_create_server(loop, echo_factory, &state, NULL, "127.0.0.1", 0, &options, &f), 0);
-  server = (aios_server_t *)await_result(loop, f);
+  server = (aios_server_t *)await_value(loop, f);
   CHECK_EQ(aios_server_is_serving(server), 0);
   CHECK_EQ(aios_server_serve_forever(server, &forever), 0);
   CHECK_EQ(aios_server_is_serving(server), 1);
@@ -817,7 +751,7 @@ static void test_server_start_serving_later(void) {
   client_init(&c, loop);
   c.send = "later";
   c.close_after = 5;
-  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  t = connect_client(loop, &c, "127.0.0.1", server_port_at(server, 0));
   client_wait_lost(&c);
   CHECK_EQ(c.length, 5);
   CHECK_EQ(aios_transport_unref(t), 0);
@@ -843,9 +777,9 @@ static void test_factory_refuses(void) {
   client_t c;
   aios_transport_t *t;
   CHECK_EQ(aios_create_server(loop, refusing_factory, &calls, NULL, "127.0.0.1", 0, NULL, &f), 0);
-  server = (aios_server_t *)await_result(loop, f);
+  server = (aios_server_t *)await_value(loop, f);
   client_init(&c, loop);
-  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  t = connect_client(loop, &c, "127.0.0.1", server_port_at(server, 0));
   client_wait_lost(&c);
   CHECK_EQ(calls, 1);
   CHECK_EQ(aios_transport_unref(t), 0);
@@ -864,11 +798,11 @@ static void test_reuse_port_two_servers(void) {
   options.size = sizeof options;
   options.reuse_port = 1;
   CHECK_EQ(aios_create_server(loop, echo_factory, &a, NULL, "127.0.0.1", 0, &options, &f), 0);
-  first = (aios_server_t *)await_result(loop, f);
-  port = server_port(first, 0);
+  first = (aios_server_t *)await_value(loop, f);
+  port = server_port_at(first, 0);
   CHECK_EQ(aios_create_server(loop, echo_factory, &b, NULL, "127.0.0.1", port, &options, &f), 0);
-  second = (aios_server_t *)await_result(loop, f);
-  CHECK_EQ(server_port(second, 0), port);
+  second = (aios_server_t *)await_value(loop, f);
+  CHECK_EQ(server_port_at(second, 0), port);
   /* The kernel spreads connections over both. */
   for (i = 0; i < 64 && (a.connections == 0 || b.connections == 0); i++) {
     client_t c;
@@ -895,7 +829,7 @@ static void test_loop_close_aborts_transports(void) {
   aios_transport_t *t;
   int i;
   client_init(&c, loop);
-  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  t = connect_client(loop, &c, "127.0.0.1", server_port_at(server, 0));
   for (i = 0; i < 100 && state.connections < 1; i++) run_once(loop);
   CHECK_EQ(aios_future_unref(c.lost_future), 0);
   c.lost_future = NULL;
@@ -920,7 +854,7 @@ static void test_nodelay_and_sockname(void) {
   struct sockaddr_in local;
   unsigned int length = sizeof local;
   client_init(&c, loop);
-  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  t = connect_client(loop, &c, "127.0.0.1", server_port_at(server, 0));
   /* TCP_NODELAY is on, as asyncio sets it. */
   CHECK_EQ(getsockopt(aios_transport_get_fd(t), IPPROTO_TCP, TCP_NODELAY, &nodelay, &size), 0);
   CHECK(nodelay != 0);
@@ -958,8 +892,8 @@ static void test_local_address_and_happy_eyeballs(void) {
   c.send = "he";
   c.close_after = 2;
   p = client_protocol(&c);
-  CHECK_EQ(aios_create_connection(loop, &p, "localhost", server_port(server, 0), &options, &f), 0);
-  t = (aios_transport_t *)await_result(loop, f);
+  CHECK_EQ(aios_create_connection(loop, &p, "localhost", server_port_at(server, 0), &options, &f), 0);
+  t = (aios_transport_t *)await_value(loop, f);
   CHECK_EQ(aios_transport_get_sockname(t, &local, &length), 0);
   CHECK_EQ(ntohl(local.sin_addr.s_addr), INADDR_LOOPBACK);
   client_wait_lost(&c);
@@ -971,7 +905,7 @@ static void test_local_address_and_happy_eyeballs(void) {
     aios_error_t *error;
     client_init(&c, loop);
     p = client_protocol(&c);
-    CHECK_EQ(aios_create_connection(loop, &p, "127.0.0.1", server_port(server, 0), &options, &f), 0);
+    CHECK_EQ(aios_create_connection(loop, &p, "127.0.0.1", server_port_at(server, 0), &options, &f), 0);
     error = await_error(loop, f);
     CHECK(aios_error_code(error) < 0);
     CHECK_EQ(aios_error_unref(error), 0);
@@ -1001,12 +935,12 @@ static void test_server_on_several_hosts(void) {
   options.hosts = more;
   options.host_count = 1;
   CHECK_EQ(aios_create_server(loop, echo_factory, &state, NULL, "127.0.0.1", 0, &options, &f), 0);
-  server = (aios_server_t *)await_result(loop, f);
+  server = (aios_server_t *)await_value(loop, f);
   CHECK_EQ(aios_server_socket_count(server), 2);
   client_init(&c, loop);
   c.send = "v6";
   c.close_after = 2;
-  t = connect_client(loop, &c, "::1", server_port(server, 1));
+  t = connect_client(loop, &c, "::1", server_port_at(server, 1));
   client_wait_lost(&c);
   CHECK_EQ(aios_transport_unref(t), 0);
   close_server(loop, server);
@@ -1031,7 +965,7 @@ static void test_accept_emfile_keeps_serving(void) {
   CHECK_EQ(aios_loop_set_exception_handler(loop, exc_recorder, &record), 0);
   memset(&address, 0, sizeof address);
   address.sin_family = AF_INET;
-  address.sin_port = htons((unsigned short)server_port(server, 0));
+  address.sin_port = htons((unsigned short)server_port_at(server, 0));
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   for (i = 0; i < 3; i++) fds[i] = socket(AF_INET, SOCK_STREAM, 0);
   /* The lowest free descriptor is the limit: nothing more can be opened. */
@@ -1061,7 +995,7 @@ static void test_accept_emfile_keeps_serving(void) {
   client_init(&c, loop);
   c.send = "again";
   c.close_after = 5;
-  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  t = connect_client(loop, &c, "127.0.0.1", server_port_at(server, 0));
   client_wait_lost(&c);
   CHECK_EQ(c.length, 5);
   CHECK_EQ(aios_transport_unref(t), 0);
@@ -1091,7 +1025,7 @@ static void *serve_on_thread(void *arg) {
   sharer->loop = make_loop();
   CHECK_EQ(aios_create_server(sharer->loop, echo_factory, &sharer->state, NULL, "127.0.0.1", sharer->port,
                               &options, &f), 0);
-  sharer->server = (aios_server_t *)await_result(sharer->loop, f);
+  sharer->server = (aios_server_t *)await_value(sharer->loop, f);
   pthread_mutex_lock(&sharer->mutex);
   sharer->ready = 1;
   pthread_cond_signal(&sharer->cond);
@@ -1117,9 +1051,9 @@ static void test_reuse_port_two_threads(void) {
   options.size = sizeof options;
   options.reuse_port = 1;
   CHECK_EQ(aios_create_server(loop, echo_factory, &mine, NULL, "127.0.0.1", 0, &options, &f), 0);
-  server = (aios_server_t *)await_result(loop, f);
+  server = (aios_server_t *)await_value(loop, f);
   memset(&other, 0, sizeof other);
-  other.port = server_port(server, 0);
+  other.port = server_port_at(server, 0);
   pthread_mutex_init(&other.mutex, NULL);
   pthread_cond_init(&other.cond, NULL);
   /* One connection on this thread first: Swift's runtime makes the
@@ -1199,9 +1133,9 @@ static void test_batched_echo(void) {
   next_token = 100;
   batched_destroyed = 0;
   CHECK_EQ(aios_create_server(loop, batched_factory, NULL, NULL, "127.0.0.1", 0, NULL, &f), 0);
-  server = (aios_server_t *)await_result(loop, f);
+  server = (aios_server_t *)await_value(loop, f);
   client_init(&c, loop);
-  t = connect_client(loop, &c, "127.0.0.1", server_port(server, 0));
+  t = connect_client(loop, &c, "127.0.0.1", server_port_at(server, 0));
   memset(block, 'b', sizeof block);
   CHECK_EQ(aios_transport_write(t, block, sizeof block), 0);
   CHECK_EQ(aios_transport_write_eof(t), 0);

@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "test_util.h"
+#include "test_net.h"
 
 #include <netinet/in.h>
 #include <sys/resource.h>
@@ -33,30 +34,6 @@ static aios_bytes_t *await_bytes(aios_loop_t *loop, aios_future_t *future) {
   return bytes;
 }
 
-static void *await_value(aios_loop_t *loop, aios_future_t *future) {
-  void *value = NULL;
-  aios_destructor_fn destructor = NULL;
-  CHECK_EQ(aios_loop_run_until_complete(loop, future), 0);
-  CHECK_EQ(aios_future_take_result(future, &value, &destructor), 0);
-  CHECK_EQ(aios_future_unref(future), 0);
-  return value;
-}
-
-static int await_status(aios_loop_t *loop, aios_future_t *future) {
-  int rc = aios_loop_run_until_complete(loop, future);
-  CHECK_EQ(aios_future_unref(future), 0);
-  return rc;
-}
-
-static aios_error_t *await_error(aios_loop_t *loop, aios_future_t *future) {
-  aios_error_t *error = NULL;
-  CHECK(aios_loop_run_until_complete(loop, future) != 0);
-  CHECK_EQ(aios_future_error(future, &error), 0);
-  CHECK(error != NULL);
-  CHECK_EQ(aios_future_unref(future), 0);
-  return error;
-}
-
 #define CHECK_BYTES(bytes, text)                                               \
   do {                                                                         \
     CHECK_EQ((bytes)->length, strlen(text));                                   \
@@ -72,21 +49,6 @@ static aios_stream_t *hand_fed(aios_loop_t *loop, size_t limit) {
 
 static void feed(aios_stream_t *s, const char *text) {
   CHECK_EQ(aios_stream_feed_data(s, text, strlen(text)), 0);
-}
-
-static int server_port(aios_server_t *server) {
-  struct sockaddr_in address;
-  unsigned int length = sizeof address;
-  CHECK_EQ(aios_server_get_sockname(server, 0, &address, &length), 0);
-  return ntohs(address.sin_port);
-}
-
-static void close_server(aios_loop_t *loop, aios_server_t *server) {
-  aios_future_t *closed = NULL;
-  CHECK_EQ(aios_server_close(server), 0);
-  CHECK_EQ(aios_server_wait_closed(server, &closed), 0);
-  CHECK_EQ(await_status(loop, closed), 0);
-  CHECK_EQ(aios_server_unref(server), 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -579,7 +541,7 @@ static void test_stream_echo(void) {
   aios_loop_t *loop = make_loop();
   int served = 0;
   aios_server_t *server = start_echo(loop, &served);
-  aios_stream_t *client = open_client(loop, server_port(server));
+  aios_stream_t *client = open_client(loop, server_port_at(server, 0));
   aios_future_t *f = NULL;
   aios_bytes_t *b;
   aios_buf_t pieces[2] = {{"two ", 4}, {"pieces\n", 7}};
@@ -634,7 +596,7 @@ static void test_many_connections(void) {
   }
   loop = make_loop();
   server = start_echo(loop, &served);
-  port = server_port(server);
+  port = server_port_at(server, 0);
   clients = (aios_stream_t **)calloc(N, sizeof *clients);
   reads = (aios_future_t **)calloc(N, sizeof *reads);
   for (i = 0; i < N; i++) {
@@ -707,7 +669,7 @@ static void test_reader_flow_control(void) {
   int i;
   CHECK_EQ(aios_create_server(loop, sender_factory, &sender, NULL, "127.0.0.1", 0, NULL, &f), 0);
   server = (aios_server_t *)await_value(loop, f);
-  CHECK_EQ(aios_open_connection(loop, "127.0.0.1", server_port(server), 1024, NULL, &f), 0);
+  CHECK_EQ(aios_open_connection(loop, "127.0.0.1", server_port_at(server, 0), 1024, NULL, &f), 0);
   client = (aios_stream_t *)await_value(loop, f);
   CHECK_EQ(aios_stream_get_transport(client, &transport), 0);
   /* Nobody reads: the reader pauses its transport above twice its limit. */
@@ -751,7 +713,7 @@ static void test_drain_waits_and_connection_lost(void) {
   int i;
   CHECK_EQ(aios_create_server(loop, stall_factory, NULL, NULL, "127.0.0.1", 0, NULL, &f), 0);
   server = (aios_server_t *)await_value(loop, f);
-  client = open_client(loop, server_port(server));
+  client = open_client(loop, server_port_at(server, 0));
   for (i = 0; i < 100 && stalled == NULL; i++) run_once(loop);
   CHECK(stalled != NULL);
   for (i = 0; i < 400; i++) {
@@ -791,7 +753,7 @@ static void test_reset_during_read(void) {
   int i;
   CHECK_EQ(aios_create_server(loop, stall_factory, NULL, NULL, "127.0.0.1", 0, NULL, &f), 0);
   server = (aios_server_t *)await_value(loop, f);
-  client = open_client(loop, server_port(server));
+  client = open_client(loop, server_port_at(server, 0));
   for (i = 0; i < 100 && stalled == NULL; i++) run_once(loop);
   CHECK_EQ(aios_stream_readexactly(client, 10, &f), 0);
   run_once(loop);
@@ -843,7 +805,7 @@ static void test_client_task_failure_closes(void) {
   CHECK_EQ(aios_loop_set_exception_handler(loop, exc_recorder, &record), 0);
   CHECK_EQ(aios_start_server(loop, failing_connected, NULL, NULL, "127.0.0.1", 0, 0, NULL, &f), 0);
   server = (aios_server_t *)await_value(loop, f);
-  client = open_client(loop, server_port(server));
+  client = open_client(loop, server_port_at(server, 0));
   CHECK_EQ(aios_stream_read(client, -1, &f), 0);
   b = await_bytes(loop, f);
   CHECK_EQ(b->length, 0);
@@ -860,15 +822,9 @@ static void test_open_connection_refused(void) {
   aios_loop_t *loop = make_loop();
   aios_future_t *f = NULL;
   aios_error_t *error;
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in address;
-  socklen_t length = sizeof address;
-  memset(&address, 0, sizeof address);
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  CHECK_EQ(bind(fd, (struct sockaddr *)&address, sizeof address), 0);
-  CHECK_EQ(getsockname(fd, (struct sockaddr *)&address, &length), 0);
-  CHECK_EQ(aios_open_connection(loop, "127.0.0.1", ntohs(address.sin_port), 0, NULL, &f), 0);
+  int fd;
+  int port = refusing_port(&fd);
+  CHECK_EQ(aios_open_connection(loop, "127.0.0.1", port, 0, NULL, &f), 0);
   error = await_error(loop, f);
   CHECK_EQ(aios_error_code(error), -ECONNREFUSED);
   CHECK_EQ(aios_error_unref(error), 0);

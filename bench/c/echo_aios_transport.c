@@ -28,8 +28,6 @@ static void stop(void *arg) {
 int main(int argc, char **argv) {
   aios_loop_t *loop = NULL;
   aios_future_t *future = NULL;
-  aios_server_t *server = NULL;
-  aios_destructor_fn destructor = NULL;
   int rc;
   if (argc < 2) {
     fprintf(stderr, "usage: echo_aios_transport PORT\n");
@@ -38,18 +36,8 @@ int main(int argc, char **argv) {
   if ((rc = aios_loop_new(&loop)) != 0) goto fail;
   rc = aios_create_server(loop, echo_factory, NULL, NULL, "127.0.0.1", atoi(argv[argc - 1]), NULL, &future);
   if (rc != 0) goto fail;
-  rc = aios_loop_run_until_complete(loop, future);
-  if (rc == 0) rc = aios_future_take_result(future, (void **)&server, &destructor);
-  aios_future_unref(future);
-  if (rc != 0) goto fail;
-  if ((rc = stop_on_signal(loop, stop, server)) != 0) goto fail;
-  if ((rc = aios_server_wait_closed(server, &future)) != 0) goto fail;
-  rc = aios_loop_run_until_complete(loop, future);
-  aios_future_unref(future);
-  aios_server_unref(server);
-  aios_loop_close(loop);
-  aios_loop_unref(loop);
-  return rc == 0 ? 0 : 1;
+  if ((rc = serve_until_signal(loop, future, stop, NULL)) != 0) goto fail;
+  return 0;
 fail:
   fprintf(stderr, "echo_aios_transport: %s\n", aios_strerror(rc));
   return 1;

@@ -63,37 +63,18 @@ static aios_task_t *client_connected(aios_stream_t *stream, void *arg) {
   return task;
 }
 
-static void stop(void *arg) {
-  aios_server_t *server = arg;
-  aios_server_close(server);
-  aios_server_close_clients(server);
-}
-
 int main(int argc, char **argv) {
   aios_loop_t *loop = NULL;
   aios_future_t *future = NULL;
-  aios_server_t *server = NULL;
-  aios_destructor_fn destructor = NULL;
+  char banner[64];
   int port = argc > 1 ? atoi(argv[1]) : 8888, rc;
   if ((rc = aios_loop_new(&loop)) != 0) goto fail;
   rc = aios_start_server(loop, client_connected, loop, NULL, "127.0.0.1", port, 0, NULL, &future);
   if (rc != 0) goto fail;
-  rc = aios_loop_run_until_complete(loop, future);
-  if (rc == 0) rc = aios_future_take_result(future, (void **)&server, &destructor);
-  aios_future_unref(future);
-  if (rc != 0) goto fail;
-  if ((rc = stop_on_signal(loop, stop, server)) != 0) goto fail;
-  printf("echo_server: serving on 127.0.0.1:%d\n", port);
-  fflush(stdout);
-  /* Until stop() closed the server and its last client is gone. */
-  if ((rc = aios_server_wait_closed(server, &future)) != 0) goto fail;
-  rc = aios_loop_run_until_complete(loop, future);
-  aios_future_unref(future);
-  aios_server_unref(server);
-  aios_loop_close(loop);
-  aios_loop_unref(loop);
+  snprintf(banner, sizeof banner, "echo_server: serving on 127.0.0.1:%d", port);
+  if ((rc = serve_until_signal(loop, future, close_server_and_clients, banner)) != 0) goto fail;
   printf("echo_server: closed\n");
-  return rc == 0 ? 0 : 1;
+  return 0;
 fail:
   fprintf(stderr, "echo_server: %s\n", aios_strerror(rc));
   return 1;
