@@ -223,10 +223,16 @@ package final class Connector: CancellableRequest {
       throw RuntimeError(code: AIOS_EINVAL.rawValue, "A Stream Socket was expected")
     }
     let handle = try openHandle(loop: loop, fd: fd, isUnix: family == AF_UNIX)
+    // The transport owns the handle at once, so a loop that closes before
+    // connection_made aborts it with the others.
+    let transport = StreamTransport(loop: loop, handle: handle, isUnix: family == AF_UNIX)
     let connector = Connector(loop: loop, makeProtocol: makeProtocol, done: done)
     // connection_made runs soon, as in asyncio, and the outcome after it.
-    _ = try? loop.callSoon { [connector] in
-      connector.succeed(StreamTransport(loop: loop, handle: handle, isUnix: family == AF_UNIX))
+    do {
+      try loop.callSoon { [connector] in connector.succeed(transport) }
+    } catch {
+      transport.abort()
+      throw error
     }
     return connector
   }
