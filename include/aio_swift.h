@@ -1417,7 +1417,7 @@ AIOS_EXTERN int aios_stream_read(aios_stream_t *stream, long long n, aios_future
 AIOS_EXTERN int aios_stream_readline(aios_stream_t *stream, aios_future_t **out);
 /*! aios_stream_readexactly() : exactly `n` bytes; the future fails with
  *  AIOS_EINCOMPLETE when EOF comes first (aios_error_partial gives what was
- *  read). */
+ *  read). An `n` past LLONG_MAX is read as LLONG_MAX (it ends at EOF). */
 AIOS_EXTERN int aios_stream_readexactly(aios_stream_t *stream, size_t n, aios_future_t **out);
 /*! aios_stream_readuntil() : up to and including the first of the
  *  `count` separators found earliest (asyncio 3.13 takes several);

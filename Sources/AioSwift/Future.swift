@@ -90,10 +90,13 @@ public class AnyFuture: CustomStringConvertible {
   /// A value the pending future already owned (a sleep's result) is freed.
   package func setCResult(_ value: UnsafeMutableRawPointer?, destructor: CDestructor?) throws {
     try checkSettable()
-    cDestructor?(cValue)
+    let (previous, previousDestructor) = (cValue, cDestructor)
     cValue = value
     cDestructor = destructor
     finish(.finished)
+    // Last: the destructor is user code, which may set this future again
+    // (refused now) or free it.
+    previousDestructor?(previous)
   }
 
   /// Whether code outside the library may set the outcome: a task's comes

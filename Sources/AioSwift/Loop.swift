@@ -124,6 +124,12 @@ public final class Loop: @unchecked Sendable {
   /// the loop closes, before libuv's loop is freed.
   private var openIO: [ObjectIdentifier: () -> Void] = [:]
   package func ioOpened(_ owner: AnyObject, abort: @escaping () -> Void) {
+    // Opened while the loop closes (a callback of its last uv_run): nothing
+    // will run its callbacks, so it is aborted at once.
+    if isClosed {
+      abort()
+      return
+    }
     openIO[ObjectIdentifier(owner)] = abort
   }
   package func ioClosed(_ owner: AnyObject) { openIO[ObjectIdentifier(owner)] = nil }
@@ -158,6 +164,7 @@ public final class Loop: @unchecked Sendable {
     wakeAsync.pointee.data = me
     wakeTimer.pointee.data = me
     LiveObjects.loops.add(1, ordering: .relaxed)
+    ignoreSIGPIPE
   }
 
   deinit {
@@ -619,6 +626,17 @@ public final class Loop: @unchecked Sendable {
     fputs("aio-swift: " + report + "\n", stderr)
   }
 }
+
+/// A write to a peer that went away raises SIGPIPE, whose default action
+/// ends the process; libuv's writes do not ask for it not to. As Python does
+/// at startup, the library ignores it when nothing else handles it, and the
+/// write gets EPIPE.
+private let ignoreSIGPIPE: Void = {
+  var current = sigaction()
+  if sigaction(SIGPIPE, nil, &current) == 0 && current.__sigaction_handler.sa_handler == nil {
+    signal(SIGPIPE, SIG_IGN)
+  }
+}()
 
 /// The size of a loop's read arena: what one read of a stream takes at most.
 package let readArenaSize = 256 * 1024

@@ -178,6 +178,9 @@ package final class Connector: CancellableRequest {
     self.loop = loop
     self.makeProtocol = makeProtocol
     self.done = done
+    // A loop that closes first stops the attempts (their handles would
+    // keep its last uv_run waiting).
+    loop.ioOpened(self) { [self] in cancel() }
   }
 
   /// asyncio's create_connection over TCP.
@@ -419,6 +422,7 @@ package final class Connector: CancellableRequest {
   }
 
   private func stopOthers() {
+    loop.ioClosed(self)
     staggerTimer?.cancel()
     staggerTimer = nil
     lookup?.cancel()

@@ -114,7 +114,14 @@ public final class StreamReader {
     self.limit = limit
   }
 
-  deinit { buffer.release() }
+  deinit {
+    liveness.isAlive = false
+    buffer.release()
+  }
+
+  /// Cleared when the reader goes: its pending reads (which do not retain
+  /// it) check it.
+  let liveness = Liveness()
 
   /// How many bytes wait in the buffer.
   public var bufferedCount: Int { buffer.count }
@@ -352,17 +359,24 @@ public final class StreamReader {
 /// A read of the C ABI as a future: tries the reader, waits for data,
 /// tries again; its result is what `make` builds from the bytes.
 package final class StreamReadOperation: Operation {
-  private let reader: StreamReader
+  /// Not retained, as an operation does not retain its primitive: the
+  /// reader owns its waiter, which owns this operation, so a reader nobody
+  /// holds goes with its pending read (freed unfinished, the waiter tells
+  /// the operation, which then fails, see Operation.innerVanished).
+  private let readerReference: Unmanaged<StreamReader>
+  private let readerLiveness: Liveness
+  /// nil once the reader is gone (a callback already scheduled may still run).
+  private var reader: StreamReader? { readerLiveness.isAlive ? readerReference.takeUnretainedValue() : nil }
   private let request: ReadRequest
   private var progress = ReadProgress()
   private let make: (UnsafeRawBufferPointer) -> UnsafeMutableRawPointer?
   private let destructor: CDestructor
-  private var dataWaiter: AnyFuture?
 
   /// Starts the read: the operation may be done when this returns.
   package init(reader: StreamReader, request: ReadRequest,
                make: @escaping (UnsafeRawBufferPointer) -> UnsafeMutableRawPointer?, destructor: CDestructor) throws {
-    self.reader = reader
+    readerReference = Unmanaged.passUnretained(reader)
+    readerLiveness = reader.liveness
     self.request = request
     self.make = make
     self.destructor = destructor
@@ -371,15 +385,17 @@ package final class StreamReadOperation: Operation {
   }
 
   private func step(throwingAtStart: Bool = false) throws {
+    guard let reader else {
+      completeOrphaned()
+      return
+    }
     do {
       if let value = try reader.attempt(request, &progress, make) {
         storeCResult(value, destructor: destructor)
         completeReturning()
         return
       }
-      let waiter = try reader.waitForData(request)
-      dataWaiter = waiter
-      wait(on: waiter)
+      wait(on: try reader.waitForData(request))
     } catch {
       if throwingAtStart, statusCode(of: error) == AIOS_EINVALIDSTATE.rawValue, !(error is InvalidStateError) {
         throw error  // another read waits: refused at once
@@ -389,8 +405,7 @@ package final class StreamReadOperation: Operation {
   }
 
   override func advance(_ inner: AnyFuture) {
-    if let dataWaiter { reader.doneWaiting(dataWaiter) }
-    dataWaiter = nil
+    reader?.doneWaiting(inner)
     if let cancelled = cancellation(of: inner) {
       completeThrowing(cancelled)
       return

@@ -76,6 +76,11 @@ public final class StreamTransport: CustomStringConvertible {
   private var shutdownDone = false
   /// The error a buffered protocol's getBuffer threw.
   private var bufferError: (any Error)?
+  /// Inside getBuffer libuv is between its allocation and its read: what
+  /// the protocol asks for then (pause, close, abort) waits until after.
+  private var inGetBuffer = false
+  private enum Deferred { case none, pause, close, abort }
+  private var deferred = Deferred.none
 
   // The write side: chunks waiting, and the one uv_write in flight.
   private var queued: [UnsafeMutableRawBufferPointer] = []
@@ -175,6 +180,10 @@ public final class StreamTransport: CustomStringConvertible {
 
   public func pauseReading() {
     guard isReading else { return }
+    if inGetBuffer {
+      if deferred == .none { deferred = .pause }
+      return
+    }
     readingPaused = true
     stopReading()
   }
@@ -188,7 +197,12 @@ public final class StreamTransport: CustomStringConvertible {
   fileprivate func allocate(_ suggested: Int) -> uv_buf_t {
     if let buffered = bufferedProtocol {
       do {
+        inGetBuffer = true
+        defer { inGetBuffer = false }
         let buffer = try buffered.getBuffer(sizeHint: suggested)
+        // A pause, close or abort asked for now: no read; it is done once
+        // libuv hands back the empty buffer (UV_ENOBUFS, in didRead).
+        if deferred != .none { return uv_buf_init(nil, 0) }
         if let base = buffer.baseAddress, buffer.count > 0 {
           return uv_buf_init(base.assumingMemoryBound(to: CChar.self), UInt32(clamping: buffer.count))
         }
@@ -211,6 +225,15 @@ public final class StreamTransport: CustomStringConvertible {
       }
     } else if count == Int(UV_EOF.rawValue) {
       receivedEOF()
+    } else if count == Int(UV_ENOBUFS.rawValue), deferred != .none {
+      let action = deferred
+      deferred = .none
+      switch action {
+      case .pause: pauseReading()
+      case .close: close()
+      case .abort: abort()
+      case .none: break
+      }
     } else if count == Int(UV_ENOBUFS.rawValue), let error = bufferError {
       bufferError = nil
       report("Fatal error: protocol.get_buffer() call failed.", error)
@@ -367,7 +390,7 @@ public final class StreamTransport: CustomStringConvertible {
   }
 
   public func setWriteBufferLimits(high: Int? = nil, low: Int? = nil) throws {
-    let high = high ?? (low.map { 4 * $0 } ?? defaultHighWater)
+    let high = high ?? (low.map { $0.multipliedReportingOverflow(by: 4).overflow ? Int.max : 4 * $0 } ?? defaultHighWater)
     let low = low ?? high / 4
     guard high >= low, low >= 0 else {
       throw RuntimeError(code: AIOS_EINVAL.rawValue, "high (\(high)) must be >= low (\(low)) must be >= 0")
@@ -394,6 +417,10 @@ public final class StreamTransport: CustomStringConvertible {
   /// asyncio's close: stops reading, sends what is buffered, then closes.
   public func close() {
     guard !isClosing else { return }
+    if inGetBuffer {
+      if deferred != .abort { deferred = .close }
+      return
+    }
     isClosing = true
     stopReading()
     if !writing && queued.isEmpty {
@@ -403,7 +430,13 @@ public final class StreamTransport: CustomStringConvertible {
   }
 
   /// asyncio's abort: closes now, dropping the buffer.
-  public func abort() { forceClose(nil) }
+  public func abort() {
+    if inGetBuffer {
+      deferred = .abort
+      return
+    }
+    forceClose(nil)
+  }
 
   /// asyncio's _fatal_error: errors of the socket only end the connection
   /// (OSErrors are not reported, as asyncio logs them at debug level).

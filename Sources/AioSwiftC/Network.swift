@@ -338,7 +338,8 @@ private func withTransport<R>(_ p: OpaquePointer?, _ body: (StreamTransport) thr
 /// The pieces of a C vector, checked.
 func buffers(_ bufs: UnsafePointer<aios_buf_t>?, _ count: Int) throws -> [UnsafeRawBufferPointer] {
   guard count == 0 || bufs != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-  guard count <= 1 << 20 else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "too many buffers") }
+  // A size_t of 2^63 or more arrives negative.
+  guard count >= 0, count <= 1 << 20 else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "too many buffers") }
   return try (0..<count).map { index in
     let piece = bufs![index]
     guard piece.base != nil || piece.length == 0 else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }

@@ -111,6 +111,14 @@ private final class CClientCallback {
     guard let address = ObjectTable.address(handle, .task) else { return nil }
     let future = Unmanaged<AnyFuture>.fromOpaque(address).takeUnretainedValue()
     _ = ObjectTable.release(handle)
+    // A task of another loop (or of a closed one) cannot serve this
+    // connection: its outcome would never reach this loop.
+    guard future.loop === reader.loop, !future.loop.isClosed else {
+      reader.loop.callExceptionHandler(ExceptionContext(
+        message: "client_connected_cb returned a task of another event loop",
+        error: RuntimeError(code: AIOS_EWRONGLOOP.rawValue)))
+      return nil
+    }
     return future
   }
 
@@ -226,7 +234,11 @@ public func aios_stream_readline(_ stream: OpaquePointer?, _ out: UnsafeMutableP
 
 @_cdecl("aios_stream_readexactly")
 public func aios_stream_readexactly(_ stream: OpaquePointer?, _ n: Int, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-  read(stream, out) { _ in n == 0 ? nil : .exactly(n) }
+  read(stream, out) { _ in
+    // A size_t of 2^63 or more arrives negative: as asyncio would, the read
+    // waits for more than can come, so it ends at EOF (IncompleteReadError).
+    n == 0 ? nil : .exactly(n < 0 ? Int.max : n)
+  }
 }
 
 @_cdecl("aios_stream_readuntil")

@@ -1,13 +1,21 @@
-# Tests/fuzz/fuzz.mk: the libFuzzer target over the whole C ABI
-# (Tests/fuzz/fuzz_api.c; see Tests/fuzz/README.md). The main Makefile
-# includes it; `make -f Tests/fuzz/fuzz.mk fuzz-short` works on its own too,
-# once build/ holds the library.
+# Tests/fuzz/fuzz.mk: the libFuzzer targets over the C ABI (see
+# Tests/fuzz/README.md): fuzz_api.c, over the whole header, and
+# fuzz_stream_reader.c, the stream reader's buffer and separators against a
+# model of asyncio's. The main Makefile includes it; `make -f
+# Tests/fuzz/fuzz.mk fuzz-short` works on its own too, once build/ holds the
+# library.
 #
-#   make fuzz         build, then fuzz for FUZZ_SECONDS (default 60) into
-#                     Tests/fuzz/work/corpus, a working copy of the corpus
-#   make fuzz-short   replay every file of corpus/ and findings/ once, then
-#                     fuzz for FUZZ_SHORT_SECONDS (default 30); fails on any
-#                     finding (what `make test` runs)
+#   make fuzz         build, then fuzz each target in turn: fuzz_api for
+#                     FUZZ_SECONDS (default 60) into Tests/fuzz/work/corpus,
+#                     fuzz_stream_reader for FUZZ_READER_SECONDS (default
+#                     FUZZ_SECONDS) into Tests/fuzz/work/corpus-stream-reader,
+#                     working copies of the seed corpora
+#   make fuzz-api, make fuzz-stream-reader: one of them only
+#   make fuzz-short   replay every file of corpus/ and findings/ (and of
+#                     corpus-stream-reader/ and findings-stream-reader/)
+#                     once, then fuzz for FUZZ_SHORT_SECONDS (default 30) and
+#                     FUZZ_READER_SHORT_SECONDS (default 15), with a fixed
+#                     seed; fails on any finding (what `make test` runs)
 #   make fuzz-clean   remove Tests/fuzz/bin and Tests/fuzz/work
 #
 # FUZZ_FLAGS=-DFUZZ_AVOID_BUGS keeps the fuzzer away from the inputs that
@@ -28,8 +36,14 @@ FUZZ_LD := $(if $(wildcard $(dir $(CLANG))ld.lld),-fuse-ld=lld)
 
 FUZZ_DIR           := Tests/fuzz
 FUZZ_BIN           := $(FUZZ_DIR)/bin/fuzz_api
+FUZZ_READER_BIN    := $(FUZZ_DIR)/bin/fuzz_stream_reader
 FUZZ_SECONDS       ?= 60
 FUZZ_SHORT_SECONDS ?= 30
+FUZZ_READER_SECONDS       ?= $(FUZZ_SECONDS)
+FUZZ_READER_SHORT_SECONDS ?= 15
+# Inputs replayed by fuzz-short: the seeds, then the findings (regression tests).
+FUZZ_REPLAY        := $(wildcard $(FUZZ_DIR)/corpus/* $(FUZZ_DIR)/findings/*)
+FUZZ_READER_REPLAY := $(wildcard $(FUZZ_DIR)/corpus-stream-reader/* $(FUZZ_DIR)/findings-stream-reader/*)
 FUZZ_FLAGS         ?=
 FUZZ_PKG           := PKG_CONFIG_PATH=$(BUILD)/lib/pkgconfig pkg-config
 
@@ -55,39 +69,62 @@ else
 FUZZ_DEPS := all
 endif
 
-.PHONY: fuzz fuzz-short fuzz-clean FORCE
+.PHONY: fuzz fuzz-api fuzz-stream-reader fuzz-short fuzz-clean FORCE
 
 # Rebuilt when the compiler or FUZZ_FLAGS change, not only the sources.
 $(FUZZ_DIR)/bin/flags: FORCE
 	@mkdir -p $(@D)
 	@echo '$(CLANG) $(FUZZ_FLAGS)' | cmp -s - $@ || echo '$(CLANG) $(FUZZ_FLAGS)' > $@
 
-$(FUZZ_BIN): $(FUZZ_DIR)/fuzz_api.c $(BUILD)/include/aio_swift.h $(FUZZ_DIR)/bin/flags
+$(FUZZ_DIR)/bin/fuzz_%: $(FUZZ_DIR)/fuzz_%.c $(BUILD)/include/aio_swift.h $(FUZZ_DIR)/bin/flags
 	@mkdir -p $(@D)
 	$(CLANG) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) $(FUZZ_LD) -o $@ $< \
 	   $$($(FUZZ_PKG) --cflags --libs aio-swift) -Wl,-rpath,$(BUILD)/lib -lpthread -lm
 
+# $(call fuzz_run,binary,corpus name,seconds): fuzz into work/<corpus name>,
+# a working copy of the seeds.
+define fuzz_run
+	@mkdir -p $(FUZZ_DIR)/work/$(2) $(FUZZ_DIR)/work/artifacts
+	cp $(FUZZ_DIR)/$(2)/* $(FUZZ_DIR)/work/$(2)/
+	cd $(FUZZ_DIR)/work && $(FUZZ_ENV) ../bin/$(notdir $(1)) $(FUZZ_RUN_FLAGS) \
+	   -max_total_time=$(3) -print_final_stats=1 -artifact_prefix=artifacts/ $(2)
+endef
+
+# One after the other, even under make -j.
 fuzz: $(FUZZ_DEPS)
+	$(MAKE) -f $(firstword $(MAKEFILE_LIST)) $(FUZZ_BIN) $(FUZZ_READER_BIN)
+	$(call fuzz_run,$(FUZZ_BIN),corpus,$(FUZZ_SECONDS))
+	$(call fuzz_run,$(FUZZ_READER_BIN),corpus-stream-reader,$(FUZZ_READER_SECONDS))
+
+fuzz-api: $(FUZZ_DEPS)
 	$(MAKE) -f $(firstword $(MAKEFILE_LIST)) $(FUZZ_BIN)
-	@mkdir -p $(FUZZ_DIR)/work/corpus $(FUZZ_DIR)/work/artifacts
-	cp $(FUZZ_DIR)/corpus/* $(FUZZ_DIR)/work/corpus/
-	cd $(FUZZ_DIR)/work && $(FUZZ_ENV) ../bin/fuzz_api $(FUZZ_RUN_FLAGS) \
-	   -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=artifacts/ corpus
+	$(call fuzz_run,$(FUZZ_BIN),corpus,$(FUZZ_SECONDS))
+
+fuzz-stream-reader: $(FUZZ_DEPS)
+	$(MAKE) -f $(firstword $(MAKEFILE_LIST)) $(FUZZ_READER_BIN)
+	$(call fuzz_run,$(FUZZ_READER_BIN),corpus-stream-reader,$(FUZZ_READER_SECONDS))
+
+# $(call fuzz_short,binary,corpus name,inputs to replay,seconds): replay the
+# inputs once, then fuzz with a fixed seed, into work/short. The inputs make
+# the library report errors to stderr by the thousand: each run's output
+# goes to a log, shown (its end) only if the run fails. A fixed seed: the
+# same inputs on every machine, so that a new finding shows up in `make
+# fuzz`, not as a red CI run by chance.
+define fuzz_short
+	$(FUZZ_ENV) $(1) $(FUZZ_RUN_FLAGS) $(3) \
+	   > $(FUZZ_DIR)/work/short/$(2).replay.log 2>&1 || { tail -60 $(FUZZ_DIR)/work/short/$(2).replay.log; exit 1; }
+	@echo "fuzz-short: $(notdir $(1)) replayed $(words $(3)) inputs"
+	mkdir -p $(FUZZ_DIR)/work/short/$(2) && cp $(FUZZ_DIR)/$(2)/* $(FUZZ_DIR)/work/short/$(2)/
+	cd $(FUZZ_DIR)/work/short && { $(FUZZ_ENV) ../../bin/$(notdir $(1)) $(FUZZ_RUN_FLAGS) -seed=1 \
+	   -max_total_time=$(4) -print_final_stats=1 -artifact_prefix=artifacts/ $(2) \
+	   > $(2).fuzz.log 2>&1 || { tail -60 $(2).fuzz.log; exit 1; }; } && grep '^stat::' $(2).fuzz.log
+endef
 
 fuzz-short: $(FUZZ_DEPS)
-	$(MAKE) -f $(firstword $(MAKEFILE_LIST)) $(FUZZ_BIN)
-	rm -rf $(FUZZ_DIR)/work/short && mkdir -p $(FUZZ_DIR)/work/short/corpus $(FUZZ_DIR)/work/short/artifacts
-	@# The inputs make the library report errors to stderr by the thousand:
-	@# each run's output goes to a log, shown (its end) only if the run fails.
-	$(FUZZ_ENV) $(FUZZ_BIN) $(FUZZ_RUN_FLAGS) $(wildcard $(FUZZ_DIR)/corpus/* $(FUZZ_DIR)/findings/*) \
-	   > $(FUZZ_DIR)/work/short/replay.log 2>&1 || { tail -60 $(FUZZ_DIR)/work/short/replay.log; exit 1; }
-	@echo "fuzz-short: replayed $(words $(wildcard $(FUZZ_DIR)/corpus/* $(FUZZ_DIR)/findings/*)) inputs"
-	cp $(FUZZ_DIR)/corpus/* $(FUZZ_DIR)/work/short/corpus/
-	@# A fixed seed: the same inputs on every machine, so that a new finding
-	@# shows up in `make fuzz`, not as a red CI run by chance.
-	cd $(FUZZ_DIR)/work/short && { $(FUZZ_ENV) ../../bin/fuzz_api $(FUZZ_RUN_FLAGS) -seed=1 \
-	   -max_total_time=$(FUZZ_SHORT_SECONDS) -print_final_stats=1 -artifact_prefix=artifacts/ corpus \
-	   > fuzz.log 2>&1 || { tail -60 fuzz.log; exit 1; }; } && grep '^stat::' fuzz.log
+	$(MAKE) -f $(firstword $(MAKEFILE_LIST)) $(FUZZ_BIN) $(FUZZ_READER_BIN)
+	rm -rf $(FUZZ_DIR)/work/short && mkdir -p $(FUZZ_DIR)/work/short/artifacts
+	$(call fuzz_short,$(FUZZ_BIN),corpus,$(FUZZ_REPLAY),$(FUZZ_SHORT_SECONDS))
+	$(call fuzz_short,$(FUZZ_READER_BIN),corpus-stream-reader,$(FUZZ_READER_REPLAY),$(FUZZ_READER_SHORT_SECONDS))
 
 fuzz-clean:
 	rm -rf $(FUZZ_DIR)/bin $(FUZZ_DIR)/work

@@ -8,14 +8,20 @@
  * (scheduled callbacks, done callbacks, C task steps, predicates, exception
  * handlers, destructors) run sub-programs captured from the input, so the
  * library is re-entered from inside itself; a second thread takes and drops
- * references and calls the *_threadsafe functions. After each input every
+ * references and calls the *_threadsafe functions. The network's ops make
+ * real sockets on 127.0.0.1 and in a temp dir (lookups only of numeric names),
+ * transports, servers and streams, with protocol tables, protocol factories
+ * and client callbacks whose callbacks run sub-programs too, and hold the
+ * far end of socket pairs to play the peer. After each input every
  * reference is released and every loop closed, then the oracles are checked:
- * each destructor ran exactly once and aios_live_objects() is back at its
- * baseline. See Tests/fuzz/README.md for the encoding.
+ * each destructor ran exactly once, every protocol lived as asyncio's do,
+ * aios_live_objects() is back at its baseline, and so are the sockets open.
+ * See Tests/fuzz/README.md for the encoding.
  *
- * Each bug the harness met has a switch point below (BUG_*). Every one is
- * fixed and on, so the fuzzer reaches what once broke; -DFUZZ_AVOID_BUGS
- * steers clear of them all again (to bisect a new finding).
+ * Each bug the harness met has a switch point below (BUG_*). The fixed ones
+ * are on, so the fuzzer reaches what once broke; -DFUZZ_AVOID_BUGS steers
+ * clear of them all again (to bisect a new finding). The open ones are off
+ * (the harness steers clear of them) unless -DFUZZ_OPEN_BUGS.
  */
 #define _GNU_SOURCE
 #include <aio_swift.h>
@@ -25,6 +31,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,6 +40,14 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 /* Switch points for the bugs the harness met: on, the fuzzer reaches the
  * inputs that once broke (all of them are fixed); -DFUZZ_AVOID_BUGS turns
@@ -131,7 +146,68 @@
 /* Open bugs (found, not fixed yet) go here, off unless asked for, so that
  * fuzzing finds something new meanwhile:
  *   #if defined(FUZZ_OPEN_BUGS) || defined(FUZZ_BUG_<NAME>)
- * and move up to the others with their fix. None is open now. */
+ * and move up to the others with their fix. fuzz_stream_reader.c has the
+ * same switches for what it meets too. */
+#if FUZZ_BUG_ALL || defined(FUZZ_BUG_READEXACTLY_HUGE)
+#define BUG_READEXACTLY_HUGE 1 /* findings/readexactly-size-max */
+#else
+#define BUG_READEXACTLY_HUGE 0
+#endif
+#if FUZZ_BUG_ALL || defined(FUZZ_BUG_READ_PENDING_AT_CLOSE)
+#define BUG_READ_PENDING_AT_CLOSE 1 /* findings/stream-read-pending-at-close */
+#else
+#define BUG_READ_PENDING_AT_CLOSE 0
+#endif
+#if FUZZ_BUG_ALL || defined(FUZZ_BUG_CONNECT_PENDING_AT_CLOSE)
+#define BUG_CONNECT_PENDING_AT_CLOSE 1 /* findings/connection-pending-at-close */
+#else
+#define BUG_CONNECT_PENDING_AT_CLOSE 0
+#endif
+#if defined(FUZZ_OPEN_BUGS) || defined(FUZZ_BUG_SERVER_PENDING_AT_CLOSE)
+#define BUG_SERVER_PENDING_AT_CLOSE 1 /* findings/server-pending-at-close, unix-server-pending-at-close */
+#else
+#define BUG_SERVER_PENDING_AT_CLOSE 0
+#endif
+#if FUZZ_BUG_ALL || defined(FUZZ_BUG_ACCEPTED_PENDING_AT_CLOSE)
+#define BUG_ACCEPTED_PENDING_AT_CLOSE 1 /* findings/accepted-socket-pending-at-close */
+#else
+#define BUG_ACCEPTED_PENDING_AT_CLOSE 0
+#endif
+#if FUZZ_BUG_ALL || defined(FUZZ_BUG_GET_BUFFER_REENTRY)
+#define BUG_GET_BUFFER_REENTRY 1 /* findings/get-buffer-pause-reading */
+#else
+#define BUG_GET_BUFFER_REENTRY 0
+#endif
+#if defined(FUZZ_OPEN_BUGS) || defined(FUZZ_BUG_SET_PROTOCOL_ON_STREAM)
+#define BUG_SET_PROTOCOL_ON_STREAM 1 /* findings/set-protocol-on-stream-transport */
+#else
+#define BUG_SET_PROTOCOL_ON_STREAM 0
+#endif
+#if defined(FUZZ_OPEN_BUGS) || defined(FUZZ_BUG_SHIELD_LENDS_TAKEN_VALUE)
+#define BUG_SHIELD_LENDS_TAKEN_VALUE 1 /* findings/shield-lends-taken-value */
+#else
+#define BUG_SHIELD_LENDS_TAKEN_VALUE 0
+#endif
+#if FUZZ_BUG_ALL || defined(FUZZ_BUG_CLIENT_TASK_OF_CLOSED_LOOP)
+#define BUG_CLIENT_TASK_OF_CLOSED_LOOP 1 /* findings/client-task-of-closed-loop */
+#else
+#define BUG_CLIENT_TASK_OF_CLOSED_LOOP 0
+#endif
+#if FUZZ_BUG_ALL || defined(FUZZ_BUG_WRITE_LIMITS_OVERFLOW)
+#define BUG_WRITE_LIMITS_OVERFLOW 1 /* findings/write-buffer-limits-overflow */
+#else
+#define BUG_WRITE_LIMITS_OVERFLOW 0
+#endif
+#if FUZZ_BUG_ALL || defined(FUZZ_BUG_SIGPIPE)
+#define BUG_SIGPIPE 1 /* findings/transport-write-sigpipe */
+#else
+#define BUG_SIGPIPE 0
+#endif
+#if FUZZ_BUG_ALL || defined(FUZZ_BUG_BUFFER_COUNT_HUGE)
+#define BUG_BUFFER_COUNT_HUGE 1 /* findings/writev-count-size-max */
+#else
+#define BUG_BUFFER_COUNT_HUGE 0
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* Limits: every input is bounded in work and in time.                        */
@@ -215,12 +291,17 @@ static reader_t sub_reader(reader_t *r, size_t len) {
 enum {
   T_NONE = 0, T_LOOP, T_HANDLE, T_FUTURE, T_TASK, T_ERROR, T_LOCK, T_EVENT,
   T_COND, T_SEM, T_BARRIER, T_QUEUE, T_TIMEOUT, T_GROUP, T_RUNNER, T_ASCOMP,
+  T_TRANSPORT, T_SERVER, T_STREAM,
   T_COUNT
 };
+/* The types before the network's: the second thread picks among these as
+ * it did before they came (so that old inputs decode as they did), and
+ * checks the network's on top. */
+#define T_COUNT_BEFORE_NETWORK T_TRANSPORT
 static const char *const type_names[T_COUNT] = {
   "none", "loop", "handle", "future", "task", "error", "lock", "event",
   "condition", "semaphore", "barrier", "queue", "timeout", "task_group",
-  "runner", "as_completed"};
+  "runner", "as_completed", "transport", "server", "stream"};
 
 static int obj_ref(int type, void *p) {
   switch (type) {
@@ -239,6 +320,9 @@ static int obj_ref(int type, void *p) {
   case T_GROUP: return aios_task_group_ref((aios_task_group_t *)p);
   case T_RUNNER: return aios_runner_ref((aios_runner_t *)p);
   case T_ASCOMP: return aios_as_completed_ref((aios_as_completed_t *)p);
+  case T_TRANSPORT: return aios_transport_ref((aios_transport_t *)p);
+  case T_SERVER: return aios_server_ref((aios_server_t *)p);
+  case T_STREAM: return aios_stream_ref((aios_stream_t *)p);
   default: return AIOS_EINVAL;
   }
 }
@@ -260,6 +344,9 @@ static int obj_unref(int type, void *p) {
   case T_GROUP: return aios_task_group_unref((aios_task_group_t *)p);
   case T_RUNNER: return aios_runner_unref((aios_runner_t *)p);
   case T_ASCOMP: return aios_as_completed_unref((aios_as_completed_t *)p);
+  case T_TRANSPORT: return aios_transport_unref((aios_transport_t *)p);
+  case T_SERVER: return aios_server_unref((aios_server_t *)p);
+  case T_STREAM: return aios_stream_unref((aios_stream_t *)p);
   default: return AIOS_EINVAL;
   }
 }
@@ -267,7 +354,10 @@ static int obj_unref(int type, void *p) {
 /* ------------------------------------------------------------------------ */
 /* Closures: callback arguments carrying a sub-program of the input          */
 
-enum { K_CALLBACK = 1, K_DONE, K_STEP, K_PRED, K_HANDLER, K_DTOR, K_WORK, K_FACTORY };
+enum { K_CALLBACK = 1, K_DONE, K_STEP, K_PRED, K_HANDLER, K_DTOR, K_WORK, K_FACTORY,
+       K_PROTO, K_PFACTORY, K_CLIENT };
+/* A protocol's life (K_PROTO closures), which its callbacks must follow. */
+enum { P_NEW = 0, P_MADE, P_LOST, P_REPLACED };
 /* Ownership of something handed to the library (a value, a task's arg). */
 enum { O_NONE = 0, O_PENDING, O_LIB, O_HARN, O_TAKEN, O_RESERVED };
 #define CLOSURE_MAGIC 0xc105u
@@ -288,6 +378,14 @@ typedef struct closure_s {
   int dep;                    /* its task's dependency record, or -1 */
   void *awaiting;             /* what its task awaits now */
   int calls_made;             /* times the second thread scheduled it */
+  /* A protocol (K_PROTO): */
+  int pstate;                 /* P_* */
+  unsigned pflags;            /* PF_*: the callbacks its table has */
+  int via_set;                /* installed by set_protocol, not connection_made */
+  int paused, eofs;
+  size_t glen;                /* bytes get_buffer gave last */
+  unsigned char gbuf[64];     /* get_buffer's memory */
+  int batched;                /* its events come from aios_loop_take_io_events */
 } closure_t;
 
 static closure_t g_closures[NCLOSURES];
@@ -421,7 +519,8 @@ typedef struct slot_s {
   void *p;
 } slot_t;
 
-enum { F_TOP = 0, F_CALLBACK, F_DONE, F_STEP, F_PRED, F_HANDLER, F_DTOR, F_FACTORY };
+enum { F_TOP = 0, F_CALLBACK, F_DONE, F_STEP, F_PRED, F_HANDLER, F_DTOR, F_FACTORY,
+       F_PROTO, F_PFACTORY, F_CLIENT };
 /* What a callback got, borrowed for its call: ops may name it ("ctx"). */
 typedef struct frame_s {
   int kind;
@@ -430,6 +529,8 @@ typedef struct frame_s {
   aios_loop_t *loop;
   aios_error_t *error;
   aios_handle_t *handle;
+  aios_transport_t *transport; /* a protocol callback's */
+  aios_stream_t *stream;       /* a stream server's client callback's */
   closure_t *closure;
   void *self;
   int self_type;
@@ -453,7 +554,8 @@ static aios_loop_t *g_watch_loop;
 static int g_watch_owns_ref;
 static unsigned g_input_gen;
 static aios_task_t *g_taskbuf[TASKBUF];
-static long g_baseline[8];
+#define N_OBJECT_TYPES 11 /* AIOS_OBJECT_LOOP .. AIOS_OBJECT_STREAM */
+static long g_baseline[N_OBJECT_TYPES];
 
 enum { RUN_DIRECT = 1, RUN_RUNNER };
 
@@ -606,6 +708,8 @@ static void *ctx_obj(int type) {
     case T_LOOP: if (f->loop) return f->loop; break;
     case T_ERROR: if (f->error) return f->error; break;
     case T_HANDLE: if (f->handle) return f->handle; break;
+    case T_TRANSPORT: if (f->transport) return f->transport; break;
+    case T_STREAM: if (f->stream) return f->stream; break;
     default: break;
     }
     if (f->self && f->self_type == type) return f->self;
@@ -637,13 +741,23 @@ static void *forge(reader_t *r) {
 
 /* Which call made a future (by handle value; no references held), for the
  * guards of bugs that depend on it. */
-enum { FK_NONE = 0, FK_SLEEP, FK_SHIELD, FK_GROUP, FK_GROUP_LOOP };
+enum { FK_NONE = 0, FK_SLEEP, FK_SHIELD, FK_GROUP, FK_GROUP_LOOP, FK_LOOP_NEW, FK_STREAM_TRANSPORT };
 #define NMADE 1024
 static struct { const void *p; int kind; } g_made[NMADE];
 static int g_nmade;
 static void made_by(const void *p, int kind) {
   if (p && g_nmade < NMADE) { g_made[g_nmade].p = p; g_made[g_nmade].kind = kind; g_nmade++; }
 }
+/* Futures a shield follows (BUG_SHIELD_LENDS_TAKEN_VALUE). */
+static const void *g_shielded[NMADE];
+static int g_nshielded;
+static int is_shielded(const void *p) {
+  int i;
+  for (i = 0; p && i < g_nshielded; i++)
+    if (g_shielded[i] == p) return 1;
+  return 0;
+}
+
 static int made_kind(const void *p) {
   int i;
   for (i = g_nmade - 1; p && i >= 0; i--)
@@ -858,6 +972,11 @@ static void finish_waits(void);
 static int is_wait(const void *p);
 static int wait_cancel_is_guarded(void *f);
 static int pending_exits(aios_loop_t *loop);
+static int pending_guarded(aios_loop_t *loop);
+static void cancel_before_close(aios_loop_t *loop);
+static void cb_stop(void *arg);
+static int take_library_value(void *value, aios_destructor_fn dtor, const char *what);
+static void harvest(void);
 
 
 /* Takes over a value the library handed out with its destructor (take_result,
@@ -876,6 +995,8 @@ static void take_over(void *value, aios_destructor_fn dtor, const char *what) {
     return;
   }
   if (dtor == work_result_dtor || dtor == closure_dtor) { dtor(value); return; }
+  /* The library's own results: bytes, address lists, objects. */
+  if (take_library_value(value, dtor, what)) return;
   die("%s handed out destructor %p, which the harness never gave", what, (void *)(uintptr_t)dtor);
 }
 
@@ -1068,12 +1189,15 @@ static void drain_loop(aios_loop_t *loop) {
   int saved = g_wind_down, round;
   if (g_in_run || !on_main() || aios_loop_is_closed(loop) != 0) return;
   finish_waits();
+  cancel_before_close(loop);
   g_wind_down = 1;
   for (round = 0; round < 32; round++) {
     if (cancel_all_tasks(loop) <= 0 && pending_exits(loop) == 0) break;
     begin_run(NULL, RUN_DIRECT);
     g_watch_armed = g_run_id; /* no watchdog: one iteration */
-    aios_loop_stop(loop);
+    /* A server's creation may wait on the resolver's threads: a short wait. */
+    if (pending_guarded(loop) > 0) aios_loop_call_later(loop, 0.0002, cb_stop, loop, NULL, NULL);
+    else aios_loop_stop(loop);
     aios_loop_run_forever(loop);
     end_run();
   }
@@ -1126,7 +1250,7 @@ static int pending_on(aios_future_t *const *list, int n, aios_loop_t *loop) {
 /* Pending exit and wait futures of `loop` (a cancelled wait finishes at
  * the loop's next iteration). */
 static int pending_exits(aios_loop_t *loop) {
-  return pending_on(g_exits, g_nexits, loop) + pending_on(g_waits, g_nwaits, loop);
+  return pending_on(g_exits, g_nexits, loop) + pending_on(g_waits, g_nwaits, loop) + pending_guarded(loop);
 }
 
 static int is_wait(const void *p) {
@@ -1148,6 +1272,92 @@ static int wait_cancel_is_guarded(void *f) {
   if (fl) slot_put(T_LOOP, fl); /* released as ours are */
   if (closed) TRACE("  (skipped: BUG_WAIT_CANCEL_AFTER_CLOSE)");
   return closed;
+}
+
+/* Network calls still pending when their loop closes, which the library
+ * does not survive (open bugs):
+ *  - BUG_READ_PENDING_AT_CLOSE (findings/stream-read-pending-at-close): a
+ *    stream read waiting for data leaks the loop, the read's future and
+ *    the reader's waiter;
+ *  - BUG_CONNECT_PENDING_AT_CLOSE (findings/connection-pending-at-close): a
+ *    connection (aios_create_connection, _unix_connection, aios_open_*)
+ *    whose peer listens, not yet seen by the loop, makes aios_loop_close
+ *    block for ever;
+ *  - BUG_SERVER_PENDING_AT_CLOSE (findings/server-pending-at-close,
+ *    unix-server-pending-at-close): a server's creation (aios_create_server,
+ *    aios_start_server) makes aios_loop_close block for ever; a Unix one
+ *    leaks the loop, the server and its future.
+ * A future cancelled first does not. Off: we keep these futures and cancel
+ * the pending ones before their loop closes (all of them when we do not
+ * know which loop: a runner's, aios_run's). */
+static aios_future_t *g_doomed[NWAITS];
+static int g_ndoomed;
+
+static void cancel_before_close_later(aios_future_t *f, int bug) {
+  if (bug || f == NULL || g_ndoomed >= NWAITS || aios_future_ref(f) != 0) return;
+  g_doomed[g_ndoomed++] = f;
+}
+
+/* `loop`: the loop about to close, NULL for any. */
+static void cancel_before_close(aios_loop_t *loop) {
+  int i;
+  for (i = 0; i < g_ndoomed; i++) {
+    aios_loop_t *fl = NULL;
+    int mine;
+    if (aios_future_done(g_doomed[i]) != 0) continue;
+    mine = loop == NULL || (aios_future_get_loop(g_doomed[i], &fl) == 0 && fl == loop);
+    if (fl) aios_loop_unref(fl);
+    if (!mine) continue;
+    TRACE("  (cancelling %p before its loop closes: BUG_*_PENDING_AT_CLOSE)", (void *)g_doomed[i]);
+    aios_future_cancel(g_doomed[i], NULL);
+  }
+}
+
+/* BUG_ACCEPTED_PENDING_AT_CLOSE (findings/accepted-socket-pending-at-close):
+ * a loop closed before the iteration in which aios_connect_accepted_socket's
+ * connection is made (even with its future cancelled) leaks the loop, the
+ * socket and libuv's descriptors, and never destroys the protocol. Off: the
+ * call goes only to loops that LOOP_NEW made (which the harness alone
+ * closes), and such a loop runs that iteration before it closes
+ * (pending_exits, drain_loop). */
+typedef struct guarded_s {
+  aios_future_t *future;
+  aios_loop_t *loop; /* borrowed, compared only */
+  int stepped;       /* the iteration after the call ran */
+} guarded_t;
+static guarded_t g_guarded[NWAITS];
+static int g_nguarded;
+
+/* Runs after what the call scheduled at once (call_soon is in order). */
+static void guarded_stepped(void *arg) { ((guarded_t *)arg)->stepped = 1; }
+
+static void remember_guarded(aios_loop_t *loop, aios_future_t *f, int bug) {
+  guarded_t *g;
+  if (bug || f == NULL || g_nguarded >= NWAITS || aios_future_ref(f) != 0) return;
+  /* Held till the teardown: the loop keeps this handle (compared above),
+   * and closes only when the harness closes it. */
+  if (aios_loop_ref(loop) == 0) keep_push(T_LOOP, loop);
+  g = &g_guarded[g_nguarded++];
+  g->future = f;
+  g->loop = loop;
+  g->stepped = aios_loop_call_soon(loop, guarded_stepped, g, NULL, NULL) != 0;
+}
+
+/* Such futures of `loop` still pending, or whose next iteration has not run
+ * (a cancelled one still has its callback to run). */
+static int pending_guarded(aios_loop_t *loop) {
+  int i, n = 0;
+  for (i = 0; i < g_nguarded; i++)
+    n += g_guarded[i].loop == loop && (!g_guarded[i].stepped || aios_future_done(g_guarded[i].future) == 0);
+  return n;
+}
+
+/* Whether such a call may go to `loop`: one the harness closes itself, or
+ * one the call refuses (not a live loop). */
+static int guarded_loop_ok(void *loop, int bug) {
+  if (bug || aios_loop_is_closed((aios_loop_t *)loop) != 0 || made_kind(loop) == FK_LOOP_NEW) return 1;
+  TRACE("  (skipped: not a loop of ours, BUG_ACCEPTED_PENDING_AT_CLOSE)");
+  return 0;
 }
 
 static void finish_waits(void) {
@@ -1201,6 +1411,10 @@ static void release_value(int type, void *p) {
     }
   }
   if (last && type == T_COND && !BUG_PREDICATE_DROPS_CONDITION && in_predicate_of(p)) { keep_push(type, p); return; }
+  /* The last reference closes the loop (BUG_*_PENDING_AT_CLOSE), or the
+   * runner's. */
+  if (last && type == T_LOOP) cancel_before_close((aios_loop_t *)p);
+  if (last && type == T_RUNNER) cancel_before_close(NULL);
   if (last && type == T_RUNNER) finish_waits();
   if (last && type == T_RUNNER && !loop_running_here()) {
     /* Dropping the last reference closes the runner: it runs its loop. */
@@ -1330,6 +1544,7 @@ static int step_fn(aios_task_t *task, aios_future_t *awaited, void *arg) {
   if (c && (c->flags & C_MAIN) && rc != AIOS_STEP_AWAIT) {
     g_wind_down = 1; /* aios_run's cleanup: the other tasks finish */
     finish_waits(); /* and the loop closes */
+    cancel_before_close(NULL);
   }
   return rc;
 }
@@ -1660,7 +1875,47 @@ static void thread_wrong_call(thread_ctx_t *t, held_t *h, uint8_t b) {
   case T_ERROR: /* any thread may */
     (void)aios_error_code((aios_error_t *)h->p);
     check_string(aios_error_message((aios_error_t *)h->p));
+    (void)aios_error_partial((aios_error_t *)h->p, NULL, NULL, NULL);
+    (void)aios_error_consumed((aios_error_t *)h->p);
     break;
+  case T_TRANSPORT: {
+    aios_transport_t *tr = (aios_transport_t *)h->p;
+    long long n;
+    switch (b % 5) {
+    case 0: rc = aios_transport_write(tr, "x", 1); break;
+    case 1: rc = aios_transport_close(tr); break;
+    case 2: rc = aios_transport_is_closing(tr); break;
+    case 3: rc = aios_transport_get_fd(tr); break;
+    default:
+      n = aios_transport_get_write_buffer_size(tr);
+      rc = n < INT_MIN ? INT_MIN : (int)n;
+      break;
+    }
+    expect_wrong_thread(rc, "a transport call");
+    break;
+  }
+  case T_SERVER: {
+    aios_server_t *sv = (aios_server_t *)h->p;
+    switch (b % 4) {
+    case 0: rc = aios_server_close(sv); break;
+    case 1: rc = aios_server_is_serving(sv); break;
+    case 2: rc = aios_server_socket_count(sv); break;
+    default: rc = aios_server_wait_closed(sv, &f); break;
+    }
+    expect_wrong_thread(rc, "a server call");
+    break;
+  }
+  case T_STREAM: {
+    aios_stream_t *st = (aios_stream_t *)h->p;
+    switch (b % 4) {
+    case 0: rc = aios_stream_read(st, 1, &f); break;
+    case 1: rc = aios_stream_feed_data(st, "x", 1); break;
+    case 2: rc = aios_stream_at_eof(st); break;
+    default: rc = aios_stream_write(st, "x", 1); break;
+    }
+    expect_wrong_thread(rc, "a stream call");
+    break;
+  }
   default: break;
   }
   if (f != NULL) die("a refused call from another thread handed out a future");
@@ -1755,18 +2010,25 @@ static void thread_op(thread_ctx_t *t) {
     break;
   case 9: { /* forged handles from here too */
     void *p = (void *)(uintptr_t)(0x8000000000000000ULL | b);
-    if (obj_ref(1 + b % (T_COUNT - 1), p) == 0) die("a ref from another thread accepted a forged handle");
-    if (obj_unref(1 + b % (T_COUNT - 1), p) == 0) die("an unref from another thread accepted a forged handle");
+    int type;
+    if (obj_ref(1 + b % (T_COUNT_BEFORE_NETWORK - 1), p) == 0) die("a ref from another thread accepted a forged handle");
+    if (obj_unref(1 + b % (T_COUNT_BEFORE_NETWORK - 1), p) == 0) die("an unref from another thread accepted a forged handle");
+    for (type = T_COUNT_BEFORE_NETWORK; type < T_COUNT; type++) {
+      if (obj_ref(type, p) == 0) die("%s_ref from another thread accepted a forged handle", type_names[type]);
+      if (obj_unref(type, p) == 0) die("%s_unref from another thread accepted a forged handle", type_names[type]);
+    }
     break;
   }
   default: /* a wrong-type ref: refused, or (a task as a future) balanced */
     if (h && h->refs > 0) {
-      int other = 1 + rd8(r) % (T_COUNT - 1);
+      int other = 1 + rd8(r) % (T_COUNT_BEFORE_NETWORK - 1), type;
       if (other != h->type && obj_ref(other, h->p) == 0) {
         if (!(h->is_task && (other == T_FUTURE || other == T_TASK)))
           die("%s_ref accepted a %s", type_names[other], type_names[h->type]);
         obj_unref(other, h->p);
       }
+      for (type = T_COUNT_BEFORE_NETWORK; type < T_COUNT; type++)
+        if (type != h->type && obj_ref(type, h->p) == 0) die("%s_ref accepted a %s", type_names[type], type_names[h->type]);
     }
     break;
   }
@@ -1822,6 +2084,989 @@ static void thread_start(reader_t *r) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* The network: descriptors, protocols, servers, streams                     */
+
+/* Real sockets only on 127.0.0.1 and in a temp dir; names are resolved only
+ * with AI_NUMERICHOST (or are numeric), so nothing waits on DNS. Every input
+ * makes at most NET_CAP sockets (connections, servers, pairs) and NET_LOOKUPS
+ * lookups. */
+#define NET_CAP 12
+#define NET_LOOKUPS 24
+#define NFDS 64
+#define NNETF 256
+#define NPORTS 8
+
+/* For the whole process: a temp dir for Unix sockets, a port that refuses. */
+static char g_dir[80];
+static char g_paths[4][128];    /* where Unix servers listen */
+static char g_path_file[128];   /* a regular file */
+static char g_path_nodir[160];  /* in a directory that does not exist */
+static char g_path_harn[128];   /* the harness's own listening Unix socket */
+static int g_refusing_fd = -1, g_refusing_port = 9;
+static int g_fd_baseline = -1;
+static unsigned char g_wbuf[(1 << 20) + 8]; /* what writes send (and a feed from an offset up to 7) */
+static const char *g_many_hosts[1100];
+
+/* Descriptors the harness made in this input: its own until a call that
+ * takes one succeeds. */
+enum { FD_FREE = 0, FD_HARN, FD_GIVEN };
+typedef struct fdrec_s {
+  int fd, state;
+  int peer;          /* the end kept of a pair whose other end was given */
+  int unix_listener; /* bound at g_path_harn */
+} fdrec_t;
+static fdrec_t g_fds[NFDS];
+static int g_nfds;
+static int g_net_made, g_net_lookups;
+static int g_ports[NPORTS], g_nports;
+/* Futures of lookups, connections and servers, to take their results. */
+static aios_future_t *g_netf[NNETF];
+static int g_nnetf;
+
+static int fd_add(int fd, int peer) {
+  if (fd < 0) return -1;
+  if (g_nfds >= NFDS) {
+    close(fd);
+    return -1;
+  }
+  g_fds[g_nfds].fd = fd;
+  g_fds[g_nfds].state = FD_HARN;
+  g_fds[g_nfds].peer = peer;
+  g_fds[g_nfds].unix_listener = 0;
+  return g_nfds++;
+}
+
+/* One more socket for this input, if the cap allows it. */
+static int net_budget(void) {
+  if (g_net_made >= NET_CAP) {
+    TRACE("  (skipped: %d sockets made)", g_net_made);
+    return 0;
+  }
+  g_net_made++;
+  return 1;
+}
+
+static int lookup_budget(void) {
+  if (g_net_lookups >= NET_LOOKUPS) {
+    TRACE("  (skipped: %d lookups made)", g_net_lookups);
+    return 0;
+  }
+  g_net_lookups++;
+  return 1;
+}
+
+/* The descriptor a call was given: the callee's once the call worked; a
+ * call that failed must have left it open. */
+static void fd_given(int idx, int accepted, const char *what) {
+  if (idx < 0) return;
+  if (accepted) {
+    g_fds[idx].state = FD_GIVEN;
+  } else if (fcntl(g_fds[idx].fd, F_GETFD) == -1) {
+    die("%s failed but closed the descriptor %d its caller keeps", what, g_fds[idx].fd);
+  }
+}
+
+static int tcp_socket_bound(int listening) {
+  struct sockaddr_in a;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || (listening && listen(fd, 8) != 0)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static int unix_listener(void) {
+  struct sockaddr_un a;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  memset(&a, 0, sizeof a);
+  a.sun_family = AF_UNIX;
+  snprintf(a.sun_path, sizeof a.sun_path, "%s", g_path_harn);
+  unlink(g_path_harn);
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 8) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* A connected TCP pair on 127.0.0.1: *peer is the end the harness keeps. */
+static int tcp_pair(int *peer) {
+  struct sockaddr_in a;
+  socklen_t len = sizeof a;
+  int lfd = tcp_socket_bound(1), c, s;
+  *peer = -1;
+  if (lfd < 0) return -1;
+  c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (c < 0 || getsockname(lfd, (struct sockaddr *)&a, &len) != 0 || connect(c, (struct sockaddr *)&a, len) != 0) {
+    if (c >= 0) close(c);
+    close(lfd);
+    return -1;
+  }
+  s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  close(lfd);
+  if (s < 0) {
+    close(c);
+    return -1;
+  }
+  fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK);
+  *peer = s;
+  return c;
+}
+
+static void record_port(aios_server_t *sv) {
+  int n = aios_server_socket_count(sv), i;
+  for (i = 0; i < n && i < 2; i++) {
+    struct sockaddr_storage a;
+    unsigned int len = sizeof a;
+    if (aios_server_get_sockname(sv, (size_t)i, &a, &len) == 0 && a.ss_family == AF_INET) {
+      g_ports[g_nports % NPORTS] = ntohs(((struct sockaddr_in *)&a)->sin_port);
+      g_nports++;
+    }
+  }
+}
+
+static int pick_port(reader_t *r, int server) {
+  uint8_t b = rd8(r);
+  int n = g_nports < NPORTS ? g_nports : NPORTS;
+  switch (b % 12) {
+  case 0: case 1: case 2: case 3: case 4:
+    if (n) return g_ports[(b >> 4) % n];
+    return server ? 0 : g_refusing_port;
+  case 5: return server ? g_refusing_port : 0; /* in use; or refused */
+  case 6: return -1;
+  case 7: return 65536;
+  case 8: return (b & 0x80) ? INT_MAX : INT_MIN;
+  case 9: return 65535;
+  default: return server ? 0 : g_refusing_port;
+  }
+}
+
+/* A host for a connection or a server. Without options the resolver's
+ * flags are 0, so only 127.0.0.1; with options AI_NUMERICHOST is forced
+ * and whatever is not 127.0.0.1 fails to resolve (NULL, "", every
+ * interface, become 127.0.0.1 for a server; ::1 gets AF_INET). */
+static const char *pick_host(reader_t *r, int have_options, int *family, int server) {
+  static const char *const hosts[] = {"127.0.0.1", "127.0.0.1", "127.0.0.1", "127.0.0.1", "127.1", "0x7f000001",
+                                      NULL, "", "::1", "localhost", "no-such-host.invalid", "1.2.3.4.5",
+                                      "127.0.0.1 ", "%s%n", NULL};
+  int i = rd8(r) % (int)(sizeof hosts / sizeof hosts[0]);
+  const char *h = i == (int)(sizeof hosts / sizeof hosts[0]) - 1 ? g_long_string : hosts[i];
+  if (i < 6) return h;
+  if (!have_options) return "127.0.0.1";
+  if (h == NULL || h[0] == '\0') {
+    if (server) return "127.0.0.1";
+    *family = AF_INET;
+    return h;
+  }
+  if (strcmp(h, "::1") == 0) *family = AF_INET;
+  return h;
+}
+
+static const char *pick_unix_path(reader_t *r) {
+  uint8_t b = rd8(r);
+  switch (b % 11) {
+  case 0: case 1: case 2: case 3: case 4: case 5: return g_paths[(b >> 4) % 4];
+  case 6: return g_path_nodir;
+  case 7: return g_path_file;
+  case 8: return g_long_string; /* too long for a sockaddr_un */
+  case 9: return "";
+  default: return NULL;
+  }
+}
+
+static size_t pick_wsize(reader_t *r) {
+  static const size_t t[] = {0, 1, 2, 7, 100, 4096, 65536, 1 << 20, 5, 1, 300};
+  return t[rd8(r) % (sizeof t / sizeof t[0])];
+}
+
+/* The limit of a stream's reader. */
+static size_t pick_limit(reader_t *r) {
+  static const size_t t[] = {0, 0, 1, 2, 7, 100, 65536, SIZE_MAX, (size_t)1 << 40, INT_MAX, (size_t)INT_MAX + 1};
+  return t[rd8(r) % (sizeof t / sizeof t[0])];
+}
+
+/* ---- Results of network futures ---- */
+
+static void check_bytes(const aios_bytes_t *b, const char *what) {
+  size_t i;
+  unsigned sum = 0;
+  if (b == NULL) die("%s gave NULL bytes", what);
+  if (b->data == NULL) die("%s gave bytes with no data", what);
+  for (i = 0; i < b->length; i++) sum += b->data[i];
+  if (b->data[b->length] != 0) die("%s gave bytes not NUL-terminated", what);
+  (void)sum;
+}
+
+static void check_addrinfo(const aios_addrinfo_list_t *list, const char *what) {
+  size_t i;
+  if (list == NULL) die("%s gave a NULL address list", what);
+  if (list->count > 4096 || (list->count && list->items == NULL)) die("%s gave %zu addresses", what, list->count);
+  for (i = 0; i < list->count; i++) {
+    const aios_addrinfo_t *a = &list->items[i];
+    if (a->length > sizeof a->address.bytes) die("%s gave an address of %u bytes", what, a->length);
+    if (a->family != AF_INET && a->family != AF_INET6 && a->family != AF_UNIX)
+      die("%s gave an address of family %d", what, a->family);
+    if (a->length >= 2 && ((const struct sockaddr *)a->address.bytes)->sa_family != a->family)
+      die("%s gave an address whose family is not its entry's", what);
+    check_string(a->canonname);
+  }
+}
+
+/* The library's own results, taken with their destructors: bytes, address
+ * lists, names; or one reference to an object (a transport, a server, a
+ * stream), which goes into a slot. 0 if it is none of these. */
+static int take_library_value(void *value, aios_destructor_fn dtor, const char *what) {
+  int type;
+  if (dtor == aios_bytes_free) {
+    check_bytes((const aios_bytes_t *)value, what);
+    aios_bytes_free(value);
+    return 1;
+  }
+  if (dtor == aios_addrinfo_list_free) {
+    check_addrinfo((const aios_addrinfo_list_t *)value, what);
+    aios_addrinfo_list_free(value);
+    return 1;
+  }
+  if (dtor == aios_nameinfo_free) {
+    const aios_nameinfo_t *n = (const aios_nameinfo_t *)value;
+    if (n == NULL || n->host == NULL || n->service == NULL) die("%s gave an incomplete name", what);
+    check_string(n->host);
+    check_string(n->service);
+    aios_nameinfo_free(value);
+    return 1;
+  }
+  for (type = T_TRANSPORT; type <= T_STREAM; type++) {
+    if (value && obj_ref(type, value) == 0) {
+      obj_unref(type, value);
+      if (type == T_SERVER) record_port((aios_server_t *)value);
+      slot_put(type, value);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void remember_net(aios_future_t *f) {
+  if (f == NULL || g_nnetf >= NNETF || aios_future_ref(f) != 0) return;
+  g_netf[g_nnetf++] = f;
+}
+
+/* Takes the result of every network future that has one. */
+static void harvest(void) {
+  int i;
+  for (i = 0; i < g_nnetf; i++) {
+    void *v = NULL;
+    aios_destructor_fn d = NULL;
+    if (aios_future_done(g_netf[i]) != 1 || aios_future_result(g_netf[i], &v) != 0 || v == NULL) continue;
+    if (!BUG_SHIELD_LENDS_TAKEN_VALUE && is_shielded(g_netf[i])) continue;
+    if (aios_future_take_result(g_netf[i], &v, &d) == 0 && v) take_over(v, d, "a network future");
+  }
+}
+
+/* Runs `loop` until `f` is done (the watchdog bounds it), when no loop
+ * runs here; then takes the results. */
+static void settle(aios_loop_t *loop, aios_future_t *f) {
+  if (loop && f && on_main() && !loop_running_here() && aios_loop_is_closed(loop) == 0) {
+    TRACE("  (running until %p is done)", (void *)f);
+    begin_run(loop, RUN_DIRECT);
+    aios_loop_run_until_complete(loop, f);
+    end_run();
+  }
+  harvest();
+}
+
+/* ---- Protocols whose callbacks run programs ---- */
+
+enum { PF_MADE = 1, PF_DATA = 2, PF_EOF = 4, PF_LOST = 8, PF_FLOW = 16, PF_BUFFERED = 32, PF_UPDATED = 64,
+       PF_DESTROY = 128 };
+
+/* Which callbacks a table has: mostly all, buffered half the time, rarely
+ * get_buffer without buffer_updated (refused). */
+static unsigned proto_flags(uint8_t b) {
+  unsigned f = 0;
+  if (!(b & 1)) f |= PF_MADE;
+  if (!(b & 2)) f |= PF_DATA;
+  if (!(b & 4)) f |= PF_EOF;
+  if (!(b & 8)) f |= PF_LOST;
+  if (!(b & 16)) f |= PF_FLOW;
+  if (b & 32) f |= PF_BUFFERED;
+  if ((b & 0x62) != 0x62) f |= PF_UPDATED;
+  if (!(b & 128)) f |= PF_DESTROY;
+  return f;
+}
+
+static unsigned char g_nullproto_buf[64]; /* get_buffer's memory for a protocol with no arg */
+
+static int pidx(const closure_t *c) { return c ? (int)(c - g_closures) : -1; }
+
+/* Every callback: its arg, the transport it lends, the protocol's life. */
+static closure_t *proto_enter(void *arg, aios_transport_t *t, const char *what, int need_made) {
+  closure_t *c = check_closure(arg, K_PROTO, what);
+  if (!on_main()) die("%s ran off the loop's thread", what);
+  if (t == NULL || aios_transport_is_closing(t) < 0) die("%s got a dead transport %p", what, (void *)t);
+  count_callback(F_PROTO);
+  maybe_arm_watchdog();
+  TRACE("(%s, protocol %d)", what, pidx(c));
+  if (c == NULL) return NULL;
+  if (c->batched) die("%s called on a batched protocol (protocol %d)", what, pidx(c));
+  if (c->pstate == P_LOST) die("%s after connection_lost (protocol %d)", what, pidx(c));
+  if (c->pstate == P_REPLACED) die("%s of a protocol that set_protocol replaced (protocol %d)", what, pidx(c));
+  /* Without connection_made, the first callback says it is made. */
+  if (need_made && c->pstate == P_NEW && !(c->pflags & PF_MADE)) c->pstate = P_MADE;
+  if (need_made && c->pstate != P_MADE) die("%s before connection_made (protocol %d)", what, pidx(c));
+  return c;
+}
+
+static void proto_program(closure_t *c, aios_transport_t *t, aios_error_t *error, const char *what) {
+  frame_t *f;
+  if (c == NULL) return;
+  c->calls++;
+  if (!can_run_programs() || at_end(&c->prog)) return;
+  f = push_frame(F_PROTO);
+  f->transport = t;
+  f->error = error;
+  f->closure = c;
+  f->self = t;
+  f->self_type = T_TRANSPORT;
+  TRACE("%s %d {", what, pidx(c));
+  {
+    reader_t part = sub_reader(&c->prog, rd8(&c->prog) % 16);
+    run_program(&part);
+  }
+  TRACE("}");
+  pop_frame();
+}
+
+static void proto_made(aios_transport_t *t, void *arg) {
+  closure_t *c = proto_enter(arg, t, "connection_made", 0);
+  if (c && c->pstate != P_NEW) die("connection_made twice (protocol %d)", pidx(c));
+  if (c) c->pstate = P_MADE;
+  proto_program(c, t, NULL, "connection_made");
+}
+
+static void proto_data(aios_transport_t *t, const void *data, size_t length, void *arg) {
+  closure_t *c = proto_enter(arg, t, "data_received", 1);
+  size_t i;
+  unsigned sum = 0;
+  if (data == NULL || length == 0) die("data_received with %zu bytes at %p", length, data);
+  if (c && (c->pflags & PF_BUFFERED)) die("data_received on a buffered protocol (protocol %d)", pidx(c));
+  if (c && c->eofs) die("data_received after eof_received (protocol %d)", pidx(c));
+  for (i = 0; i < length; i++) sum += ((const unsigned char *)data)[i];
+  (void)sum;
+  proto_program(c, t, NULL, "data_received");
+}
+
+static int proto_eof(aios_transport_t *t, void *arg) {
+  closure_t *c = proto_enter(arg, t, "eof_received", 1);
+  int keep = 0;
+  if (c && c->eofs++) die("eof_received twice (protocol %d)", pidx(c));
+  if (c && can_run_programs() && !at_end(&c->prog)) keep = rd8(&c->prog) & 1;
+  proto_program(c, t, NULL, "eof_received");
+  return keep;
+}
+
+static void proto_lost(aios_transport_t *t, aios_error_t *error, void *arg) {
+  closure_t *c = proto_enter(arg, t, "connection_lost", 1);
+  if (error) {
+    int code = aios_error_code(error);
+    if (code >= 0) die("connection_lost got an error of code %d", code);
+    check_string(aios_error_message(error));
+  }
+  if (c) c->pstate = P_LOST;
+  proto_program(c, t, error, "connection_lost");
+}
+
+static void proto_pause(aios_transport_t *t, void *arg) {
+  closure_t *c = proto_enter(arg, t, "pause_writing", 1);
+  if (c && c->paused) die("pause_writing twice (protocol %d)", pidx(c));
+  if (c) c->paused = 1;
+  proto_program(c, t, NULL, "pause_writing");
+}
+
+static void proto_resume(aios_transport_t *t, void *arg) {
+  closure_t *c = proto_enter(arg, t, "resume_writing", 1);
+  if (c && !c->paused && !c->via_set) die("resume_writing without pause_writing (protocol %d)", pidx(c));
+  if (c) c->paused = 0;
+  proto_program(c, t, NULL, "resume_writing");
+}
+
+static int proto_get_buffer(aios_transport_t *t, size_t size_hint, void **buffer, size_t *length, void *arg) {
+  closure_t *c = proto_enter(arg, t, "get_buffer", 1);
+  unsigned char *mem = c ? c->gbuf : g_nullproto_buf;
+  int mode = 0;
+  (void)size_hint;
+  if (buffer == NULL || length == NULL) die("get_buffer got NULL out pointers");
+  if (c && !(c->pflags & PF_BUFFERED)) die("get_buffer on a protocol without one (protocol %d)", pidx(c));
+  if (c && can_run_programs() && !at_end(&c->prog)) mode = rd8(&c->prog);
+  /* BUG_GET_BUFFER_REENTRY (findings/get-buffer-pause-reading): get_buffer
+   * runs inside libuv's alloc callback; a pause_reading there makes libuv
+   * call a NULL read callback (SIGSEGV), a close or an abort fails libuv's
+   * assertion uv__stream_fd(stream) >= 0 in uv__read (SIGABRT). Off: its
+   * program decides the answer but runs no ops. */
+  if (BUG_GET_BUFFER_REENTRY) proto_program(c, t, NULL, "get_buffer");
+  else if (c) c->calls++;
+  if (c) c->glen = 0;
+  switch (mode & 7) {
+  case 5: /* refuses: the connection is aborted */
+    return (mode & 8) ? 7 : (mode & 16) ? -EPROTO : AIOS_EUSER;
+  case 6: /* no memory: the same */
+    *buffer = NULL;
+    *length = 16;
+    return 0;
+  case 7:
+    *buffer = mem;
+    *length = 1;
+    break;
+  default:
+    *buffer = mem;
+    *length = 1 + (size_t)(mode >> 3) % 64;
+    break;
+  }
+  if (c) c->glen = *length;
+  return 0;
+}
+
+static void proto_updated(aios_transport_t *t, size_t nbytes, void *arg) {
+  closure_t *c = proto_enter(arg, t, "buffer_updated", 1);
+  if (c && nbytes > c->glen) die("buffer_updated(%zu) beyond the %zu bytes get_buffer gave (protocol %d)", nbytes,
+                                 c->glen, pidx(c));
+  if (c) {
+    size_t i;
+    unsigned sum = 0;
+    for (i = 0; i < nbytes; i++) sum += c->gbuf[i];
+    (void)sum;
+  }
+  proto_program(c, t, NULL, "buffer_updated");
+}
+
+/* Fills a table with the callbacks `flags` names, for closure c; offers c
+ * with destroy when asked (the caller commits it). */
+static void fill_protocol(aios_protocol_t *p, closure_t *c, unsigned flags) {
+  if (c) c->pflags = flags;
+  p->arg = c;
+  p->connection_made = (flags & PF_MADE) ? proto_made : NULL;
+  p->data_received = (flags & PF_DATA) ? proto_data : NULL;
+  p->eof_received = (flags & PF_EOF) ? proto_eof : NULL;
+  p->connection_lost = (flags & PF_LOST) ? proto_lost : NULL;
+  p->pause_writing = (flags & PF_FLOW) ? proto_pause : NULL;
+  p->resume_writing = (flags & PF_FLOW) ? proto_resume : NULL;
+  p->get_buffer = (flags & PF_BUFFERED) ? proto_get_buffer : NULL;
+  p->buffer_updated = (flags & PF_UPDATED) ? proto_updated : NULL;
+  p->destroy = (flags & PF_DESTROY) && closure_offer(c) ? closure_dtor : NULL;
+}
+
+typedef struct proto_buf_s {
+  aios_protocol_t p;
+  char pad[16]; /* room for a caller whose struct is newer */
+} proto_buf_t;
+
+/* A protocol table for a call that takes one (NULL, or of odd sizes); its
+ * closure, pending when destroy was given, is in *cp. */
+/* A batched table (its size byte's high bit): its closure's index in its
+ * token, which the events carry back. */
+#define TOKEN_BASE 0x1000ULL
+static void make_batched(aios_protocol_t *p, closure_t *c) {
+  p->batched = 1;
+  p->token = c ? TOKEN_BASE + (unsigned long long)pidx(c) : 7;
+  /* The first version's size does not reach `batched`: then it is not. */
+  if (c) c->batched = p->size >= offsetof(aios_protocol_t, batched) + sizeof p->batched;
+}
+
+static aios_protocol_t *pick_protocol(reader_t *r, proto_buf_t *buf, closure_t **cp) {
+  static const size_t sizes[] = {sizeof(aios_protocol_t), sizeof(aios_protocol_t), sizeof(aios_protocol_t),
+                                 sizeof(aios_protocol_t) + 8, 0, 8, offsetof(aios_protocol_t, destroy),
+                                 sizeof(aios_protocol_t) - 1, sizeof(aios_protocol_t), sizeof(aios_protocol_t),
+                                 offsetof(aios_protocol_t, batched)};
+  uint8_t b = rd8(r), size = rd8(r);
+  closure_t *c;
+  memset(buf, 0, sizeof *buf);
+  *cp = NULL;
+  if (size == 0xff) return NULL;
+  c = capture(r, K_PROTO);
+  buf->p.size = sizes[(size & 0x7f) % (sizeof sizes / sizeof sizes[0])];
+  fill_protocol(&buf->p, c, proto_flags(b));
+  if (size & 0x80) make_batched(&buf->p, c);
+  *cp = c;
+  return &buf->p;
+}
+
+/* The protocol closure set_protocol replaces, if it is one of ours. */
+static closure_t *current_protocol(aios_transport_t *t) {
+  proto_buf_t cur;
+  memset(&cur, 0, sizeof cur);
+  cur.p.size = sizeof cur.p;
+  if (aios_transport_get_protocol(t, &cur.p) != 0) return NULL;
+  return as_closure(cur.p.arg);
+}
+
+/* A server's protocol factory: runs a few ops, then makes a protocol (its
+ * own closure, from the factory's program) or refuses the connection. */
+static int proto_factory(void *arg, aios_protocol_t *protocol) {
+  closure_t *c = check_closure(arg, K_PFACTORY, "protocol factory"), *pc;
+  static const reader_t none = {NULL, 0, 0};
+  frame_t *f;
+  int mode = 0;
+  unsigned flags;
+  uint8_t fb = 0;
+  count_callback(F_PFACTORY);
+  maybe_arm_watchdog();
+  if (!on_main()) die("a protocol factory ran off the loop's thread");
+  if (protocol == NULL || protocol->size < sizeof(aios_protocol_t))
+    die("a protocol factory got a table of %zu bytes", protocol ? protocol->size : 0);
+  if (c) c->calls++;
+  if (c && can_run_programs() && !at_end(&c->prog)) {
+    uint8_t b = rd8(&c->prog);
+    reader_t part = sub_reader(&c->prog, (b >> 3) & 15);
+    mode = b & 7;
+    fb = rd8(&c->prog);
+    f = push_frame(F_PFACTORY);
+    f->closure = c;
+    TRACE("protocol factory %d mode %d {", pidx(c), mode);
+    run_program(&part);
+    TRACE("}");
+    pop_frame();
+  }
+  if (mode == 6) return AIOS_EUSER; /* refused: the connection is closed */
+  if (mode == 7) return 1;
+  pc = c ? capture(&c->prog, K_PROTO) : closure_new(K_PROTO, none);
+  flags = proto_flags(fb);
+  /* Tables the library must refuse: whether it then owns the arg is not
+   * said, so they get no destroy. */
+  if (mode == 5) protocol->size = 8;
+  if (mode == 5 || ((flags & PF_BUFFERED) && !(flags & PF_UPDATED))) flags &= ~(unsigned)PF_DESTROY;
+  fill_protocol(protocol, pc, flags);
+  if (mode == 4) make_batched(protocol, pc); /* the table's size is the library's */
+  closure_commit(pc, 1);
+  return 0;
+}
+
+/* A stream server's client callback: runs a few ops with the stream, then
+ * returns a task that serves it (the server takes that reference), NULL,
+ * or what is not a task. */
+static aios_task_t *client_connected(aios_stream_t *stream, void *arg) {
+  closure_t *c = check_closure(arg, K_CLIENT, "client callback"), *tc = NULL;
+  aios_loop_t *loop = NULL;
+  aios_task_t *t = NULL;
+  frame_t *f;
+  int mode = 0, i;
+  count_callback(F_CLIENT);
+  maybe_arm_watchdog();
+  if (!on_main()) die("a client callback ran off the loop's thread");
+  if (stream == NULL || aios_stream_at_eof(stream) < 0) die("a client callback got a dead stream %p", (void *)stream);
+  if (c) c->calls++;
+  if (c && can_run_programs() && !at_end(&c->prog)) {
+    uint8_t b = rd8(&c->prog);
+    reader_t part = sub_reader(&c->prog, (b >> 3) & 15);
+    mode = b & 7;
+    f = push_frame(F_CLIENT);
+    f->stream = stream;
+    f->closure = c;
+    f->self = stream;
+    f->self_type = T_STREAM;
+    TRACE("client callback %d mode %d {", pidx(c), mode);
+    run_program(&part);
+    TRACE("}");
+    pop_frame();
+  }
+  switch (mode) {
+  case 3: return NULL;
+  case 4: /* one of ours, with a reference for the server */
+    for (i = 0; i < NSLOTS; i++) {
+      aios_task_t *mine = (aios_task_t *)g_slots[i].p;
+      if (mine == NULL || g_slots[i].type != T_TASK) continue;
+      /* BUG_CLIENT_TASK_OF_CLOSED_LOOP (findings/client-task-of-closed-loop):
+       * the server never drops the reference to a task whose loop is
+       * closed (an aios_run's main task): it leaks, with its loop. Off:
+       * not those. */
+      if (!BUG_CLIENT_TASK_OF_CLOSED_LOOP && (aios_task_get_loop(mine) == NULL || aios_loop_is_closed(aios_task_get_loop(mine)) != 0)) {
+        TRACE("  (skipped: BUG_CLIENT_TASK_OF_CLOSED_LOOP)");
+        continue;
+      }
+      if (aios_task_ref(mine) == 0) return mine;
+    }
+    return NULL;
+  case 5: /* not a task: ignored, our reference stays ours */
+    for (i = 0; i < NSLOTS; i++)
+      if (g_slots[i].p && g_slots[i].type != T_TASK) return (aios_task_t *)g_slots[i].p;
+    return NULL;
+  case 6: return (aios_task_t *)(uintptr_t)0xdeadbeefdeadbeefULL;
+  default: /* a new task whose steps run a program (the stream is its ctx) */
+    if (aios_get_running_loop(&loop) != 0) return NULL;
+    slot_put(T_LOOP, loop);
+    if (c) tc = capture(&c->prog, K_STEP);
+    if (tc) {
+      tc->self = stream;
+      tc->self_type = T_STREAM;
+    }
+    if (aios_task_new(loop, step_fn, tc, NULL, &t) != 0) return NULL;
+    if (tc) {
+      tc->dep = dep_add(t, D_TASK);
+      if (tc->dep >= 0) g_deps[tc->dep].task = tc;
+    }
+    return t;
+  }
+}
+
+/* ---- Options ---- */
+
+typedef struct copts_buf_s {
+  aios_connect_options_t o;
+  char pad[16];
+} copts_buf_t;
+
+static aios_connect_options_t *pick_connect_options(reader_t *r, copts_buf_t *buf) {
+  static const size_t sizes[] = {sizeof(aios_connect_options_t), sizeof(aios_connect_options_t),
+                                 sizeof(aios_connect_options_t), sizeof(aios_connect_options_t) + 8, 0, 4,
+                                 offsetof(aios_connect_options_t, interleave)};
+  static const int families[] = {0, 0, AF_INET, AF_INET6, AF_UNIX, -1};
+  static const int flags[] = {0, 0, AI_CANONNAME, AI_V4MAPPED | AI_ALL, AI_ADDRCONFIG, AI_PASSIVE, -1};
+  static const double delays[] = {0, 0, 0.0001, 0.25, -0.0, NAN, -1, INFINITY, -INFINITY, 1e300, DBL_MAX, 5e-324};
+  static const int interleaves[] = {0, 0, 1, 2, -1, INT_MAX, INT_MIN};
+  static const char *const local_hosts[] = {NULL, NULL, NULL, "127.0.0.1", "", "no-such-host.invalid", "127.1"};
+  uint8_t b = rd8(r);
+  int lp;
+  memset(buf, 0, sizeof *buf);
+  if ((b & 3) == 0) return NULL;
+  buf->o.size = sizes[rd8(r) % (sizeof sizes / sizeof sizes[0])];
+  buf->o.family = families[rd8(r) % (sizeof families / sizeof families[0])];
+  buf->o.flags = flags[rd8(r) % (sizeof flags / sizeof flags[0])] | AI_NUMERICHOST;
+  buf->o.local_host = local_hosts[rd8(r) % (sizeof local_hosts / sizeof local_hosts[0])];
+  lp = rd8(r) % 6;
+  buf->o.local_port = lp < 3 ? 0 : lp == 3 ? g_refusing_port : lp == 4 ? -1 : 65536;
+  buf->o.happy_eyeballs_delay = delays[rd8(r) % (sizeof delays / sizeof delays[0])];
+  buf->o.interleave = interleaves[rd8(r) % (sizeof interleaves / sizeof interleaves[0])];
+  return &buf->o;
+}
+
+typedef struct sopts_buf_s {
+  aios_server_options_t o;
+  char pad[16];
+} sopts_buf_t;
+
+/* Server options; a listening socket (asyncio's sock=) the harness made is
+ * g_fds[*fd_idx]. */
+static aios_server_options_t *pick_server_options(reader_t *r, sopts_buf_t *buf, int unix_server, int *fd_idx) {
+  static const size_t sizes[] = {sizeof(aios_server_options_t), sizeof(aios_server_options_t),
+                                 sizeof(aios_server_options_t), sizeof(aios_server_options_t) + 8, 0, 8,
+                                 offsetof(aios_server_options_t, has_sock)};
+  static const int families[] = {0, 0, AF_INET, AF_INET6, AF_UNIX, -1};
+  static const int flags[] = {0, 0, AI_CANONNAME, AI_V4MAPPED, -1};
+  static const int backlogs[] = {0, 0, 1, 5, -1, INT_MAX, INT_MIN};
+  static const int tri[] = {0, 0, 1, -1, 2, INT_MIN};
+  static const char *const one[] = {"127.0.0.1"}, *const null_host[] = {NULL},
+                           *const two[] = {"no-such-host.invalid", "127.0.0.1"};
+  uint8_t b = rd8(r), h, s;
+  int fd = -1, peer = -1;
+  *fd_idx = -1;
+  memset(buf, 0, sizeof *buf);
+  if ((b & 3) == 0) return NULL;
+  buf->o.size = sizes[rd8(r) % (sizeof sizes / sizeof sizes[0])];
+  buf->o.family = families[rd8(r) % (sizeof families / sizeof families[0])];
+  buf->o.flags = flags[rd8(r) % (sizeof flags / sizeof flags[0])] | AI_NUMERICHOST;
+  buf->o.backlog = backlogs[rd8(r) % (sizeof backlogs / sizeof backlogs[0])];
+  buf->o.reuse_address = tri[rd8(r) % 6];
+  buf->o.reuse_port = tri[rd8(r) % 6];
+  buf->o.start_serving = tri[rd8(r) % 6];
+  h = rd8(r);
+  switch (h % 8) {
+  case 1: buf->o.hosts = one; buf->o.host_count = 1; break;
+  case 2: buf->o.hosts = null_host; buf->o.host_count = 1; break;
+  case 3: buf->o.hosts = two; buf->o.host_count = 2; break;
+  case 4: buf->o.hosts = NULL; buf->o.host_count = 2; break;
+  case 5: buf->o.hosts = g_many_hosts; buf->o.host_count = sizeof g_many_hosts / sizeof g_many_hosts[0]; break;
+  default: break;
+  }
+  s = rd8(r);
+  switch (s % 10) {
+  case 1: case 2: /* a listening socket of the server's kind */
+    if (net_budget()) fd = unix_server ? unix_listener() : tcp_socket_bound(1);
+    break;
+  case 3: /* bound, not listening */
+    if (net_budget()) fd = tcp_socket_bound(0);
+    break;
+  case 4: { /* a pipe */
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) == 0) {
+      fd = p[0];
+      fd_add(p[1], 0);
+    }
+    break;
+  }
+  case 5: buf->o.has_sock = 1; buf->o.sock = -1; return &buf->o;
+  case 6: buf->o.has_sock = 1; buf->o.sock = 1 << 20; return &buf->o;
+  case 7: /* of the other kind */
+    if (net_budget()) fd = unix_server ? tcp_socket_bound(1) : unix_listener();
+    break;
+  case 8: /* a connected socket */
+    if (net_budget()) {
+      fd = tcp_pair(&peer);
+      fd_add(peer, 1);
+    }
+    break;
+  default: return &buf->o;
+  }
+  if (fd >= 0) {
+    *fd_idx = fd_add(fd, 0);
+    if (*fd_idx >= 0) {
+      struct sockaddr_storage a;
+      socklen_t len = sizeof a;
+      g_fds[*fd_idx].unix_listener = getsockname(fd, (struct sockaddr *)&a, &len) == 0 && a.ss_family == AF_UNIX;
+      buf->o.has_sock = 1;
+      buf->o.sock = fd;
+    }
+  }
+  return &buf->o;
+}
+
+/* A descriptor for connect_accepted_socket: *idx is its record (-1 for
+ * none: a number that names nothing). */
+static int pick_accepted_fd(reader_t *r, int *idx) {
+  int p[2], fd = -1, peer = -1;
+  uint8_t b = rd8(r);
+  *idx = -1;
+  switch (b % 12) {
+  case 0: case 1: case 2: case 3: case 4: /* a Unix pair: the harness is the peer */
+    if (net_budget() && socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p) == 0) {
+      fd = p[0];
+      peer = p[1];
+    }
+    break;
+  case 5: /* TCP on 127.0.0.1 */
+    if (net_budget()) fd = tcp_pair(&peer);
+    break;
+  case 6: /* not a socket */
+    if (pipe2(p, O_CLOEXEC) == 0) {
+      fd = p[0];
+      fd_add(p[1], 0);
+    }
+    break;
+  case 7: /* not a stream */
+    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    break;
+  case 8:
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) == 0) {
+      fd = p[0];
+      fd_add(p[1], 0);
+    }
+    break;
+  case 9: /* listening, not connected */
+    if (net_budget()) fd = tcp_socket_bound(1);
+    break;
+  case 10: return -1;
+  default: return 1 << 20;
+  }
+  if (peer >= 0) fd_add(peer, 1);
+  *idx = fd_add(fd, 0);
+  return *idx >= 0 ? fd : -1;
+}
+
+/* A socket address for getnameinfo, in buf (128 bytes): its length. */
+static unsigned int pick_address(reader_t *r, unsigned char *buf) {
+  struct sockaddr_in *in = (struct sockaddr_in *)buf;
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)buf;
+  struct sockaddr_un *un = (struct sockaddr_un *)buf;
+  uint8_t b = rd8(r);
+  int n = g_nports < NPORTS ? g_nports : NPORTS;
+  memset(buf, 0, 128);
+  switch (b % 11) {
+  case 0: case 1:
+    in->sin_family = AF_INET;
+    in->sin_port = htons(n ? g_ports[(b >> 4) % n] : 80);
+    in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return sizeof *in;
+  case 2:
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(443);
+    in6->sin6_addr.s6_addr[15] = 1;
+    return sizeof *in6;
+  case 3: /* link-local with a scope id */
+    in6->sin6_family = AF_INET6;
+    in6->sin6_addr.s6_addr[0] = 0xfe;
+    in6->sin6_addr.s6_addr[1] = 0x80;
+    in6->sin6_addr.s6_addr[15] = 1;
+    in6->sin6_scope_id = 1;
+    return sizeof *in6;
+  case 4:
+    un->sun_family = AF_UNIX;
+    snprintf(un->sun_path, sizeof un->sun_path, "%s", g_paths[0]);
+    return sizeof *un;
+  case 5:
+    buf[0] = 0xff;
+    buf[1] = 0xff;
+    return 16;
+  case 6:
+    in->sin_family = AF_INET;
+    return sizeof *in - 1; /* too short */
+  case 7: return b & 0x10;  /* 0 */
+  case 8: buf[0] = AF_INET; return 1;
+  case 9: in->sin_family = AF_INET; return 128;
+  default: in->sin_family = AF_INET; return (b & 0x10) ? UINT_MAX : 129;
+  }
+}
+
+/* ---- Per input ---- */
+
+static void net_reset(void) {
+  g_nfds = 0;
+  g_net_made = 0;
+  g_net_lookups = 0;
+  g_nports = 0;
+  g_nnetf = 0;
+}
+
+/* Sockets and anonymous inodes (libuv's epoll and eventfd) open now: what
+ * transports, servers and loops hold. Pipes and files are not counted:
+ * libFuzzer keeps pipes to its symbolizer open once it has printed a
+ * NEW_FUNC line. */
+static int count_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  struct dirent *e;
+  int n = 0;
+  if (d == NULL) return -1;
+  while ((e = readdir(d)) != NULL) {
+    char path[300], target[64];
+    ssize_t len;
+    if (e->d_name[0] == '.') continue;
+    snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+    len = readlink(path, target, sizeof target - 1);
+    if (len <= 0) continue;
+    target[len] = '\0';
+    n += strncmp(target, "socket:", 7) == 0 || strncmp(target, "anon_inode:", 11) == 0;
+  }
+  closedir(d);
+  return n;
+}
+
+static void list_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  struct dirent *e;
+  if (d == NULL) return;
+  while ((e = readdir(d)) != NULL) {
+    char path[300], target[256];
+    ssize_t n;
+    if (e->d_name[0] == '.') continue;
+    snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+    n = readlink(path, target, sizeof target - 1);
+    target[n > 0 ? n : 0] = '\0';
+    fprintf(stderr, "  fd %s -> %s\n", e->d_name, target);
+  }
+  closedir(d);
+}
+
+/* After every loop closed: the harness's descriptors closed, its futures
+ * released. */
+static void net_teardown(void) {
+  int i;
+  for (i = 0; i < g_nnetf; i++) aios_future_unref(g_netf[i]);
+  g_nnetf = 0;
+  for (i = 0; i < g_nfds; i++) {
+    if (g_fds[i].state != FD_HARN) continue;
+    close(g_fds[i].fd);
+    if (g_fds[i].unix_listener) unlink(g_path_harn);
+    g_fds[i].state = FD_FREE;
+  }
+}
+
+/* Once every object is gone: the oracles of the network. */
+static void net_check(void) {
+  int i, n, tries;
+  for (i = 0; i < g_nclosures; i++) {
+    closure_t *c = &g_closures[i];
+    if (c->kind == K_PROTO && !c->batched && c->pstate == P_MADE && (c->pflags & PF_LOST))
+      die("protocol %d: connected, and its connection_lost never ran", i);
+  }
+  if (g_refusing_fd >= 0 && fcntl(g_refusing_fd, F_GETFD) == -1) die("the harness's own socket was closed");
+  /* Every socket closed (a lookup's worker may be finishing: a few tries). */
+  for (tries = 0; tries < 50 && (n = count_fds()) > g_fd_baseline; tries++) usleep(1000);
+  n = count_fds();
+  if (g_fd_baseline >= 0 && n != g_fd_baseline) {
+    list_fds();
+    die("leak: %d sockets and anonymous inodes open after the input, %d before", n, g_fd_baseline);
+  }
+}
+
+/* The files of a temp dir of ours: see net_init. */
+static void remove_dir(const char *dir) {
+  static const char *const names[] = {"u0.sock", "u1.sock", "u2.sock", "u3.sock", "file", "h.sock"};
+  char path[200];
+  size_t i;
+  for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    unlink(path);
+  }
+  rmdir(dir);
+}
+
+static void net_cleanup(void) { remove_dir(g_dir); }
+
+/* A run that crashed (an abort skips atexit) left its dir: the dirs of
+ * processes gone are removed. */
+static void sweep_stale_dirs(const char *tmp) {
+  DIR *d = opendir(tmp);
+  struct dirent *e;
+  if (d == NULL) return;
+  while ((e = readdir(d)) != NULL) {
+    int pid;
+    char rest, dir[200];
+    if (sscanf(e->d_name, "aios-fuzz-%d%c", &pid, &rest) != 1 || pid <= 0) continue;
+    if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+    snprintf(dir, sizeof dir, "%s/%s", tmp, e->d_name);
+    remove_dir(dir);
+  }
+  closedir(d);
+}
+
+/* BUG_SIGPIPE (findings/transport-write-sigpipe): a transport's write to a
+ * peer that has gone raised SIGPIPE, which killed a process that did not
+ * ignore it, where asyncio reports EPIPE to connection_lost. The library now
+ * ignores SIGPIPE when its disposition is the default (as Python does). On,
+ * the harness leaves the default in place, so a SIGPIPE kills the run; off,
+ * the harness ignores it itself. */
+/* Once: the temp dir, the refusing port, the baseline of descriptors. */
+static void net_init(void) {
+  const char *tmp = getenv("TMPDIR");
+  struct sockaddr_in a;
+  socklen_t len = sizeof a;
+  aios_loop_t *l = NULL;
+  int i, fd;
+  signal(SIGPIPE, BUG_SIGPIPE ? SIG_DFL : SIG_IGN);
+  if (tmp == NULL || strlen(tmp) > 40) tmp = "/tmp";
+  sweep_stale_dirs(tmp);
+  snprintf(g_dir, sizeof g_dir, "%s/aios-fuzz-%d", tmp, (int)getpid());
+  remove_dir(g_dir); /* a dead process's of the same pid */
+  if (mkdir(g_dir, 0700) != 0) die("harness: mkdir %s: %s", g_dir, strerror(errno));
+  for (i = 0; i < 4; i++) snprintf(g_paths[i], sizeof g_paths[i], "%s/u%d.sock", g_dir, i);
+  snprintf(g_path_file, sizeof g_path_file, "%s/file", g_dir);
+  snprintf(g_path_nodir, sizeof g_path_nodir, "%s/none/u.sock", g_dir);
+  snprintf(g_path_harn, sizeof g_path_harn, "%s/h.sock", g_dir);
+  fd = open(g_path_file, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd >= 0) close(fd);
+  atexit(net_cleanup);
+  /* A port bound and not listening: connecting to it is refused at once. */
+  g_refusing_fd = tcp_socket_bound(0);
+  if (g_refusing_fd >= 0 && getsockname(g_refusing_fd, (struct sockaddr *)&a, &len) == 0)
+    g_refusing_port = ntohs(a.sin_port);
+  for (i = 0; i < (int)(sizeof g_wbuf); i++) g_wbuf[i] = (unsigned char)("ab\nxy|"[i % 6]);
+  for (i = 0; i < (int)(sizeof g_many_hosts / sizeof g_many_hosts[0]); i++) g_many_hosts[i] = "127.0.0.1";
+  /* libuv opens descriptors of its own once, with the first loop. */
+  if (aios_loop_new(&l) == 0) {
+    aios_loop_close(l);
+    aios_loop_unref(l);
+  }
+  g_fd_baseline = count_fds();
+  if (g_verbose) {
+    fprintf(stderr, "%d sockets and anonymous inodes at the start:\n", g_fd_baseline);
+    list_fds();
+  }
+}
+
+/* ------------------------------------------------------------------------ */
 /* The ops                                                                    */
 
 #define OPS(X)                                                                 \
@@ -1838,7 +3083,12 @@ static void thread_start(reader_t *r) {
   X(GROUP_ENTER) X(GROUP_CREATE_TASK) X(GROUP_EXIT) X(TO_THREAD) X(POOL_SIZE)  \
   X(LOCK_OP) X(EVENT_OP) X(COND_OP) X(SEM_OP) X(BARRIER_OP) X(QUEUE_NEW)       \
   X(QUEUE_PUT) X(QUEUE_GET) X(QUEUE_OP) X(RUN) X(RUNNER_OP) X(THREAD_START)    \
-  X(THREAD_JOIN) X(DROP_SELF) X(DEBUG_FLAGS) X(TASK_FACTORY)
+  X(THREAD_JOIN) X(DROP_SELF) X(DEBUG_FLAGS) X(TASK_FACTORY)                   \
+  X(GETADDRINFO) X(GETNAMEINFO) X(CONNECT) X(CONNECT_UNIX) X(CONNECT_FD)       \
+  X(OPEN_CONNECTION) X(SERVER_NEW) X(START_SERVER) X(TRANSPORT_WRITE)          \
+  X(TRANSPORT_OP) X(TRANSPORT_QUERY) X(TRANSPORT_PROTOCOL) X(SERVER_OP)        \
+  X(STREAM_NEW) X(STREAM_READ) X(STREAM_FEED) X(STREAM_WRITE) X(STREAM_OP)     \
+  X(PEER_OP) X(NET_SETTLE) X(NET_INFO) X(TAKE_IO_EVENTS)
 
 enum {
 #define OP_ENUM_(name) OP_##name,
@@ -1966,6 +3216,605 @@ static int exec_run_op(reader_t *r, int op) {
   return rc;
 }
 
+/* ------------------------------------------------------------------------ */
+/* The network's ops                                                          */
+
+static int exec_net_op(reader_t *r, int op) {
+  int rc = 0, how = PK_SLOT, idx;
+  aios_loop_t *l = NULL;
+  aios_future_t *f = NULL;
+  aios_transport_t *tr;
+  aios_server_t *sv;
+  aios_stream_t *st;
+  closure_t *c = NULL;
+  proto_buf_t pb;
+  aios_protocol_t *proto;
+  copts_buf_t cob;
+  sopts_buf_t sob;
+  aios_connect_options_t *copts;
+  aios_server_options_t *sopts;
+  const char *host;
+  int port, family = 0;
+  uint8_t b = rd8(r);
+
+  switch (op) {
+  case OP_GETADDRINFO: {
+    static const char *const hosts[] = {NULL, "127.0.0.1", "::1", "fe80::1%1", "localhost", "", "no-such-host.invalid",
+                                        "\xff\xfe bad utf-8", "1.2.3.4.5", "0x7f.1", "127.0.0.1", NULL};
+    static const char *const services[] = {NULL, "0", "80", "65535", "65536", "-1", "http", "", "80", NULL};
+    static const int families[] = {0, 0, AF_INET, AF_INET6, AF_UNIX, -1, 12345};
+    static const int socktypes[] = {0, SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, -1, 99};
+    static const int protocols[] = {0, 0, IPPROTO_TCP, IPPROTO_UDP, -1, 255};
+    static const int flags[] = {0, 0, AI_PASSIVE, AI_CANONNAME, AI_V4MAPPED | AI_ALL, AI_ADDRCONFIG, -1, INT_MAX};
+    const char *service;
+    int hi, si, fl, k;
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    hi = rd8(r) % (int)(sizeof hosts / sizeof hosts[0]);
+    host = hi == (int)(sizeof hosts / sizeof hosts[0]) - 1 ? g_long_string : hosts[hi];
+    si = rd8(r) % (int)(sizeof services / sizeof services[0]);
+    service = si == (int)(sizeof services / sizeof services[0]) - 1 ? g_long_string : services[si];
+    fl = flags[rd8(r) % (sizeof flags / sizeof flags[0])] | AI_NUMERICHOST;
+    /* A service name would be looked up: only numbers, else AI_NUMERICSERV. */
+    for (k = 0; service && service[k]; k++)
+      if (service[k] < '0' || service[k] > '9') break;
+    if (service && (service[k] || k == 0)) fl |= AI_NUMERICSERV;
+    family = families[rd8(r) % (sizeof families / sizeof families[0])];
+    k = socktypes[rd8(r) % (sizeof socktypes / sizeof socktypes[0])];
+    port = protocols[rd8(r) % (sizeof protocols / sizeof protocols[0])]; /* the protocol number */
+    if (!lookup_budget()) break;
+    rc = aios_getaddrinfo(l, host, service, family, k, port, fl, (b & 0x40) ? NULL : &f);
+    expect_refused(how, rc, "aios_getaddrinfo");
+    if (rc != 0) break;
+    remember_net(f);
+    got_future(f, rc, D_PLAIN);
+    if (b & 2) aios_future_cancel(f, NULL); /* cancels the lookup */
+    if (b & 1) settle(l, f);
+    break;
+  }
+
+  case OP_GETNAMEINFO: {
+    static const int flags[] = {0, 0, NI_NAMEREQD, NI_DGRAM, NI_NOFQDN, 0x100, -1, INT_MAX};
+    unsigned char addr[128];
+    unsigned int len;
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    len = pick_address(r, addr);
+    family = flags[rd8(r) % (sizeof flags / sizeof flags[0])] | NI_NUMERICHOST | NI_NUMERICSERV; /* the flags */
+    if (!lookup_budget()) break;
+    rc = aios_getnameinfo(l, (b & 4) ? NULL : addr, len, family, (b & 0x40) ? NULL : &f);
+    expect_refused(how, rc, "aios_getnameinfo");
+    if (rc != 0) break;
+    remember_net(f);
+    got_future(f, rc, D_PLAIN);
+    if (b & 2) aios_future_cancel(f, NULL);
+    if (b & 1) settle(l, f);
+    break;
+  }
+
+  case OP_CONNECT:
+  case OP_CONNECT_UNIX:
+  case OP_CONNECT_FD: {
+    const char *path = NULL;
+    int fd = -1;
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    proto = pick_protocol(r, &pb, &c);
+    idx = -1;
+    if (op == OP_CONNECT) {
+      copts = pick_connect_options(r, &cob);
+      host = pick_host(r, copts != NULL, copts ? &cob.o.family : &family, 0);
+      port = pick_port(r, 0);
+      if (!net_budget()) { closure_commit(c, 0); break; }
+      rc = aios_create_connection(l, proto, host, port, copts, (b & 0x40) ? NULL : &f);
+      expect_refused(how, rc, "aios_create_connection");
+    } else if (op == OP_CONNECT_UNIX) {
+      path = pick_unix_path(r);
+      if (!net_budget()) { closure_commit(c, 0); break; }
+      rc = aios_create_unix_connection(l, proto, path, (b & 0x40) ? NULL : &f);
+      expect_refused(how, rc, "aios_create_unix_connection");
+    } else {
+      if (!guarded_loop_ok(l, BUG_ACCEPTED_PENDING_AT_CLOSE)) { closure_commit(c, 0); break; }
+      fd = pick_accepted_fd(r, &idx);
+      rc = aios_connect_accepted_socket(l, proto, fd, (b & 0x40) ? NULL : &f);
+      expect_refused(how, rc, "aios_connect_accepted_socket");
+      fd_given(idx, rc == 0, "aios_connect_accepted_socket");
+      if (rc == 0) remember_guarded(l, f, BUG_ACCEPTED_PENDING_AT_CLOSE);
+    }
+    closure_commit(c, rc == 0);
+    if (rc != 0) break;
+    if (op != OP_CONNECT_FD) cancel_before_close_later(f, BUG_CONNECT_PENDING_AT_CLOSE);
+    remember_net(f);
+    got_future(f, rc, D_PLAIN);
+    if (b & 2) aios_future_cancel(f, NULL); /* stops the attempts; a connection made is closed */
+    if (b & 1) settle(l, f);
+    break;
+  }
+
+  case OP_OPEN_CONNECTION: {
+    size_t limit;
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    limit = pick_limit(r);
+    if (b & 4) {
+      const char *path = pick_unix_path(r);
+      if (!net_budget()) break;
+      rc = aios_open_unix_connection(l, path, limit, (b & 0x40) ? NULL : &f);
+      expect_refused(how, rc, "aios_open_unix_connection");
+    } else {
+      copts = pick_connect_options(r, &cob);
+      host = pick_host(r, copts != NULL, copts ? &cob.o.family : &family, 0);
+      port = pick_port(r, 0);
+      if (!net_budget()) break;
+      rc = aios_open_connection(l, host, port, limit, copts, (b & 0x40) ? NULL : &f);
+      expect_refused(how, rc, "aios_open_connection");
+    }
+    if (rc != 0) break;
+    cancel_before_close_later(f, BUG_CONNECT_PENDING_AT_CLOSE);
+    remember_net(f);
+    got_future(f, rc, D_PLAIN);
+    if (b & 2) aios_future_cancel(f, NULL);
+    if (b & 1) settle(l, f);
+    break;
+  }
+
+  case OP_SERVER_NEW:
+  case OP_START_SERVER: {
+    aios_destructor_fn dtor = NULL;
+    size_t limit = 0;
+    const char *path = NULL;
+    int is_unix = (b & 4) != 0;
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    c = capture(r, op == OP_SERVER_NEW ? K_PFACTORY : K_CLIENT);
+    if ((b & 8) && closure_offer(c)) dtor = closure_dtor;
+    if (op == OP_START_SERVER) limit = pick_limit(r);
+    sopts = pick_server_options(r, &sob, is_unix, &idx);
+    if (is_unix) {
+      path = pick_unix_path(r);
+    } else {
+      host = pick_host(r, sopts != NULL, &family, 1);
+      port = pick_port(r, 1);
+    }
+    if (!net_budget()) {
+      closure_commit(c, 0);
+      fd_given(idx, 0, "a server that was not made");
+      break;
+    }
+    if (op == OP_SERVER_NEW) {
+      aios_protocol_factory_fn fn = (b & 0x30) == 0x30 ? NULL : proto_factory;
+      if (is_unix) rc = aios_create_unix_server(l, fn, c, dtor, path, sopts, (b & 0x40) ? NULL : &f);
+      else rc = aios_create_server(l, fn, c, dtor, host, port, sopts, (b & 0x40) ? NULL : &f);
+      expect_refused(how, rc, "aios_create_server");
+    } else {
+      aios_client_connected_fn fn = (b & 0x30) == 0x30 ? NULL : client_connected;
+      if (is_unix) rc = aios_start_unix_server(l, fn, c, dtor, path, limit, sopts, (b & 0x40) ? NULL : &f);
+      else rc = aios_start_server(l, fn, c, dtor, host, port, limit, sopts, (b & 0x40) ? NULL : &f);
+      expect_refused(how, rc, "aios_start_server");
+    }
+    closure_commit(c, rc == 0);
+    fd_given(idx, rc == 0, "a server's creation");
+    if (rc != 0) break;
+    cancel_before_close_later(f, BUG_SERVER_PENDING_AT_CLOSE);
+    remember_net(f);
+    got_future(f, rc, D_PLAIN);
+    if (b & 2) aios_future_cancel(f, NULL);
+    if (b & 1) settle(l, f);
+    break;
+  }
+
+  case OP_TRANSPORT_WRITE: {
+    aios_buf_t bufs[4];
+    tr = (aios_transport_t *)pick_obj(r, T_TRANSPORT, &how);
+    if (b & 1) {
+      int n = rd8(r) % 5, k;
+      size_t count;
+      for (k = 0; k < n; k++) {
+        bufs[k].length = pick_wsize(r);
+        bufs[k].base = (b & 0x10) && k == 1 && bufs[k].length ? NULL : g_wbuf; /* NULL with a length: refused */
+      }
+      count = (size_t)n;
+      /* BUG_BUFFER_COUNT_HUGE: a count of 2^63 or more with a real array
+       * traps; off: 2^62, which is refused as too many. */
+      if ((b & 6) == 6) count = BUG_BUFFER_COUNT_HUGE ? SIZE_MAX : (size_t)1 << 62;
+      rc = aios_transport_writev(tr, (b & 8) && (n == 0 || (b & 0x80)) ? NULL : bufs, count);
+    } else {
+      size_t size = pick_wsize(r);
+      rc = aios_transport_write(tr, (b & 2) && size ? NULL : g_wbuf, size);
+    }
+    expect_refused(how, rc, "a transport write");
+    break;
+  }
+
+  case OP_TRANSPORT_OP: {
+    static const long long limits[] = {-1, 0, 1, 100, 4096, 65536, LLONG_MAX, LLONG_MIN, -5, 1 << 20};
+    size_t low = 0, high = 0;
+    tr = (aios_transport_t *)pick_obj(r, T_TRANSPORT, &how);
+    switch (b % 9) {
+    case 0: rc = aios_transport_write_eof(tr); break;
+    case 1:
+      rc = aios_transport_can_write_eof(tr);
+      if (how == PK_SLOT && tr && rc != 1 && rc >= 0) die("aios_transport_can_write_eof returned %d", rc);
+      break;
+    case 2: rc = aios_transport_close(tr); break;
+    case 3: rc = aios_transport_abort(tr); break;
+    case 4: rc = aios_transport_pause_reading(tr); break;
+    case 5: rc = aios_transport_resume_reading(tr); break;
+    case 6: {
+      long long hi = limits[rd8(r) % 10], lo = limits[rd8(r) % 10];
+      /* BUG_WRITE_LIMITS_OVERFLOW (findings/write-buffer-limits-overflow):
+       * a default high (negative) is 4 * low, which traps for a low of 2^61
+       * or more. Off: such a low becomes 2^40. */
+      if (!BUG_WRITE_LIMITS_OVERFLOW && hi < 0 && lo > (1LL << 40)) lo = 1LL << 40;
+      rc = aios_transport_set_write_buffer_limits(tr, hi, lo);
+      break;
+    }
+    case 7:
+      rc = aios_transport_get_loop(tr, (b & 0x80) ? NULL : &l);
+      if (rc == 0) slot_put(T_LOOP, l);
+      break;
+    default:
+      rc = aios_transport_get_write_buffer_limits(tr, (b & 0x10) ? NULL : &low, (b & 0x20) ? NULL : &high);
+      if (rc == 0 && !(b & 0x30) && low > high) die("write buffer limits: low %zu above high %zu", low, high);
+      break;
+    }
+    expect_refused(how, rc, "a transport call");
+    break;
+  }
+
+  case OP_TRANSPORT_QUERY: {
+    static const unsigned int lengths[] = {128, 128, 0, 1, 2, 16, 28, 110};
+    unsigned char addr[128];
+    unsigned int len = lengths[(b >> 4) % 8];
+    long long n = 0;
+    tr = (aios_transport_t *)pick_obj(r, T_TRANSPORT, &how);
+    switch (b % 7) {
+    case 0: n = aios_transport_is_closing(tr); break;
+    case 1: n = aios_transport_is_reading(tr); break;
+    case 2: n = aios_transport_get_write_buffer_size(tr); break;
+    case 3: case 4:
+      n = (b % 7 == 3 ? aios_transport_get_sockname : aios_transport_get_peername)(
+          tr, (b & 0x80) && len ? NULL : addr, (b & 8) ? NULL : &len);
+      if (n == 0 && len > sizeof(struct sockaddr_storage)) die("an address of %u bytes", len);
+      break;
+    case 5:
+      n = aios_transport_get_fd(tr);
+      if (n >= 0 && fcntl((int)n, F_GETFD) == -1) die("aios_transport_get_fd gave %lld, a closed descriptor", n);
+      break;
+    default:
+      n = aios_transport_can_write_eof(tr);
+      break;
+    }
+    expect_refused(how, n, "a transport query");
+    rc = n < INT_MIN ? INT_MIN : n > INT_MAX ? INT_MAX : (int)n;
+    break;
+  }
+
+  case OP_TRANSPORT_PROTOCOL: {
+    static const size_t sizes[] = {sizeof(aios_protocol_t), 0, 8, 16, offsetof(aios_protocol_t, destroy),
+                                   sizeof(aios_protocol_t) + 16};
+    tr = (aios_transport_t *)pick_obj(r, T_TRANSPORT, &how);
+    if (b & 1) { /* a new protocol; the old one is destroyed */
+      closure_t *old;
+      /* BUG_SET_PROTOCOL_ON_STREAM (findings/set-protocol-on-stream-transport):
+       * set_protocol on a stream's transport leaks the transport and its
+       * loop, even once closed and lost. Off: not on those. */
+      if (!BUG_SET_PROTOCOL_ON_STREAM && made_kind(tr) == FK_STREAM_TRANSPORT) {
+        TRACE("  (skipped: BUG_SET_PROTOCOL_ON_STREAM)");
+        break;
+      }
+      old = tr && how != PK_FORGED ? current_protocol(tr) : NULL;
+      proto = pick_protocol(r, &pb, &c);
+      rc = aios_transport_set_protocol(tr, proto);
+      closure_commit(c, rc == 0);
+      expect_refused(how, rc, "aios_transport_set_protocol");
+      if (rc == 0) {
+        if (old && old != c) old->pstate = P_REPLACED;
+        if (c) {
+          c->pstate = P_MADE;
+          c->via_set = 1; /* a batched one gets no AIOS_IO_CONNECTED either */
+        }
+      }
+    } else {
+      memset(&pb, 0x5a, sizeof pb);
+      pb.p.size = sizes[(b >> 1) % 6];
+      rc = aios_transport_get_protocol(tr, (b & 0x80) ? NULL : &pb.p);
+      expect_refused(how, rc, "aios_transport_get_protocol");
+      if (rc == 0 && pb.p.size >= offsetof(aios_protocol_t, arg) + sizeof(void *) && pb.p.arg && !as_closure(pb.p.arg))
+        die("aios_transport_get_protocol gave an arg never given");
+      if (rc == 0 && pb.p.size >= offsetof(aios_protocol_t, data_received) && pb.p.connection_made &&
+          pb.p.connection_made != proto_made)
+        die("aios_transport_get_protocol gave a connection_made never given");
+    }
+    break;
+  }
+
+  case OP_SERVER_OP: {
+    static const size_t indexes[] = {0, 0, 1, 2, SIZE_MAX, (size_t)1 << 63};
+    unsigned char addr[128];
+    unsigned int len = (b & 0x20) ? 2 : sizeof addr;
+    sv = (aios_server_t *)pick_obj(r, T_SERVER, &how);
+    switch (b % 10) {
+    case 0: rc = aios_server_close(sv); break;
+    case 1: rc = aios_server_close_clients(sv); break;
+    case 2: rc = aios_server_abort_clients(sv); break;
+    case 3: rc = aios_server_wait_closed(sv, (b & 0x80) ? NULL : &f); got_future(f, rc, D_PLAIN); break;
+    case 4: rc = aios_server_start_serving(sv); break;
+    case 5: rc = aios_server_serve_forever(sv, (b & 0x80) ? NULL : &f); got_future(f, rc, D_PLAIN); break;
+    case 6: rc = aios_server_is_serving(sv); break;
+    case 7: rc = aios_server_socket_count(sv); break;
+    case 8:
+      rc = aios_server_get_sockname(sv, indexes[(b >> 4) % 6], (b & 0x40) ? NULL : addr, (b & 0x80) ? NULL : &len);
+      if (rc == 0 && len > sizeof(struct sockaddr_storage)) die("a server address of %u bytes", len);
+      break;
+    default:
+      rc = aios_server_get_loop(sv, (b & 0x80) ? NULL : &l);
+      if (rc == 0) slot_put(T_LOOP, l);
+      break;
+    }
+    expect_refused(how, rc, "a server call");
+    break;
+  }
+
+  case OP_STREAM_NEW: {
+    size_t limit;
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    limit = pick_limit(r);
+    rc = aios_stream_new(l, limit, (b & 0x40) ? NULL : &st);
+    expect_refused(how, rc, "aios_stream_new");
+    if (rc == 0) slot_put(T_STREAM, st);
+    break;
+  }
+
+  case OP_STREAM_READ: {
+    static const long long reads[] = {0, 1, 5, 100, -1, -2, LLONG_MAX, LLONG_MIN, 65536};
+    static const size_t exacts[] = {0, 1, 5, 100, 65536, SIZE_MAX / 2, SIZE_MAX, (size_t)1 << 63, 3};
+    static const aios_buf_t seps[] = {{"\n", 1}, {"\r\n", 2}, {"|", 1}, {"ab", 2}, {"", 0}, {NULL, 0}, {NULL, 2},
+                                      {"xy|", 3}};
+    aios_future_t **out = (b & 0x80) ? NULL : &f;
+    st = (aios_stream_t *)pick_obj(r, T_STREAM, &how);
+    switch (b % 5) {
+    case 0: rc = aios_stream_read(st, reads[rd8(r) % 9], out); break;
+    case 1: rc = aios_stream_readline(st, out); break;
+    case 2: {
+      size_t n = exacts[rd8(r) % 9];
+      /* BUG_READEXACTLY_HUGE: a count of 2^63 or more traps; off: SIZE_MAX / 2. */
+      if (!BUG_READEXACTLY_HUGE && n > SIZE_MAX / 2) n = SIZE_MAX / 2;
+      rc = aios_stream_readexactly(st, n, out);
+      break;
+    }
+    default: {
+      aios_buf_t given[4];
+      int n = rd8(r) % 5, k;
+      size_t count;
+      for (k = 0; k < n; k++) given[k] = seps[rd8(r) % 8];
+      count = (size_t)n;
+      if (b & 0x40) count = BUG_BUFFER_COUNT_HUGE ? SIZE_MAX : (size_t)1 << 62; /* as in TRANSPORT_WRITE */
+      rc = aios_stream_readuntil(st, (b & 0x20) ? NULL : given, count, out);
+      break;
+    }
+    }
+    expect_refused(how, rc, "a stream read");
+    if (rc == 0) cancel_before_close_later(f, BUG_READ_PENDING_AT_CLOSE);
+    got_future(f, rc, D_PLAIN);
+    break;
+  }
+
+  case OP_STREAM_FEED: {
+    size_t size;
+    st = (aios_stream_t *)pick_obj(r, T_STREAM, &how);
+    switch (b % 3) {
+    case 0:
+      size = pick_wsize(r);
+      rc = aios_stream_feed_data(st, (b & 0x10) && size ? NULL : g_wbuf + (rd8(r) % 6), size);
+      break;
+    case 1: rc = aios_stream_feed_eof(st); break;
+    default: rc = aios_stream_at_eof(st); break;
+    }
+    expect_refused(how, rc, "a stream feed");
+    break;
+  }
+
+  case OP_STREAM_WRITE: {
+    aios_buf_t bufs[4];
+    st = (aios_stream_t *)pick_obj(r, T_STREAM, &how);
+    switch (b % 3) {
+    case 0: {
+      size_t size = pick_wsize(r);
+      rc = aios_stream_write(st, (b & 0x10) && size ? NULL : g_wbuf, size);
+      break;
+    }
+    case 1: {
+      int n = rd8(r) % 5, k;
+      size_t count;
+      for (k = 0; k < n; k++) {
+        bufs[k].length = pick_wsize(r);
+        bufs[k].base = (b & 0x10) && k == 0 && bufs[k].length ? NULL : g_wbuf;
+      }
+      count = (size_t)n;
+      if ((b & 0x60) == 0x60) count = BUG_BUFFER_COUNT_HUGE ? SIZE_MAX : (size_t)1 << 62;
+      rc = aios_stream_writev(st, (b & 0x80) && n == 0 ? NULL : bufs, count);
+      break;
+    }
+    default:
+      rc = aios_stream_drain(st, (b & 0x80) ? NULL : &f);
+      got_future(f, rc, D_PLAIN);
+      break;
+    }
+    expect_refused(how, rc, "a stream write");
+    break;
+  }
+
+  case OP_STREAM_OP:
+    st = (aios_stream_t *)pick_obj(r, T_STREAM, &how);
+    switch (b % 6) {
+    case 0: rc = aios_stream_write_eof(st); break;
+    case 1: rc = aios_stream_can_write_eof(st); break;
+    case 2: rc = aios_stream_close(st); break;
+    case 3: rc = aios_stream_is_closing(st); break;
+    case 4: rc = aios_stream_wait_closed(st, (b & 0x80) ? NULL : &f); got_future(f, rc, D_PLAIN); break;
+    default:
+      rc = aios_stream_get_transport(st, (b & 0x80) ? NULL : &tr);
+      if (rc == 0) made_by(tr, FK_STREAM_TRANSPORT);
+      if (rc == 0) slot_put(T_TRANSPORT, tr);
+      break;
+    }
+    expect_refused(how, rc, "a stream call");
+    break;
+
+  case OP_PEER_OP: { /* the harness's end of a pair it gave a transport */
+    int n = 0, k, pick = rd8(r);
+    unsigned char scratch[4096];
+    for (k = 0; k < g_nfds; k++) n += g_fds[k].state == FD_HARN && g_fds[k].peer;
+    if (n == 0) break;
+    pick %= n;
+    for (k = 0; k < g_nfds; k++)
+      if (g_fds[k].state == FD_HARN && g_fds[k].peer && pick-- == 0) break;
+    switch (b % 6) {
+    case 0: rc = (int)send(g_fds[k].fd, g_wbuf, pick_wsize(r), MSG_NOSIGNAL); break;
+    case 1: rc = shutdown(g_fds[k].fd, SHUT_WR); break;
+    case 2: case 5: /* gone: EOF, or a reset when what it was sent is unread */
+      if (b % 6 == 5) rc = (int)send(g_fds[k].fd, g_wbuf, 3, MSG_NOSIGNAL);
+      close(g_fds[k].fd);
+      g_fds[k].state = FD_FREE;
+      break;
+    case 3: rc = (int)read(g_fds[k].fd, scratch, sizeof scratch); break;
+    default:
+      rc = (int)send(g_fds[k].fd, g_wbuf, pick_wsize(r), MSG_NOSIGNAL);
+      shutdown(g_fds[k].fd, SHUT_WR);
+      break;
+    }
+    rc = rc < 0 ? -errno : 0;
+    break;
+  }
+
+  case OP_NET_SETTLE: /* a few iterations of a loop, then take the results */
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    if (l && on_main() && !loop_running_here() && aios_loop_is_closed(l) == 0) {
+      int k;
+      begin_run(l, RUN_DIRECT);
+      if (b & 8) {
+        /* A short wait, for the resolver's threads. */
+        aios_loop_call_later(l, 0.0003, cb_stop, l, NULL, NULL);
+        rc = aios_loop_run_forever(l);
+      } else {
+        for (k = 0; k <= (b & 3); k++) {
+          aios_loop_stop(l);
+          rc = aios_loop_run_forever(l);
+        }
+      }
+      end_run();
+    }
+    harvest();
+    break;
+
+  case OP_NET_INFO: {
+    aios_error_t *e;
+    switch (b % 5) {
+    case 0:
+      aios_bytes_free(NULL);
+      aios_addrinfo_list_free(NULL);
+      aios_nameinfo_free(NULL);
+      check_string(aios_err_name(-3101 - (int)(rd8(r) % 12)));
+      break;
+    case 1: case 2: {
+      const void *data = NULL;
+      size_t len = 0;
+      long long expected = 0, consumed;
+      int kind;
+      e = (aios_error_t *)pick_obj(r, T_ERROR, &how);
+      kind = aios_error_kind(e);
+      rc = aios_error_partial(e, (b & 8) ? NULL : &data, (b & 16) ? NULL : &len, (b & 32) ? NULL : &expected);
+      expect_refused(how, rc, "aios_error_partial");
+      if (kind > 0 && (rc == 0) != (kind == AIOS_ERROR_INCOMPLETE_READ))
+        die("aios_error_partial returned %d for an error of kind %d", rc, kind);
+      if (rc == 0 && !(b & 24)) {
+        size_t i;
+        unsigned sum = 0;
+        if (len && data == NULL) die("aios_error_partial: %zu bytes at NULL", len);
+        for (i = 0; i < len; i++) sum += ((const unsigned char *)data)[i];
+        (void)sum;
+      }
+      consumed = aios_error_consumed(e);
+      expect_refused(how, consumed, "aios_error_consumed");
+      if (kind > 0 && (consumed >= 0) != (kind == AIOS_ERROR_LIMIT_OVERRUN))
+        die("aios_error_consumed returned %lld for an error of kind %d", consumed, kind);
+      break;
+    }
+    case 3: {
+      int type;
+      for (type = AIOS_OBJECT_TRANSPORT; type <= AIOS_OBJECT_STREAM; type++)
+        if (aios_live_objects((aios_object_type_t)type) < 0) die("aios_live_objects(%d) < 0", type);
+      break;
+    }
+    default:
+      harvest();
+      break;
+    }
+    break;
+  }
+
+  case OP_TAKE_IO_EVENTS: { /* a batched protocol's events: one iteration's */
+    const aios_io_event_t *events = NULL;
+    const unsigned char *arena = NULL;
+    size_t count = 0, i, k;
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    rc = aios_loop_take_io_events(l, (b & 0x10) ? NULL : &events, (b & 0x20) ? NULL : &count,
+                                  (b & 0x40) ? NULL : &arena);
+    expect_refused(how, rc, "aios_loop_take_io_events");
+    if (rc != 0 || (b & 0x30)) break;
+    if ((events == NULL) != (count == 0)) die("aios_loop_take_io_events: %zu events at %p", count, (void *)events);
+    for (i = 0; i < count; i++) {
+      const aios_io_event_t *e = &events[i];
+      closure_t *c = NULL;
+      unsigned sum = 0;
+      if (e->token >= TOKEN_BASE && e->token < TOKEN_BASE + (unsigned long long)g_nclosures)
+        c = &g_closures[e->token - TOKEN_BASE];
+      if (e->token != 7 && (c == NULL || c->kind != K_PROTO || !c->batched))
+        die("an I/O event with token %llu, which no batched protocol has", e->token);
+      if (e->kind < AIOS_IO_CONNECTED || e->kind > AIOS_IO_RESUME_WRITING) die("an I/O event of kind %d", e->kind);
+      if (e->transport == NULL || aios_transport_is_closing(e->transport) < 0)
+        die("an I/O event (kind %d) lends a dead transport %p", e->kind, (void *)e->transport);
+      if (e->kind == AIOS_IO_DATA) {
+        if (e->length == 0 || (arena == NULL && !(b & 0x40))) die("an AIOS_IO_DATA event of %zu bytes", e->length);
+        for (k = 0; arena && k < e->length; k++) sum += arena[e->offset + k];
+      } else if (e->length != 0) {
+        die("an I/O event of kind %d with %zu bytes", e->kind, e->length);
+      }
+      (void)sum;
+      if (e->kind != AIOS_IO_LOST && e->status != 0) die("an I/O event of kind %d with status %d", e->kind, e->status);
+      if (e->kind == AIOS_IO_LOST && e->status > 0) die("AIOS_IO_LOST with status %d", e->status);
+      /* The protocol's life, as its callbacks' would be. */
+      /* (A replaced protocol's events recorded before it was replaced may
+       * still be in the batch.) */
+      if (c == NULL || c->pstate == P_REPLACED) continue;
+      if (c->pstate == P_LOST) die("an I/O event (kind %d) after AIOS_IO_LOST (protocol %d)", e->kind, pidx(c));
+      if (e->kind == AIOS_IO_CONNECTED) {
+        if (c->pstate != P_NEW) die("AIOS_IO_CONNECTED twice (protocol %d)", pidx(c));
+        c->pstate = P_MADE;
+        continue;
+      }
+      if (c->pstate != P_MADE) die("an I/O event (kind %d) before AIOS_IO_CONNECTED (protocol %d)", e->kind, pidx(c));
+      if (e->kind == AIOS_IO_LOST) c->pstate = P_LOST;
+      if (e->kind == AIOS_IO_EOF && c->eofs++) die("AIOS_IO_EOF twice (protocol %d)", pidx(c));
+      if (e->kind == AIOS_IO_DATA && c->eofs) die("AIOS_IO_DATA after AIOS_IO_EOF (protocol %d)", pidx(c));
+      if (e->kind == AIOS_IO_PAUSE_WRITING) {
+        if (c->paused) die("AIOS_IO_PAUSE_WRITING twice (protocol %d)", pidx(c));
+        c->paused = 1;
+      }
+      if (e->kind == AIOS_IO_RESUME_WRITING) {
+        if (!c->paused && !c->via_set) die("AIOS_IO_RESUME_WRITING without a pause (protocol %d)", pidx(c));
+        c->paused = 0;
+      }
+    }
+    /* Keep a transport or two (they are lent until the next take). */
+    for (i = 0; i < count && i < 2; i++)
+      if (aios_transport_ref(events[i].transport) == 0) slot_put(T_TRANSPORT, events[i].transport);
+    rc = (int)(count > 100 ? 100 : count);
+    break;
+  }
+
+  default:
+    break;
+  }
+  return rc;
+}
+
 static int exec_op(reader_t *r) {
   int op = rd8(r) % OP_COUNT, rc = 0, how = PK_SLOT;
   aios_loop_t *l = NULL;
@@ -1986,6 +3835,7 @@ static int exec_op(reader_t *r) {
   case OP_LOOP_NEW:
     b = rd8(r);
     rc = aios_loop_new(b == 0xff ? NULL : &l);
+    if (rc == 0 && l) made_by(l, FK_LOOP_NEW); /* closed only by us (see pending_net) */
     if (rc == 0 && l) {
       /* Quiet mostly: the default handler prints to stderr. */
       if ((b & 7) != 7) aios_loop_set_exception_handler(l, exc_handler, NULL);
@@ -2032,6 +3882,7 @@ static int exec_op(reader_t *r) {
         break;
       }
     }
+    if (type == T_LOOP && p && holders(p) == 0 && held.p) cancel_before_close((aios_loop_t *)p); /* maybe its last */
     rc = obj_unref(type, p);
     expect_refused(how, rc, "an unref function");
     if (rc == 0 && p && held.p == NULL) die("an unref of something we do not hold worked");
@@ -2043,6 +3894,7 @@ static int exec_op(reader_t *r) {
   case OP_RUN_UNTIL_COMPLETE:
   case OP_RUN_FOREVER:
     exec_run_op(r, op);
+    if (g_depth == 0) harvest(); /* connections, servers, lookups done meanwhile */
     break;
 
   case OP_LOOP_STOP:
@@ -2053,6 +3905,14 @@ static int exec_op(reader_t *r) {
   case OP_LOOP_CLOSE:
     l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
     if (how == PK_SLOT && l && !close_is_safe(l)) break;
+    cancel_before_close(l);
+    /* BUG_ACCEPTED_PENDING_AT_CLOSE: run it until that call is through
+     * first, or leave it open. */
+    if (l && pending_guarded(l) > 0) {
+      if (g_depth > 0 || g_in_run) break;
+      drain_loop(l);
+      if (pending_guarded(l) > 0) break;
+    }
     b = aios_loop_is_running(l) == 1;
     rc = aios_loop_close(l);
     expect_refused(how, rc, "aios_loop_close");
@@ -2200,12 +4060,26 @@ static int exec_op(reader_t *r) {
   case OP_TAKE_RESULT:
     f = (aios_future_t *)pick_obj(r, T_FUTURE, &how);
     b = rd8(r);
-    if (b & 1) {
-      /* Ignoring the value loses it: only when it is not one we track. */
+    /* BUG_SHIELD_LENDS_TAKEN_VALUE (findings/shield-lends-taken-value): a
+     * shield lends the value of the future it follows "while the shield is
+     * held", but taking that future's value (and freeing it) leaves the
+     * shield lending freed memory. Off: not out of a future a shield follows. */
+    if (!BUG_SHIELD_LENDS_TAKEN_VALUE && is_shielded(f)) {
+      TRACE("  (skipped: BUG_SHIELD_LENDS_TAKEN_VALUE)");
+      break;
+    }
+    {
       void *peek = NULL;
       value_t *pv;
-      if (aios_future_result(f, &peek) == 0 && (((pv = as_value(peek)) && pv->has_dtor) || as_work_result(peek)))
-        b &= ~1;
+      int got = aios_future_result(f, &peek) == 0;
+      /* Ignoring the value loses it: only when it is not one we track. */
+      if ((b & 1) && got && (((pv = as_value(peek)) && pv->has_dtor) || as_work_result(peek))) b &= ~1;
+      /* One of the library's (bytes, an address list, an object): taken
+       * with its destructor, as a caller that knows no better does. */
+      if (got && peek && !as_value(peek) && !as_work_result(peek) && (uintptr_t)peek > 4096) b &= ~3;
+      /* A shield lends the value it follows, unless it was given one of its
+       * own (set_result): only its destructor tells. */
+      if (made_kind(f) == FK_SHIELD) b &= ~2;
     }
     rc = aios_future_take_result(f, (b & 1) ? NULL : &val, (b & 2) ? NULL : &dtor);
     expect_refused(how, rc, "aios_future_take_result");
@@ -2448,8 +4322,8 @@ static int exec_op(reader_t *r) {
       static const int types[] = {0, 1, 2, 3, 4, 5, 6, 7, -1, 8, INT_MAX, INT_MIN};
       int type = types[rd8(r) % (sizeof types / sizeof types[0])];
       long n = aios_live_objects((aios_object_type_t)type);
-      if ((type < 0 || type > 7) && n != AIOS_EINVAL) die("aios_live_objects(%d) = %ld", type, n);
-      if (type >= 0 && type <= 7 && n < 0) die("aios_live_objects(%d) = %ld", type, n);
+      if ((type < 0 || type >= N_OBJECT_TYPES) && n != AIOS_EINVAL) die("aios_live_objects(%d) = %ld", type, n);
+      if (type >= 0 && type < N_OBJECT_TYPES && n < 0) die("aios_live_objects(%d) = %ld", type, n);
     }
     break;
   }
@@ -2544,6 +4418,7 @@ static int exec_op(reader_t *r) {
     rc = aios_shield(f, (rd8(r) == 0xff) ? NULL : &out);
     expect_refused(how, rc, "aios_shield");
     if (rc == 0 && out != f) made_by(out, FK_SHIELD);
+    if (rc == 0 && out != f && g_nshielded < NMADE) g_shielded[g_nshielded++] = f;
     if (rc == 0 && out) { dep_derived(out, (void *const *)&f, 1); slot_put(T_FUTURE, out); }
     break;
 
@@ -2843,6 +4718,7 @@ static int exec_op(reader_t *r) {
         if (rc == 0) slot_put(T_LOOP, l);
       } else if (b % 5 == 3) {
         finish_waits();
+        cancel_before_close(NULL);
         if (on_main() && !loop_running_here()) {
           int saved = g_wind_down;
           g_wind_down = 1; /* its remaining tasks are cancelled and awaited */
@@ -2927,6 +4803,7 @@ static int exec_op(reader_t *r) {
     break;
 
   default:
+    if (op >= OP_GETADDRINFO) rc = exec_net_op(r, op);
     break;
   }
   TRACE("  -> %d", rc);
@@ -2961,6 +4838,7 @@ static void release_all_of_type(int want_loop) {
       found = 1;
       if (s.type == T_RUNNER) {
         finish_waits();
+        cancel_before_close(NULL);
         begin_run(NULL, RUN_RUNNER);
         obj_unref(s.type, s.p);
         end_run();
@@ -2992,6 +4870,7 @@ static void teardown(void) {
   g_wind_down = 1;
   thread_join();
   finish_waits();
+  cancel_before_close(NULL);
   close_all_loops();
   release_all_of_type(0);
   close_all_loops();
@@ -3000,6 +4879,11 @@ static void teardown(void) {
   g_nwaits = 0;
   for (i = 0; i < g_nexits; i++) aios_future_unref(g_exits[i]);
   g_nexits = 0;
+  for (i = 0; i < g_ndoomed; i++) aios_future_unref(g_doomed[i]);
+  g_ndoomed = 0;
+  for (i = 0; i < g_nguarded; i++) aios_future_unref(g_guarded[i].future);
+  g_nguarded = 0;
+  net_teardown();
   /* Objects whose last reference the thread dropped are freed by their
    * thread at its next unref call: make one. */
   if (aios_error_new(AIOS_EINVAL, NULL, &e) == 0) aios_error_unref(e);
@@ -3014,21 +4898,23 @@ static void teardown(void) {
    * release may be on its way). */
   for (tries = 0; tries < 20; tries++) {
     int ok = 1;
-    for (type = 0; type < 8; type++) ok &= aios_live_objects((aios_object_type_t)type) == g_baseline[type];
+    for (type = 0; type < N_OBJECT_TYPES; type++) ok &= aios_live_objects((aios_object_type_t)type) == g_baseline[type];
     if (ok) break;
     if (aios_error_new(AIOS_EINVAL, NULL, &e) == 0) aios_error_unref(e);
     usleep(1000);
   }
-  for (type = 0; type < 8; type++) {
+  for (type = 0; type < N_OBJECT_TYPES; type++) {
     long n = aios_live_objects((aios_object_type_t)type);
     if (n != g_baseline[type]) {
-      static const char *const names[] = {"loop", "handle", "future", "task", "error", "runner", "primitive", "queue"};
+      static const char *const names[] = {"loop", "handle", "future", "task", "error", "runner", "primitive",
+                                          "queue", "transport", "server", "stream"};
       fprintf(stderr, "live objects:");
-      for (i = 0; i < 8; i++) fprintf(stderr, " %s=%ld(base %ld)", names[i], aios_live_objects((aios_object_type_t)i), g_baseline[i]);
+      for (i = 0; i < N_OBJECT_TYPES; i++) fprintf(stderr, " %s=%ld(base %ld)", names[i], aios_live_objects((aios_object_type_t)i), g_baseline[i]);
       fputc('\n', stderr);
       die("leak: %ld live %s objects after the input, baseline %ld", n, names[type], g_baseline[type]);
     }
   }
+  net_check();
   for (i = 0; i < ATOMIC_LOAD(&g_work_results_made); i++)
     if (ATOMIC_LOAD(&g_work_results[i].freed) != 1)
       die("to_thread result %d freed %d times, expected once", i, g_work_results[i].freed);
@@ -3060,7 +4946,10 @@ static void reset_state(void) {
   g_ndeps = 0;
   g_nwaits = 0;
   g_nexits = 0;
+  g_ndoomed = 0;
+  g_nguarded = 0;
   g_nmade = 0;
+  g_nshielded = 0;
   g_depth = 0;
   memset(&g_frames[0], 0, sizeof g_frames[0]);
   g_budget = MAX_TOTAL_OPS;
@@ -3072,6 +4961,7 @@ static void reset_state(void) {
   memset(g_work_results, 0, sizeof(work_result_t) * (size_t)(g_work_results_made < NWORK_RESULTS ? g_work_results_made : NWORK_RESULTS));
   ATOMIC_STORE(&g_work_results_made, 0);
   ATOMIC_ADD(&g_input_gen, 1);
+  net_reset();
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -3081,7 +4971,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   g_main_thread = pthread_self();
   g_verbose = getenv("FUZZ_VERBOSE") != NULL;
   memset(g_long_string, 'a', sizeof g_long_string - 1);
-  for (type = 0; type < 8; type++) g_baseline[type] = aios_live_objects((aios_object_type_t)type);
+  net_init();
+  for (type = 0; type < N_OBJECT_TYPES; type++) g_baseline[type] = aios_live_objects((aios_object_type_t)type);
   return 0;
 }
 
