@@ -766,6 +766,8 @@ private final class ServerStart: CancellableRequest {
     self.server = server
     self.options = options
     self.done = done
+    // A loop that closes first ends the start: nothing would run it.
+    server.loop.ioOpened(self) { [self] in cancel() }
   }
 
   func resolve(hosts: [String?], port: Int) {
@@ -821,6 +823,7 @@ private final class ServerStart: CancellableRequest {
   private func finish(_ result: Result<Server, any Error>) {
     guard let done else { return }
     self.done = nil
+    server.loop.ioClosed(self)
     for lookup in lookups { lookup.cancel() }
     lookups = []
     if case .failure = result { server.close() }
@@ -830,6 +833,7 @@ private final class ServerStart: CancellableRequest {
   func cancel() {
     guard done != nil else { return }
     done = nil
+    server.loop.ioClosed(self)
     for lookup in lookups { lookup.cancel() }
     lookups = []
     server.close()

@@ -423,7 +423,7 @@ package final class StreamReadOperation: Operation {
 /// asyncio's StreamReaderProtocol with FlowControlMixin: feeds a reader
 /// from a transport, tracks pause_writing for drain, and runs a server's
 /// client callback.
-package final class StreamReaderProtocol: StreamProtocol {
+package final class StreamReaderProtocol: StreamProtocol, ReplaceableProtocol {
   let loop: Loop
   package let reader: StreamReader
   package private(set) var writer: StreamWriter?
@@ -474,6 +474,13 @@ package final class StreamReaderProtocol: StreamProtocol {
   }
 
   package func dataReceived(_ data: UnsafeRawBufferPointer) { try? reader.feedData(data) }
+
+  /// Replaced by set_protocol: the writer and this protocol hold each other
+  /// until connection_lost, which will not come here now.
+  package func wasReplaced() {
+    writer = nil
+    clientTask = nil
+  }
 
   package func eofReceived() -> Bool {
     reader.feedEOF()

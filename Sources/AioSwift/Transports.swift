@@ -47,6 +47,12 @@ public protocol BufferedStreamProtocol: StreamProtocol {
   func bufferUpdated(_ count: Int)
 }
 
+/// A protocol of the library's own that holds references it must let go of
+/// when set_protocol replaces it (it gets no connection_lost then).
+package protocol ReplaceableProtocol: AnyObject {
+  func wasReplaced()
+}
+
 /// asyncio's default write-buffer limits.
 let defaultHighWater = 64 * 1024
 
@@ -134,6 +140,7 @@ public final class StreamTransport: CustomStringConvertible {
   /// asyncio's set_protocol. Refused once the connection is lost.
   public func setProtocol(_ newProtocol: any StreamProtocol) throws {
     guard !isLost else { throw InvalidStateError("the connection is lost") }
+    if let replaced = currentProtocol as? any ReplaceableProtocol, replaced !== newProtocol { replaced.wasReplaced() }
     currentProtocol = newProtocol
     bufferedProtocol = newProtocol as? any BufferedStreamProtocol
   }

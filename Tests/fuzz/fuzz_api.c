@@ -163,7 +163,7 @@
 #else
 #define BUG_CONNECT_PENDING_AT_CLOSE 0
 #endif
-#if defined(FUZZ_OPEN_BUGS) || defined(FUZZ_BUG_SERVER_PENDING_AT_CLOSE)
+#if FUZZ_BUG_ALL || defined(FUZZ_BUG_SERVER_PENDING_AT_CLOSE)
 #define BUG_SERVER_PENDING_AT_CLOSE 1 /* findings/server-pending-at-close, unix-server-pending-at-close */
 #else
 #define BUG_SERVER_PENDING_AT_CLOSE 0
@@ -178,7 +178,7 @@
 #else
 #define BUG_GET_BUFFER_REENTRY 0
 #endif
-#if defined(FUZZ_OPEN_BUGS) || defined(FUZZ_BUG_SET_PROTOCOL_ON_STREAM)
+#if FUZZ_BUG_ALL || defined(FUZZ_BUG_SET_PROTOCOL_ON_STREAM)
 #define BUG_SET_PROTOCOL_ON_STREAM 1 /* findings/set-protocol-on-stream-transport */
 #else
 #define BUG_SET_PROTOCOL_ON_STREAM 0
