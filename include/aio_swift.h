@@ -241,7 +241,11 @@ AIOS_EXTERN int aios_error_unref(aios_error_t *error);
 /* ------------------------------------------------------------------------ */
 /* Event loop                                                                 */
 
-/*! aios_loop_new() : a new event loop, bound to the calling thread.
+/*! aios_loop_new() : a new event loop, bound to the calling thread. The
+ *  first loop of the process sets SIGPIPE to be ignored if its disposition
+ *  is still the default (as Python does): a write to a peer that has gone
+ *  then fails with -EPIPE instead of ending the process. A handler of your
+ *  own is left alone.
  *  @return 0 and one reference in *out; -errno when libuv cannot set the
  *  loop up. */
 AIOS_EXTERN int aios_loop_new(aios_loop_t **out);
