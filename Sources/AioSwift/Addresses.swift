@@ -134,9 +134,6 @@ package final class ResolverRequest {
     case name(UnsafeMutablePointer<uv_getnameinfo_t>, (Result<(String, String), any Error>) -> Void)
   }
   private var kind: Kind?
-  private let loop: Loop
-
-  private init(loop: Loop) { self.loop = loop }
 
   /// Starts getaddrinfo; `done` runs once on the loop's thread, unless cancelled.
   package static func addresses(loop: Loop, host: String?, service: String?, family: Int32,
@@ -147,23 +144,15 @@ package final class ResolverRequest {
     guard host != nil || service != nil else {
       throw RuntimeError(code: AIOS_EINVAL.rawValue, "host and port cannot both be empty")
     }
-    let request = ResolverRequest(loop: loop)
-    let uvRequest = UnsafeMutablePointer<uv_getaddrinfo_t>.allocate(capacity: 1)
     var hints = addrinfo()
     hints.ai_family = family
     hints.ai_socktype = socketType
     hints.ai_protocol = protocolNumber
     hints.ai_flags = flags
-    uvRequest.pointee.data = Unmanaged.passRetained(request).toOpaque()
-    request.kind = .addresses(uvRequest, done)
-    let rc = uv_getaddrinfo(loop.uv, uvRequest, addressesDone, host, service, &hints)
-    if rc != 0 {
-      Unmanaged<ResolverRequest>.fromOpaque(uvRequest.pointee.data).release()
-      uvRequest.deallocate()
-      request.kind = nil
-      throw uvError(rc)
+    let uvRequest = UnsafeMutablePointer<uv_getaddrinfo_t>.allocate(capacity: 1)
+    return try begin(uvRequest, .addresses(uvRequest, done)) {
+      uv_getaddrinfo(loop.uv, uvRequest, addressesDone, host, service, &hints)
     }
-    return request
   }
 
   /// Starts getnameinfo; `done` runs once on the loop's thread, unless cancelled.
@@ -174,13 +163,23 @@ package final class ResolverRequest {
     guard address.family == AF_INET || address.family == AF_INET6 else {
       throw RuntimeError(code: AIOS_EINVAL.rawValue, "getnameinfo takes an IPv4 or IPv6 address")
     }
-    let request = ResolverRequest(loop: loop)
     let uvRequest = UnsafeMutablePointer<uv_getnameinfo_t>.allocate(capacity: 1)
-    uvRequest.pointee.data = Unmanaged.passRetained(request).toOpaque()
-    request.kind = .name(uvRequest, done)
-    let rc = address.withSockaddr { uv_getnameinfo(loop.uv, uvRequest, nameDone, $0, flags) }
+    return try begin(uvRequest, .name(uvRequest, done)) {
+      address.withSockaddr { uv_getnameinfo(loop.uv, uvRequest, nameDone, $0, flags) }
+    }
+  }
+
+  /// Starts `uvRequest` with `call`; the request holds itself in it until
+  /// its callback. On failure the memory is freed and nothing is held.
+  private static func begin<R>(_ uvRequest: UnsafeMutablePointer<R>, _ kind: Kind, _ call: () -> Int32) throws
+    -> ResolverRequest {
+    let request = ResolverRequest()
+    let header = UnsafeMutableRawPointer(uvRequest).assumingMemoryBound(to: uv_req_t.self)
+    header.pointee.data = Unmanaged.passRetained(request).toOpaque()
+    request.kind = kind
+    let rc = call()
     if rc != 0 {
-      Unmanaged<ResolverRequest>.fromOpaque(uvRequest.pointee.data).release()
+      Unmanaged<ResolverRequest>.fromOpaque(header.pointee.data).release()
       uvRequest.deallocate()
       request.kind = nil
       throw uvError(rc)

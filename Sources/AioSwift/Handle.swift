@@ -5,14 +5,15 @@ import Synchronization
 /// once, when its last holder lets go of it (the callback ran, was
 /// cancelled or removed, or its loop dropped it on closing).
 package final class OwnedArgument {
-  let value: UnsafeMutableRawPointer?
+  package let value: UnsafeMutableRawPointer?
   private var destructor: CDestructor?
-  init(_ value: UnsafeMutableRawPointer?, _ destructor: CDestructor) {
+  /// `destructor` (if any) frees `value` once, when this goes.
+  package init(_ value: UnsafeMutableRawPointer?, _ destructor: CDestructor?) {
     self.value = value
     self.destructor = destructor
   }
   /// The caller keeps the value after all (the call that took it failed).
-  func disown() { destructor = nil }
+  package func disown() { destructor = nil }
   deinit { destructor?(value) }
 }
 

@@ -381,27 +381,25 @@ package final class StreamReadOperation: Operation {
     self.make = make
     self.destructor = destructor
     super.init(loop: reader.loop)
-    try step(throwingAtStart: true)
+    // A read that must wait while another one waits is refused at once.
+    if !tryReader() { wait(on: try reader.waitForData(request)) }
   }
 
-  private func step(throwingAtStart: Bool = false) throws {
+  /// Tries the reader: true when the operation is done, with the bytes or
+  /// the read's error; false when it must wait for data.
+  private func tryReader() -> Bool {
     guard let reader else {
       completeOrphaned()
-      return
+      return true
     }
     do {
-      if let value = try reader.attempt(request, &progress, make) {
-        storeCResult(value, destructor: destructor)
-        completeReturning()
-        return
-      }
-      wait(on: try reader.waitForData(request))
+      guard let value = try reader.attempt(request, &progress, make) else { return false }
+      storeCResult(value, destructor: destructor)
+      completeReturning()
     } catch {
-      if throwingAtStart, statusCode(of: error) == AIOS_EINVALIDSTATE.rawValue, !(error is InvalidStateError) {
-        throw error  // another read waits: refused at once
-      }
       completeThrowing(error)
     }
+    return true
   }
 
   override func advance(_ inner: AnyFuture) {
@@ -414,7 +412,12 @@ package final class StreamReadOperation: Operation {
       completeThrowing(error)
       return
     }
-    try? step()
+    if tryReader() { return }
+    do {
+      wait(on: try reader!.waitForData(request))
+    } catch {
+      completeThrowing(error)
+    }
   }
 
   override var typeName: String { "StreamRead" }

@@ -276,12 +276,7 @@ public final class StreamTransport: CustomStringConvertible {
 
   /// asyncio's write: the socket is tried first; only the rest is copied.
   public func write(_ data: UnsafeRawBufferPointer) throws {
-    guard !eofWritten else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "Cannot call write() after write_eof()") }
-    guard data.count > 0 else { return }
-    if connectionLostCount > 0 || handleClosed {
-      connectionLostCount += 1
-      return
-    }
+    guard try takesWrite(of: data.count) else { return }
     var rest = data
     if !writing && queued.isEmpty {
       var buffer = uv_buf_init(UnsafeMutableRawPointer(mutating: data.baseAddress!).assumingMemoryBound(to: CChar.self),
@@ -299,13 +294,8 @@ public final class StreamTransport: CustomStringConvertible {
 
   /// writelines: the pieces as one write.
   public func write(vector pieces: [UnsafeRawBufferPointer]) throws {
-    guard !eofWritten else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "Cannot call write() after write_eof()") }
     let total = pieces.reduce(0) { $0 + $1.count }
-    guard total > 0 else { return }
-    if connectionLostCount > 0 || handleClosed {
-      connectionLostCount += 1
-      return
-    }
+    guard try takesWrite(of: total) else { return }
     var skip = 0
     if !writing && queued.isEmpty {
       var buffers = pieces.filter { $0.count > 0 }.map {
@@ -327,6 +317,18 @@ public final class StreamTransport: CustomStringConvertible {
     }
     if !writing { flush() }
     maybePauseProtocol()
+  }
+
+  /// asyncio's checks before a write: refused after write_eof; nothing to
+  /// do for no bytes; dropped once the connection is lost.
+  private func takesWrite(of count: Int) throws -> Bool {
+    guard !eofWritten else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "Cannot call write() after write_eof()") }
+    guard count > 0 else { return false }
+    if connectionLostCount > 0 || handleClosed {
+      connectionLostCount += 1
+      return false
+    }
+    return true
   }
 
   private func enqueue(_ bytes: UnsafeRawBufferPointer, flush now: Bool = true) {

@@ -72,24 +72,26 @@ final class IOBatch {
     return batch
   }
 
-  func record(_ kind: aios_io_event_kind_t, _ transport: StreamTransport, token: UInt64, status: Int32 = 0,
+  /// An event of the transport `handle` names (the protocol's C reference).
+  func record(_ kind: aios_io_event_kind_t, _ handle: UInt64, token: UInt64, status: Int32 = 0,
               offset: Int = 0, length: Int = 0) {
-    var handle: UInt64 = 0
-    if let exported = ObjectTable.export(transport, .transport) {
-      handle = exported
-      lentNow.append(exported)
-    }
     filling.append(aios_io_event_t(kind: Int32(kind.rawValue), status: status, token: token,
                                    transport: pointer(handle), offset: offset, length: length))
+  }
+
+  /// A C reference that events already recorded lend: it goes once they
+  /// have been handed over and the next take came.
+  func release(afterHandingOver handle: UInt64) {
+    if handle != 0 { lentNow.append(handle) }
   }
 
   func reserve(_ bytes: Int) -> (UnsafeMutableRawBufferPointer, offset: Int) {
     (filling.reserve(bytes), filling.used)
   }
 
-  func received(_ count: Int, at offset: Int, _ transport: StreamTransport, token: UInt64) {
+  func received(_ count: Int, at offset: Int, _ transport: StreamTransport, _ handle: UInt64, token: UInt64) {
     filling.used = offset + count
-    record(AIOS_IO_DATA, transport, token: token, offset: offset, length: count)
+    record(AIOS_IO_DATA, handle, token: token, offset: offset, length: count)
     transport.suspendForBatch()
     suspended.append(transport)
   }
@@ -110,55 +112,59 @@ final class IOBatch {
   }
 }
 
-/// A batched protocol: records events with its token.
+/// A batched protocol: records events with its token. From connection_made
+/// to connection_lost it holds one C reference to its transport, which its
+/// events lend.
 final class BatchProtocol: BufferedStreamProtocol {
   private let token: UInt64
-  private let argument: UnsafeMutableRawPointer?
-  private let destroy: aios_destructor_fn?
-  var ownsArgument = true
+  let argument: OwnedArgument
   private var transport: StreamTransport?
+  private var handle: UInt64 = 0
+  private var batch: IOBatch?
   private var reservedOffset = 0
 
   init(_ table: aios_protocol_t) {
     token = table.token
-    argument = table.arg
-    destroy = table.destroy
+    argument = OwnedArgument(table.arg, table.destroy)
   }
 
-  deinit { if ownsArgument { destroy?(argument) } }
-
-  private func batch(_ transport: StreamTransport) -> IOBatch { IOBatch.of(transport.loop) }
+  deinit { batch?.release(afterHandingOver: handle) }
 
   func connectionMade(_ transport: StreamTransport) {
     self.transport = transport
-    batch(transport).record(AIOS_IO_CONNECTED, transport, token: token)
+    handle = ObjectTable.export(transport, .transport) ?? 0
+    let batch = IOBatch.of(transport.loop)
+    self.batch = batch
+    batch.record(AIOS_IO_CONNECTED, handle, token: token)
   }
 
   func getBuffer(sizeHint: Int) throws -> UnsafeMutableRawBufferPointer {
-    guard let transport else { throw RuntimeError(code: AIOS_EINVALIDSTATE.rawValue) }
-    let (buffer, offset) = batch(transport).reserve(max(sizeHint, 1 << 16))
+    guard let batch else { throw RuntimeError(code: AIOS_EINVALIDSTATE.rawValue) }
+    let (buffer, offset) = batch.reserve(max(sizeHint, 1 << 16))
     reservedOffset = offset
     return buffer
   }
 
   func bufferUpdated(_ count: Int) {
-    guard let transport else { return }
-    batch(transport).received(count, at: reservedOffset, transport, token: token)
+    guard let transport, let batch else { return }
+    batch.received(count, at: reservedOffset, transport, handle, token: token)
   }
 
   func eofReceived() -> Bool {
-    if let transport { batch(transport).record(AIOS_IO_EOF, transport, token: token) }
+    batch?.record(AIOS_IO_EOF, handle, token: token)
     return true
   }
 
   func connectionLost(_ error: (any Error)?) {
-    guard let transport else { return }
-    batch(transport).record(AIOS_IO_LOST, transport, token: token, status: error.map(statusCode(of:)) ?? 0)
-    self.transport = nil
+    guard let batch, transport != nil else { return }
+    batch.record(AIOS_IO_LOST, handle, token: token, status: error.map(statusCode(of:)) ?? 0)
+    batch.release(afterHandingOver: handle)
+    handle = 0
+    transport = nil
   }
 
-  func pauseWriting() { if let transport { batch(transport).record(AIOS_IO_PAUSE_WRITING, transport, token: token) } }
-  func resumeWriting() { if let transport { batch(transport).record(AIOS_IO_RESUME_WRITING, transport, token: token) } }
+  func pauseWriting() { if transport != nil { batch?.record(AIOS_IO_PAUSE_WRITING, handle, token: token) } }
+  func resumeWriting() { if transport != nil { batch?.record(AIOS_IO_RESUME_WRITING, handle, token: token) } }
 }
 
 @_cdecl("aios_loop_take_io_events")

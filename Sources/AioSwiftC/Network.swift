@@ -136,10 +136,12 @@ public func aios_getnameinfo(_ loop: OpaquePointer?, _ address: UnsafeRawPointer
 class CProtocol: StreamProtocol {
   var table: aios_protocol_t
   private var transportHandle: UInt64 = 0
-  /// False once the caller kept `arg` (the call that took it failed).
-  var ownsArgument = true
+  let argument: OwnedArgument
 
-  required init(_ table: aios_protocol_t) { self.table = table }
+  required init(_ table: aios_protocol_t) {
+    self.table = table
+    argument = OwnedArgument(table.arg, table.destroy)
+  }
 
   /// The core's protocol for a C table: a batched one, a buffered one
   /// (get_buffer set) or a plain one.
@@ -157,7 +159,6 @@ class CProtocol: StreamProtocol {
 
   deinit {
     if transportHandle != 0 { _ = ObjectTable.release(transportHandle) }
-    if ownsArgument { table.destroy?(table.arg) }
   }
 
   /// Takes the transport's handle for the callbacks (set_protocol's new one).
@@ -216,7 +217,7 @@ final class CBufferedProtocol: CProtocol, BufferedStreamProtocol {
 
 /// A protocol made from a C table, which owns the table's argument.
 protocol OwnedProtocol: StreamProtocol {
-  var ownsArgument: Bool { get set }
+  var argument: OwnedArgument { get }
   /// Takes the transport's handle for the callbacks (set_protocol's new one).
   func attach(_ transport: StreamTransport)
 }
@@ -248,7 +249,7 @@ func withProtocol<R>(_ table: UnsafePointer<aios_protocol_t>?, _ body: (any Owne
   do {
     return try body(made)
   } catch {
-    made.ownsArgument = false
+    made.argument.disown()
     throw error
   }
 }
@@ -493,23 +494,18 @@ public func aios_transport_unref(_ transport: OpaquePointer?) -> Int32 { unrefOb
 /// A C protocol factory; its argument goes with the last closure holding it.
 final class CFactory {
   let function: aios_protocol_factory_fn
-  let argument: UnsafeMutableRawPointer?
-  let destructor: aios_destructor_fn?
-  var ownsArgument = true
+  let argument: OwnedArgument
 
   init(_ function: aios_protocol_factory_fn, _ argument: UnsafeMutableRawPointer?, _ destructor: aios_destructor_fn?) {
     self.function = function
-    self.argument = argument
-    self.destructor = destructor
+    self.argument = OwnedArgument(argument, destructor)
   }
-
-  deinit { if ownsArgument { destructor?(argument) } }
 
   /// A protocol for a new connection, or nil when the factory refuses it.
   func make() throws -> (any StreamProtocol)? {
     var table = aios_protocol_t()
     table.size = MemoryLayout<aios_protocol_t>.size
-    guard function(argument, &table) == 0 else { return nil }
+    guard function(argument.value, &table) == 0 else { return nil }
     return try CProtocol.make(&table)
   }
 }
@@ -553,7 +549,7 @@ private func withFactory<R>(_ function: aios_protocol_factory_fn?, _ arg: Unsafe
   do {
     return try body(factory)
   } catch {
-    factory.ownsArgument = false
+    factory.argument.disown()
     throw error
   }
 }

@@ -91,22 +91,17 @@ public func aios_open_unix_connection(_ loop: OpaquePointer?, _ path: UnsafePoin
 /// A C client callback; its argument goes with the server.
 private final class CClientCallback {
   let function: aios_client_connected_fn
-  let argument: UnsafeMutableRawPointer?
-  let destructor: aios_destructor_fn?
-  var ownsArgument = true
+  let argument: OwnedArgument
 
   init(_ function: aios_client_connected_fn, _ argument: UnsafeMutableRawPointer?, _ destructor: aios_destructor_fn?) {
     self.function = function
-    self.argument = argument
-    self.destructor = destructor
+    self.argument = OwnedArgument(argument, destructor)
   }
-
-  deinit { if ownsArgument { destructor?(argument) } }
 
   /// The task C returns for a new connection, if any (its reference is taken over).
   func connected(_ reader: StreamReader, _ writer: StreamWriter) -> AnyFuture? {
     let stream = CStream(reader: reader, writer: writer)
-    guard let task = lend(stream, .stream, { function($0, argument) }) else { return nil }
+    guard let task = lend(stream, .stream, { function($0, argument.value) }) else { return nil }
     let handle = handleValue(task)
     guard let address = ObjectTable.address(handle, .task) else { return nil }
     let future = Unmanaged<AnyFuture>.fromOpaque(address).takeUnretainedValue()
@@ -142,7 +137,7 @@ private func startServer(_ loop: OpaquePointer?, _ function: aios_client_connect
       let makeProtocol = callback.makeProtocol(limit: limit, loop: loop)
       try serverFuture(loop, out) { try start(loop, makeProtocol, $0) }
     } catch {
-      callback.ownsArgument = false
+      callback.argument.disown()
       throw error
     }
   }

@@ -150,6 +150,22 @@ static aios_transport_t *connect_client(aios_loop_t *loop, client_t *c, const ch
   return (aios_transport_t *)await_value(loop, f);
 }
 
+/* Connects, sends `text`, waits for all of it to come back, closes, and
+ * checks the echo. */
+static void echo_round_trip(aios_loop_t *loop, const char *host, int port, const char *text) {
+  client_t c;
+  aios_transport_t *t;
+  client_init(&c, loop);
+  c.send = text;
+  c.close_after = strlen(text);
+  t = connect_client(loop, &c, host, port);
+  client_wait_lost(&c);
+  CHECK_EQ(c.length, strlen(text));
+  CHECK(memcmp(c.received, text, c.length) == 0);
+  CHECK_EQ(c.lost_code, 0);
+  CHECK_EQ(aios_transport_unref(t), 0);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Name resolution                                                            */
 
@@ -296,21 +312,13 @@ static void test_echo_ipv6(void) {
   aios_loop_t *loop;
   echo_server_t state = {0, 0, 0, 0};
   aios_server_t *server;
-  client_t c;
-  aios_transport_t *t;
   if (!has_ipv6()) {
     printf("skipped: no IPv6 on this machine\n");
     return;
   }
   loop = make_loop();
   server = start_echo(loop, &state, "::1");
-  client_init(&c, loop);
-  c.send = "six";
-  c.close_after = 3;
-  t = connect_client(loop, &c, "::1", server_port_at(server, 0));
-  client_wait_lost(&c);
-  CHECK_EQ(c.length, 3);
-  CHECK_EQ(aios_transport_unref(t), 0);
+  echo_round_trip(loop, "::1", server_port_at(server, 0), "six");
   close_server(loop, server);
   close_loop(loop);
 }
@@ -737,8 +745,6 @@ static void test_server_start_serving_later(void) {
   aios_server_options_t options;
   aios_future_t *f = NULL, *forever = NULL;
   aios_server_t *server;
-  client_t c;
-  aios_transport_t *t;
   memset(&options, 0, sizeof options);
   options.size = sizeof options;
   options.start_serving = -1;
@@ -748,13 +754,7 @@ static void test_server_start_serving_later(void) {
   CHECK_EQ(aios_server_serve_forever(server, &forever), 0);
   CHECK_EQ(aios_server_is_serving(server), 1);
   CHECK_EQ(aios_server_serve_forever(server, &f), AIOS_EINVALIDSTATE);
-  client_init(&c, loop);
-  c.send = "later";
-  c.close_after = 5;
-  t = connect_client(loop, &c, "127.0.0.1", server_port_at(server, 0));
-  client_wait_lost(&c);
-  CHECK_EQ(c.length, 5);
-  CHECK_EQ(aios_transport_unref(t), 0);
+  echo_round_trip(loop, "127.0.0.1", server_port_at(server, 0), "later");
   /* Cancelling serve_forever closes the server. */
   CHECK_EQ(aios_future_cancel(forever, NULL), 1);
   CHECK_EQ(await_status(loop, forever), AIOS_ECANCELLED);
@@ -805,14 +805,7 @@ static void test_reuse_port_two_servers(void) {
   CHECK_EQ(server_port_at(second, 0), port);
   /* The kernel spreads connections over both. */
   for (i = 0; i < 64 && (a.connections == 0 || b.connections == 0); i++) {
-    client_t c;
-    aios_transport_t *t;
-    client_init(&c, loop);
-    c.send = "r";
-    c.close_after = 1;
-    t = connect_client(loop, &c, "127.0.0.1", port);
-    client_wait_lost(&c);
-    CHECK_EQ(aios_transport_unref(t), 0);
+    echo_round_trip(loop, "127.0.0.1", port, "r");
   }
   CHECK(a.connections > 0);
   CHECK(b.connections > 0);
@@ -923,8 +916,6 @@ static void test_server_on_several_hosts(void) {
   const char *more[] = {"::1"};
   aios_future_t *f = NULL;
   aios_server_t *server;
-  client_t c;
-  aios_transport_t *t;
   if (!has_ipv6()) {
     printf("skipped: no IPv6 on this machine\n");
     return;
@@ -937,12 +928,7 @@ static void test_server_on_several_hosts(void) {
   CHECK_EQ(aios_create_server(loop, echo_factory, &state, NULL, "127.0.0.1", 0, &options, &f), 0);
   server = (aios_server_t *)await_value(loop, f);
   CHECK_EQ(aios_server_socket_count(server), 2);
-  client_init(&c, loop);
-  c.send = "v6";
-  c.close_after = 2;
-  t = connect_client(loop, &c, "::1", server_port_at(server, 1));
-  client_wait_lost(&c);
-  CHECK_EQ(aios_transport_unref(t), 0);
+  echo_round_trip(loop, "::1", server_port_at(server, 1), "v6");
   close_server(loop, server);
   close_loop(loop);
 }
@@ -959,8 +945,6 @@ static void test_accept_emfile_keeps_serving(void) {
   struct rlimit saved, tight;
   struct sockaddr_in address;
   int fds[3], i, probe;
-  client_t c;
-  aios_transport_t *t;
   memset(&record, 0, sizeof record);
   CHECK_EQ(aios_loop_set_exception_handler(loop, exc_recorder, &record), 0);
   memset(&address, 0, sizeof address);
@@ -992,13 +976,7 @@ static void test_accept_emfile_keeps_serving(void) {
   CHECK_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
   for (i = 0; i < 3; i++) close(fds[i]);
   CHECK_EQ(aios_server_is_serving(server), 1);
-  client_init(&c, loop);
-  c.send = "again";
-  c.close_after = 5;
-  t = connect_client(loop, &c, "127.0.0.1", server_port_at(server, 0));
-  client_wait_lost(&c);
-  CHECK_EQ(c.length, 5);
-  CHECK_EQ(aios_transport_unref(t), 0);
+  echo_round_trip(loop, "127.0.0.1", server_port_at(server, 0), "again");
   close_server(loop, server);
   close_loop(loop);
 }
@@ -1060,14 +1038,7 @@ static void test_reuse_port_two_threads(void) {
    * metadata of the types on this path at first use, with atomics helgrind
    * cannot follow (see warm_up_runtime). */
   {
-    client_t c;
-    aios_transport_t *t;
-    client_init(&c, loop);
-    c.send = "w";
-    c.close_after = 1;
-    t = connect_client(loop, &c, "127.0.0.1", other.port);
-    client_wait_lost(&c);
-    CHECK_EQ(aios_transport_unref(t), 0);
+    echo_round_trip(loop, "127.0.0.1", other.port, "w");
     for (i = 0; i < 100 && mine.lost == 0; i++) run_once(loop);
     mine.connections = 0;
   }
@@ -1079,15 +1050,7 @@ static void test_reuse_port_two_threads(void) {
    * going to one server would be a 2^-63 chance. The other thread's counts
    * are read only after it is joined. */
   for (i = 0; i < 64; i++) {
-    client_t c;
-    aios_transport_t *t;
-    client_init(&c, loop);
-    c.send = "x";
-    c.close_after = 1;
-    t = connect_client(loop, &c, "127.0.0.1", other.port);
-    client_wait_lost(&c);
-    CHECK_EQ(c.length, 1);
-    CHECK_EQ(aios_transport_unref(t), 0);
+    echo_round_trip(loop, "127.0.0.1", other.port, "x");
   }
   CHECK(mine.connections > 0);
   CHECK_EQ(aios_loop_call_soon_threadsafe(other.loop, stop_from_thread_cb, other.loop, NULL, NULL), 0);

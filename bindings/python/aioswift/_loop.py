@@ -102,25 +102,22 @@ def _run_until_complete_cb(fut):
     futures._get_loop(fut).stop()
 
 
-def _not_implemented(name):
+def _not_implemented(name, coroutine=False):
+    def refuse():
+        raise NotImplementedError(
+            f"aioswift: loop.{name}() is not implemented yet (network I/O, pipes, "
+            f"subprocesses and signals come with the core's I/O support)")
+
     def method(self, *args, **kwargs):
-        raise NotImplementedError(
-            f"aioswift: loop.{name}() is not implemented yet (network I/O, pipes, "
-            f"subprocesses and signals come with the core's I/O support)")
+        refuse()
+
+    async def coroutine_method(self, *args, **kwargs):
+        refuse()
+
+    method = coroutine_method if coroutine else method
     method.__name__ = name
     method.__qualname__ = f"Loop.{name}"
-    method.__doc__ = f"Not implemented yet: raises NotImplementedError."
-    return method
-
-
-def _not_implemented_async(name):
-    async def method(self, *args, **kwargs):
-        raise NotImplementedError(
-            f"aioswift: loop.{name}() is not implemented yet (network I/O, pipes, "
-            f"subprocesses and signals come with the core's I/O support)")
-    method.__name__ = name
-    method.__qualname__ = f"Loop.{name}"
-    method.__doc__ = f"Not implemented yet: raises NotImplementedError."
+    method.__doc__ = "Not implemented yet: raises NotImplementedError."
     return method
 
 
@@ -613,7 +610,7 @@ class Loop(asyncio.AbstractEventLoop):
 for _name in _IO_METHODS:
     setattr(Loop, _name, _not_implemented(_name))
 for _name in _IO_COROUTINES:
-    setattr(Loop, _name, _not_implemented_async(_name))
+    setattr(Loop, _name, _not_implemented(_name, coroutine=True))
 del _name
 
 
