@@ -15,14 +15,15 @@ package enum LiveObjects {
   public static let transports = Atomic<Int>(0)
   public static let servers = Atomic<Int>(0)
   public static let streams = Atomic<Int>(0)
+  public static let subprocesses = Atomic<Int>(0)
 
   public struct Counts: Equatable, CustomStringConvertible {
     public var loops, handles, futures, tasks, errors, runners, primitives, queues: Int
-    public var transports, servers, streams: Int
+    public var transports, servers, streams, subprocesses: Int
     public var description: String {
       "loops=\(loops) handles=\(handles) futures=\(futures) tasks=\(tasks) errors=\(errors) "
         + "runners=\(runners) primitives=\(primitives) queues=\(queues) "
-        + "transports=\(transports) servers=\(servers) streams=\(streams)"
+        + "transports=\(transports) servers=\(servers) streams=\(streams) subprocesses=\(subprocesses)"
     }
   }
 
@@ -33,6 +34,6 @@ package enum LiveObjects {
            errors: errors.load(ordering: .relaxed), runners: runners.load(ordering: .relaxed),
            primitives: primitives.load(ordering: .relaxed), queues: queues.load(ordering: .relaxed),
            transports: transports.load(ordering: .relaxed), servers: servers.load(ordering: .relaxed),
-           streams: streams.load(ordering: .relaxed))
+           streams: streams.load(ordering: .relaxed), subprocesses: subprocesses.load(ordering: .relaxed))
   }
 }

@@ -123,6 +123,8 @@ public final class Loop: @unchecked Sendable {
   /// Transports and servers with libuv handles open: they are aborted when
   /// the loop closes, before libuv's loop is freed.
   private var openIO: [ObjectIdentifier: () -> Void] = [:]
+  /// add_signal_handler's watchers, one per signal.
+  var signalWatchers: [Int32: SignalWatcher] = [:]
   package func ioOpened(_ owner: AnyObject, abort: @escaping () -> Void) {
     // Opened while the loop closes (a callback of its last uv_run): nothing
     // will run its callbacks, so it is aborted at once.

@@ -77,6 +77,13 @@ private func bindSocket(_ fd: Int32, _ address: SocketAddress) throws {
   }
 }
 
+/// libuv aborts on a descriptor epoll refuses (a regular file, /dev/null):
+/// refused here first, with asyncio's PermissionError.
+func checkPollable(_ fd: Int32) throws {
+  let rc = aiosi_check_pollable(fd)
+  if rc != 0 { throw OSError(errno: -rc) }
+}
+
 /// A libuv stream handle (TCP or pipe) wrapping `fd`, which it then owns.
 private func openHandle(loop: Loop, fd: Int32, isUnix: Bool) throws -> UnsafeMutableRawPointer {
   let handle = StreamTransport.allocateHandle()
@@ -226,11 +233,40 @@ package final class Connector: CancellableRequest {
       throw RuntimeError(code: AIOS_EINVAL.rawValue, "A Stream Socket was expected")
     }
     let handle = try openHandle(loop: loop, fd: fd, isUnix: family == AF_UNIX)
+    return try wrapping(loop: loop, handle: handle, kind: family == AF_UNIX ? .unix : .tcp,
+                        makeProtocol: makeProtocol, done: done)
+  }
+
+  /// asyncio's connect_read_pipe and connect_write_pipe: `fd` is a pipe, a
+  /// FIFO, a socket or a character device (a regular file is refused, as
+  /// asyncio refuses it), made non-blocking; the transport owns it once this
+  /// returns.
+  package static func pipe(loop: Loop, fd: Int32, writing: Bool, makeProtocol: @escaping () -> any StreamProtocol,
+                           done: @escaping (Result<StreamTransport, any Error>) -> Void) throws -> Connector {
+    try loop.checkUsable()
+    var info = stat()
+    guard fstat(fd, &info) == 0 else { throw OSError(errno: errno) }
+    let type = info.st_mode & S_IFMT
+    guard type == S_IFIFO || type == S_IFSOCK || type == S_IFCHR else {
+      throw RuntimeError(code: AIOS_EINVAL.rawValue, writing
+        ? "Pipe transport is only for pipes, sockets and character devices"
+        : "Pipe transport is for pipes/sockets only.")
+    }
+    try checkPollable(fd)
+    let handle = try openHandle(loop: loop, fd: fd, isUnix: true)
+    return try wrapping(loop: loop, handle: handle, kind: writing ? .writePipe : .readPipe,
+                        makeProtocol: makeProtocol, done: done)
+  }
+
+  /// A transport for an open handle: connection_made runs soon, as in
+  /// asyncio, and the outcome after it.
+  private static func wrapping(loop: Loop, handle: UnsafeMutableRawPointer, kind: StreamTransport.Kind,
+                               makeProtocol: @escaping () -> any StreamProtocol,
+                               done: @escaping (Result<StreamTransport, any Error>) -> Void) throws -> Connector {
     // The transport owns the handle at once, so a loop that closes before
     // connection_made aborts it with the others.
-    let transport = StreamTransport(loop: loop, handle: handle, isUnix: family == AF_UNIX)
+    let transport = StreamTransport(loop: loop, handle: handle, kind: kind)
     let connector = Connector(loop: loop, makeProtocol: makeProtocol, done: done)
-    // connection_made runs soon, as in asyncio, and the outcome after it.
     do {
       try loop.callSoon { [connector] in connector.succeed(transport) }
     } catch {

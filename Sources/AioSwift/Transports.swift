@@ -57,10 +57,19 @@ package protocol ReplaceableProtocol: AnyObject {
 let defaultHighWater = 64 * 1024
 
 public final class StreamTransport: CustomStringConvertible {
+  /// What a transport carries: a socket, or one end of a pipe (asyncio's
+  /// _UnixReadPipeTransport and _UnixWritePipeTransport).
+  public enum Kind: Sendable { case tcp, unix, readPipe, writePipe }
+
   public let loop: Loop
   private let handle: UnsafeMutableRawPointer
   private var stream: UnsafeMutablePointer<uv_stream_t> { handle.assumingMemoryBound(to: uv_stream_t.self) }
-  public let isUnix: Bool
+  public let kind: Kind
+  public var isUnix: Bool { kind != .tcp }
+  public var isPipe: Bool { kind == .readPipe || kind == .writePipe }
+  /// A write pipe's watch for its reader going away (see watchForHangUp).
+  private var hangUpWatch: UnsafeMutablePointer<uv_poll_t>?
+  private var hangUpFd: Int32 = -1
   private var currentProtocol: (any StreamProtocol)?
   private var bufferedProtocol: (any BufferedStreamProtocol)?
 
@@ -108,15 +117,20 @@ public final class StreamTransport: CustomStringConvertible {
 
   /// Wraps an initialized, connected uv_tcp_t or uv_pipe_t (allocated with
   /// StreamTransport.allocateHandle), which the transport now owns.
-  package init(loop: Loop, handle: UnsafeMutableRawPointer, isUnix: Bool) {
+  package convenience init(loop: Loop, handle: UnsafeMutableRawPointer, isUnix: Bool) {
+    self.init(loop: loop, handle: handle, kind: isUnix ? .unix : .tcp)
+  }
+
+  /// Wraps an initialized uv_tcp_t or uv_pipe_t of the given kind.
+  package init(loop: Loop, handle: UnsafeMutableRawPointer, kind: Kind) {
     self.loop = loop
     self.handle = handle
-    self.isUnix = isUnix
+    self.kind = kind
     LiveObjects.transports.add(1, ordering: .relaxed)
     keepAlive = Unmanaged.passRetained(self)
     stream.pointee.data = Unmanaged.passUnretained(self).toOpaque()
     writeRequest.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-    if !isUnix { uv_tcp_nodelay(handle.assumingMemoryBound(to: uv_tcp_t.self), 1) }
+    if kind == .tcp { uv_tcp_nodelay(handle.assumingMemoryBound(to: uv_tcp_t.self), 1) }
     loop.ioOpened(self) { [unowned self] in self.forceClose(nil) }
   }
 
@@ -151,13 +165,60 @@ public final class StreamTransport: CustomStringConvertible {
     currentProtocol = streamProtocol
     bufferedProtocol = streamProtocol as? any BufferedStreamProtocol
     streamProtocol.connectionMade(self)
-    if !isClosing && !readingPaused { startReading() }
+    if kind == .writePipe {
+      if !isClosing { watchForHangUp() }
+    } else if !isClosing && !readingPaused {
+      startReading()
+    }
+  }
+
+  /// asyncio watches a write pipe (a FIFO or a socket) for reading, to see
+  /// its reader go away before the next write fails. libuv cannot read a
+  /// write-only stream nor poll an fd it streams, so a duplicate of the fd
+  /// is polled: the kernel reports an error there once the reader is gone.
+  private func watchForHangUp() {
+    guard let fd = fileDescriptor else { return }
+    var info = stat()
+    guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFIFO || (info.st_mode & S_IFMT) == S_IFSOCK else {
+      return
+    }
+    let copy = fcntl(fd, F_DUPFD_CLOEXEC, 3)
+    guard copy >= 0 else { return }
+    let poll = UnsafeMutablePointer<uv_poll_t>.allocate(capacity: 1)
+    guard uv_poll_init(loop.uv, poll, copy) == 0 else {
+      poll.deallocate()
+      Glibc.close(copy)
+      return
+    }
+    poll.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+    hangUpWatch = poll
+    hangUpFd = copy
+    if uv_poll_start(poll, Int32(UV_READABLE.rawValue), transportHungUp) != 0 { stopHangUpWatch() }
+  }
+
+  fileprivate func readerWentAway() {
+    stopHangUpWatch()
+    // asyncio's _UnixWritePipeTransport._read_ready.
+    if writeBufferSize > 0 { forceClose(OSError(errno: EPIPE)) } else { close() }
+  }
+
+  private func stopHangUpWatch() {
+    guard let poll = hangUpWatch else { return }
+    hangUpWatch = nil
+    // The duplicate goes with the watch: it keeps the pipe open for writing.
+    // (libuv's uv_fileno no longer answers for a closing handle.)
+    poll.pointee.data = UnsafeMutableRawPointer(bitPattern: Int(hangUpFd) + 1)
+    uv_close(UnsafeMutableRawPointer(poll).assumingMemoryBound(to: uv_handle_t.self)) { handle in
+      guard let handle else { return }
+      Glibc.close(Int32(Int(bitPattern: handle.pointee.data) - 1))
+      handle.deallocate()
+    }
   }
 
   // MARK: Reading
 
   private func startReading() {
-    guard !handleClosed, !eofReceivedFlag, !readingStarted, !batchSuspended else { return }
+    guard kind != .writePipe, !handleClosed, !eofReceivedFlag, !readingStarted, !batchSuspended else { return }
     let rc = uv_read_start(stream, transportAlloc, transportRead)
     if rc != 0 { fatalError(uvError(rc)); return }
     readingStarted = true
@@ -169,7 +230,7 @@ public final class StreamTransport: CustomStringConvertible {
     readingStarted = false
   }
 
-  public var isReading: Bool { !readingPaused && !isClosing }
+  public var isReading: Bool { kind != .writePipe && !readingPaused && !isClosing }
 
   /// One read per iteration for a protocol that batches its events: reading
   /// stops until the batch is taken (resumeAfterBatch), so a pause_reading
@@ -253,7 +314,7 @@ public final class StreamTransport: CustomStringConvertible {
   private func receivedEOF() {
     // libuv reports a hang-up after a partial read as EOF without reading
     // again; a reset waiting there is the socket's pending error.
-    if !isUnix, let fd = fileDescriptor {
+    if !isPipe, let fd = fileDescriptor {
       var pending: Int32 = 0
       var size = socklen_t(MemoryLayout<Int32>.size)
       if getsockopt(fd, SOL_SOCKET, SO_ERROR, &pending, &size) == 0 && pending != 0 {
@@ -264,7 +325,8 @@ public final class StreamTransport: CustomStringConvertible {
     eofReceivedFlag = true
     stopReading()
     let keepOpen = currentProtocol?.eofReceived() ?? false
-    if !keepOpen { close() }
+    // A read pipe closes at EOF whatever eof_received answers (asyncio's).
+    if !keepOpen || kind == .readPipe { close() }
   }
 
   // MARK: Writing
@@ -322,6 +384,7 @@ public final class StreamTransport: CustomStringConvertible {
   /// asyncio's checks before a write: refused after write_eof; nothing to
   /// do for no bytes; dropped once the connection is lost.
   private func takesWrite(of count: Int) throws -> Bool {
+    guard kind != .readPipe else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "a read pipe cannot be written") }
     guard !eofWritten else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "Cannot call write() after write_eof()") }
     guard count > 0 else { return false }
     if connectionLostCount > 0 || handleClosed {
@@ -384,12 +447,14 @@ public final class StreamTransport: CustomStringConvertible {
 
   /// asyncio's write_eof: the write side closes once the buffer is sent.
   public func writeEOF() {
-    guard !isClosing, !eofWritten else { return }
+    // A pipe has no half-close: its write_eof closes it once flushed.
+    if kind == .writePipe { return close() }
+    guard kind != .readPipe, !isClosing, !eofWritten else { return }
     eofWritten = true
     if !writing && queued.isEmpty { shutdown() }
   }
 
-  public var canWriteEOF: Bool { true }
+  public var canWriteEOF: Bool { kind != .readPipe }
 
   private func shutdown() {
     guard !shutdownDone, !handleClosed else { return }
@@ -474,6 +539,7 @@ public final class StreamTransport: CustomStringConvertible {
     guard !handleClosed else { return }
     handleClosed = true
     lostError = error
+    stopHangUpWatch()
     loop.ioClosed(self)
     uv_close(handle.assumingMemoryBound(to: uv_handle_t.self), transportClosed)
   }
@@ -514,7 +580,7 @@ public final class StreamTransport: CustomStringConvertible {
   }
 
   public var description: String {
-    "<StreamTransport \(isUnix ? "unix" : "tcp") fd=\(fileDescriptor.map(String.init) ?? "closed")\(isClosing ? " closing" : "")>"
+    "<StreamTransport \(kind) fd=\(fileDescriptor.map(String.init) ?? "closed")\(isClosing ? " closing" : "")>"
   }
 }
 
@@ -551,6 +617,11 @@ private func transportWritten(_ request: UnsafeMutablePointer<uv_write_t>?, _ st
 
 private func transportShutdown(_ request: UnsafeMutablePointer<uv_shutdown_t>?, _ status: Int32) {
   request?.deallocate()
+}
+
+private func transportHungUp(_ poll: UnsafeMutablePointer<uv_poll_t>?, _ status: Int32, _ events: Int32) {
+  guard let data = poll?.pointee.data else { return }
+  transport(data).readerWentAway()
 }
 
 private func transportClosed(_ handle: UnsafeMutablePointer<uv_handle_t>?) {
