@@ -1310,16 +1310,19 @@ AIOS_EXTERN int aios_create_server(aios_loop_t *loop, aios_protocol_factory_fn f
                                    const char *host, int port,
                                    const aios_server_options_t *options, aios_future_t **out);
 /*! aios_create_unix_server() : as aios_create_server, on the Unix socket at
- *  `path`. A stale socket file there (one nothing listens on) is removed
- *  first, as asyncio does; another kind of file is -EADDRINUSE. Of the
+ *  `path`. A socket file already there is removed first, as asyncio does
+ *  (whether something listens on it or not); another kind of file is
+ *  -EADDRINUSE. Closing the server removes its socket file (the one at
+ *  `path`, or the given socket's) if it is still that file. Of the
  *  options, backlog, start_serving and has_sock/sock apply. */
 AIOS_EXTERN int aios_create_unix_server(aios_loop_t *loop, aios_protocol_factory_fn factory,
                                         void *factory_arg,
                                         aios_destructor_fn factory_arg_destructor,
                                         const char *path, const aios_server_options_t *options,
                                         aios_future_t **out);
-/*! aios_server_close() : stops listening; open connections stay (asyncio's
- *  Server.close). Closing twice is a no-op. */
+/*! aios_server_close() : stops listening and cancels a pending
+ *  serve_forever; open connections stay (asyncio's Server.close). Closing
+ *  twice is a no-op. */
 AIOS_EXTERN int aios_server_close(aios_server_t *server);
 /*! aios_server_close_clients() / _abort_clients() : closes (or aborts)
  *  every connection the server accepted (asyncio 3.13). */
@@ -1329,12 +1332,16 @@ AIOS_EXTERN int aios_server_abort_clients(aios_server_t *server);
  *  the server is closed and its last connection is gone. */
 AIOS_EXTERN int aios_server_wait_closed(aios_server_t *server, aios_future_t **out);
 /*! aios_server_start_serving() : starts accepting (no-op if it does).
+ *  Until then a server made with start_serving off has the sockets it
+ *  bound not listening, so connections are refused (asyncio's).
  *  @return 0; AIOS_EINVALIDSTATE for a closed server. */
 AIOS_EXTERN int aios_server_start_serving(aios_server_t *server);
 /*! aios_server_serve_forever() : starts serving and gives one reference in
  *  *out to a future that is done only by cancelling it, which closes the
- *  server (asyncio's serve_forever). AIOS_EINVALIDSTATE for a closed server
- *  or one already served forever. */
+ *  server, or by aios_server_close (asyncio's serve_forever; the coroutine
+ *  there then also waits for the connections to go: await
+ *  aios_server_wait_closed for that). AIOS_EINVALIDSTATE for a closed
+ *  server or one already served forever. */
 AIOS_EXTERN int aios_server_serve_forever(aios_server_t *server, aios_future_t **out);
 /*! aios_server_is_serving() : 1 while accepting, else 0. */
 AIOS_EXTERN int aios_server_is_serving(aios_server_t *server);
@@ -1371,7 +1378,8 @@ AIOS_EXTERN void aios_bytes_free(void *bytes);
 /* Runs for each connection a stream server accepts, with the stream lent
  * for the call (take a reference to keep it). Return a task that serves it
  * (the server takes that reference: when the task fails, its error goes to
- * the exception handler and the connection is closed, as in asyncio), or
+ * the exception handler and the connection is closed, as in asyncio; when
+ * it ends cancelled the connection is closed unreported, as in 3.13), or
  * NULL. Called on the loop's thread. */
 typedef aios_task_t *(*aios_client_connected_fn)(aios_stream_t *stream, void *arg);
 

@@ -563,6 +563,8 @@ public final class Server: CustomStringConvertible {
                         makeProtocol: makeProtocol)
     if let fd = options.socket {
       try server.adopt(fd)
+      // asyncio removes the file of a socket it was given at close too.
+      if let path = server.sockets.first?.path { server.rememberSocketFile(path) }
     } else {
       guard let path else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "path was not specified, and no sock specified") }
       let address = try SocketAddress(unixPath: path)
@@ -579,7 +581,7 @@ public final class Server: CustomStringConvertible {
         }
         throw error
       }
-      if stat(path, &info) == 0 { server.unixPath = (path, UInt(info.st_dev), UInt(info.st_ino)) }
+      server.rememberSocketFile(path)
       do {
         try server.addListener(fd)
       } catch {
@@ -588,6 +590,13 @@ public final class Server: CustomStringConvertible {
       }
     }
     return ServerStart(server: server, options: options, done: done).finishSoon()
+  }
+
+  /// The socket file at `path` (none for an abstract name), removed at
+  /// close only if it is still this file (asyncio compares the inode).
+  private func rememberSocketFile(_ path: String) {
+    var info = stat()
+    if !path.isEmpty, stat(path, &info) == 0 { unixPath = (path, UInt(info.st_dev), UInt(info.st_ino)) }
   }
 
   /// Serves a listening socket the caller made (asyncio's sock=).

@@ -451,7 +451,12 @@ package final class StreamReaderProtocol: StreamProtocol, ReplaceableProtocol {
     guard let clientConnected, let task = clientConnected(reader, writer) else { return }
     clientTask = task
     task.addDoneCallback { [weak transport] done in
-      guard !done.isCancelled, let error = try? done.exception() else { return }
+      // asyncio 3.13: a cancelled task closes its connection too, unreported.
+      if done.isCancelled {
+        transport?.close()
+        return
+      }
+      guard let error = try? done.exception() else { return }
       done.loop.callExceptionHandler(ExceptionContext(message: "Unhandled exception in client_connected_cb",
                                                       error: error, future: done))
       transport?.close()
