@@ -105,6 +105,9 @@ public final class StreamReader {
   public private(set) var eof = false
   public private(set) var exception: (any Error)?
   private var waiter: AnyFuture?
+  /// A read of the C ABI waits as the reader's waiter itself (one future
+  /// less per read); held, as `waiter` is.
+  private var waitingRead: StreamReadOperation?
   package private(set) var transport: StreamTransport?
   private var paused = false
 
@@ -116,6 +119,7 @@ public final class StreamReader {
 
   deinit {
     liveness.isAlive = false
+    waitingRead?.waiterVanished()
     buffer.release()
   }
 
@@ -155,12 +159,21 @@ public final class StreamReader {
       self.waiter = nil
       if !waiter.isDone { try? waiter.setError(error) }
     }
+    // The read finds the exception when it tries again.
+    wakeWaitingRead()
   }
 
   private func wakeWaiter() {
+    wakeWaitingRead()
     guard let waiter else { return }
     self.waiter = nil
     if !waiter.isDone { try? waiter.setCResult(nil, destructor: nil) }
+  }
+
+  private func wakeWaitingRead() {
+    guard let read = waitingRead else { return }
+    waitingRead = nil
+    read.wakeWaiter()  // nothing if it was cancelled meanwhile
   }
 
   private func maybeResumeTransport() {
@@ -172,7 +185,21 @@ public final class StreamReader {
 
   /// asyncio's _wait_for_data: the future more data (or EOF) completes.
   package func waitForData(_ request: ReadRequest) throws -> AnyFuture {
-    if waiter != nil {
+    try prepareToWait(request)
+    let future = AnyFuture(loop: loop)
+    waiter = future
+    return future
+  }
+
+  /// _wait_for_data for a read of the C ABI, which is its own waiter.
+  fileprivate func waitForData(_ request: ReadRequest, as read: StreamReadOperation) throws {
+    try prepareToWait(request)
+    waitingRead = read
+    read.waitAsWaiter()
+  }
+
+  private func prepareToWait(_ request: ReadRequest) throws {
+    if waiter != nil || waitingRead != nil {
       throw RuntimeError(code: AIOS_EINVALIDSTATE.rawValue,
                          "\(request.name)() called while another coroutine is already waiting for incoming data")
     }
@@ -180,14 +207,12 @@ public final class StreamReader {
       paused = false
       transport?.resumeReading()
     }
-    let future = AnyFuture(loop: loop)
-    waiter = future
-    return future
   }
 
   /// The waiter `future` is no longer awaited (it finished or its read was cancelled).
   package func doneWaiting(_ future: AnyFuture) {
     if waiter === future { waiter = nil }
+    if waitingRead === future { waitingRead = nil }
   }
 
   /// Tries to answer `request` from the buffer: its bytes (through `make`),
@@ -382,7 +407,7 @@ package final class StreamReadOperation: Operation {
     self.destructor = destructor
     super.init(loop: reader.loop)
     // A read that must wait while another one waits is refused at once.
-    if !tryReader() { wait(on: try reader.waitForData(request)) }
+    if !tryReader() { try reader.waitForData(request, as: self) }
   }
 
   /// Tries the reader: true when the operation is done, with the bytes or
@@ -403,18 +428,16 @@ package final class StreamReadOperation: Operation {
   }
 
   override func advance(_ inner: AnyFuture) {
-    reader?.doneWaiting(inner)
-    if let cancelled = cancellation(of: inner) {
+    reader?.doneWaiting(self)
+    let cancelled = cancellation(of: self)
+    leaveAsWaiter()
+    if let cancelled {
       completeThrowing(cancelled)
-      return
-    }
-    if let error = inner.error {
-      completeThrowing(error)
       return
     }
     if tryReader() { return }
     do {
-      wait(on: try reader!.waitForData(request))
+      try reader!.waitForData(request, as: self)
     } catch {
       completeThrowing(error)
     }
