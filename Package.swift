@@ -36,6 +36,8 @@ let package = Package(
                       swiftSettings: [.swiftLanguageMode(.v6)]),
     .executableTarget(name: "aio-echo-client", dependencies: ["AioSwift"], path: "examples/swift/echo-client",
                       swiftSettings: [.swiftLanguageMode(.v6)]),
+    .executableTarget(name: "aio-capture", dependencies: ["AioSwift"], path: "examples/swift/capture",
+                      swiftSettings: [.swiftLanguageMode(.v6)]),
     // A user's program in the default Swift 6 language mode (the package's
     // own targets build in Swift 5 mode): top-level code, async let, task
     // groups, Task {}, cancellation reaching Swift's own awaits.

@@ -57,3 +57,17 @@ swift build -c release --product aio-echo-server ${SWIFT_FLAGS:-} >/dev/null
 swift build -c release --product aio-echo-client ${SWIFT_FLAGS:-} >/dev/null
 echo_round .build/release/aio-echo-server .build/release/aio-echo-client "hello from Swift" "bye"
 echo_round .build/release/aio-echo-server examples/c/bin/echo_client "C client, Swift server"
+
+echo
+echo "== C subprocesses (examples/c/pipeline.c, timeout_kill.c)"
+for program in pipeline timeout_kill; do
+  cc -std=c99 -Wall -Wextra -Werror -pedantic -o "examples/c/bin/$program" "examples/c/$program.c" \
+    $(PKG_CONFIG_PATH="$BUILD/lib/pkgconfig" pkg-config --cflags --libs aio-swift) -Wl,-rpath,"$BUILD/lib"
+done
+examples/c/bin/pipeline "seq 1 5" "tr 0-9 a-j"
+examples/c/bin/timeout_kill 0.5 "echo started; sleep 0.1; printf 'partial output'; exec sleep 30"
+
+echo
+echo "== Swift: a command's output, under a timeout (examples/swift/capture)"
+swift build -c release --product aio-capture ${SWIFT_FLAGS:-} >/dev/null
+.build/release/aio-capture 0.5 "echo started; printf 'partial output'; exec sleep 30"

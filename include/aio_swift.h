@@ -1204,6 +1204,16 @@ AIOS_EXTERN int aios_connect_accepted_socket(aios_loop_t *loop, const aios_proto
  *  returned: it closes the transport, and connection_lost gets it. */
 AIOS_EXTERN int aios_transport_write(aios_transport_t *transport, const void *data,
                                      size_t length);
+/*! aios_transport_write_nocopy() : aios_transport_write without the copy:
+ *  what the socket does not take at once is sent from `data` itself, which
+ *  must stay valid and unchanged until `release(release_arg)` runs. That
+ *  runs exactly once, when the library is done with `data` (sent, or
+ *  dropped by an abort or a lost connection), possibly before this call
+ *  returns; never when the call fails, and then the caller keeps `data`.
+ *  `release` may be NULL. @return as aios_transport_write's. */
+AIOS_EXTERN int aios_transport_write_nocopy(aios_transport_t *transport, const void *data,
+                                            size_t length, aios_destructor_fn release,
+                                            void *release_arg);
 /*! aios_transport_writev() : writes `count` pieces as one (writelines). */
 AIOS_EXTERN int aios_transport_writev(aios_transport_t *transport, const aios_buf_t *bufs,
                                       size_t count);
@@ -1474,6 +1484,212 @@ AIOS_EXTERN int aios_stream_ref(aios_stream_t *stream);
 AIOS_EXTERN int aios_stream_unref(aios_stream_t *stream);
 
 /* ------------------------------------------------------------------------ */
+/* Pipes, signals and subprocesses                                            */
+
+/*! aios_connect_read_pipe() / aios_connect_write_pipe() : asyncio's
+ *  connect_read_pipe and connect_write_pipe: a transport over `fd`, a pipe,
+ *  a FIFO, a socket or a character device such as a tty (a regular file is
+ *  AIOS_EINVAL, and a descriptor epoll cannot watch, as /dev/null, is
+ *  -EPERM, as asyncio refuses them). The descriptor is made non-blocking;
+ *  the transport owns it from a successful call on and closes it; on
+ *  failure the caller keeps it. A read pipe closes at EOF after
+ *  eof_received (whose answer is ignored); aios_transport_write on it is
+ *  AIOS_EINVAL. A write pipe's protocol gets no data: aios_transport_write_eof
+ *  closes it once its buffer is sent, and when the pipe's reader goes away
+ *  (a FIFO or socket) it closes at once, with -EPIPE when bytes were still
+ *  buffered. The other transport calls behave as for sockets; pause and
+ *  resume reading do nothing on a write pipe.
+ *  @return 0 and one reference in *out to a future as aios_create_connection's;
+ *  AIOS_ECLOSED; -EBADF. */
+AIOS_EXTERN int aios_connect_read_pipe(aios_loop_t *loop, const aios_protocol_t *protocol, int fd,
+                                       aios_future_t **out);
+AIOS_EXTERN int aios_connect_write_pipe(aios_loop_t *loop, const aios_protocol_t *protocol, int fd,
+                                        aios_future_t **out);
+/*! aios_open_read_pipe() / aios_open_write_pipe() : streams over a pipe:
+ *  a stream whose reads come from `fd` (limit 0: 64 KiB), or one whose
+ *  writes (and drain) go to it; reading a write pipe's stream gives EOF once
+ *  it is closed. The descriptor as for aios_connect_read_pipe. @return 0 and
+ *  one reference in *out to a future whose result is an aios_stream_t *
+ *  holding one reference; errors as aios_connect_read_pipe's. */
+AIOS_EXTERN int aios_open_read_pipe(aios_loop_t *loop, int fd, size_t limit, aios_future_t **out);
+AIOS_EXTERN int aios_open_write_pipe(aios_loop_t *loop, int fd, aios_future_t **out);
+
+/*! aios_loop_add_signal_handler() : asyncio's add_signal_handler: each time
+ *  `signum` arrives, `callback(arg)` runs on the loop's thread as an
+ *  ordinary callback (never inside the signal handler). A handler already
+ *  set for `signum` on this loop is replaced (its `arg` is destroyed). When
+ *  several loops watch one signal, each of them runs its handler. `arg_destructor`
+ *  (may be NULL) frees `arg` once, when the handler is replaced or removed or
+ *  the loop closes; on failure the caller keeps `arg`. @return 0; AIOS_EINVAL
+ *  for a NULL callback, a number outside 1..64, SIGKILL, SIGSTOP or a
+ *  signal the C library reserves; AIOS_ECLOSED; AIOS_EWRONGTHREAD. */
+AIOS_EXTERN int aios_loop_add_signal_handler(aios_loop_t *loop, int signum, aios_callback_fn callback,
+                                             void *arg, aios_destructor_fn arg_destructor);
+/*! aios_loop_remove_signal_handler() : removes this loop's handler of
+ *  `signum`. Once no loop watches the signal its disposition is the default
+ *  again (the action the system takes, not Python's KeyboardInterrupt for
+ *  SIGINT), except SIGPIPE, which stays ignored as the library keeps it.
+ *  Every handler is removed when its loop closes. @return 1 if one was
+ *  removed, 0 if there was none; AIOS_EINVAL for a number outside 1..64;
+ *  AIOS_ECLOSED; AIOS_EWRONGTHREAD. */
+AIOS_EXTERN int aios_loop_remove_signal_handler(aios_loop_t *loop, int signum);
+
+/* Where a child's standard stream goes (asyncio's stdin=, stdout=, stderr=). */
+typedef enum aios_child_stream_e {
+  AIOS_CHILD_INHERIT = 0, /* the parent's own (None) */
+  AIOS_CHILD_PIPE,        /* a pipe to the parent (PIPE); for stdin a socket
+                             pair (as libuv makes it), for its larger buffer */
+  AIOS_CHILD_DEVNULL,     /* /dev/null (DEVNULL) */
+  AIOS_CHILD_STDOUT,      /* stderr only: where stdout goes (STDOUT) */
+  AIOS_CHILD_FD           /* the descriptor in the matching *_fd field,
+                             which stays the caller's */
+} aios_child_stream_t;
+
+/* How a child starts. A zeroed struct (or NULL) is asyncio's defaults:
+ * every stream inherited, the parent's cwd and environment, no new session
+ * or group, every descriptor above 2 closed in the child (close_fds). */
+typedef struct aios_spawn_options_s {
+  size_t size;                  /* sizeof(aios_spawn_options_t) */
+  int stdin_mode, stdout_mode, stderr_mode; /* aios_child_stream_t */
+  int stdin_fd, stdout_fd, stderr_fd;       /* for AIOS_CHILD_FD */
+  const char *cwd;              /* NULL: the parent's */
+  /* "NAME=value" strings, NULL-terminated: the child's whole environment,
+   * or with `env_extend` what replaces or adds to the parent's. NULL: the
+   * parent's environment. */
+  const char *const *env;
+  int env_extend;
+  int start_new_session;        /* setsid() in the child */
+  int use_process_group;        /* nonzero: setpgid(0, process_group) */
+  int process_group;            /*   0: a group of the child's own */
+  const int *pass_fds;          /* descriptors the child keeps (at most 256) */
+  size_t pass_fds_count;
+  size_t limit;                 /* aios_create_subprocess_*: the readers' limit (0: 64 KiB) */
+} aios_spawn_options_t;
+
+/* A running child and its pipes (asyncio's SubprocessTransport). */
+typedef struct aios_subprocess_s aios_subprocess_t;
+
+/* asyncio.SubprocessProtocol as a table of callbacks, called on the loop's
+ * thread with `arg` and the subprocess lent for the call; any may be NULL.
+ * `size`, `arg` and `destroy` as for aios_protocol_t: `destroy` frees `arg`
+ * once, after connection_lost or when the call that takes it fails after
+ * succeeding (never when it fails at once). */
+typedef struct aios_subprocess_protocol_s {
+  size_t size;
+  void *arg;
+  void (*connection_made)(aios_subprocess_t *subprocess, void *arg);
+  /* Bytes the child wrote to its fd 1 or 2: valid for this call only. */
+  void (*pipe_data_received)(aios_subprocess_t *subprocess, int fd, const void *data, size_t length,
+                             void *arg);
+  /* The pipe of fd 0, 1 or 2 closed: `error` NULL, or why (borrowed). */
+  void (*pipe_connection_lost)(aios_subprocess_t *subprocess, int fd, aios_error_t *error, void *arg);
+  void (*process_exited)(aios_subprocess_t *subprocess, void *arg);
+  /* The child exited and every pipe closed; nothing follows. */
+  void (*connection_lost)(aios_subprocess_t *subprocess, aios_error_t *error, void *arg);
+  /* The child's stdin went above its high-water mark, or back to the low. */
+  void (*pause_writing)(aios_subprocess_t *subprocess, void *arg);
+  void (*resume_writing)(aios_subprocess_t *subprocess, void *arg);
+  aios_destructor_fn destroy;
+} aios_subprocess_protocol_t;
+
+/*! aios_subprocess_exec() : asyncio's loop.subprocess_exec: starts
+ *  `program` (searched in PATH when it has no "/") with the arguments
+ *  `args` (NULL-terminated; NULL: none), argv[0] being the program. A child that cannot start (no such program, not executable,
+ *  a bad cwd) is the call's error, -ENOENT, -EACCES, ..., and nothing is
+ *  left behind. The protocol's connection_made runs before the future is
+ *  done. No child is ever left unreaped: one still running when the loop
+ *  closes is killed (SIGKILL) and reaped then, and one whose subprocess
+ *  nobody holds is reaped when it exits.
+ *  @return 0 and one reference in *out to a future whose result is an
+ *  aios_subprocess_t * holding one reference (aios_future_take_result gives
+ *  it to you; its destructor drops it); AIOS_EINVAL for a NULL or empty
+ *  program, an options size too small, a mode out of range, STDOUT for
+ *  stdin or stdout, a negative descriptor or too many pass_fds; AIOS_ECLOSED. */
+AIOS_EXTERN int aios_subprocess_exec(aios_loop_t *loop, const aios_subprocess_protocol_t *protocol,
+                                     const char *program, const char *const *args,
+                                     const aios_spawn_options_t *options, aios_future_t **out);
+/*! aios_subprocess_shell() : as aios_subprocess_exec, running `command`
+ *  with /bin/sh -c (asyncio's subprocess_shell). */
+AIOS_EXTERN int aios_subprocess_shell(aios_loop_t *loop, const aios_subprocess_protocol_t *protocol,
+                                      const char *command, const aios_spawn_options_t *options,
+                                      aios_future_t **out);
+/*! aios_subprocess_get_pid() : @return the child's pid, or a common error. */
+AIOS_EXTERN int aios_subprocess_get_pid(aios_subprocess_t *subprocess);
+/*! aios_subprocess_get_returncode() : @return 1 and the returncode in *code
+ *  once the child exited (the exit status, or minus the signal that killed
+ *  it, as asyncio reports it), 0 while it runs; AIOS_EINVAL for a NULL code. */
+AIOS_EXTERN int aios_subprocess_get_returncode(aios_subprocess_t *subprocess, int *code);
+/*! aios_subprocess_get_pipe_transport() : one reference in *out to the
+ *  transport of the child's fd 0 (a write pipe), 1 or 2 (read pipes).
+ *  @return 0; AIOS_EINVAL when that fd has no pipe. */
+AIOS_EXTERN int aios_subprocess_get_pipe_transport(aios_subprocess_t *subprocess, int fd,
+                                                   aios_transport_t **out);
+/*! aios_subprocess_send_signal() / _terminate() / _kill() : signal the
+ *  child. Between its exit and connection_lost this does nothing; after
+ *  connection_lost it is -ESRCH (asyncio's ProcessLookupError), so a pid
+ *  that was reaped is never signalled. @return 0; -ESRCH; -EINVAL for a bad
+ *  signal number. */
+AIOS_EXTERN int aios_subprocess_send_signal(aios_subprocess_t *subprocess, int signum);
+AIOS_EXTERN int aios_subprocess_terminate(aios_subprocess_t *subprocess);
+AIOS_EXTERN int aios_subprocess_kill(aios_subprocess_t *subprocess);
+/*! aios_subprocess_close() : asyncio's close: closes the pipes and kills a
+ *  child still running (SIGKILL); it is reaped when it exits. A second
+ *  close is a no-op. @return 0 or a common error. */
+AIOS_EXTERN int aios_subprocess_close(aios_subprocess_t *subprocess);
+AIOS_EXTERN int aios_subprocess_is_closing(aios_subprocess_t *subprocess);
+/*! aios_subprocess_get_loop() : one reference to its loop into *out. */
+AIOS_EXTERN int aios_subprocess_get_loop(aios_subprocess_t *subprocess, aios_loop_t **out);
+/*! aios_subprocess_ref() / _unref() : references; the child lives on its
+ *  own (dropping the last reference neither kills nor forgets it). */
+AIOS_EXTERN int aios_subprocess_ref(aios_subprocess_t *subprocess);
+AIOS_EXTERN int aios_subprocess_unref(aios_subprocess_t *subprocess);
+
+/* asyncio.subprocess.Process: a child with streams over its pipes. */
+typedef struct aios_process_s aios_process_t;
+
+/* What communicate read: each NULL when that stream is not a pipe. */
+typedef struct aios_output_s {
+  aios_bytes_t *out; /* stdout */
+  aios_bytes_t *err; /* stderr */
+} aios_output_t;
+
+/*! aios_output_free() : frees a communicate result and its bytes. NULL is a no-op. */
+AIOS_EXTERN void aios_output_free(void *output);
+
+/*! aios_create_subprocess_exec() / _shell() : asyncio's
+ *  create_subprocess_exec and create_subprocess_shell: as
+ *  aios_subprocess_exec and aios_subprocess_shell, with the child's pipes as
+ *  streams. @return 0 and one reference in *out to a future whose result is
+ *  an aios_process_t * holding one reference; errors as aios_subprocess_exec's. */
+AIOS_EXTERN int aios_create_subprocess_exec(aios_loop_t *loop, const char *program, const char *const *args,
+                                            const aios_spawn_options_t *options, aios_future_t **out);
+AIOS_EXTERN int aios_create_subprocess_shell(aios_loop_t *loop, const char *command,
+                                             const aios_spawn_options_t *options, aios_future_t **out);
+/*! aios_process_get_subprocess() : one reference in *out to its transport
+ *  (pid, returncode, signals, close). */
+AIOS_EXTERN int aios_process_get_subprocess(aios_process_t *process, aios_subprocess_t **out);
+/*! aios_process_get_stream() : one reference in *out to the stream of the
+ *  child's fd 0 (write to it: its stdin), 1 or 2 (read from it).
+ *  @return 0; AIOS_EINVAL when that fd is not a pipe. */
+AIOS_EXTERN int aios_process_get_stream(aios_process_t *process, int fd, aios_stream_t **out);
+/*! aios_process_wait() : one reference in *out to a future done once the
+ *  child exited and its pipes closed (asyncio 3.12+), with the returncode
+ *  as its result, (void *)(intptr_t)code. */
+AIOS_EXTERN int aios_process_wait(aios_process_t *process, aios_future_t **out);
+/*! aios_process_communicate() : asyncio's communicate: writes `length`
+ *  bytes of `input` (copied; NULL: none) to stdin and closes it, while
+ *  reading stdout and stderr to their ends (never a deadlock, whatever the
+ *  sizes), then waits for the child. A child that stops reading its stdin
+ *  is not an error. @return 0 and one reference in *out to a future whose
+ *  result is an aios_output_t * (freed by aios_output_free; the future owns
+ *  it until taken). */
+AIOS_EXTERN int aios_process_communicate(aios_process_t *process, const void *input, size_t length,
+                                         aios_future_t **out);
+/*! aios_process_ref() / _unref() : as aios_subprocess_ref's. */
+AIOS_EXTERN int aios_process_ref(aios_process_t *process);
+AIOS_EXTERN int aios_process_unref(aios_process_t *process);
+
+/* ------------------------------------------------------------------------ */
 /* Runner (asyncio.run and asyncio.Runner)                                    */
 
 /*! aios_run() : asyncio.run: a new loop runs a main task driven by `step`
@@ -1526,7 +1742,8 @@ typedef enum aios_object_type_e {
   AIOS_OBJECT_QUEUE,
   AIOS_OBJECT_TRANSPORT, /* stream transports, whether C holds them or not */
   AIOS_OBJECT_SERVER,
-  AIOS_OBJECT_STREAM     /* StreamReader/StreamWriter pairs */
+  AIOS_OBJECT_STREAM,    /* StreamReader/StreamWriter pairs */
+  AIOS_OBJECT_SUBPROCESS /* children's transports, until reaped and finished */
 } aios_object_type_t;
 
 /*! aios_live_objects() : how many objects of a type are alive in the process

@@ -125,6 +125,8 @@ public final class Loop: @unchecked Sendable {
   private var openIO: [ObjectIdentifier: () -> Void] = [:]
   /// add_signal_handler's watchers, one per signal.
   var signalWatchers: [Int32: SignalWatcher] = [:]
+  /// The SIGCHLD watcher of this loop's children, while it has some.
+  var childReaper: ChildReaper?
   package func ioOpened(_ owner: AnyObject, abort: @escaping () -> Void) {
     // Opened while the loop closes (a callback of its last uv_run): nothing
     // will run its callbacks, so it is aborted at once.

@@ -1,6 +1,9 @@
 // Child processes: asyncio's subprocess transport and protocol
-// (base_subprocess.py) on libuv's uv_spawn, and asyncio.subprocess.Process
-// on its streams.
+// (base_subprocess.py), and asyncio.subprocess.Process on its streams.
+// Children start with posix_spawn, as CPython's subprocess starts them when
+// it can (vfork semantics: the cost does not grow with the parent's memory,
+// as libuv's fork-based uv_spawn does); each loop reaps its own children when
+// SIGCHLD arrives, as libuv does for its own.
 internal import CAioSwift
 internal import CLibUV
 import Glibc
@@ -76,7 +79,6 @@ public final class SubprocessTransport: CustomStringConvertible {
   public let loop: Loop
   public let pid: Int32
   public private(set) var returncode: Int32?
-  private let process: UnsafeMutablePointer<uv_process_t>
   private var subprocessProtocol: (any SubprocessProtocol)?
   /// The pipe transports of fds 0, 1 and 2 (nil where there is no pipe).
   private var pipes: [StreamTransport?] = [nil, nil, nil]
@@ -88,28 +90,24 @@ public final class SubprocessTransport: CustomStringConvertible {
   private var finished = false
   /// connection_lost ran: the transport is done (asyncio's _proc is None).
   private var isDone = false
-  private var processHandleClosed = false
   private var exitWaiters: [(Int32) -> Void] = []
+  private var pending: [(SubprocessTransport) -> Void] = []
+  private var drainScheduled = false
   /// Held until the child is reaped and connection_lost ran, whoever else
   /// holds the transport.
   private var keepAlive: Unmanaged<SubprocessTransport>?
   /// The C ABI's handle for this object (0: none yet).
   package var foreignHandle: UInt64 = 0
 
-  private init(loop: Loop, process: UnsafeMutablePointer<uv_process_t>) {
+  private init(loop: Loop, pid: Int32) {
     self.loop = loop
-    self.process = process
-    pid = process.pointee.pid
+    self.pid = pid
     LiveObjects.subprocesses.add(1, ordering: .relaxed)
     keepAlive = Unmanaged.passRetained(self)
-    process.pointee.data = Unmanaged.passUnretained(self).toOpaque()
     loop.ioOpened(self) { [unowned self] in self.loopClosing() }
   }
 
-  deinit {
-    process.deallocate()
-    LiveObjects.subprocesses.subtract(1, ordering: .relaxed)
-  }
+  deinit { LiveObjects.subprocesses.subtract(1, ordering: .relaxed) }
 
   /// Starts `program` (searched in PATH) with argv [program] + `arguments`. A failure
   /// to start (no such program, not executable, a bad cwd) throws its
@@ -118,26 +116,29 @@ public final class SubprocessTransport: CustomStringConvertible {
                             protocol makeProtocol: any SubprocessProtocol,
                             done: @escaping (SubprocessTransport) -> Void) throws -> SubprocessTransport {
     try loop.checkUsable()
+    try checkSpawn(program: program, arguments: arguments, options: options)
     var plan = try StdioPlan(options)
     defer { plan.closeChildEnds() }
-    let process = UnsafeMutablePointer<uv_process_t>.allocate(capacity: 1)
-    let rc = try withSpawnOptions(program: program, arguments: arguments, options: options, plan: plan) { uvOptions in
-      let keep = options.passFds.sorted()
-      let armed = aiosi_spawn_arm(keep, keep.count, options.processGroup ?? -1)
-      guard armed == 0 else { return armed }
-      defer { aiosi_spawn_disarm() }
-      return uv_spawn(loop.uv, process, &uvOptions)
+    // Watching for SIGCHLD starts before the child does: one that exits at
+    // once is still seen.
+    let reaper: ChildReaper
+    do {
+      reaper = try ChildReaper.of(loop)
+    } catch {
+      plan.closeParentEnds()
+      throw error
+    }
+    var pid: pid_t = 0
+    let rc = withSpawn(program: program, arguments: arguments, options: options, plan: plan) { spec in
+      aiosi_spawn(&spec, &pid)
     }
     guard rc == 0 else {
       plan.closeParentEnds()
-      if process.pointee.loop == loop.uv {
-        closeAndFree(UnsafeMutableRawPointer(process))
-      } else {
-        process.deallocate()
-      }
-      throw rc == -Int32(E2BIG) ? RuntimeError(code: AIOS_EINVAL.rawValue, "too many pass_fds") : uvError(rc)
+      reaper.stopIfIdle()
+      throw OSError(errno: -rc)
     }
-    let transport = SubprocessTransport(loop: loop, process: process)
+    let transport = SubprocessTransport(loop: loop, pid: pid)
+    reaper.children[pid] = transport
     transport.subprocessProtocol = makeProtocol
     transport.openPipes(plan)
     // asyncio's _connect_pipes: the pipes' connection_made, then the
@@ -184,12 +185,24 @@ public final class SubprocessTransport: CustomStringConvertible {
   }
 
   /// asyncio's _call: the protocol's callbacks run as callbacks of the loop.
+  /// The calls are kept here, in order, and run by one loop callback: a
+  /// loop that closes drops its callbacks, and then loopClosing runs them.
   private func later(_ body: @escaping (SubprocessTransport) -> Void) {
+    pending.append(body)
+    guard !drainScheduled else { return }
     do {
-      try loop.callSoon { [self] in body(self) }
+      try loop.callSoon { [self] in runPending() }
+      drainScheduled = true
     } catch {
-      body(self)  // the loop is closing: nothing runs later
+      runPending()  // the loop is closing: nothing runs later
     }
+  }
+
+  private func runPending() {
+    drainScheduled = false
+    let calls = pending
+    pending = []
+    for call in calls { call(self) }
   }
 
   // MARK: Events
@@ -208,9 +221,9 @@ public final class SubprocessTransport: CustomStringConvertible {
     if paused { subprocessProtocol?.pauseWriting() } else { subprocessProtocol?.resumeWriting() }
   }
 
-  fileprivate func exited(status: Int64, signal: Int32) {
-    returncode = returnCode(status: status, signal: signal)
-    closeProcessHandle()
+  /// The child was reaped with this wait status.
+  fileprivate func reaped(_ status: Int32) {
+    returncode = returnCode(status: status & 0x7f == 0 ? Int64((status >> 8) & 0xff) : 0, signal: status & 0x7f)
     guard connected else { return }
     later { $0.subprocessProtocol?.processExited() }
     tryFinish()
@@ -221,17 +234,23 @@ public final class SubprocessTransport: CustomStringConvertible {
   private func tryFinish() {
     guard !finished, returncode != nil, connected, !pipeOpen.contains(true) else { return }
     finished = true
-    later { transport in
-      let lost = transport.subprocessProtocol
-      transport.subprocessProtocol = nil
-      transport.isDone = true
-      lost?.connectionLost(nil)
-      transport.wakeWaiters()
-      // Last: this may free the transport.
-      let keep = transport.keepAlive
-      transport.keepAlive = nil
-      keep?.release()
-    }
+    later { $0.finish() }
+  }
+
+  /// asyncio's _call_connection_lost: the protocol's last call, then wait().
+  private func finish() {
+    guard !isDone else { return }
+    isDone = true
+    // Until now the loop's close finishes the transport (see loopClosing).
+    loop.ioClosed(self)
+    let lost = subprocessProtocol
+    subprocessProtocol = nil
+    lost?.connectionLost(nil)
+    wakeWaiters()
+    // Last: this may free the transport.
+    let keep = keepAlive
+    keepAlive = nil
+    keep?.release()
   }
 
   private func wakeWaiters() {
@@ -260,8 +279,7 @@ public final class SubprocessTransport: CustomStringConvertible {
   public func sendSignal(_ signum: Int32) throws {
     guard !isDone else { throw OSError(errno: ESRCH) }
     guard returncode == nil else { return }
-    let rc = uv_process_kill(process, signum)
-    if rc != 0 { throw uvError(rc) }
+    if Glibc.kill(pid, signum) != 0 { throw OSError(errno: errno) }
   }
 
   public func terminate() throws { try sendSignal(SIGTERM) }
@@ -273,7 +291,7 @@ public final class SubprocessTransport: CustomStringConvertible {
     guard !isClosing else { return }
     isClosing = true
     for pipe in pipes { pipe?.close() }
-    if returncode == nil { _ = uv_process_kill(process, SIGKILL) }
+    if returncode == nil { _ = Glibc.kill(pid, SIGKILL) }
   }
 
   /// The loop closes: a child still running is killed and reaped here, as
@@ -281,36 +299,24 @@ public final class SubprocessTransport: CustomStringConvertible {
   private func loopClosing() {
     for pipe in pipes { pipe?.abort() }
     defer {
-      // Never connected: nothing will finish it.
       if !connected {
+        // Never connected: nothing will finish it.
         let keep = keepAlive
         keepAlive = nil
         keep?.release()
+      } else {
+        // What was scheduled for the protocol (the closing loop dropped the
+        // callback) runs now; the pipes aborted above finish it as they close.
+        runPending()
       }
     }
     if returncode == nil {
-      _ = uv_process_kill(process, SIGKILL)
+      _ = Glibc.kill(pid, SIGKILL)
       var status: Int32 = 0
       var rc: pid_t
       repeat { rc = waitpid(pid, &status, 0) } while rc < 0 && errno == EINTR
-      if rc == pid {
-        exited(status: Int64((status >> 8) & 0xff), signal: status & 0x7f)
-      } else {
-        returncode = -SIGKILL
-        closeProcessHandle()
-      }
-    }
-  }
-
-  private func closeProcessHandle() {
-    guard !processHandleClosed else { return }
-    processHandleClosed = true
-    loop.ioClosed(self)
-    // The handle holds the transport until libuv is done with it.
-    process.pointee.data = Unmanaged.passRetained(self).toOpaque()
-    uv_close(UnsafeMutableRawPointer(process).assumingMemoryBound(to: uv_handle_t.self)) { handle in
-      guard let data = handle?.pointee.data else { return }
-      Unmanaged<SubprocessTransport>.fromOpaque(data).release()
+      ChildReaper.forget(pid, on: loop)
+      reaped(rc == pid ? status : SIGKILL)
     }
   }
 
@@ -336,9 +342,70 @@ private final class SubprocessPipe: StreamProtocol {
   func resumeWriting() { owner.pipePaused(false) }
 }
 
-private func processExited(_ process: UnsafeMutablePointer<uv_process_t>?, _ status: Int64, _ signal: Int32) {
-  guard let data = process?.pointee.data else { return }
-  Unmanaged<SubprocessTransport>.fromOpaque(data).takeUnretainedValue().exited(status: status, signal: signal)
+/// A loop's children and its SIGCHLD watcher, there while it has children.
+final class ChildReaper {
+  unowned let loop: Loop
+  var children: [pid_t: SubprocessTransport] = [:]
+  private let handle = UnsafeMutablePointer<uv_signal_t>.allocate(capacity: 1)
+
+  private init(loop: Loop) throws {
+    self.loop = loop
+    var rc = uv_signal_init(loop.uv, handle)
+    guard rc == 0 else {
+      handle.deallocate()
+      throw uvError(rc)
+    }
+    handle.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+    rc = uv_signal_start(handle, childSignal, SIGCHLD)
+    if rc != 0 {
+      close()
+      throw uvError(rc)
+    }
+  }
+
+  /// The loop's reaper, started if it was not.
+  static func of(_ loop: Loop) throws -> ChildReaper {
+    if let reaper = loop.childReaper { return reaper }
+    let reaper = try ChildReaper(loop: loop)
+    loop.childReaper = reaper
+    return reaper
+  }
+
+  static func forget(_ pid: pid_t, on loop: Loop) {
+    guard let reaper = loop.childReaper else { return }
+    reaper.children[pid] = nil
+    reaper.stopIfIdle()
+  }
+
+  /// Reaps every child of this loop that has ended (one SIGCHLD may stand
+  /// for several).
+  fileprivate func reap() {
+    for pid in Array(children.keys) {
+      var status: Int32 = 0
+      var rc: pid_t
+      repeat { rc = waitpid(pid, &status, WNOHANG) } while rc < 0 && errno == EINTR
+      guard rc == pid || (rc < 0 && errno == ECHILD), let child = children.removeValue(forKey: pid) else { continue }
+      // ECHILD: someone else reaped it; its status is lost.
+      child.reaped(rc == pid ? status : 0)
+    }
+    stopIfIdle()
+  }
+
+  func stopIfIdle() {
+    guard children.isEmpty, loop.childReaper === self else { return }
+    loop.childReaper = nil
+    close()
+  }
+
+  private func close() {
+    handle.pointee.data = nil
+    uv_close(UnsafeMutableRawPointer(handle).assumingMemoryBound(to: uv_handle_t.self)) { $0?.deallocate() }
+  }
+}
+
+private func childSignal(_ handle: UnsafeMutablePointer<uv_signal_t>?, _ signum: Int32) {
+  guard let data = handle?.pointee.data else { return }
+  Unmanaged<ChildReaper>.fromOpaque(data).takeUnretainedValue().reap()
 }
 
 // MARK: Spawning
@@ -369,7 +436,10 @@ private struct StdioPlan {
           childFds[2] = childFds[1]
         case .pipe:
           var ends: [Int32] = [-1, -1]
-          let rc = aiosi_pipe(&ends)
+          // The child's stdin is a socket pair, as libuv's and uvloop's are
+          // (and asyncio's on AIX): its larger buffer moves bulk input about
+          // 1.5 times as fast as a pipe. Its stdout and stderr are pipes.
+          let rc = fd == 0 ? aiosi_socketpair(&ends) : aiosi_pipe(&ends)
           guard rc == 0 else { throw OSError(errno: -rc) }
           // fd 0 is read by the child; 1 and 2 are written by it.
           let (child, parent) = fd == 0 ? (ends[0], ends[1]) : (ends[1], ends[0])
@@ -412,54 +482,45 @@ private func childEnvironment(_ given: [String], extending: Bool) -> [String] {
   return result + given
 }
 
-/// Runs `body` with libuv's options for the spawn, in C strings that live
-/// for the call.
-private func withSpawnOptions(program: String, arguments: [String], options: SpawnOptions, plan: StdioPlan,
-                              _ body: (inout uv_process_options_t) -> Int32) throws -> Int32 {
+/// What the spawn refuses, checked before anything is made for it.
+private func checkSpawn(program: String, arguments: [String], options: SpawnOptions) throws {
   guard !program.isEmpty else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "no program") }
-  for fd in options.passFds where fd < 0 {
+  guard options.passFds.allSatisfy({ $0 >= 0 }) else {
     throw RuntimeError(code: AIOS_EINVAL.rawValue, "bad value(s) in fds_to_keep")
   }
-  let strings = ([program] + arguments + (options.environment.map {
-    childEnvironment($0, extending: options.extendEnvironment)
-  } ?? []) + [options.cwd ?? ""])
+  guard Set(options.passFds).count <= 256 else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "too many pass_fds") }
+  let strings = [program, options.cwd ?? ""] + arguments + (options.environment ?? [])
   guard !strings.contains(where: { $0.utf8.contains(0) }) else {
     throw RuntimeError(code: AIOS_EINVAL.rawValue, "embedded null byte")
   }
+}
+
+/// Runs `body` with the spawn's description, in C strings that live for
+/// the call (checkSpawn has checked them).
+private func withSpawn(program: String, arguments: [String], options: SpawnOptions, plan: StdioPlan,
+                       _ body: (inout aiosi_spawn_t) -> Int32) -> Int32 {
+  let keep = Array(Set(options.passFds)).sorted()
+  let environment = options.environment.map { childEnvironment($0, extending: options.extendEnvironment) } ?? []
+  let strings = [program] + arguments + environment + [options.cwd ?? ""]
   let copies = strings.map { strdup($0) }
   defer { for copy in copies { free(copy) } }
-  let argumentCount = arguments.count
-  var argv: [UnsafeMutablePointer<CChar>?] = Array(copies[0..<(1 + argumentCount)]) + [nil]
-  let environmentCount = copies.count - 2 - argumentCount
-  var envp: [UnsafeMutablePointer<CChar>?] = Array(copies[(1 + argumentCount)..<(1 + argumentCount + environmentCount)]) + [nil]
-  // fds 0-2, then each passed fd at its own number (libuv keeps an fd
-  // mapped onto itself open across exec); the numbers between are left alone.
-  let count = max(3, (options.passFds.max() ?? 0) + 1)
-  var stdio = [uv_stdio_container_t](repeating: uv_stdio_container_t(), count: Int(count))
-  for fd in 0..<Int(count) {
-    if fd < 3 {
-      stdio[fd].flags = UV_INHERIT_FD
-      stdio[fd].data.fd = plan.childFds[fd]
-    } else if options.passFds.contains(Int32(fd)) {
-      stdio[fd].flags = UV_INHERIT_FD
-      stdio[fd].data.fd = Int32(fd)
-    } else {
-      stdio[fd].flags = UV_IGNORE
-    }
-  }
+  let argumentEnd = 1 + arguments.count
+  var argv: [UnsafeMutablePointer<CChar>?] = Array(copies[0..<argumentEnd]) + [nil]
+  var envp: [UnsafeMutablePointer<CChar>?] = Array(copies[argumentEnd..<(argumentEnd + environment.count)]) + [nil]
   return argv.withUnsafeMutableBufferPointer { argvBuffer in
     envp.withUnsafeMutableBufferPointer { envpBuffer in
-      stdio.withUnsafeMutableBufferPointer { stdioBuffer in
-        var uvOptions = uv_process_options_t()
-        uvOptions.exit_cb = processExited
-        uvOptions.file = UnsafePointer(copies[0])
-        uvOptions.args = argvBuffer.baseAddress
-        uvOptions.env = options.environment == nil ? nil : envpBuffer.baseAddress
-        uvOptions.cwd = options.cwd == nil ? nil : UnsafePointer(copies[copies.count - 1])
-        uvOptions.flags = options.startNewSession ? UV_PROCESS_DETACHED.rawValue : 0
-        uvOptions.stdio_count = count
-        uvOptions.stdio = stdioBuffer.baseAddress
-        return body(&uvOptions)
+      keep.withUnsafeBufferPointer { keepBuffer in
+        var spec = aiosi_spawn_t()
+        spec.file = UnsafePointer(copies[0])
+        spec.argv = UnsafePointer(argvBuffer.baseAddress)
+        spec.envp = options.environment == nil ? nil : UnsafePointer(envpBuffer.baseAddress)
+        spec.cwd = options.cwd == nil ? nil : UnsafePointer(copies[copies.count - 1])
+        spec.stdio = (plan.childFds[0], plan.childFds[1], plan.childFds[2])
+        spec.keep = keepBuffer.baseAddress
+        spec.keep_count = keep.count
+        spec.new_session = options.startNewSession ? 1 : 0
+        spec.process_group = options.processGroup ?? -1
+        return body(&spec)
       }
     }
   }

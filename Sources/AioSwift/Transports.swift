@@ -98,9 +98,16 @@ public final class StreamTransport: CustomStringConvertible {
   private var deferred = Deferred.none
 
   // The write side: chunks waiting, and the one uv_write in flight.
-  private var queued: [UnsafeMutableRawBufferPointer] = []
+  /// A chunk waiting to be sent: the transport's own copy, or memory lent
+  /// by the writer, which `lender` lets go of when the chunk is dropped.
+  private struct Chunk {
+    let bytes: UnsafeRawBufferPointer
+    let lender: AnyObject?
+    func free() { if lender == nil { UnsafeMutableRawBufferPointer(mutating: bytes).deallocate() } }
+  }
+  private var queued: [Chunk] = []
   private var queuedBytes = 0
-  private var inflight: [UnsafeMutableRawBufferPointer] = []
+  private var inflight: [Chunk] = []
   private let writeRequest = UnsafeMutablePointer<uv_write_t>.allocate(capacity: 1)
   private var writing = false
   public private(set) var highWater = defaultHighWater
@@ -135,8 +142,8 @@ public final class StreamTransport: CustomStringConvertible {
   }
 
   deinit {
-    for chunk in queued { chunk.deallocate() }
-    for chunk in inflight { chunk.deallocate() }
+    for chunk in queued { chunk.free() }
+    for chunk in inflight { chunk.free() }
     writeRequest.deallocate()
     handle.deallocate()
     LiveObjects.transports.subtract(1, ordering: .relaxed)
@@ -337,7 +344,17 @@ public final class StreamTransport: CustomStringConvertible {
   }
 
   /// asyncio's write: the socket is tried first; only the rest is copied.
-  public func write(_ data: UnsafeRawBufferPointer) throws {
+  public func write(_ data: UnsafeRawBufferPointer) throws { try write(data, lender: nil) }
+
+  /// write without a copy: what the socket does not take at once stays in
+  /// `data`, which must stay valid and unchanged until the transport lets go
+  /// of `lender` (once those bytes are sent, or dropped by abort or a lost
+  /// connection; at once when the socket took them all).
+  public func write(lending data: UnsafeRawBufferPointer, lender: AnyObject) throws {
+    try write(data, lender: lender)
+  }
+
+  private func write(_ data: UnsafeRawBufferPointer, lender: AnyObject?) throws {
     guard try takesWrite(of: data.count) else { return }
     var rest = data
     if !writing && queued.isEmpty {
@@ -351,7 +368,7 @@ public final class StreamTransport: CustomStringConvertible {
       }
       rest = UnsafeRawBufferPointer(rebasing: data[max(sent, 0)...])
     }
-    enqueue(rest)
+    enqueue(rest, lender: lender)
   }
 
   /// writelines: the pieces as one write.
@@ -394,12 +411,16 @@ public final class StreamTransport: CustomStringConvertible {
     return true
   }
 
-  private func enqueue(_ bytes: UnsafeRawBufferPointer, flush now: Bool = true) {
+  private func enqueue(_ bytes: UnsafeRawBufferPointer, lender: AnyObject? = nil, flush now: Bool = true) {
     guard bytes.count > 0 else { return }
-    let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
-    chunk.copyMemory(from: bytes)
-    queued.append(chunk)
-    queuedBytes += chunk.count
+    if let lender {
+      queued.append(Chunk(bytes: bytes, lender: lender))
+    } else {
+      let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
+      copy.copyMemory(from: bytes)
+      queued.append(Chunk(bytes: UnsafeRawBufferPointer(copy), lender: nil))
+    }
+    queuedBytes += bytes.count
     if now {
       if !writing { flush() }
       maybePauseProtocol()
@@ -412,10 +433,13 @@ public final class StreamTransport: CustomStringConvertible {
     inflight = queued
     queued = []
     queuedBytes = 0
-    var buffers = inflight.map { uv_buf_init($0.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32($0.count)) }
+    var buffers = inflight.map {
+      uv_buf_init(UnsafeMutableRawPointer(mutating: $0.bytes.baseAddress!).assumingMemoryBound(to: CChar.self),
+                  UInt32($0.bytes.count))
+    }
     let rc = uv_write(writeRequest, stream, &buffers, UInt32(buffers.count), transportWritten)
     if rc != 0 {
-      for chunk in inflight { chunk.deallocate() }
+      for chunk in inflight { chunk.free() }
       inflight = []
       fatalError(uvError(rc))
       return
@@ -425,7 +449,7 @@ public final class StreamTransport: CustomStringConvertible {
 
   fileprivate func didWrite(_ status: Int32) {
     writing = false
-    for chunk in inflight { chunk.deallocate() }
+    for chunk in inflight { chunk.free() }
     inflight = []
     if handleClosed || status == UV_ECANCELED.rawValue { return }
     if status < 0 {
@@ -438,6 +462,9 @@ public final class StreamTransport: CustomStringConvertible {
       return
     }
     maybeResumeProtocol()
+    // resume_writing may have written again (a new uv_write is in flight)
+    // and then closed: the close waits for that write to finish.
+    guard !writing, queued.isEmpty else { return }
     if isClosing {
       closeHandle(nil)
     } else if eofWritten {
@@ -526,7 +553,7 @@ public final class StreamTransport: CustomStringConvertible {
   /// asyncio's _force_close.
   private func forceClose(_ error: (any Error)?) {
     guard !handleClosed else { return }
-    for chunk in queued { chunk.deallocate() }
+    for chunk in queued { chunk.free() }
     queued = []
     queuedBytes = 0
     isClosing = true

@@ -128,6 +128,7 @@ public func aios_live_objects(_ type: Int32) -> Int {
   case AIOS_OBJECT_TRANSPORT.rawValue: return LiveObjects.transports.load(ordering: .relaxed)
   case AIOS_OBJECT_SERVER.rawValue: return LiveObjects.servers.load(ordering: .relaxed)
   case AIOS_OBJECT_STREAM.rawValue: return LiveObjects.streams.load(ordering: .relaxed)
+  case AIOS_OBJECT_SUBPROCESS.rawValue: return LiveObjects.subprocesses.load(ordering: .relaxed)
   default: return Int(AIOS_EINVAL.rawValue)
   }
 }

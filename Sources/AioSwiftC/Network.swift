@@ -360,6 +360,22 @@ public func aios_transport_write(_ transport: OpaquePointer?, _ data: UnsafeRawP
   status { try withTransport(transport) { try $0.write(try bytes(data, length)) } }
 }
 
+@_cdecl("aios_transport_write_nocopy")
+public func aios_transport_write_nocopy(_ transport: OpaquePointer?, _ data: UnsafeRawPointer?, _ length: Int,
+                                        _ release: aios_destructor_fn?, _ releaseArg: UnsafeMutableRawPointer?) -> Int32 {
+  status {
+    try withTransport(transport) { transport in
+      let lender = OwnedArgument(releaseArg, release)
+      do {
+        try transport.write(lending: try bytes(data, length), lender: lender)
+      } catch {
+        lender.disown()
+        throw error
+      }
+    }
+  }
+}
+
 @_cdecl("aios_transport_writev")
 public func aios_transport_writev(_ transport: OpaquePointer?, _ bufs: UnsafePointer<aios_buf_t>?, _ count: Int) -> Int32 {
   status { try withTransport(transport) { try $0.write(vector: try buffers(bufs, count)) } }
@@ -488,6 +504,31 @@ public func aios_transport_ref(_ transport: OpaquePointer?) -> Int32 { refObject
 
 @_cdecl("aios_transport_unref")
 public func aios_transport_unref(_ transport: OpaquePointer?) -> Int32 { unrefObject(transport, .transport) }
+
+@_cdecl("aios_connect_read_pipe")
+public func aios_connect_read_pipe(_ loop: OpaquePointer?, _ table: UnsafePointer<aios_protocol_t>?,
+                                   _ fd: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  connectPipe(loop, table, fd, writing: false, out)
+}
+
+@_cdecl("aios_connect_write_pipe")
+public func aios_connect_write_pipe(_ loop: OpaquePointer?, _ table: UnsafePointer<aios_protocol_t>?,
+                                    _ fd: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  connectPipe(loop, table, fd, writing: true, out)
+}
+
+private func connectPipe(_ loop: OpaquePointer?, _ table: UnsafePointer<aios_protocol_t>?, _ fd: Int32,
+                         writing: Bool, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    guard out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    try withProtocol(table) { made in
+      try connectionFuture(loop, out) {
+        try Connector.pipe(loop: loop, fd: fd, writing: writing, makeProtocol: { made }, done: $0)
+      }
+    }
+  }
+}
 
 // MARK: Servers
 

@@ -26,7 +26,7 @@ final class CStream: ForeignObject {
 }
 
 /// An aios_bytes_t holding `data`: one allocation, NUL-terminated.
-private func makeBytes(_ data: UnsafeRawBufferPointer) -> UnsafeMutableRawPointer? {
+func makeBytes(_ data: UnsafeRawBufferPointer) -> UnsafeMutableRawPointer? {
   let header = MemoryLayout<aios_bytes_t>.stride
   guard let block = malloc(header + data.count + 1) else { return nil }
   let contents = (block + header).assumingMemoryBound(to: UInt8.self)
@@ -39,7 +39,7 @@ private func makeBytes(_ data: UnsafeRawBufferPointer) -> UnsafeMutableRawPointe
 @_cdecl("aios_bytes_free")
 public func aios_bytes_free(_ bytes: UnsafeMutableRawPointer?) { free(bytes) }
 
-private func limit(_ value: Int) throws -> Int {
+func limit(_ value: Int) throws -> Int {
   guard value >= 0, value <= Int(Int32.max) else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "limit out of range") }
   return value == 0 ? defaultStreamLimit : value
 }
@@ -139,6 +139,34 @@ private func startServer(_ loop: OpaquePointer?, _ function: aios_client_connect
     } catch {
       callback.argument.disown()
       throw error
+    }
+  }
+}
+
+@_cdecl("aios_open_read_pipe")
+public func aios_open_read_pipe(_ loop: OpaquePointer?, _ fd: Int32, _ size: Int,
+                                _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    guard out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    let reader = try StreamReader(loop: loop, limit: try limit(size))
+    let streamProtocol = StreamReaderProtocol(reader: reader)
+    try streamFuture(loop, reader, out) {
+      try Connector.pipe(loop: loop, fd: fd, writing: false, makeProtocol: { streamProtocol }, done: $0)
+    }
+  }
+}
+
+@_cdecl("aios_open_write_pipe")
+public func aios_open_write_pipe(_ loop: OpaquePointer?, _ fd: Int32,
+                                 _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    guard out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    let reader = try StreamReader(loop: loop)
+    let streamProtocol = StreamReaderProtocol(reader: reader)
+    try streamFuture(loop, reader, out) {
+      try Connector.pipe(loop: loop, fd: fd, writing: true, makeProtocol: { streamProtocol }, done: $0)
     }
   }
 }

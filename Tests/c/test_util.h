@@ -263,7 +263,7 @@ typedef struct live_counts_s {
 static inline const char *object_type_name(int type) {
   static const char *const names[] = {"loop",  "handle", "future",   "task",
                                       "error", "runner", "primitive", "queue",
-                                      "transport", "server", "stream"};
+                                      "transport", "server", "stream", "subprocess"};
   static char other[32];
   if (type >= 0 && type < (int)(sizeof names / sizeof names[0]))
     return names[type];

@@ -1,11 +1,13 @@
-/* What a child process needs done between fork and exec that libuv's
- * uv_spawn has no option for (asyncio's close_fds and process_group), and
- * the system calls Swift's Glibc module does not bring.
+/* Starting child processes (posix_spawn, as CPython's subprocess does when
+ * it can: the child is made with vfork semantics, so its cost does not grow
+ * with the parent's memory as fork's does), and the system calls Swift's
+ * Glibc module does not bring.
  * Internal: not part of the installed header. */
 #ifndef AIOS_PROCESS_H
 #define AIOS_PROCESS_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #define AIOSI_INTERNAL __attribute__((visibility("hidden")))
 
@@ -13,16 +15,26 @@
 AIOSI_INTERNAL int aiosi_check_pollable(int fd);
 /* pipe2(fds, O_CLOEXEC): 0 or -errno. */
 AIOSI_INTERNAL int aiosi_pipe(int fds[2]);
+/* A close-on-exec AF_UNIX stream socket pair: 0 or -errno. */
+AIOSI_INTERNAL int aiosi_socketpair(int fds[2]);
 
-/* Arms the child setup for the next fork of this thread: in the child,
- * every descriptor from 3 up but those in `keep` (sorted, at most
- * AIOSI_KEEP_MAX) is marked close-on-exec, and when `process_group` >= 0
- * the child joins that group (0: a group of its own). libuv forks inside
- * uv_spawn; a pthread_atfork handler does this in the child before libuv's
- * own setup, which keeps the descriptors it maps onto 0, 1, 2 and `keep`.
- * Disarm with aiosi_spawn_disarm once uv_spawn returns. */
-#define AIOSI_KEEP_MAX 256
-AIOSI_INTERNAL int aiosi_spawn_arm(const int *keep, size_t count, int process_group);
-AIOSI_INTERNAL void aiosi_spawn_disarm(void);
+/* What a child starts with. */
+typedef struct aiosi_spawn_s {
+  const char *file;          /* searched in the child's PATH when it has no "/" */
+  char *const *argv;         /* NULL-terminated */
+  char *const *envp;         /* NULL: the parent's environment */
+  const char *cwd;           /* NULL: the parent's */
+  int stdio[3];              /* the parent's descriptors that become 0, 1, 2 */
+  const int *keep;           /* descriptors above 2 the child keeps, sorted */
+  size_t keep_count;
+  int new_session;           /* setsid() */
+  int process_group;         /* >= 0: setpgid(0, process_group) */
+} aiosi_spawn_t;
+
+/* Starts the child: every descriptor above 2 but `keep` is closed in it,
+ * every signal has its default action and none is blocked. @return 0 and
+ * its pid in *pid, or -errno (a program that is missing or not executable,
+ * or a bad cwd, is reported here). */
+AIOSI_INTERNAL int aiosi_spawn(const aiosi_spawn_t *spec, pid_t *pid);
 
 #endif

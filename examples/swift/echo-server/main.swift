@@ -6,16 +6,6 @@ import Glibc
 
 let port = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments.last!) ?? 8888 : 8888
 
-/// The signal handler only writes a byte; the other end of the socket pair
-/// is a transport of the loop, so stopping runs as ordinary loop code.
-nonisolated(unsafe) var signalWriteEnd: Int32 = -1
-
-final class StopOnSignal: StreamProtocol {
-  let stop: () -> Void
-  init(_ stop: @escaping () -> Void) { self.stop = stop }
-  func dataReceived(_ data: UnsafeRawBufferPointer) { stop() }
-}
-
 try run { @Sendable () async throws in
   let loop = try getRunningLoop()
   let server = try await loop.startServer(host: "127.0.0.1", port: port) { reader, writer in
@@ -27,25 +17,15 @@ try run { @Sendable () async throws in
     }
     writer.close()
   }
-  var pair: [Int32] = [-1, -1]
-  guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0 else { throw OSError(errno: errno) }
-  signalWriteEnd = pair[1]
-  let watcher = try await loop.connectAcceptedSocket({
-    StopOnSignal {
+  // asyncio's add_signal_handler: the closure runs on the loop, as any callback.
+  for signum in [SIGINT, SIGTERM] {
+    try loop.addSignalHandler(signum) {
       server.close()
       server.closeClients()
     }
-  }, fd: pair[0])
-  for signum in [SIGINT, SIGTERM] {
-    signal(signum) { number in
-      var byte = UInt8(truncatingIfNeeded: number)
-      _ = write(signalWriteEnd, &byte, 1)
-    }
   }
-  signal(SIGPIPE, SIG_IGN)
   print("aio-echo-server: serving on 127.0.0.1:\(port)")
   fflush(nil)  // all streams: Swift 6 does not let us name the global stdout
   try await server.waitClosed()
-  watcher.close()
   print("aio-echo-server: closed")
 }
