@@ -17,7 +17,7 @@ final class DescriptorWatcher {
   private let copy: Int32
   private let device: UInt64
   private let inode: UInt64
-  private let poll = UnsafeMutablePointer<uv_poll_t>.allocate(capacity: 1)
+  private let poll: UnsafeMutablePointer<uv_poll_t>
   var reader: Handle?
   var writer: Handle?
   private var events: Int32 = 0
@@ -30,10 +30,8 @@ final class DescriptorWatcher {
     device = UInt64(info.st_dev)
     inode = UInt64(info.st_ino)
     copy = fcntl(fd, F_DUPFD_CLOEXEC, 3)
-    guard copy >= 0 else {
-      poll.deallocate()
-      throw OSError(errno: errno)
-    }
+    guard copy >= 0 else { throw OSError(errno: errno) }
+    poll = .allocate(capacity: 1)
     let rc = uv_poll_init(loop.uv, poll, copy)
     guard rc == 0 else {
       Glibc.close(copy)
@@ -137,6 +135,7 @@ extension Loop {
     try checkNoTransport(fd)
     let watcher = try watcher(for: fd)
     let handle = Handle(loop: self, callback: .swift(callback))
+    handle.repeats = true
     // Adding again replaces the callback (and cancels the one before).
     if reading {
       watcher.reader?.cancel()

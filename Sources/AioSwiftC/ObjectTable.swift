@@ -23,7 +23,7 @@ import Synchronization
 enum ObjectType: UInt32 {
   case loop = 1, handle, future, task, error, runner
   case lock, event, condition, semaphore, barrier, queue, timeout, taskGroup, asCompleted
-  case transport, server, stream
+  case transport, server, stream, datagram
 }
 
 /// Objects that remember their handle, so C gets the same one back.
@@ -459,6 +459,7 @@ private func forgetHandle(_ object: AnyObject, type: UInt32, _ handle: UInt64) {
   case .transport: forget(unsafeDowncast(object, to: StreamTransport.self))
   case .server: forget(unsafeDowncast(object, to: Server.self))
   case .stream: forget(unsafeDowncast(object, to: CStream.self))
+  case .datagram: forget(unsafeDowncast(object, to: DatagramTransport.self))
   case nil: break
   }
 }
