@@ -41,6 +41,8 @@
 #   BENCH_SWIFT=1            0: skip the Swift build and figures
 #   BENCH_ECHO=1             0: skip the echo benchmark (bench/py/echo_bench.py,
 #                            run after the table; its knobs are listed there)
+#   BENCH_UDP=0              1: run the UDP ping-pong benchmark after the echo one
+#                            (bench/py/udp_bench.py; its knobs are listed there)
 #   SWIFT_BUILD_TIMEOUT=300  seconds allowed for building aio-bench
 #   SWIFT_BENCH_FLAGS        extra flags for that build; by default the same
 #                            -Xswiftc flags as the Makefile's library build
@@ -278,5 +280,9 @@ echo
 [ "$HAVE_UVLOOP" = 1 ] || say "(uvloop: not available, no uvloop figures)"
 # The echo servers, side by side (about a minute; its own table).
 if [ "${BENCH_ECHO:-1}" != 0 ]; then echo; "$PYTHON" bench/py/echo_bench.py || FAILED=1; fi
+# UDP ping-pong servers, side by side (about a minute; its own table; it builds its two C programs).
+if [ "${BENCH_UDP:-0}" != 0 ]; then
+  echo; BUILD="$BUILD" CC="$CC" "$PYTHON" bench/py/udp_bench.py || FAILED=1
+fi
 say "raw results: bench/bin/results.txt; total time $((SECONDS - START)) s"
 exit "$FAILED"
