@@ -41,8 +41,10 @@
 #   BENCH_SWIFT=1            0: skip the Swift build and figures
 #   BENCH_ECHO=1             0: skip the echo benchmark (bench/py/echo_bench.py,
 #                            run after the table; its knobs are listed there)
-#   BENCH_SUBPROCESS=0       1: run the subprocess benchmark after the echo one
+#   BENCH_SUBPROCESS=1       0: skip the subprocess benchmark, run after the echo one
 #                            (bench/py/subprocess_bench.py; its knobs are listed there)
+#   BENCH_UDP=1              0: skip the UDP ping-pong benchmark, run after that
+#                            (bench/py/udp_bench.py; its knobs are listed there)
 #   SWIFT_BUILD_TIMEOUT=300  seconds allowed for building aio-bench
 #   SWIFT_BENCH_FLAGS        extra flags for that build; by default the same
 #                            -Xswiftc flags as the Makefile's library build
@@ -281,8 +283,12 @@ echo
 # The echo servers, side by side (about a minute; its own table).
 if [ "${BENCH_ECHO:-1}" != 0 ]; then echo; "$PYTHON" bench/py/echo_bench.py || FAILED=1; fi
 # Child processes, side by side (about a minute; its own table; it builds its two C programs).
-if [ "${BENCH_SUBPROCESS:-0}" != 0 ]; then
+if [ "${BENCH_SUBPROCESS:-1}" != 0 ]; then
   echo; BUILD="$BUILD" CC="$CC" "$PYTHON" bench/py/subprocess_bench.py || FAILED=1
+fi
+# UDP ping-pong servers, side by side (about a minute; its own table; it builds its two C programs).
+if [ "${BENCH_UDP:-1}" != 0 ]; then
+  echo; BUILD="$BUILD" CC="$CC" "$PYTHON" bench/py/udp_bench.py || FAILED=1
 fi
 say "raw results: bench/bin/results.txt; total time $((SECONDS - START)) s"
 exit "$FAILED"

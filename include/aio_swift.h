@@ -1370,6 +1370,124 @@ AIOS_EXTERN int aios_server_ref(aios_server_t *server);
 AIOS_EXTERN int aios_server_unref(aios_server_t *server);
 
 /* ------------------------------------------------------------------------ */
+/* Datagrams and descriptor watchers                                          */
+
+/* A datagram endpoint (asyncio's DatagramTransport). */
+typedef struct aios_datagram_s aios_datagram_t;
+
+/* asyncio.DatagramProtocol as a table of callbacks, on the loop's thread,
+ * with the endpoint lent for the call; any may be NULL. `size`, `arg` and
+ * `destroy` as for aios_protocol_t. */
+typedef struct aios_datagram_protocol_s {
+  size_t size;
+  void *arg;
+  void (*connection_made)(aios_datagram_t *datagram, void *arg);
+  /* One datagram, valid for this call only, from the sender's `address`
+   * (`address_length` 0: an unnamed Unix socket). */
+  void (*datagram_received)(aios_datagram_t *datagram, const void *data, size_t length,
+                            const void *address, unsigned int address_length, void *arg);
+  /* A send or receive failed (borrowed error; ECONNREFUSED for an ICMP error
+   * on a connected socket); the endpoint stays open. */
+  void (*error_received)(aios_datagram_t *datagram, aios_error_t *error, void *arg);
+  /* Called exactly once, after close or abort: `error` NULL or why. */
+  void (*connection_lost)(aios_datagram_t *datagram, aios_error_t *error, void *arg);
+  /* The send buffer went above the high-water mark, or back to the low. */
+  void (*pause_writing)(aios_datagram_t *datagram, void *arg);
+  void (*resume_writing)(aios_datagram_t *datagram, void *arg);
+  aios_destructor_fn destroy;
+} aios_datagram_protocol_t;
+
+/* How aios_create_datagram_endpoint makes its socket. A zeroed struct (or
+ * NULL) is asyncio's defaults. */
+typedef struct aios_datagram_options_s {
+  size_t size;          /* sizeof(aios_datagram_options_t) */
+  int family;           /* AF_UNSPEC (0), AF_INET or AF_INET6 */
+  int proto;
+  int flags;            /* getaddrinfo flags */
+  int reuse_port;       /* SO_REUSEPORT */
+  int allow_broadcast;  /* SO_BROADCAST; the endpoint is then not connected */
+} aios_datagram_options_t;
+
+/*! aios_create_datagram_endpoint() : asyncio's create_datagram_endpoint
+ *  over UDP: binds to local_host:local_port (none when local_port < 0; a
+ *  NULL host is the wildcard) and connects to remote_host:remote_port (none
+ *  when remote_port < 0), each resolved for SOCK_DGRAM; one socket per
+ *  (family, protocol) pair is tried until one works. With neither address
+ *  the family must be given. connection_made runs before the future is done.
+ *  @return 0 and one reference in *out to a future whose result is an
+ *  aios_datagram_t * holding one reference; the future fails with the
+ *  attempt's error (-EADDRINUSE, an AIOS_EAI_* code). AIOS_EINVAL for a port
+ *  above 65535, no address and no family, or an options size too small;
+ *  AIOS_ECLOSED. */
+AIOS_EXTERN int aios_create_datagram_endpoint(aios_loop_t *loop, const aios_datagram_protocol_t *protocol,
+                                              const char *local_host, int local_port,
+                                              const char *remote_host, int remote_port,
+                                              const aios_datagram_options_t *options, aios_future_t **out);
+/*! aios_create_unix_datagram_endpoint() : the same over AF_UNIX datagram
+ *  sockets: bound to `local_path` (a stale socket file there is removed
+ *  first, as asyncio does) and connected to `remote_path`; either may be NULL. */
+AIOS_EXTERN int aios_create_unix_datagram_endpoint(aios_loop_t *loop, const aios_datagram_protocol_t *protocol,
+                                                   const char *local_path, const char *remote_path,
+                                                   aios_future_t **out);
+/*! aios_datagram_from_socket() : asyncio's create_datagram_endpoint(sock=):
+ *  wraps a datagram socket (made non-blocking), which the endpoint owns from
+ *  a successful call on. @return as aios_create_datagram_endpoint's;
+ *  AIOS_EINVAL for a socket that is not SOCK_DGRAM; -ENOTSOCK. */
+AIOS_EXTERN int aios_datagram_from_socket(aios_loop_t *loop, const aios_datagram_protocol_t *protocol, int fd,
+                                          aios_future_t **out);
+/*! aios_datagram_sendto() : asyncio's sendto: one datagram to `address`
+ *  (a sockaddr of `address_length` bytes), or to the peer when `address` is
+ *  NULL on a connected endpoint. Sent at once when nothing waits, else
+ *  copied into the send buffer. A failure of the socket goes to
+ *  error_received, not here; after close or abort the datagram is dropped.
+ *  @return 0; AIOS_EINVAL for another address than a connected endpoint's
+ *  peer, a bad address or NULL data with a length; -EDESTADDRREQ without an
+ *  address on an unconnected endpoint. */
+AIOS_EXTERN int aios_datagram_sendto(aios_datagram_t *datagram, const void *data, size_t length,
+                                     const void *address, unsigned int address_length);
+/*! aios_datagram_close() : no more datagrams are read; connection_lost
+ *  runs once the send buffer is empty. aios_datagram_abort() drops the
+ *  buffer and closes now. Either twice is a no-op. */
+AIOS_EXTERN int aios_datagram_close(aios_datagram_t *datagram);
+AIOS_EXTERN int aios_datagram_abort(aios_datagram_t *datagram);
+AIOS_EXTERN int aios_datagram_is_closing(aios_datagram_t *datagram);
+/*! aios_datagram_get_write_buffer_size() : bytes buffered (each datagram
+ *  counts 8 bytes more, as in asyncio). @return it, or a negative status. */
+AIOS_EXTERN long long aios_datagram_get_write_buffer_size(aios_datagram_t *datagram);
+/*! aios_datagram_set_write_buffer_limits() : as aios_transport_set_write_buffer_limits. */
+AIOS_EXTERN int aios_datagram_set_write_buffer_limits(aios_datagram_t *datagram, long long high,
+                                                      long long low);
+/*! aios_datagram_get_sockname() / _get_peername() : as the transport's;
+ *  -ENOTCONN for the peer of an unconnected endpoint. */
+AIOS_EXTERN int aios_datagram_get_sockname(aios_datagram_t *datagram, void *address, unsigned int *length);
+AIOS_EXTERN int aios_datagram_get_peername(aios_datagram_t *datagram, void *address, unsigned int *length);
+/*! aios_datagram_get_fd() : the socket's descriptor, or -EBADF once closed. */
+AIOS_EXTERN int aios_datagram_get_fd(aios_datagram_t *datagram);
+AIOS_EXTERN int aios_datagram_get_loop(aios_datagram_t *datagram, aios_loop_t **out);
+AIOS_EXTERN int aios_datagram_ref(aios_datagram_t *datagram);
+AIOS_EXTERN int aios_datagram_unref(aios_datagram_t *datagram);
+
+/*! aios_loop_add_reader() / aios_loop_add_writer() : asyncio's add_reader
+ *  and add_writer: `callback(arg)` runs on the loop, as a callback of its
+ *  own, in each iteration `fd` is readable (writable). One reader and one
+ *  writer per descriptor: adding again replaces the callback (and destroys
+ *  its argument). `arg_destructor` (may be NULL) frees `arg` once, when the
+ *  callback is replaced or removed, the descriptor is found closed, or the
+ *  loop closes; on failure the caller keeps `arg`. The descriptor stays the
+ *  caller's; closing it while it is watched is allowed (the watcher then
+ *  goes at its next event, or at remove). @return 0; AIOS_EINVAL for a NULL
+ *  callback or a descriptor an open transport of this loop uses; -EBADF;
+ *  -EPERM for a descriptor epoll cannot watch (a regular file); AIOS_ECLOSED. */
+AIOS_EXTERN int aios_loop_add_reader(aios_loop_t *loop, int fd, aios_callback_fn callback, void *arg,
+                                     aios_destructor_fn arg_destructor);
+AIOS_EXTERN int aios_loop_add_writer(aios_loop_t *loop, int fd, aios_callback_fn callback, void *arg,
+                                     aios_destructor_fn arg_destructor);
+/*! aios_loop_remove_reader() / aios_loop_remove_writer() : @return 1 if a
+ *  callback was registered (and is now removed), 0 if not; AIOS_ECLOSED. */
+AIOS_EXTERN int aios_loop_remove_reader(aios_loop_t *loop, int fd);
+AIOS_EXTERN int aios_loop_remove_writer(aios_loop_t *loop, int fd);
+
+/* ------------------------------------------------------------------------ */
 /* Streams (asyncio.StreamReader and StreamWriter)                           */
 
 /* One connection's StreamReader and StreamWriter together (or a reader fed
@@ -1740,7 +1858,7 @@ typedef enum aios_object_type_e {
   AIOS_OBJECT_PRIMITIVE, /* locks, events, conditions, semaphores, barriers,
                             timeouts, task groups */
   AIOS_OBJECT_QUEUE,
-  AIOS_OBJECT_TRANSPORT, /* stream transports, whether C holds them or not */
+  AIOS_OBJECT_TRANSPORT, /* stream and datagram transports, whether C holds them or not */
   AIOS_OBJECT_SERVER,
   AIOS_OBJECT_STREAM,    /* StreamReader/StreamWriter pairs */
   AIOS_OBJECT_SUBPROCESS /* children's transports, until reaped and finished */

@@ -46,6 +46,9 @@ public class Handle: CustomStringConvertible {
   /// Dropped once the callback ran or was cancelled, so what it holds is freed.
   var callback: Callback?
   public private(set) var cancelled = false
+  /// Runs each time it is scheduled, keeping its callback (asyncio's handles
+  /// of readers and writers are run again at every event).
+  var repeats = false
   /// The C ABI's handle for this object (0: none yet).
   package var foreignHandle: UInt64 = 0
 
@@ -83,7 +86,7 @@ public class Handle: CustomStringConvertible {
 
   func run() {
     guard let callback else { return }
-    self.callback = nil
+    if !repeats { self.callback = nil }
     switch callback {
     case .c(let fn, let arg): fn(arg)
     case .cOwned(let fn, let arg): fn(arg.value)

@@ -123,6 +123,10 @@ public final class Loop: @unchecked Sendable {
   /// Transports and servers with libuv handles open: they are aborted when
   /// the loop closes, before libuv's loop is freed.
   private var openIO: [ObjectIdentifier: () -> Void] = [:]
+  /// add_reader's and add_writer's watchers, by descriptor.
+  var descriptorWatchers: [Int32: DescriptorWatcher] = [:]
+  /// The descriptors this loop's transports use (add_reader refuses them).
+  var transportDescriptors: [Int32: any DescriptorUser] = [:]
   /// add_signal_handler's watchers, one per signal.
   var signalWatchers: [Int32: SignalWatcher] = [:]
   /// The SIGCHLD watcher of this loop's children, while it has some.

@@ -23,7 +23,7 @@ import Synchronization
 enum ObjectType: UInt32 {
   case loop = 1, handle, future, task, error, runner
   case lock, event, condition, semaphore, barrier, queue, timeout, taskGroup, asCompleted
-  case transport, server, stream, subprocess, process
+  case transport, server, stream, subprocess, process, datagram
 }
 
 /// Objects that remember their handle, so C gets the same one back.
@@ -461,6 +461,7 @@ private func forgetHandle(_ object: AnyObject, type: UInt32, _ handle: UInt64) {
   case .stream: forget(unsafeDowncast(object, to: CStream.self))
   case .subprocess: forget(unsafeDowncast(object, to: SubprocessTransport.self))
   case .process: forget(unsafeDowncast(object, to: CProcess.self))
+  case .datagram: forget(unsafeDowncast(object, to: DatagramTransport.self))
   case nil: break
   }
 }
