@@ -33,7 +33,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGE_ROOT = os.path.dirname(HERE)
 
 MODULES = ["test_futures", "test_tasks", "test_taskgroups", "test_timeouts", "test_waitfor",
-           "test_locks", "test_queues", "test_runners", "test_pep492", "test_context"]
+           "test_locks", "test_queues", "test_runners", "test_pep492", "test_context",
+           # Network I/O: streams, servers, TLS, buffered protocols.
+           "test_streams", "test_server", "test_sslproto", "test_ssl", "test_buffered_proto"]
 # Loop mixins of test.test_asyncio that take any loop through create_event_loop:
 # "mixin:MODULE.CLASS" runs CLASS's tests on a loop of the kind under test (the
 # stock loop's is asyncio.SelectorEventLoop). Run with --mixins.
