@@ -73,6 +73,7 @@ struct ChannelObject {
     char lost;                   /* LOST was handled (or the loop closed) */
     char reading_paused;
     char dropping;               /* closed with nothing to send, or aborted: writes are dropped */
+    char close_deferred;         /* close() while write-paused: the core closes after resume_writing */
     char write_paused;           /* asyncio's _protocol_paused */
     char flush_scheduled;
 };
@@ -233,6 +234,7 @@ channel_make(CoreObject *core, Py_ssize_t index)
     self->conn_lost = 0;
     self->buffered = self->closing = self->lost = 0;
     self->reading_paused = self->write_paused = self->flush_scheduled = self->dropping = 0;
+    self->close_deferred = 0;
     PyObject_GC_Track(self);
     if (index >= 0) {
         Py_INCREF(self);
@@ -262,14 +264,27 @@ channel_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     return (PyObject *)self;
 }
 
+/* connection_lost was delivered: the channel lets go of the Python side
+ * (the transport and its protocol refer to each other through it, and
+ * asyncio frees them by reference counting once the connection is lost). */
+static void
+channel_detach(ChannelObject *self)
+{
+    self->closing = 1;
+    Py_CLEAR(self->pending);
+    Py_CLEAR(self->context);
+    channel_drop_protocol(self);
+    Py_CLEAR(self->protocol);
+    Py_CLEAR(self->transport);
+}
+
 /* The core's transport is gone (or never came): no more calls into it. */
 static void
 channel_let_go(ChannelObject *self)
 {
     aios_transport_t *ptr = self->ptr;
     self->lost = 1;
-    self->closing = 1;
-    Py_CLEAR(self->pending);
+    channel_detach(self);
     if (ptr != NULL) {
         self->ptr = NULL;
         aios_transport_unref(ptr);
@@ -791,6 +806,17 @@ channel_close(ChannelObject *self, PyObject *Py_UNUSED(ignored))
     }
     self->closing = 1;
     Py_CLEAR(self->pending);
+    if (self->write_paused) {
+        /* asyncio calls resume_writing while the buffer still drains, and
+         * what the protocol writes then (an SSL close_notify) goes out
+         * before the close; the core would close first. Reading stops now,
+         * the close waits for resume_writing. */
+        self->close_deferred = 1;
+        int status = aios_transport_pause_reading(self->ptr);
+        if (status < 0)
+            return raise_status(status);
+        Py_RETURN_FALSE;
+    }
     long long size = aios_transport_get_write_buffer_size(self->ptr);
     int status = aios_transport_close(self->ptr);
     if (status < 0)
@@ -1028,6 +1054,13 @@ channel_release(ChannelObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
+channel_detach_method(ChannelObject *self, PyObject *Py_UNUSED(ignored))
+{
+    channel_detach(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 channel_get_address(ChannelObject *self, void *Py_UNUSED(closure))
 {
     return PyLong_FromVoidPtr(self->ptr);
@@ -1108,6 +1141,8 @@ static PyMethodDef channel_methods[] = {
     {"release", (PyCFunction)channel_release, METH_NOARGS,
      "Give the token back: the connection never came or was given up."},
     {"_flush_pending", (PyCFunction)channel_flush_pending, METH_NOARGS, NULL},
+    {"detach", (PyCFunction)channel_detach_method, METH_NOARGS,
+     "connection_lost was delivered: let go of the transport and its protocol."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1331,11 +1366,19 @@ dispatch_event(CoreObject *core, int kind, unsigned long long token, int status,
         if (chan == NULL || chan->write_paused || chan->lost)
             return 0;
         return channel_call(chan, str_maybe_pause, NULL);
-    case AIOS_IO_RESUME_WRITING:
+    case AIOS_IO_RESUME_WRITING: {
         chan = event_channel(core, token);
         if (chan == NULL || !chan->write_paused || chan->lost)
             return 0;
-        return channel_call(chan, str_io_resume_writing, NULL);
+        Py_INCREF(chan);
+        int r = channel_call(chan, str_io_resume_writing, NULL);
+        if (chan->close_deferred && chan->ptr != NULL && !chan->lost) {
+            chan->close_deferred = 0;
+            aios_transport_close(chan->ptr);
+        }
+        Py_DECREF(chan);
+        return r;
+    }
     default:
         return 0;
     }

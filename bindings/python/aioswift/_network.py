@@ -22,6 +22,7 @@ import errno
 import functools
 import itertools
 import os
+import re
 import socket
 import stat
 import sys
@@ -123,6 +124,23 @@ def _sockaddr_bytes(sockaddr):
     raise socket.gaierror(socket.EAI_NONAME, _native.gai_strerror(socket.EAI_NONAME))
 
 
+_BIND_ERROR = re.compile(r"^error while attempting to bind on address (\[(.*)\]|([^\[\]]*)):(\d+): ")
+
+
+def _asyncio_bind_error(exc):
+    """The core's local bind error with asyncio's message, whose address is
+    the Python sockaddr: "... on address ('127.0.0.1', 8080): address
+    already in use"."""
+    match = _BIND_ERROR.match(exc.strerror or "")
+    if match is None or exc.errno is None:
+        return exc
+    port = int(match.group(4))
+    address = (match.group(2), port, 0, 0) if match.group(2) is not None else \
+        (match.group(3), port)
+    return OSError(exc.errno, f"error while attempting to bind on address {address!r}: "
+                              f"{os.strerror(exc.errno).lower()}")
+
+
 def _take_result(cfuture):
     """(value, destructor) of a finished C future, moved out of it; raises
     its error."""
@@ -211,13 +229,17 @@ class Server(events.AbstractServer):
     def __repr__(self):
         return f"<{type(self).__name__} sockets={self.sockets!r}>"
 
-    def _attach(self, transport):
+    # asyncio's _attach and _detach take the transport from 3.13 on (and
+    # its tests call them without one before).
+    def _attach(self, transport=None):
         self._active_count += 1
-        self._clients.add(transport)
+        if transport is not None:
+            self._clients.add(transport)
 
-    def _detach(self, transport):
+    def _detach(self, transport=None):
         self._active_count -= 1
-        self._clients.discard(transport)
+        if transport is not None:
+            self._clients.discard(transport)
         if self._active_count == 0 and self._sockets is None:
             self._wakeup()
 
@@ -585,9 +607,10 @@ class NetworkMixin:
                                                                   port_c, options, out),
                     pending)
             except OSError as exc:
+                exc = _asyncio_bind_error(exc)
                 if all_errors:
                     raise ExceptionGroup("create_connection failed", [exc]) from None
-                raise
+                raise exc from None
             finally:
                 del keep
         else:

@@ -361,6 +361,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
                 self._sock = None
                 sock.close()
             self._protocol = None
+            self._chan.detach()
             server = self._server
             if server is not None:
                 self._server = None
