@@ -130,7 +130,7 @@ def _not_implemented(name, coroutine=False):
 # coroutine methods stay coroutine functions (asyncio code awaits them).
 _IO_METHODS = ("add_reader", "remove_reader", "add_writer", "remove_writer",
                "add_signal_handler", "remove_signal_handler")
-_IO_COROUTINES = ("sendfile", "create_datagram_endpoint",
+_IO_COROUTINES = ("create_datagram_endpoint",
                   "connect_read_pipe", "connect_write_pipe",
                   "subprocess_exec", "subprocess_shell",
                   "sock_recv", "sock_recv_into", "sock_recvfrom", "sock_recvfrom_into",
@@ -168,7 +168,8 @@ class Loop(NetworkMixin, asyncio.AbstractEventLoop):
         # Network I/O (_network.py): servers by the key their connections
         # carry, and the core servers we hold references to.
         self._io_on = False
-        self._servers = weakref.WeakValueDictionary()
+        self._servers = {}              # open: the loop keeps them serving
+        self._closed_servers = weakref.WeakValueDictionary()
         self._server_refs = set()
         # The hot path: C callables on the instance, found before the class's
         # methods by asyncio's C Task and Future (and by everyone else). A

@@ -804,6 +804,13 @@ channel_close(ChannelObject *self, PyObject *Py_UNUSED(ignored))
         self->closing = 1;
         Py_RETURN_FALSE;
     }
+    if (aios_transport_is_closing(self->ptr) == 1) {
+        /* The core closes it already (an error of the socket): its LOST
+         * event says why. */
+        self->closing = 1;
+        Py_CLEAR(self->pending);
+        Py_RETURN_FALSE;
+    }
     self->closing = 1;
     Py_CLEAR(self->pending);
     if (self->write_paused) {

@@ -28,7 +28,7 @@ import stat
 import sys
 import weakref
 
-from asyncio import events, exceptions, format_helpers, sslproto, tasks
+from asyncio import base_events, constants, events, exceptions, format_helpers, sslproto, tasks
 
 from . import _native
 from ._errors import exception_for_code
@@ -316,6 +316,9 @@ class Server(events.AbstractServer):
         self._sockets = None
         paths = [(s.getsockname(), self._cleanup[s]) for s in sockets if s in self._cleanup]
         self._loop._release_servers(self)
+        # Connections it accepted before closing may still come.
+        self._loop._servers.pop(self._key, None)
+        self._loop._closed_servers[self._key] = self
         for sock in sockets:
             sock.close()
         for path, inode in paths:
@@ -403,7 +406,7 @@ class NetworkMixin:
     def _io_connected(self, chan, server_key):
         # CONNECTED, from _native's io_ready.
         if server_key:
-            server = self._servers.get(server_key)
+            server = self._servers.get(server_key) or self._closed_servers.get(server_key)
             if server is None:
                 chan.abort()
                 return
@@ -695,6 +698,33 @@ class NetworkMixin:
                          transport, protocol)
         return transport, protocol
 
+    # -- sendfile ------------------------------------------------------------------
+
+    async def sendfile(self, transport, file, offset=0, count=None, *, fallback=True):
+        """asyncio's sendfile. The core's transports have no sendfile system
+        call (_sendfile_native says so), so the file is read in the default
+        executor and written to the transport with its flow control
+        (asyncio's own fallback)."""
+        if transport.is_closing():
+            raise RuntimeError("Transport is closing")
+        mode = getattr(transport, "_sendfile_compatible", constants._SendfileMode.UNSUPPORTED)
+        if mode is constants._SendfileMode.UNSUPPORTED:
+            raise RuntimeError(f"sendfile is not supported for transport {transport!r}")
+        if mode is constants._SendfileMode.TRY_NATIVE:
+            try:
+                return await self._sendfile_native(transport, file, offset, count)
+            except exceptions.SendfileNotAvailableError:
+                if not fallback:
+                    raise
+        if not fallback:
+            raise RuntimeError(f"fallback is disabled and native sendfile is not "
+                               f"supported for transport {transport!r}")
+        return await base_events.BaseEventLoop._sendfile_fallback(self, transport, file,
+                                                                  offset, count)
+
+    async def _sendfile_native(self, transport, file, offset, count):
+        raise exceptions.SendfileNotAvailableError("sendfile syscall is not supported")
+
     # -- TLS ---------------------------------------------------------------------
 
     async def start_tls(self, transport, protocol, sslcontext, *, server_side=False,
@@ -943,6 +973,7 @@ class NetworkMixin:
         self._server_refs.clear()
         for server in list(self._servers.values()):
             server._cservers = []
+        self._servers.clear()
         self._core.io_servers = 0
 
 

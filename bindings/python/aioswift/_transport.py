@@ -115,6 +115,9 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
     _SelectorSocketTransport's behaviour)."""
 
     _start_tls_compatible = True
+    # As asyncio's socket transports: loop.sendfile tries the native way
+    # (which the core has not) and falls back.
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
     def __init__(self, loop, chan, protocol, extra=None, server=None, sock=None):
         super().__init__(extra, loop)
@@ -254,6 +257,19 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
 
     # -- flow control of the protocol ------------------------------------------
 
+    # asyncio's _FlowControlMixin keeps it in a slot; here the channel does
+    # (the C write path reads it). base_events' sendfile fallback reads it.
+    @property
+    def _protocol_paused(self):
+        chan = self.__dict__.get("_chan")
+        return chan.write_paused if chan is not None else False
+
+    @_protocol_paused.setter
+    def _protocol_paused(self, value):
+        chan = self.__dict__.get("_chan")
+        if chan is not None:
+            chan.write_paused = value
+
     def _maybe_pause_protocol(self):
         chan = self._chan
         if chan.write_paused:
@@ -385,5 +401,3 @@ def is_buffered(protocol):
 
 
 __all__ = ["SocketTransport", "TCPTransport", "UnixTransport", "FdSocket"]
-
-del constants

@@ -40,7 +40,7 @@ MODULES = ["test_futures", "test_tasks", "test_taskgroups", "test_timeouts", "te
 # Loop mixins of test.test_asyncio that take any loop through create_event_loop:
 # "mixin:MODULE.CLASS" runs CLASS's tests on a loop of the kind under test (the
 # stock loop's is asyncio.SelectorEventLoop). Run with --mixins.
-MIXINS = ["mixin:test_events.EventLoopTestsMixin"]
+MIXINS = ["mixin:test_events.EventLoopTestsMixin", "mixin:test_sendfile.SendfileTestsBase"]
 QUICK = ["test_locks", "test_queues", "test_context", "test_waitfor", "test_timeouts"]
 KNOWN_FILE = os.path.join(HERE, "conformance_known.txt")
 NOT_BUILT = "() is not implemented yet"
@@ -50,13 +50,35 @@ MARK = "@@conformance "
 # ---------------------------------------------------------------------------
 # The child: one module, one loop kind; a JSON line per test on stdout.
 
+_UVLOOP = None
+
+
+def _uvloop():
+    """uvloop's policy and loop classes, the loop with the one attribute
+    test_asyncio.utils.TestCase reads of every loop in its tearDown
+    (close_loop: loop._default_executor), which uvloop's C loop lacks: without
+    it every test of a TestCase errors on uvloop, whatever it tested."""
+    global _UVLOOP
+    if _UVLOOP is None:
+        import uvloop
+
+        class Loop(uvloop.Loop):
+            _default_executor = None
+
+        class EventLoopPolicy(uvloop.EventLoopPolicy):
+            def _loop_factory(self):
+                return Loop()
+
+        _UVLOOP = (EventLoopPolicy, Loop)
+    return _UVLOOP
+
+
 def _install(kind):
     import asyncio
     if kind == "stock":
         return lambda: -1
     if kind == "uvloop":
-        import uvloop
-        policy_class, loop_class = uvloop.EventLoopPolicy, uvloop.Loop
+        policy_class, loop_class = _uvloop()
     else:
         sys.path.insert(0, PACKAGE_ROOT)
         import aioswift
@@ -92,8 +114,7 @@ def _mixin_suite(name, kind):
     if kind == "stock":
         factory = asyncio.SelectorEventLoop
     elif kind == "uvloop":
-        import uvloop
-        factory = uvloop.new_event_loop
+        factory = _uvloop()[1]
     else:
         import aioswift
         factory = aioswift.new_event_loop
@@ -114,8 +135,7 @@ def _selector_classes_on(suite, kind):
     if kind == "stock":
         return
     if kind == "uvloop":
-        import uvloop
-        factory = uvloop.new_event_loop
+        factory = _uvloop()[1]
     else:
         import aioswift
         factory = aioswift.new_event_loop

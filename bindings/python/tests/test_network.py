@@ -768,6 +768,29 @@ def test_a_cancelled_create_connection_leaves_nothing_open(any_loop):
     run(loop, main())
 
 
+def test_sendfile_sends_a_file(any_loop, tmp_path):
+    loop = any_loop
+    data = os.urandom(300_000)
+    path = tmp_path / "payload"
+    path.write_bytes(data)
+
+    async def main():
+        received = []
+        server = await loop.create_server(lambda: received.append(Collect(loop)) or received[-1],
+                                          "127.0.0.1", 0)
+        transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1",
+                                                    port_of(server))
+        with open(path, "rb") as f:
+            assert await loop.sendfile(transport, f, offset=1000, count=200_000) == 200_000
+            assert f.tell() == 201_000
+        transport.close()
+        await received[0].done
+        assert received[0].data == data[1000:201_000]
+        await close_server(server)
+
+    run(loop, main())
+
+
 # -- TLS --------------------------------------------------------------------------------
 
 def tls_files():

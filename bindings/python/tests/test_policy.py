@@ -108,8 +108,7 @@ IO_METHODS = [
     ("remove_writer", (0,)), ("add_signal_handler", (signal.SIGUSR1, print)),
     ("remove_signal_handler", (signal.SIGUSR1,)),
 ]
-IO_COROUTINES = ["sendfile",
-                 "create_datagram_endpoint", "connect_read_pipe", "connect_write_pipe",
+IO_COROUTINES = ["create_datagram_endpoint", "connect_read_pipe", "connect_write_pipe",
                  "subprocess_exec", "subprocess_shell",
                  "sock_recv", "sock_recv_into", "sock_recvfrom", "sock_recvfrom_into",
                  "sock_sendall", "sock_sendto", "sock_connect", "sock_accept", "sock_sendfile"]
