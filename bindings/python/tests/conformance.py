@@ -41,7 +41,8 @@ MODULES = ["test_futures", "test_tasks", "test_taskgroups", "test_timeouts", "te
 # "mixin:MODULE.CLASS" runs CLASS's tests on a loop of the kind under test (the
 # stock loop's is asyncio.SelectorEventLoop). Run with --mixins.
 MIXINS = ["mixin:test_events.EventLoopTestsMixin", "mixin:test_sendfile.SendfileTestsBase"]
-QUICK = ["test_locks", "test_queues", "test_context", "test_waitfor", "test_timeouts"]
+QUICK = ["test_locks", "test_queues", "test_context", "test_waitfor", "test_timeouts",
+         "test_streams", "test_server", "test_sslproto", "test_buffered_proto"]
 KNOWN_FILE = os.path.join(HERE, "conformance_known.txt")
 NOT_BUILT = "() is not implemented yet"
 MARK = "@@conformance "
