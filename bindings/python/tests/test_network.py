@@ -791,6 +791,68 @@ def test_sendfile_sends_a_file(any_loop, tmp_path):
     run(loop, main())
 
 
+def test_set_protocol_switches_where_data_goes(any_loop):
+    loop = any_loop
+
+    class First(asyncio.Protocol):
+        def __init__(self):
+            self.second = Collect(loop)
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.first = data
+            self.transport.set_protocol(self.second)
+            assert self.transport.get_protocol() is self.second
+
+    async def main():
+        server, echoes = await echo_server(loop)
+        transport, first = await loop.create_connection(First, "127.0.0.1", port_of(server))
+        transport.write(b"one")
+        while not hasattr(first, "first"):
+            await asyncio.sleep(0.001)
+        first.second.expect(3)
+        transport.write(b"two")
+        await first.second.enough
+        assert first.first == b"one" and first.second.data == b"two"
+        assert transport.get_write_buffer_limits() == (16384, 65536)
+        transport.close()
+        transport.close()                       # twice: a no-op
+        assert await first.second.done is None  # connection_lost goes to the new one
+        await close_server(server)
+
+    run(loop, main())
+
+
+def test_connection_made_that_raises_is_reported(any_loop):
+    loop = any_loop
+    contexts = []
+    loop.set_exception_handler(lambda lp, context: contexts.append(context))
+
+    class Raising(Collect):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            raise KeyError("in connection_made")
+
+    async def main():
+        server, echoes = await echo_server(loop)
+        transport, client = await loop.create_connection(lambda: Raising(loop), "127.0.0.1",
+                                                          port_of(server))
+        assert len(contexts) == 1
+        assert isinstance(contexts[0]["exception"], KeyError)
+        assert contexts[0]["message"].startswith("Exception in callback")
+        # The transport stays usable, as asyncio's.
+        client.expect(2)
+        transport.write(b"ok")
+        await client.enough
+        transport.abort()
+        assert await client.done is None
+        await close_server(server)
+
+    run(loop, main())
+
+
 # -- TLS --------------------------------------------------------------------------------
 
 def tls_files():
