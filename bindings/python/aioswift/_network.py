@@ -770,7 +770,7 @@ class NetworkMixin:
         server._cservers = []
 
     async def _serve(self, server, sock, unix):
-        """A core server on the bound socket `sock`, which it takes over."""
+        """A core server (not serving yet) on a duplicate of the bound socket `sock`."""
         factory, arg, destructor = self._core.server_factory(server._key)
         options = ffi.new("aios_server_options_t *")
         options.size = ffi.sizeof("aios_server_options_t")

@@ -16,7 +16,7 @@ import logging
 import socket
 import warnings
 
-from asyncio import constants, protocols, transports, trsock
+from asyncio import constants, transports, trsock
 
 from ._errors import exception_for_code
 
@@ -395,9 +395,6 @@ class UnixTransport(SocketTransport):
 def connlost_warning(message):
     logger.warning(message)
 
-
-def is_buffered(protocol):
-    return isinstance(protocol, protocols.BufferedProtocol)
 
 
 __all__ = ["SocketTransport", "TCPTransport", "UnixTransport", "FdSocket"]
