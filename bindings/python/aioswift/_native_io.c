@@ -255,6 +255,10 @@ channel_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     (void)type;
     if (!core_usable((CoreObject *)core))
         return NULL;
+    /* The table belongs to the loop's thread (server_factory uses it there
+     * without the GIL). */
+    if (((CoreObject *)core)->owner_thread != PyThread_get_thread_ident())
+        return raise_status(AIOS_EWRONGTHREAD);
     Py_ssize_t index = slot_alloc((CoreObject *)core);
     if (index < 0)
         return PyErr_NoMemory();
