@@ -1724,6 +1724,8 @@ static PyGetSetDef core_getset[] = {
      "How many handles the core may still call.", NULL},
     {"slow_callback_duration", (getter)core_get_slow, (setter)core_set_slow, NULL, NULL},
     {"io_used", (getter)core_get_io_used, NULL, "Connections in the token table.", NULL},
+    {"io_backlog", (getter)core_get_io_backlog, NULL,
+     "Events an interrupt kept back for the next run.", NULL},
     {"io_servers", (getter)core_get_io_servers, (setter)core_set_io_servers,
      "Servers open (they keep the loop on its thread).", NULL},
     {NULL, NULL, NULL, NULL, NULL},

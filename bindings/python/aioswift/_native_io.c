@@ -1586,6 +1586,12 @@ core_get_io_used(CoreObject *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
+core_get_io_backlog(CoreObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->io_backlog != NULL ? PyList_GET_SIZE(self->io_backlog) : 0);
+}
+
+static PyObject *
 core_get_io_servers(CoreObject *self, void *Py_UNUSED(closure))
 {
     return PyLong_FromLong(self->io_servers);

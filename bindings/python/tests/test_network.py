@@ -853,6 +853,89 @@ def test_connection_made_that_raises_is_reported(any_loop):
     run(loop, main())
 
 
+def test_keyboard_interrupt_in_data_received_stops_the_loop(any_loop):
+    # As asyncio's: the interrupt comes out of run_until_complete, and the
+    # loop goes on afterwards; what else came meanwhile is still delivered.
+    loop = any_loop
+    raised = []
+
+    class Interrupting(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            if not raised:
+                raised.append(data)
+                raise KeyboardInterrupt
+            self.transport.write(data)
+
+    server = run(loop, loop.create_server(Interrupting, "127.0.0.1", 0))
+    clients = [run(loop, loop.create_connection(lambda: Collect(loop), "127.0.0.1",
+                                                port_of(server))) for _ in range(3)]
+    for i, (transport, client) in enumerate(clients):
+        client.expect(1)
+        transport.write(b"%d" % i)
+    waiting = loop.create_task(asyncio.sleep(2))
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_until_complete(waiting)
+    waiting.cancel()
+    if isinstance(loop, aioswift.Loop):
+        kept_back = loop._core.io_backlog    # the others' data, when it came in that batch
+    assert len(raised) == 1
+    interrupted = int(raised[0])
+    for i, (transport, client) in enumerate(clients):
+        if i != interrupted:
+            run(loop, client.enough)
+            assert client.data == b"%d" % i
+    transport, client = clients[interrupted]
+    client.expect(2)
+    transport.write(b"ok")
+    run(loop, client.enough)
+    assert client.data == b"ok"
+    for transport, client in clients:
+        transport.close()
+        run(loop, client.done)
+    run(loop, close_server(server))
+    if isinstance(loop, aioswift.Loop):
+        assert kept_back >= 0 and loop._core.io_backlog == 0
+
+
+def test_many_connections_at_once(any_loop):
+    loop = any_loop
+
+    async def handle(reader, writer):
+        try:
+            data = await reader.readexactly(1000)
+            writer.write(data[::-1])
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def client(port, i):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        payload = bytes([i % 256]) * 500 + bytes([(i + 1) % 256]) * 500
+        if i % 7 == 0:
+            # Some give up half way.
+            writer.write(payload[:300])
+            writer.transport.abort()
+            return None
+        writer.write(payload)
+        data = await reader.readexactly(1000)
+        writer.close()
+        await writer.wait_closed()
+        return data == payload[::-1]
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=512)
+        results = await asyncio.gather(*[client(port_of(server), i) for i in range(300)])
+        assert all(r for i, r in enumerate(results) if i % 7)
+        await close_server(server)
+
+    run(loop, main(), timeout=TIMEOUT + 1)
+
+
 # -- TLS --------------------------------------------------------------------------------
 
 def tls_files():
