@@ -113,6 +113,7 @@ struct CoreObject {
     PyObject *io_backlog;        /* events an interrupt kept back */
     long io_servers;             /* servers open (the Python side counts them) */
     int io_enabled;              /* the core's loop schedules io_ready */
+    unsigned long soon_scheduled; /* call_soon handles scheduled, ever (io_ready's GIL) */
     int debug;
     int closed;
     int running;
@@ -1131,6 +1132,8 @@ schedule(CoreObject *self, PyTypeObject *type, PyObject *method, PyObject *const
             return NULL;
         }
     }
+    if (status == 0 && kind != 2)
+        self->soon_scheduled++;
     if (status < 0) {
         unlink_pending(self, h);
         Py_DECREF(h);
