@@ -122,6 +122,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
     def __init__(self, loop, chan, protocol, extra=None, server=None, sock=None):
         super().__init__(extra, loop)
         self._chan = chan
+        self._fd = chan.fileno()        # for repr, after the close too
         chan.transport = self
         # The hot path: the Channel's C methods, found before the class's.
         self.write = chan.write
@@ -148,7 +149,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
     def __repr__(self):
         info = [type(self).__name__]
         chan = self._chan
-        fd = chan.fileno()
+        fd = self._fd
         if chan.lost:
             info.append("closed")
         elif chan.closing:

@@ -548,6 +548,35 @@ def test_refused_connections_raise_connection_refused_error(any_loop, unix_path)
     run(loop, main())
 
 
+@pytest.mark.parametrize("delay", [None, 0.05])
+def test_a_name_with_several_addresses_connects_to_the_one_that_listens(any_loop, delay):
+    loop = any_loop
+    names = {info[4][0] for info in socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)}
+
+    async def main():
+        server, _ = await echo_server(loop, "127.0.0.1")
+        transport, client = await loop.create_connection(
+            lambda: Collect(loop), "localhost", port_of(server), happy_eyeballs_delay=delay)
+        assert transport.get_extra_info("peername")[0] == "127.0.0.1"
+        transport.close()
+        await client.done
+        with socket.socket() as bound:
+            bound.bind(("127.0.0.1", 0))
+            port = bound.getsockname()[1]
+            if PY312:
+                with pytest.raises(ExceptionGroup) as info:
+                    await loop.create_connection(asyncio.Protocol, "127.0.0.1", port,
+                                                 happy_eyeballs_delay=delay, all_errors=True)
+                assert all(isinstance(e, OSError) for e in info.value.exceptions)
+            with pytest.raises(OSError):
+                await loop.create_connection(asyncio.Protocol, "localhost", port,
+                                             happy_eyeballs_delay=delay, interleave=1)
+        await close_server(server)
+
+    assert "127.0.0.1" in names
+    run(loop, main())
+
+
 def test_address_in_use_says_where(any_loop):
     loop = any_loop
 
