@@ -1136,10 +1136,21 @@ typedef struct aios_io_event_s {
  *  stream reads at most once between two calls: after its AIOS_IO_DATA it
  *  waits for the next take, so pause_reading called on seeing the bytes is
  *  exact. Bytes are received straight into the arena (no copy). Call it
- *  once per iteration (from a callback, or after a run_once).
+ *  once per iteration: from the callback aios_loop_set_io_events_callback
+ *  schedules, or after a run_once.
  *  @return 0, *events (NULL when none), *count and *arena; AIOS_ECLOSED. */
 AIOS_EXTERN int aios_loop_take_io_events(aios_loop_t *loop, const aios_io_event_t **events,
                                          size_t *count, const unsigned char **arena);
+/*! aios_loop_set_io_events_callback() : tells a binding when batched
+ *  events wait: `callback(arg)` is scheduled with call_soon when the first
+ *  event after a take is recorded (at once if some wait already), and not
+ *  again until the next take. Events of a poll are so taken in the
+ *  iteration that polled, and a loop with no events still waits: without
+ *  it, a binding that takes events from a callback of its own has to keep
+ *  one scheduled, and its loop never waits. NULL `callback` stops it.
+ *  @return 0; AIOS_ECLOSED. */
+AIOS_EXTERN int aios_loop_set_io_events_callback(aios_loop_t *loop, aios_callback_fn callback,
+                                                 void *arg);
 
 /* Makes a server's protocol for each connection it accepts: fill `protocol`
  * (its size is already set) and return 0, or return nonzero to refuse the

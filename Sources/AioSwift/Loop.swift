@@ -449,8 +449,12 @@ public final class Loop: @unchecked Sendable {
     }
   }
 
+  /// Iterations run so far (a stream that batches its reads tells polls apart by it).
+  package private(set) var iterations = 0
+
   /// One iteration (asyncio's _run_once).
   private func runOnce() {
+    iterations &+= 1
     if ready.isEmpty && !stopping && !armWakeTimer() {
       uv_run(uv, UV_RUN_ONCE)
     } else if hasIOActivity {

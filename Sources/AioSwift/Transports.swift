@@ -86,6 +86,8 @@ public final class StreamTransport: CustomStringConvertible {
   private var readingStarted = false
   /// Reading waits until a binding took this iteration's batch of events.
   private var batchSuspended = false
+  /// The loop's iteration in which the stream read for the batch.
+  private var suspendedIn = 0
   private var eofReceivedFlag = false
   private var eofWritten = false
   private var shutdownDone = false
@@ -240,12 +242,17 @@ public final class StreamTransport: CustomStringConvertible {
 
   public var isReading: Bool { kind != .writePipe && !readingPaused && !isClosing }
 
-  /// One read per iteration for a protocol that batches its events: reading
-  /// stops until the batch is taken (resumeAfterBatch), so a pause_reading
-  /// the binding asks for after seeing the bytes is exact.
+  /// One read per take for a protocol that batches its events: until the
+  /// batch is taken (resumeAfterBatch) libuv gets no buffer, which ends its
+  /// reading of this stream for this poll, so a pause_reading the binding
+  /// asks for after seeing the bytes is exact. Reading stays started: a
+  /// binding that takes from the loop's callback
+  /// (aios_loop_set_io_events_callback) takes before the next poll, and
+  /// stopping and starting again would cost two epoll_ctl calls a read. A
+  /// poll that comes first (no take) stops reading until the take.
   package func suspendForBatch() {
     batchSuspended = true
-    stopReading()
+    suspendedIn = loop.iterations
   }
 
   package func resumeAfterBatch() {
@@ -271,6 +278,8 @@ public final class StreamTransport: CustomStringConvertible {
   }
 
   fileprivate func allocate(_ suggested: Int) -> uv_buf_t {
+    // No read until the batch is taken (see suspendForBatch).
+    if batchSuspended { return uv_buf_init(nil, 0) }
     if let buffered = bufferedProtocol {
       do {
         inGetBuffer = true
@@ -301,6 +310,9 @@ public final class StreamTransport: CustomStringConvertible {
       }
     } else if count == Int(UV_EOF.rawValue) {
       receivedEOF()
+    } else if count == Int(UV_ENOBUFS.rawValue), batchSuspended {
+      // A poll after the one that read, and no take yet: wait for it.
+      if loop.iterations != suspendedIn { stopReading() }
     } else if count == Int(UV_ENOBUFS.rawValue), deferred != .none {
       let action = deferred
       deferred = .none

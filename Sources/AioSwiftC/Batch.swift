@@ -51,6 +51,8 @@ private struct Buffers {
 
 /// A loop's batch: the buffers being filled, and the ones last handed over.
 final class IOBatch {
+  /// The loop owns its batch (bindingState).
+  private unowned let loop: Loop
   private var filling = Buffers()
   private var handed = Buffers()
   /// C references to the transports of the handed events.
@@ -58,6 +60,13 @@ final class IOBatch {
   private var lentNow: [UInt64] = []
   /// Transports that read this iteration and wait for the take.
   private var suspended: [StreamTransport] = []
+  /// aios_loop_set_io_events_callback's: scheduled once per take, when the
+  /// first event after it is recorded, so a binding whose loop waits for
+  /// I/O learns that events wait for it.
+  private var notify: (CCallback, UnsafeMutableRawPointer?)?
+  private var notified = false
+
+  init(loop: Loop) { self.loop = loop }
 
   deinit {
     for handle in lent + lentNow { _ = ObjectTable.release(handle) }
@@ -67,7 +76,7 @@ final class IOBatch {
 
   static func of(_ loop: Loop) -> IOBatch {
     if let batch = loop.bindingState as? IOBatch { return batch }
-    let batch = IOBatch()
+    let batch = IOBatch(loop: loop)
     loop.bindingState = batch
     return batch
   }
@@ -77,6 +86,18 @@ final class IOBatch {
               offset: Int = 0, length: Int = 0) {
     filling.append(aios_io_event_t(kind: Int32(kind.rawValue), status: status, token: token,
                                    transport: pointer(handle), offset: offset, length: length))
+    scheduleNotify()
+  }
+
+  func setNotify(_ callback: aios_callback_fn?, _ arg: UnsafeMutableRawPointer?) {
+    notify = callback.map { ($0, arg) }
+    notified = false
+    if filling.count > 0 { scheduleNotify() }
+  }
+
+  private func scheduleNotify() {
+    guard !notified, let (callback, arg) = notify else { return }
+    notified = (try? loop.callSoonUncancellable(c: callback, arg: arg)) != nil
   }
 
   /// A C reference that events already recorded lend: it goes once they
@@ -101,6 +122,7 @@ final class IOBatch {
     for handle in lent { _ = ObjectTable.release(handle) }
     lent = lentNow
     lentNow = []
+    notified = false
     swap(&filling, &handed)
     filling.count = 0
     filling.used = 0
@@ -179,5 +201,15 @@ public func aios_loop_take_io_events(_ loop: OpaquePointer?, _ events: UnsafeMut
     events.pointee = list
     count.pointee = number
     arena?.pointee = bytes
+  }
+}
+
+@_cdecl("aios_loop_set_io_events_callback")
+public func aios_loop_set_io_events_callback(_ loop: OpaquePointer?, _ callback: aios_callback_fn?,
+                                             _ arg: UnsafeMutableRawPointer?) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    try loop.checkUsable()
+    IOBatch.of(loop).setNotify(callback, arg)
   }
 }

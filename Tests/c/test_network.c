@@ -1155,6 +1155,90 @@ static void test_batched_echo(void) {
   close_loop(loop);
 }
 
+/* The binding's side of batched delivery driven by the loop itself: the
+ * callback aios_loop_set_io_events_callback schedules takes the events, so
+ * the loop runs with run_forever (and waits while nothing happens) instead
+ * of being stepped. */
+typedef struct notified_s {
+  aios_loop_t *loop;
+  int calls, connected, data_events, eofs, lost, empty_takes;
+  size_t echoed;
+} notified_t;
+
+static void take_notified(void *arg) {
+  notified_t *n = (notified_t *)arg;
+  const aios_io_event_t *events = NULL;
+  const unsigned char *arena = NULL;
+  size_t count = 0, k;
+  n->calls++;
+  CHECK_EQ(aios_loop_take_io_events(n->loop, &events, &count, &arena), 0);
+  if (count == 0) n->empty_takes++;
+  for (k = 0; k < count; k++) {
+    const aios_io_event_t *e = &events[k];
+    switch (e->kind) {
+      case AIOS_IO_CONNECTED: n->connected++; break;
+      case AIOS_IO_DATA:
+        n->data_events++;
+        CHECK_EQ(aios_transport_write(e->transport, arena + e->offset, e->length), 0);
+        n->echoed += e->length;
+        break;
+      case AIOS_IO_EOF:
+        n->eofs++;
+        CHECK_EQ(aios_transport_close(e->transport), 0);
+        break;
+      case AIOS_IO_LOST: n->lost++; break;
+      default: break;
+    }
+  }
+}
+
+static void test_batched_events_callback(void) {
+  aios_loop_t *loop = make_loop();
+  aios_future_t *f = NULL, *idle = NULL;
+  aios_server_t *server;
+  client_t c;
+  aios_transport_t *t;
+  notified_t n;
+  double started;
+  static char block[256 * 1024];
+  memset(&n, 0, sizeof n);
+  n.loop = loop;
+  next_token = 200;
+  batched_destroyed = 0;
+  CHECK_EQ(aios_loop_set_io_events_callback(NULL, take_notified, &n), AIOS_EINVAL);
+  CHECK_EQ(aios_loop_set_io_events_callback(loop, take_notified, &n), 0);
+  CHECK_EQ(aios_create_server(loop, batched_factory, NULL, NULL, "127.0.0.1", 0, NULL, &f), 0);
+  server = (aios_server_t *)await_value(loop, f);
+  CHECK_EQ(n.calls, 0); /* no event, no call */
+  client_init(&c, loop);
+  t = connect_client(loop, &c, "127.0.0.1", server_port_at(server, 0));
+  memset(block, 'n', sizeof block);
+  CHECK_EQ(aios_transport_write(t, block, sizeof block), 0);
+  CHECK_EQ(aios_transport_write_eof(t), 0);
+  client_wait_lost(&c);
+  CHECK_EQ(c.total, sizeof block);
+  CHECK_EQ(n.connected, 1);
+  CHECK_EQ(n.eofs, 1);
+  CHECK_EQ(n.lost, 1);
+  CHECK_EQ(n.echoed, sizeof block);
+  CHECK(n.data_events >= 1);
+  CHECK_EQ(n.empty_takes, 0); /* called only when events wait */
+  CHECK(n.calls <= n.connected + n.data_events + n.eofs + n.lost);
+  /* An idle loop waits: a sleep of 50 ms takes about that long, and the
+   * callback does not run meanwhile. */
+  n.calls = 0;
+  started = test_now();
+  CHECK_EQ(aios_sleep(loop, 0.05, NULL, NULL, &idle), 0);
+  CHECK_EQ(await_status(loop, idle), 0);
+  CHECK(test_now() - started >= 0.045);
+  CHECK_EQ(n.calls, 0);
+  CHECK_EQ(aios_transport_unref(t), 0);
+  close_server(loop, server);
+  CHECK_EQ(batched_destroyed, 1);
+  CHECK_EQ(aios_loop_set_io_events_callback(loop, NULL, NULL), 0);
+  close_loop(loop);
+}
+
 int main(int argc, char **argv) {
   static const test_entry_t tests[] = {
       TEST_ENTRY(test_getaddrinfo_localhost),
@@ -1185,6 +1269,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(test_server_on_several_hosts),
       TEST_ENTRY(test_accept_emfile_keeps_serving),
       TEST_ENTRY(test_batched_echo),
+      TEST_ENTRY(test_batched_events_callback),
       TEST_ENTRY(test_reuse_port_two_threads),
   };
   return run_tests(argc, argv, tests, sizeof tests / sizeof tests[0]);

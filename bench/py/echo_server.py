@@ -1,6 +1,6 @@
 """The echo server of the echo benchmark in Python (bench/py/echo_bench.py).
 
-    python3 bench/py/echo_server.py [--loop=asyncio|uvloop] [--style=streams|protocol] PORT
+    python3 bench/py/echo_server.py [--loop=asyncio|uvloop|aioswift] [--style=streams|protocol] PORT
 
 Listens on 127.0.0.1:PORT and writes back whatever a connection sends, until
 SIGTERM or SIGINT; then closes the listener and every connection.
@@ -13,10 +13,13 @@ SIGTERM or SIGINT; then closes the listener and every connection.
 
 TCP_NODELAY is set by asyncio (and uvloop) on every TCP connection already.
 The backlog is 1024, as in bench/c/echo_uv.c.
-Exit status 77 (skip) when --loop=uvloop and uvloop cannot be imported.
+Exit status 77 (skip) when --loop=uvloop and uvloop cannot be imported, or
+--loop=aioswift and the Python binding (bindings/python, built in place with
+`make -C bindings/python build`) cannot be.
 """
 import argparse
 import asyncio
+import os
 import signal
 import sys
 
@@ -43,7 +46,12 @@ async def serve(port, style):
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except NotImplementedError:
+            # aioswift has no add_signal_handler yet: Python's own handler,
+            # which its loop runs as soon as the signal arrives.
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
 
     # Open connections, closed at the end: Server.close() closes the
     # listener only.
@@ -86,7 +94,7 @@ async def serve(port, style):
 
 def main():
     parser = argparse.ArgumentParser(description="echo server for bench/py/echo_bench.py")
-    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop", "aioswift"), default="asyncio")
     parser.add_argument("--style", choices=("streams", "protocol"), default="streams")
     parser.add_argument("port", type=int)
     args = parser.parse_args()
@@ -97,6 +105,15 @@ def main():
             print(f"echo_server: uvloop cannot be imported: {e}", file=sys.stderr)
             sys.exit(77)
         loop = uvloop.new_event_loop()
+    elif args.loop == "aioswift":
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        sys.path.insert(0, os.path.join(root, "bindings", "python"))
+        try:
+            import aioswift
+        except ImportError as e:
+            print(f"echo_server: aioswift cannot be imported: {e}", file=sys.stderr)
+            sys.exit(77)
+        loop = aioswift.new_event_loop()
     else:
         loop = asyncio.new_event_loop()
     try:

@@ -172,6 +172,7 @@ def native_extension():
     return Extension(
         NATIVE_MODULE_NAME,
         sources=[NATIVE_SOURCE],
+        depends=[os.path.join("aioswift", "_native_io.c")],
         include_dirs=[include_dir],
         library_dirs=[lib_dir],
         libraries=["aio-swift"],

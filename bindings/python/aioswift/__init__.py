@@ -9,8 +9,10 @@ its C ABI, as uvloop is libuv's:
 
 Loop is an asyncio.AbstractEventLoop whose scheduling (call_soon,
 call_later, call_at, call_soon_threadsafe, run_forever) is the core's;
-asyncio's own Task and Future run on it. Network I/O, pipes, subprocesses
-and signals are not built yet (those methods raise NotImplementedError).
+asyncio's own Task and Future run on it, and so do asyncio's streams and
+TLS: TCP and Unix connections, servers and name resolution are the core's.
+Datagrams, pipes, subprocesses and signals are not built yet (those methods
+raise NotImplementedError).
 
 Also here: CFuture, a future of the C runtime (loop.create_cfuture(),
 loop.sleep_cfuture()); status codes mapped to Python exceptions
@@ -48,6 +50,8 @@ _OBJECT_TYPES = {
     "task": lib.AIOS_OBJECT_TASK,
     "error": lib.AIOS_OBJECT_ERROR,
     "runner": lib.AIOS_OBJECT_RUNNER,
+    "transport": lib.AIOS_OBJECT_TRANSPORT,
+    "server": lib.AIOS_OBJECT_SERVER,
 }
 
 

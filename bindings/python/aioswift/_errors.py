@@ -13,6 +13,8 @@ place where they are mapped.
                             asyncio raises ValueError for a future of another loop
   -errno                    OSError(errno, message): Python picks the subclass
                             (ConnectionResetError for ECONNRESET, ...)
+  AIOS_EAI_*                socket.gaierror with the system's EAI_* number and
+                            message, as socket.getaddrinfo raises it
   AIOS_EUSER with data      the Python exception the data carries
   any other code            AioswiftError, with .code and aios_strerror's message
 
@@ -21,6 +23,7 @@ asyncio code that tests them by type keeps working.
 """
 
 import asyncio
+import socket
 
 from ._runtime import NULL, box, discard, ffi, lib, text, unbox
 
@@ -113,7 +116,28 @@ def exception_for_code(code, message=None):
         return asyncio.InvalidStateError(message)
     if code > _OWN_CODES_BELOW:
         return OSError(-code, message)
+    gai = _gai_errno(code)
+    if gai is not None:
+        return socket.gaierror(gai, _gai_message(gai))
     return _CLASSES.get(code, AioswiftError)(code, message)
+
+
+# AIOS_EAI_* codes -> the system's socket.EAI_* numbers (socket.gaierror's).
+_GAI = {}
+for _name, _value in codes.items():
+    if _name.startswith("EAI_") and hasattr(socket, _name):
+        _GAI[_value] = getattr(socket, _name)
+_GAI.setdefault(codes.get("EAI_CANCELED"), getattr(socket, "EAI_AGAIN", -3))
+del _name, _value
+
+
+def _gai_errno(code):
+    return _GAI.get(code)
+
+
+def _gai_message(number):
+    from . import _native
+    return _native.gai_strerror(number)
 
 
 def check(status):

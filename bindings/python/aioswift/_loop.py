@@ -12,8 +12,10 @@ What is per loop rather than per callback is Python, here: running and
 stopping, task factories, async generator and executor shutdown, exception
 handlers and debug mode.
 
-Network I/O, pipes, subprocesses and signals are not built yet: those
-methods raise NotImplementedError naming themselves.
+Network I/O (TCP and Unix streams, servers, TLS, name resolution) is the
+core's, through _network.py and _transport.py. Datagrams, pipes,
+subprocesses, signals, add_reader/add_writer and the sock_* methods are not
+built yet: those methods raise NotImplementedError naming themselves.
 """
 
 import asyncio
@@ -33,6 +35,8 @@ from asyncio import constants, coroutines, events, format_helpers, futures, task
 from . import _native
 from ._errors import check, error_from_exception, exception_for_code, exception_from_error
 from ._future import CFuture, boxed_value
+from ._network import NetworkMixin
+from ._transport import connlost_warning
 from ._runtime import NULL, address, box_extras, discard, ffi, lib, set_running_loop, text
 
 # asyncio's logger: the default exception handler and debug mode's slow
@@ -79,7 +83,8 @@ def _error_for_code(code, message=None):
 
 
 _native.configure(formatter=_format_handle, error_for_code=_error_for_code,
-                  tasks=tasks, futures=futures)
+                  tasks=tasks, futures=futures, buffered_protocol=asyncio.BufferedProtocol,
+                  connlost_warning=connlost_warning)
 
 
 _iscoroutinefunction = getattr(coroutines, "_iscoroutinefunction", None) or \
@@ -125,18 +130,15 @@ def _not_implemented(name, coroutine=False):
 # coroutine methods stay coroutine functions (asyncio code awaits them).
 _IO_METHODS = ("add_reader", "remove_reader", "add_writer", "remove_writer",
                "add_signal_handler", "remove_signal_handler")
-_IO_COROUTINES = ("create_connection", "create_server", "sendfile", "start_tls",
-                  "create_unix_connection", "create_unix_server",
-                  "connect_accepted_socket", "create_datagram_endpoint",
+_IO_COROUTINES = ("create_datagram_endpoint",
                   "connect_read_pipe", "connect_write_pipe",
                   "subprocess_exec", "subprocess_shell",
-                  "getaddrinfo", "getnameinfo",
                   "sock_recv", "sock_recv_into", "sock_recvfrom", "sock_recvfrom_into",
                   "sock_sendall", "sock_sendto", "sock_connect", "sock_accept",
                   "sock_sendfile")
 
 
-class Loop(asyncio.AbstractEventLoop):
+class Loop(NetworkMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop on libaio-swift. As asyncio's, it may be made on
     one thread and run on another: while it is not running, it goes with the
     thread that runs it or schedules on it (the core's loops belong to one
@@ -163,6 +165,12 @@ class Loop(asyncio.AbstractEventLoop):
         self._coroutine_origin_tracking_saved_depth = None
         # cffi handles of CFuture done-callback registrations C may still call
         self._pending = {}
+        # Network I/O (_network.py): servers by the key their connections
+        # carry, and the core servers we hold references to.
+        self._io_on = False
+        self._servers = {}              # open: the loop keeps them serving
+        self._closed_servers = weakref.WeakValueDictionary()
+        self._server_refs = set()
         # The hot path: C callables on the instance, found before the class's
         # methods by asyncio's C Task and Future (and by everyone else). A
         # subclass that overrides one of these methods keeps its own.
@@ -339,6 +347,7 @@ class Loop(asyncio.AbstractEventLoop):
         if self._debug:
             logger.debug("Close %r", self)
         self._core.close()
+        self._close_network()
         pending, self._pending = self._pending, {}
         for cd in pending.values():
             ffi.from_handle(cd)._forget()

@@ -52,6 +52,14 @@
 
 typedef struct CoreObject CoreObject;
 
+/* A connection's entry in its Core's token table (see _native_io.c). */
+typedef struct IOSlot {
+    PyObject *channel;              /* strong, or NULL */
+    unsigned long long server;      /* a server's connection before CONNECTED: its key */
+    unsigned int generation;
+    char used;
+} IOSlot;
+
 typedef struct HandleObject {
     PyObject_HEAD
     CoreObject *core;            /* strong */
@@ -96,6 +104,16 @@ struct CoreObject {
     Py_ssize_t pending;
     double slow_duration;
     long moves;                  /* times the loop moved to another thread */
+    /* Network I/O (_native_io.c) */
+    IOSlot *io_slots;            /* the token table (C memory) */
+    Py_ssize_t io_capacity;
+    Py_ssize_t *io_free;         /* free slots, a stack */
+    Py_ssize_t io_nfree;
+    Py_ssize_t io_used;
+    PyObject *io_backlog;        /* events an interrupt kept back */
+    long io_servers;             /* servers open (the Python side counts them) */
+    int io_enabled;              /* the core's loop schedules io_ready */
+    unsigned long soon_scheduled; /* call_soon handles scheduled, ever (io_ready's GIL) */
     int debug;
     int closed;
     int running;
@@ -963,6 +981,8 @@ drain_deferred(void)
         aios_error_unref(error);
 }
 
+#include "_native_io.c"
+
 /* The core's loops belong to the thread that made them; asyncio's belong to
  * whichever thread runs them. A Core whose loop is not running moves to the
  * thread that runs it or schedules on it: a new core loop is made on this
@@ -975,6 +995,13 @@ drain_deferred(void)
 static int
 move_to_this_thread(CoreObject *self)
 {
+    if (self->io_used > 0 || self->io_servers > 0) {
+        /* Transports and servers stay on their loop's thread. */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "aioswift: a loop with open transports or servers cannot move to "
+                        "another thread");
+        return -1;
+    }
     aios_loop_t *fresh = NULL;
     int status = aios_loop_new(&fresh);
     if (status < 0) {
@@ -984,6 +1011,8 @@ move_to_this_thread(CoreObject *self)
     if (self->exception_handler != NULL)
         aios_loop_set_exception_handler(fresh, self->exception_handler,
                                         self->exception_handler_arg);
+    if (self->io_enabled)
+        aios_loop_set_io_events_callback(fresh, io_ready, self);
     HandleObject *h = self->head;
     while (h != NULL) {
         HandleObject *next = h->next;
@@ -1103,6 +1132,8 @@ schedule(CoreObject *self, PyTypeObject *type, PyObject *method, PyObject *const
             return NULL;
         }
     }
+    if (status == 0 && kind != 2)
+        self->soon_scheduled++;
     if (status < 0) {
         unlink_pending(self, h);
         Py_DECREF(h);
@@ -1209,6 +1240,7 @@ core_run(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     aios_loop_ref(loop);
     Py_INCREF(self);
     self->running = 1;
+    io_resume_backlog(self);
     if (signals)
         set_wake_target(loop, self);
     self->released = PyEval_SaveThread();
@@ -1291,6 +1323,7 @@ core_close(CoreObject *self, PyObject *Py_UNUSED(ignored))
         return raise_status(status);
     }
     drop_pending(self);
+    io_drop_all(self);
     /* Let go of it here, on its thread: only its own thread may free a core
      * loop, and that thread may not outlive this call (a loop that moved to
      * a thread that closes it and ends). */
@@ -1597,7 +1630,7 @@ core_traverse(CoreObject *self, visitproc visit, void *arg)
     Py_VISIT(self->task_factory);
     for (HandleObject *h = self->head; h != NULL; h = h->next)
         Py_VISIT((PyObject *)h);
-    return 0;
+    return io_traverse(self, visit, arg);
 }
 
 /* Lets go of the loop first: once the last reference is gone nobody can run
@@ -1608,9 +1641,12 @@ core_release_loop(CoreObject *self)
     aios_loop_t *loop = self->loop;
     if (loop != NULL) {
         self->loop = NULL;
+        if (self->io_enabled)
+            aios_loop_set_io_events_callback(loop, NULL, NULL);
         aios_loop_unref(loop);
     }
     drop_pending(self);
+    io_drop_all(self);
 }
 
 static int
@@ -1635,6 +1671,7 @@ core_dealloc(CoreObject *self)
     if (self->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)self);
     core_clear(self);
+    io_free_table(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1672,6 +1709,11 @@ static PyMethodDef core_methods[] = {
     {"set_interrupt", (PyCFunction)core_set_interrupt, METH_O,
      "Stop the loop; run() raises this exception (the first one set)."},
     {"take_interrupt", (PyCFunction)core_take_interrupt, METH_NOARGS, NULL},
+    {"io_enable", (PyCFunction)core_io_enable, METH_NOARGS,
+     "The core's loop hands batched I/O events over from now on (io_ready)."},
+    {"server_factory", (PyCFunction)core_server_factory, METH_O,
+     "server_factory(key) -> (factory, arg, destructor): addresses for aios_create_server "
+     "whose connections name the server `key`."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1684,6 +1726,11 @@ static PyGetSetDef core_getset[] = {
     {"pending", (getter)core_get_pending, NULL,
      "How many handles the core may still call.", NULL},
     {"slow_callback_duration", (getter)core_get_slow, (setter)core_set_slow, NULL, NULL},
+    {"io_used", (getter)core_get_io_used, NULL, "Connections in the token table.", NULL},
+    {"io_backlog", (getter)core_get_io_backlog, NULL,
+     "Events an interrupt kept back for the next run.", NULL},
+    {"io_servers", (getter)core_get_io_servers, (setter)core_set_io_servers,
+     "Servers open (they keep the loop on its thread).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1708,11 +1755,16 @@ static PyTypeObject CoreType = {
 static PyObject *
 configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
 {
-    static char *names[] = {"formatter", "error_for_code", "tasks", "futures", NULL};
-    PyObject *formatter, *error_for, *tasks, *futures;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOO:configure", names, &formatter,
-                                     &error_for, &tasks, &futures))
+    static char *names[] = {"formatter", "error_for_code", "tasks", "futures",
+                            "buffered_protocol", "connlost_warning", NULL};
+    PyObject *formatter, *error_for, *tasks, *futures, *buffered = NULL, *warning = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOO|OO:configure", names, &formatter,
+                                     &error_for, &tasks, &futures, &buffered, &warning))
         return NULL;
+    if (buffered != NULL)
+        Py_XSETREF(buffered_protocol_type, Py_NewRef(buffered));
+    if (warning != NULL)
+        Py_XSETREF(connlost_warning, Py_NewRef(warning));
     Py_XSETREF(handle_formatter, Py_NewRef(formatter));
     Py_XSETREF(error_for_code, Py_NewRef(error_for));
     Py_XSETREF(tasks_module, Py_NewRef(tasks));
@@ -1734,6 +1786,10 @@ static PyMethodDef module_methods[] = {
      "The fd to give signal.set_wakeup_fd while the main thread's loop runs."},
     {"monotonic", (PyCFunction)native_monotonic, METH_NOARGS,
      "The clock call_later adds its delay to (time.monotonic()'s)."},
+    {"sockaddr", (PyCFunction)native_sockaddr, METH_O,
+     "sockaddr(bytes): a struct sockaddr as Python's socket module gives addresses."},
+    {"gai_strerror", (PyCFunction)native_gai_strerror, METH_O,
+     "The system's message for a getaddrinfo error code (socket.EAI_*)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1750,7 +1806,7 @@ PyInit__native(void)
 {
     TimerHandleType.tp_base = &HandleType;
     if (PyType_Ready(&HandleType) < 0 || PyType_Ready(&TimerHandleType) < 0 ||
-        PyType_Ready(&CoreType) < 0)
+        PyType_Ready(&CoreType) < 0 || io_module_init() < 0)
         return NULL;
     str_call_soon = PyUnicode_InternFromString("call_soon");
     str_call_soon_threadsafe = PyUnicode_InternFromString("call_soon_threadsafe");
@@ -1781,7 +1837,8 @@ PyInit__native(void)
     Py_INCREF(&CoreType);
     if (PyModule_AddObject(m, "Handle", (PyObject *)&HandleType) < 0 ||
         PyModule_AddObject(m, "TimerHandle", (PyObject *)&TimerHandleType) < 0 ||
-        PyModule_AddObject(m, "Core", (PyObject *)&CoreType) < 0) {
+        PyModule_AddObject(m, "Core", (PyObject *)&CoreType) < 0 ||
+        PyModule_AddObject(m, "Channel", (PyObject *)Py_NewRef(&ChannelType)) < 0) {
         Py_DECREF(m);
         return NULL;
     }

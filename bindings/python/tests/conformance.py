@@ -25,6 +25,7 @@ conformance_known.txt next to this file; they are shown apart.
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -33,12 +34,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGE_ROOT = os.path.dirname(HERE)
 
 MODULES = ["test_futures", "test_tasks", "test_taskgroups", "test_timeouts", "test_waitfor",
-           "test_locks", "test_queues", "test_runners", "test_pep492", "test_context"]
+           "test_locks", "test_queues", "test_runners", "test_pep492", "test_context",
+           # Network I/O: streams, servers, TLS, buffered protocols.
+           "test_streams", "test_server", "test_sslproto", "test_ssl", "test_buffered_proto"]
 # Loop mixins of test.test_asyncio that take any loop through create_event_loop:
 # "mixin:MODULE.CLASS" runs CLASS's tests on a loop of the kind under test (the
 # stock loop's is asyncio.SelectorEventLoop). Run with --mixins.
-MIXINS = ["mixin:test_events.EventLoopTestsMixin"]
-QUICK = ["test_locks", "test_queues", "test_context", "test_waitfor", "test_timeouts"]
+MIXINS = ["mixin:test_events.EventLoopTestsMixin", "mixin:test_sendfile.SendfileTestsBase"]
+QUICK = ["test_locks", "test_queues", "test_context", "test_waitfor", "test_timeouts",
+         "test_streams", "test_server", "test_sslproto", "test_buffered_proto"]
 KNOWN_FILE = os.path.join(HERE, "conformance_known.txt")
 NOT_BUILT = "() is not implemented yet"
 MARK = "@@conformance "
@@ -47,13 +51,35 @@ MARK = "@@conformance "
 # ---------------------------------------------------------------------------
 # The child: one module, one loop kind; a JSON line per test on stdout.
 
+_UVLOOP = None
+
+
+def _uvloop():
+    """uvloop's policy and loop classes, the loop with the one attribute
+    test_asyncio.utils.TestCase reads of every loop in its tearDown
+    (close_loop: loop._default_executor), which uvloop's C loop lacks: without
+    it every test of a TestCase errors on uvloop, whatever it tested."""
+    global _UVLOOP
+    if _UVLOOP is None:
+        import uvloop
+
+        class Loop(uvloop.Loop):
+            _default_executor = None
+
+        class EventLoopPolicy(uvloop.EventLoopPolicy):
+            def _loop_factory(self):
+                return Loop()
+
+        _UVLOOP = (EventLoopPolicy, Loop)
+    return _UVLOOP
+
+
 def _install(kind):
     import asyncio
     if kind == "stock":
         return lambda: -1
     if kind == "uvloop":
-        import uvloop
-        policy_class, loop_class = uvloop.EventLoopPolicy, uvloop.Loop
+        policy_class, loop_class = _uvloop()
     else:
         sys.path.insert(0, PACKAGE_ROOT)
         import aioswift
@@ -89,8 +115,7 @@ def _mixin_suite(name, kind):
     if kind == "stock":
         factory = asyncio.SelectorEventLoop
     elif kind == "uvloop":
-        import uvloop
-        factory = uvloop.new_event_loop
+        factory = _uvloop()[1]
     else:
         import aioswift
         factory = aioswift.new_event_loop
@@ -102,6 +127,34 @@ def _mixin_suite(name, kind):
     Tests.__name__ = Tests.__qualname__ = mixin_name
     Tests.__module__ = module.__name__
     return unittest.defaultTestLoader.loadTestsFromTestCase(Tests)
+
+
+def _selector_classes_on(suite, kind):
+    """The functional test classes that make their loop with new_loop() (a
+    SelectorEventLoop: test_server, test_sslproto, test_buffered_proto)
+    make a loop of `kind` instead, under the same test names."""
+    if kind == "stock":
+        return
+    if kind == "uvloop":
+        factory = _uvloop()[1]
+    else:
+        import aioswift
+        factory = aioswift.new_event_loop
+    seen = set()
+
+    def walk(tests):
+        for test in tests:
+            if hasattr(test, "__iter__"):
+                walk(test)
+                continue
+            cls = type(test)
+            if cls in seen:
+                continue
+            seen.add(cls)
+            if "Selector" in cls.__name__ and "new_loop" in vars(cls):
+                cls.new_loop = lambda self: factory()
+
+    walk(suite)
 
 
 def _emit(record):
@@ -160,6 +213,7 @@ def child(module_name, kind):
         suite = _mixin_suite(module_name[len("mixin:"):], kind)
     else:
         suite = unittest.defaultTestLoader.loadTestsFromName(f"test.test_asyncio.{module_name}")
+        _selector_classes_on(suite, kind)
     with open(os.devnull, "w") as devnull:
         runner = unittest.TextTestRunner(stream=devnull, resultclass=Result, verbosity=0)
         runner.run(suite)
@@ -330,8 +384,9 @@ def main(argv):
                     print("          " + (detail[-1] if detail else ""))
             for name, _ in expected:
                 print(f"  known   {name}: {known[name]}")
-            methods = sorted({r["detail"].split(NOT_BUILT)[0].rsplit("loop.", 1)[-1]
-                              for _, r in unbuilt})
+            methods = sorted({m for _, r in unbuilt
+                              for m in re.findall(r"loop\.(\w+)\(\) is not implemented yet",
+                                                  r["detail"])})
             if methods:
                 print(f"  not built yet: {', '.join(methods)}")
         if kind == "aioswift" and unexpected:
