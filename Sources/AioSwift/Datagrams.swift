@@ -54,9 +54,9 @@ public final class DatagramTransport: CustomStringConvertible {
   private var buffer: [(bytes: UnsafeMutableRawBufferPointer, address: SocketAddress?)] = []
   /// asyncio counts 8 bytes of header per datagram buffered.
   public private(set) var writeBufferSize = 0
-  public private(set) var highWater = defaultHighWater
-  public private(set) var lowWater = defaultHighWater / 4
-  private var protocolPaused = false
+  private var flow = WriteFlowControl()
+  public var highWater: Int { flow.high }
+  public var lowWater: Int { flow.low }
   public private(set) var isClosing = false
   private var connectionLostCount = 0
   private var made = false
@@ -203,25 +203,17 @@ public final class DatagramTransport: CustomStringConvertible {
   }
 
   public func setWriteBufferLimits(high: Int? = nil, low: Int? = nil) throws {
-    let high = high ?? (low.map { $0.multipliedReportingOverflow(by: 4).overflow ? Int.max : 4 * $0 } ?? defaultHighWater)
-    let low = low ?? high / 4
-    guard high >= low, low >= 0 else {
-      throw RuntimeError(code: AIOS_EINVAL.rawValue, "high (\(high)) must be >= low (\(low)) must be >= 0")
-    }
-    highWater = high
-    lowWater = low
+    try flow.setLimits(high: high, low: low)
     maybePauseProtocol()
   }
 
   private func maybePauseProtocol() {
-    guard !protocolPaused, writeBufferSize > highWater, let current = datagramProtocol else { return }
-    protocolPaused = true
+    guard let current = datagramProtocol, flow.pauses(at: writeBufferSize) else { return }
     current.pauseWriting()
   }
 
   private func maybeResumeProtocol() {
-    guard protocolPaused, writeBufferSize <= lowWater, let current = datagramProtocol else { return }
-    protocolPaused = false
+    guard let current = datagramProtocol, flow.resumes(at: writeBufferSize) else { return }
     current.resumeWriting()
   }
 
@@ -267,12 +259,7 @@ public final class DatagramTransport: CustomStringConvertible {
     let fd = fileDescriptor
     fileDescriptor = -1
     // The descriptor goes after libuv let go of the poll handle.
-    poll.pointee.data = UnsafeMutableRawPointer(bitPattern: Int(fd) + 1)
-    uv_close(UnsafeMutableRawPointer(poll).assumingMemoryBound(to: uv_handle_t.self)) { handle in
-      guard let handle else { return }
-      Glibc.close(Int32(Int(bitPattern: handle.pointee.data) - 1))
-      handle.deallocate()
-    }
+    closePoll(poll, thenClosing: fd)
     let lost = datagramProtocol
     datagramProtocol = nil
     if made { lost?.connectionLost(error) }
@@ -529,18 +516,6 @@ extension Loop {
   private func datagramEndpoint(
     _ start: (@escaping (Result<DatagramTransport, any Error>) -> Void) throws -> DatagramEndpoint
   ) async throws -> DatagramTransport {
-    let future = createFuture(of: DatagramTransport.self)
-    let endpoint = try start {
-      switch $0 {
-      case .success(let transport): if !future.isDone { try? future.setResult(transport) } else { transport.abort() }
-      case .failure(let error): if !future.isDone { try? future.setError(error) }
-      }
-    }
-    do {
-      return try await future.value
-    } catch {
-      endpoint.cancel()
-      throw error
-    }
+    try await awaitRequest(start, discard: { $0.abort() })
   }
 }

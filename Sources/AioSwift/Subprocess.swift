@@ -325,6 +325,12 @@ public final class SubprocessTransport: CustomStringConvertible {
   }
 }
 
+/// Cancelling the request that made it (a future awaited for it was
+/// cancelled) closes it, killing the child.
+extension SubprocessTransport: CancellableRequest {
+  package func cancel() { close() }
+}
+
 /// The protocol of one of a child's pipes (asyncio's
 /// WriteSubprocessPipeProto and ReadSubprocessPipeProto).
 private final class SubprocessPipe: StreamProtocol {
@@ -682,16 +688,9 @@ extension Loop {
   /// with `arguments`.
   public func createSubprocessExec(_ program: String, _ arguments: [String] = [],
                                    options: SpawnOptions = SpawnOptions()) async throws -> AioProcess {
-    let future = createFuture(of: AioProcess.self)
-    let transport = try spawnProcess(program: program, arguments: arguments, options: options) { process in
-      if !future.isDone { try? future.setResult(process) }
-    }
-    do {
-      return try await future.value
-    } catch {
-      transport.close()
-      throw error
-    }
+    try await awaitRequest({ done in
+      try spawnProcess(program: program, arguments: arguments, options: options) { done(.success($0)) }
+    }, discard: { $0.transport.close() })
   }
 
   /// asyncio's create_subprocess_shell: `/bin/sh -c command`.
@@ -724,18 +723,8 @@ extension Loop {
 
   private func pipeTransport(fd: Int32, writing: Bool, _ pipeProtocol: any StreamProtocol) async throws
     -> StreamTransport {
-    let future = createFuture(of: StreamTransport.self)
-    let connector = try Connector.pipe(loop: self, fd: fd, writing: writing, makeProtocol: { pipeProtocol }) {
-      switch $0 {
-      case .success(let transport): if !future.isDone { try? future.setResult(transport) } else { transport.abort() }
-      case .failure(let error): if !future.isDone { try? future.setError(error) }
-      }
-    }
-    do {
-      return try await future.value
-    } catch {
-      connector.cancel()
-      throw error
-    }
+    try await awaitRequest({
+      try Connector.pipe(loop: self, fd: fd, writing: writing, makeProtocol: { pipeProtocol }, done: $0)
+    }, discard: { $0.abort() })
   }
 }

@@ -56,6 +56,39 @@ package protocol ReplaceableProtocol: AnyObject {
 /// asyncio's default write-buffer limits.
 let defaultHighWater = 64 * 1024
 
+/// asyncio's _FlowControlMixin: the write-buffer limits, and whether the
+/// protocol was told to pause.
+struct WriteFlowControl {
+  private(set) var high = defaultHighWater
+  private(set) var low = defaultHighWater / 4
+  private var paused = false
+
+  /// set_write_buffer_limits: high defaults to 4 * low (or 64 KiB), low to high / 4.
+  mutating func setLimits(high: Int?, low: Int?) throws {
+    let high = high ?? (low.map { $0.multipliedReportingOverflow(by: 4).overflow ? Int.max : 4 * $0 } ?? defaultHighWater)
+    let low = low ?? high / 4
+    guard high >= low, low >= 0 else {
+      throw RuntimeError(code: AIOS_EINVAL.rawValue, "high (\(high)) must be >= low (\(low)) must be >= 0")
+    }
+    self.high = high
+    self.low = low
+  }
+
+  /// Whether pause_writing is due now that `size` bytes are buffered.
+  mutating func pauses(at size: Int) -> Bool {
+    guard !paused, size > high else { return false }
+    paused = true
+    return true
+  }
+
+  /// Whether resume_writing is due now that `size` bytes are buffered.
+  mutating func resumes(at size: Int) -> Bool {
+    guard paused, size <= low else { return false }
+    paused = false
+    return true
+  }
+}
+
 public final class StreamTransport: CustomStringConvertible {
   /// What a transport carries: a socket, or one end of a pipe (asyncio's
   /// _UnixReadPipeTransport and _UnixWritePipeTransport).
@@ -112,9 +145,9 @@ public final class StreamTransport: CustomStringConvertible {
   private var inflight: [Chunk] = []
   private let writeRequest = UnsafeMutablePointer<uv_write_t>.allocate(capacity: 1)
   private var writing = false
-  public private(set) var highWater = defaultHighWater
-  public private(set) var lowWater = defaultHighWater / 4
-  private var protocolPaused = false
+  private var flow = WriteFlowControl()
+  public var highWater: Int { flow.high }
+  public var lowWater: Int { flow.low }
 
   /// Told when the connection is gone (a server counting its clients).
   package var onLost: ((StreamTransport) -> Void)?
@@ -216,13 +249,7 @@ public final class StreamTransport: CustomStringConvertible {
     guard let poll = hangUpWatch else { return }
     hangUpWatch = nil
     // The duplicate goes with the watch: it keeps the pipe open for writing.
-    // (libuv's uv_fileno no longer answers for a closing handle.)
-    poll.pointee.data = UnsafeMutableRawPointer(bitPattern: Int(hangUpFd) + 1)
-    uv_close(UnsafeMutableRawPointer(poll).assumingMemoryBound(to: uv_handle_t.self)) { handle in
-      guard let handle else { return }
-      Glibc.close(Int32(Int(bitPattern: handle.pointee.data) - 1))
-      handle.deallocate()
-    }
+    closePoll(poll, thenClosing: hangUpFd)
   }
 
   // MARK: Reading
@@ -504,25 +531,17 @@ public final class StreamTransport: CustomStringConvertible {
   }
 
   public func setWriteBufferLimits(high: Int? = nil, low: Int? = nil) throws {
-    let high = high ?? (low.map { $0.multipliedReportingOverflow(by: 4).overflow ? Int.max : 4 * $0 } ?? defaultHighWater)
-    let low = low ?? high / 4
-    guard high >= low, low >= 0 else {
-      throw RuntimeError(code: AIOS_EINVAL.rawValue, "high (\(high)) must be >= low (\(low)) must be >= 0")
-    }
-    highWater = high
-    lowWater = low
+    try flow.setLimits(high: high, low: low)
     maybePauseProtocol()
   }
 
   private func maybePauseProtocol() {
-    guard !protocolPaused, writeBufferSize > highWater, let current = currentProtocol else { return }
-    protocolPaused = true
+    guard let current = currentProtocol, flow.pauses(at: writeBufferSize) else { return }
     current.pauseWriting()
   }
 
   private func maybeResumeProtocol() {
-    guard protocolPaused, writeBufferSize <= lowWater, let current = currentProtocol else { return }
-    protocolPaused = false
+    guard let current = currentProtocol, flow.resumes(at: writeBufferSize) else { return }
     current.resumeWriting()
   }
 
@@ -658,6 +677,18 @@ private func transportWritten(_ request: UnsafeMutablePointer<uv_write_t>?, _ st
 
 private func transportShutdown(_ request: UnsafeMutablePointer<uv_shutdown_t>?, _ status: Int32) {
   request?.deallocate()
+}
+
+/// Closes a poll handle, then the descriptor it polled once libuv let go
+/// of it (libuv's uv_fileno no longer answers for a closing handle, so the
+/// descriptor rides in `data`), then frees the handle.
+func closePoll(_ poll: UnsafeMutablePointer<uv_poll_t>, thenClosing fd: Int32) {
+  poll.pointee.data = UnsafeMutableRawPointer(bitPattern: Int(fd) + 1)
+  uv_close(UnsafeMutableRawPointer(poll).assumingMemoryBound(to: uv_handle_t.self)) { handle in
+    guard let handle else { return }
+    Glibc.close(Int32(Int(bitPattern: handle.pointee.data) - 1))
+    handle.deallocate()
+  }
 }
 
 private func transportHungUp(_ poll: UnsafeMutablePointer<uv_poll_t>?, _ status: Int32, _ events: Int32) {

@@ -80,12 +80,7 @@ final class DescriptorWatcher {
   func close() {
     reader = nil
     writer = nil
-    poll.pointee.data = UnsafeMutableRawPointer(bitPattern: Int(copy) + 1)
-    uv_close(UnsafeMutableRawPointer(poll).assumingMemoryBound(to: uv_handle_t.self)) { handle in
-      guard let handle else { return }
-      Glibc.close(Int32(Int(bitPattern: handle.pointee.data) - 1))
-      handle.deallocate()
-    }
+    closePoll(poll, thenClosing: copy)
   }
 }
 

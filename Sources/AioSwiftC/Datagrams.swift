@@ -8,23 +8,19 @@ extension DatagramTransport: ForeignObject {
   var foreignLoop: UnsafeMutableRawPointer? { Unmanaged.passUnretained(loop).toOpaque() }
 }
 
-extension DatagramEndpoint: CancellableRequest {}
-
 /// A C datagram protocol table as the core's protocol. It holds one C
 /// reference to its endpoint from connection_made to connection_lost.
 private final class CDatagramProtocol: DatagramProtocol {
   let table: aios_datagram_protocol_t
   let argument: OwnedArgument
-  private var handle: UInt64 = 0
+  private var reference = CallbackReference()
 
   init(_ table: aios_datagram_protocol_t) {
     self.table = table
     argument = OwnedArgument(table.arg, table.destroy)
   }
 
-  deinit {
-    if handle != 0 { _ = ObjectTable.release(handle) }
-  }
+  deinit { reference.drop() }
 
   static func make(_ table: UnsafePointer<aios_datagram_protocol_t>?) throws -> CDatagramProtocol {
     guard let table else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "no protocol") }
@@ -34,16 +30,10 @@ private final class CDatagramProtocol: DatagramProtocol {
     return CDatagramProtocol(table.pointee)
   }
 
-  private var endpoint: OpaquePointer? { pointer(handle) }
-
-  private func withError(_ error: (any Error)?, _ body: (OpaquePointer?) -> Void) {
-    guard let error, let exported = exportError(error) else { return body(nil) }
-    body(pointer(exported))
-    _ = ObjectTable.release(exported)
-  }
+  private var endpoint: OpaquePointer? { reference.object }
 
   func connectionMade(_ transport: DatagramTransport) {
-    if handle == 0, let exported = ObjectTable.export(transport, .datagram) { handle = exported }
+    reference.take(transport, .datagram)
     table.connection_made?(endpoint, table.arg)
   }
 
@@ -58,15 +48,12 @@ private final class CDatagramProtocol: DatagramProtocol {
 
   func errorReceived(_ error: any Error) {
     guard let received = table.error_received else { return }
-    withError(error) { received(endpoint, $0, table.arg) }
+    withLentError(error) { received(endpoint, $0, table.arg) }
   }
 
   func connectionLost(_ error: (any Error)?) {
-    if let lost = table.connection_lost { withError(error) { lost(endpoint, $0, table.arg) } }
-    if handle != 0 {
-      _ = ObjectTable.release(handle)
-      handle = 0
-    }
+    if let lost = table.connection_lost { withLentError(error) { lost(endpoint, $0, table.arg) } }
+    reference.drop()
   }
 
   func pauseWriting() { table.pause_writing?(endpoint, table.arg) }

@@ -498,6 +498,27 @@ func give<T: ForeignObject>(_ object: T, _ type: ObjectType,
   out.pointee = pointer(handle)
 }
 
+/// The C reference a protocol adapter holds to its object from
+/// connection_made to connection_lost, lent to each callback.
+struct CallbackReference {
+  private var handle: UInt64 = 0
+  var object: OpaquePointer? { pointer(handle) }
+  mutating func take<T: ForeignObject>(_ object: T, _ type: ObjectType) {
+    if handle == 0, let exported = ObjectTable.export(object, type) { handle = exported }
+  }
+  mutating func drop() {
+    if handle != 0 { _ = ObjectTable.release(handle) }
+    handle = 0
+  }
+}
+
+/// Lends `error` to a C callback as an aios_error_t for the call (NULL for none).
+func withLentError(_ error: (any Error)?, _ body: (OpaquePointer?) -> Void) {
+  guard let error, let exported = exportError(error) else { return body(nil) }
+  body(pointer(exported))
+  _ = ObjectTable.release(exported)
+}
+
 /// Hands C one reference to an error object for `error` through `out`.
 func giveError(_ error: any Error, _ out: UnsafeMutablePointer<OpaquePointer?>) throws {
   guard let handle = exportError(error) else {

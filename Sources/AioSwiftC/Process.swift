@@ -87,9 +87,8 @@ private func spawnOptions(_ options: UnsafePointer<aios_spawn_options_t>?) throw
 
 // MARK: Subprocess transports
 
-extension SubprocessTransport: ForeignObject, CancellableRequest {
+extension SubprocessTransport: ForeignObject {
   var foreignLoop: UnsafeMutableRawPointer? { Unmanaged.passUnretained(loop).toOpaque() }
-  package func cancel() { close() }
 }
 
 /// A C subprocess protocol table as the core's protocol. It holds one C
@@ -97,16 +96,14 @@ extension SubprocessTransport: ForeignObject, CancellableRequest {
 private final class CSubprocessProtocol: SubprocessProtocol {
   let table: aios_subprocess_protocol_t
   let argument: OwnedArgument
-  private var handle: UInt64 = 0
+  private var reference = CallbackReference()
 
   init(_ table: aios_subprocess_protocol_t) {
     self.table = table
     argument = OwnedArgument(table.arg, table.destroy)
   }
 
-  deinit {
-    if handle != 0 { _ = ObjectTable.release(handle) }
-  }
+  deinit { reference.drop() }
 
   static func make(_ table: UnsafePointer<aios_subprocess_protocol_t>?) throws -> CSubprocessProtocol {
     guard let table else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "no protocol") }
@@ -116,17 +113,10 @@ private final class CSubprocessProtocol: SubprocessProtocol {
     return CSubprocessProtocol(table.pointee)
   }
 
-  private var subprocess: OpaquePointer? { pointer(handle) }
-
-  /// An error lent to a callback.
-  private func withError(_ error: (any Error)?, _ body: (OpaquePointer?) -> Void) {
-    guard let error, let exported = exportError(error) else { return body(nil) }
-    body(pointer(exported))
-    _ = ObjectTable.release(exported)
-  }
+  private var subprocess: OpaquePointer? { reference.object }
 
   func connectionMade(_ transport: SubprocessTransport) {
-    if handle == 0, let exported = ObjectTable.export(transport, .subprocess) { handle = exported }
+    reference.take(transport, .subprocess)
     table.connection_made?(subprocess, table.arg)
   }
 
@@ -136,17 +126,14 @@ private final class CSubprocessProtocol: SubprocessProtocol {
 
   func pipeConnectionLost(fd: Int32, _ error: (any Error)?) {
     guard let lost = table.pipe_connection_lost else { return }
-    withError(error) { lost(subprocess, fd, $0, table.arg) }
+    withLentError(error) { lost(subprocess, fd, $0, table.arg) }
   }
 
   func processExited() { table.process_exited?(subprocess, table.arg) }
 
   func connectionLost(_ error: (any Error)?) {
-    if let lost = table.connection_lost { withError(error) { lost(subprocess, $0, table.arg) } }
-    if handle != 0 {
-      _ = ObjectTable.release(handle)
-      handle = 0
-    }
+    if let lost = table.connection_lost { withLentError(error) { lost(subprocess, $0, table.arg) } }
+    reference.drop()
   }
 
   func pauseWriting() { table.pause_writing?(subprocess, table.arg) }
@@ -320,9 +307,6 @@ private func process(_ loop: OpaquePointer?, _ command: () throws -> (String, [S
   }
 }
 
-extension AioProcess: CancellableRequest {
-  package func cancel() { transport.close() }
-}
 
 @_cdecl("aios_create_subprocess_exec")
 public func aios_create_subprocess_exec(_ loop: OpaquePointer?, _ file: UnsafePointer<CChar>?,
