@@ -1314,6 +1314,10 @@ typedef struct aios_server_options_s {
    * call on. */
   int has_sock;
   int sock;
+  /* A Unix server leaves its socket file at close (asyncio's
+   * cleanup_socket=False); by default it removes the file if it is still
+   * the one it bound. Older callers' structs without this field mean 0. */
+  int keep_socket_file;
 } aios_server_options_t;
 
 /*! aios_create_server() : asyncio's loop.create_server: listens on every

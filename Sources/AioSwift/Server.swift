@@ -494,6 +494,9 @@ public struct ServerOptions: Sendable {
   public var moreHosts: [String] = []
   /// A listening socket to serve instead (asyncio's sock=).
   public var socket: Int32?
+  /// A Unix server removes its socket file at close if it is still the one
+  /// it bound (asyncio 3.13's cleanup_socket).
+  public var cleanupSocket = true
   public init() {}
 }
 
@@ -564,7 +567,7 @@ public final class Server: CustomStringConvertible {
     if let fd = options.socket {
       try server.adopt(fd)
       // asyncio removes the file of a socket it was given at close too.
-      if let path = server.sockets.first?.path { server.rememberSocketFile(path) }
+      if options.cleanupSocket, let path = server.sockets.first?.path { server.rememberSocketFile(path) }
     } else {
       guard let path else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "path was not specified, and no sock specified") }
       let address = try SocketAddress(unixPath: path)
@@ -581,7 +584,7 @@ public final class Server: CustomStringConvertible {
         }
         throw error
       }
-      server.rememberSocketFile(path)
+      if options.cleanupSocket { server.rememberSocketFile(path) }
       do {
         try server.addListener(fd)
       } catch {

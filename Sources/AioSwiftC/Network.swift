@@ -554,10 +554,15 @@ final class CFactory {
 func serverOptions(_ options: UnsafePointer<aios_server_options_t>?) throws -> ServerOptions {
   var result = ServerOptions()
   guard let options else { return result }
-  guard options.pointee.size >= MemoryLayout<aios_server_options_t>.size else {
+  // Fields added at the end are zero for a caller built before them.
+  guard options.pointee.size >= MemoryLayout.offset(of: \aios_server_options_t.keep_socket_file)! else {
     throw RuntimeError(code: AIOS_EINVAL.rawValue, "options size too small")
   }
-  let given = options.pointee
+  var given = aios_server_options_t()
+  withUnsafeMutableBytes(of: &given) {
+    $0.copyMemory(from: UnsafeRawBufferPointer(start: options,
+                                               count: min(options.pointee.size, MemoryLayout<aios_server_options_t>.size)))
+  }
   result.family = given.family
   result.flags = given.flags
   guard given.backlog >= 0 else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "backlog must be >= 0") }
@@ -565,7 +570,8 @@ func serverOptions(_ options: UnsafePointer<aios_server_options_t>?) throws -> S
   result.reuseAddress = given.reuse_address >= 0
   result.reusePort = given.reuse_port > 0
   result.startServing = given.start_serving >= 0
-  guard given.host_count == 0 || given.hosts != nil, given.host_count <= 1024 else {
+  // A size_t of 2^63 or more arrives negative.
+  guard given.host_count == 0 || given.hosts != nil, given.host_count >= 0, given.host_count <= 1024 else {
     throw RuntimeError(code: AIOS_EINVAL.rawValue, "bad hosts")
   }
   for index in 0..<given.host_count {
@@ -573,6 +579,7 @@ func serverOptions(_ options: UnsafePointer<aios_server_options_t>?) throws -> S
     result.moreHosts.append(String(cString: host))
   }
   if given.has_sock != 0 { result.socket = given.sock }
+  result.cleanupSocket = given.keep_socket_file == 0
   return result
 }
 

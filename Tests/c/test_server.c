@@ -6,6 +6,7 @@
  * on real sockets (127.0.0.1, Unix sockets in a temp dir).
  */
 #define _GNU_SOURCE
+#include <stddef.h>
 #include "test_util.h"
 #include "test_net.h"
 
@@ -628,6 +629,33 @@ static void test_unix_server_addr_cleanup(void) {
   CHECK_EQ(aios_server_close(server), 0);
   CHECK(access(dir.path, F_OK) != 0); /* removed by close itself */
   close_server(loop, server);
+  unix_dir_remove(&dir);
+  close_loop(loop);
+}
+
+static void test_unix_server_cleanup_prevented(void) {
+  /* asyncio 3.13's cleanup_socket=False: the file stays; an options struct
+   * of the size before keep_socket_file still works (the field reads 0). */
+  aios_loop_t *loop = make_loop();
+  aios_server_options_t options = server_options(0);
+  aios_future_t *f = NULL;
+  aios_server_t *server;
+  unix_dir_t dir;
+  unix_dir_make(&dir);
+  options.keep_socket_file = 1;
+  CHECK_EQ(aios_start_unix_server(loop, close_connected, NULL, NULL, dir.path, 0, &options, &f), 0);
+  server = (aios_server_t *)await_value(loop, f);
+  close_server(loop, server);
+  CHECK_EQ(access(dir.path, F_OK), 0);
+  unlink(dir.path);
+  options.size = offsetof(aios_server_options_t, keep_socket_file);
+  options.keep_socket_file = 1; /* beyond the size: not read */
+  CHECK_EQ(aios_start_unix_server(loop, close_connected, NULL, NULL, dir.path, 0, &options, &f), 0);
+  server = (aios_server_t *)await_value(loop, f);
+  close_server(loop, server);
+  CHECK(access(dir.path, F_OK) != 0);
+  options.size = offsetof(aios_server_options_t, keep_socket_file) - 1;
+  CHECK_EQ(aios_start_unix_server(loop, close_connected, NULL, NULL, dir.path, 0, &options, &f), AIOS_EINVAL);
   unix_dir_remove(&dir);
   close_loop(loop);
 }
@@ -1364,6 +1392,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(test_abort_clients),
       TEST_ENTRY(test_unix_server_addr_cleanup),
       TEST_ENTRY(test_unix_server_sock_cleanup),
+      TEST_ENTRY(test_unix_server_cleanup_prevented),
       TEST_ENTRY(test_unix_server_cleanup_gone),
       TEST_ENTRY(test_unix_server_cleanup_replaced),
       TEST_ENTRY(test_wait_closed_never_started),

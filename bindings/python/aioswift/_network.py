@@ -780,6 +780,8 @@ class NetworkMixin:
         # The core serves a duplicate; the socket stays the server's (its
         # `sockets`), closed at close() as asyncio closes it.
         options.sock = fd = os.dup(sock.fileno())
+        # The socket file is this loop's to remove (only 3.13's asyncio does).
+        options.keep_socket_file = 1
         out = ffi.new("aios_future_t **")
         factory_c = ffi.cast("aios_protocol_factory_fn", factory)
         arg_c = ffi.cast("void *", arg)
