@@ -306,6 +306,9 @@ package final class DatagramEndpoint: CancellableRequest {
     self.wanted = wanted
     self.makeProtocol = makeProtocol
     self.done = done
+    // A loop that closes first stops it: what it scheduled is dropped, and
+    // its future must not keep waiting (and keep the loop alive).
+    loop.ioOpened(self) { [self] in cancel() }
   }
 
   /// asyncio's create_datagram_endpoint over IP: `local` and `remote` are
@@ -465,6 +468,7 @@ package final class DatagramEndpoint: CancellableRequest {
   private func succeed(_ transport: DatagramTransport) {
     guard let done else { return transport.abort() }
     self.done = nil
+    loop.ioClosed(self)
     transport.start(makeProtocol())
     done(.success(transport))
   }
@@ -472,6 +476,7 @@ package final class DatagramEndpoint: CancellableRequest {
   private func fail(_ error: any Error) {
     guard let done else { return }
     self.done = nil
+    loop.ioClosed(self)
     for lookup in lookups { lookup.cancel() }
     lookups = []
     done(.failure(error))
@@ -480,6 +485,7 @@ package final class DatagramEndpoint: CancellableRequest {
   package func cancel() {
     guard done != nil else { return }
     done = nil
+    loop.ioClosed(self)
     for lookup in lookups { lookup.cancel() }
     lookups = []
   }
