@@ -428,6 +428,20 @@ channel_stash_bytes(ChannelObject *self, PyObject *data, const char *base, Py_ss
     return r;
 }
 
+/* Calls the protocol's method `name` with `arg`: the bound method cached
+ * in `method` when there is one (held across the call, which may drop the
+ * cache), else a lookup. A new reference, or NULL with an exception. */
+static PyObject *
+call_protocol(ChannelObject *self, PyObject *method, const char *name, PyObject *arg)
+{
+    if (method == NULL)
+        return PyObject_CallMethod(self->protocol, name, "O", arg);
+    Py_INCREF(method);
+    PyObject *r = PyObject_CallOneArg(method, arg);
+    Py_DECREF(method);
+    return r;
+}
+
 /* BufferedProtocol: as much as the protocol's buffers take, round after
  * round; what a pause leaves waits in `pending`. */
 static int
@@ -473,15 +487,7 @@ deliver_buffered(ChannelObject *self, const char *base, Py_ssize_t length)
         PyObject *hint = PyLong_FromSsize_t(length - done);
         if (hint == NULL)
             return channel_fatal(self, msg_get_buffer);
-        PyObject *buffer;
-        if (method != NULL) {
-            Py_INCREF(method);
-            buffer = PyObject_CallOneArg(method, hint);
-            Py_DECREF(method);
-        }
-        else {
-            buffer = PyObject_CallMethod(self->protocol, "get_buffer", "O", hint);
-        }
+        PyObject *buffer = call_protocol(self, method, "get_buffer", hint);
         Py_DECREF(hint);
         if (buffer == NULL)
             return channel_fatal(self, msg_get_buffer);
@@ -504,16 +510,7 @@ deliver_buffered(ChannelObject *self, const char *base, Py_ssize_t length)
         PyObject *count = PyLong_FromSsize_t(n);
         if (count == NULL)
             return channel_fatal(self, msg_buffer_updated);
-        PyObject *r;
-        method = self->buffer_updated;
-        if (method != NULL) {
-            Py_INCREF(method);
-            r = PyObject_CallOneArg(method, count);
-            Py_DECREF(method);
-        }
-        else {
-            r = PyObject_CallMethod(self->protocol, "buffer_updated", "O", count);
-        }
+        PyObject *r = call_protocol(self, self->buffer_updated, "buffer_updated", count);
         Py_DECREF(count);
         if (r == NULL)
             return channel_fatal(self, msg_buffer_updated);
@@ -538,16 +535,7 @@ deliver(ChannelObject *self, PyObject *data, const char *base, Py_ssize_t length
     else {
         Py_INCREF(bytes);
     }
-    PyObject *method = self->data_received;
-    PyObject *r;
-    if (method != NULL) {
-        Py_INCREF(method);
-        r = PyObject_CallOneArg(method, bytes);
-        Py_DECREF(method);
-    }
-    else {
-        r = PyObject_CallMethod(self->protocol, "data_received", "O", bytes);
-    }
+    PyObject *r = call_protocol(self, self->data_received, "data_received", bytes);
     Py_DECREF(bytes);
     if (r == NULL)
         return channel_fatal(self, msg_data_received);
