@@ -78,7 +78,6 @@ public final class DatagramTransport: CustomStringConvertible {
     LiveObjects.transports.add(1, ordering: .relaxed)
     keepAlive = Unmanaged.passRetained(self)
     loop.ioOpened(self) { [unowned self] in self.forceClose(nil, now: true) }
-    loop.transportDescriptors[fd] = self
   }
 
   deinit {
@@ -254,7 +253,6 @@ public final class DatagramTransport: CustomStringConvertible {
   /// asyncio's _call_connection_lost: the protocol is told, the socket closed.
   private func callConnectionLost(_ error: (any Error)?) {
     guard fileDescriptor >= 0 else { return }
-    loop.transportDescriptors[fileDescriptor] = nil
     loop.ioClosed(self)
     let fd = fileDescriptor
     fileDescriptor = -1

@@ -122,11 +122,9 @@ public final class Loop: @unchecked Sendable {
   package var bindingState: AnyObject?
   /// Transports and servers with libuv handles open: they are aborted when
   /// the loop closes, before libuv's loop is freed.
-  private var openIO: [ObjectIdentifier: () -> Void] = [:]
+  private var openIO: [ObjectIdentifier: (owner: Unmanaged<AnyObject>, abort: () -> Void)] = [:]
   /// add_reader's and add_writer's watchers, by descriptor.
   var descriptorWatchers: [Int32: DescriptorWatcher] = [:]
-  /// The descriptors this loop's transports use (add_reader refuses them).
-  var transportDescriptors: [Int32: any DescriptorUser] = [:]
   /// add_signal_handler's watchers, one per signal.
   var signalWatchers: [Int32: SignalWatcher] = [:]
   /// The SIGCHLD watcher of this loop's children, while it has some.
@@ -138,9 +136,11 @@ public final class Loop: @unchecked Sendable {
       abort()
       return
     }
-    openIO[ObjectIdentifier(owner)] = abort
+    openIO[ObjectIdentifier(owner)] = (Unmanaged.passUnretained(owner), abort)
   }
   package func ioClosed(_ owner: AnyObject) { openIO[ObjectIdentifier(owner)] = nil }
+  /// What has libuv handles open (each leaves with ioClosed before it goes).
+  var openIOOwners: [AnyObject] { openIO.values.map { $0.owner.takeUnretainedValue() } }
 
   public init() throws {
     uv = .allocate(capacity: 1)
@@ -600,7 +600,7 @@ public final class Loop: @unchecked Sendable {
     timers = Heap()
     // Nothing can run their callbacks any more: open transports and servers
     // are aborted (their connection_lost runs in the uv_run below).
-    while let (owner, abort) = openIO.first {
+    while let (owner, (_, abort)) = openIO.first {
       openIO[owner] = nil
       abort()
     }

@@ -174,7 +174,6 @@ public final class StreamTransport: CustomStringConvertible {
     writeRequest.pointee.data = Unmanaged.passUnretained(self).toOpaque()
     if kind == .tcp { uv_tcp_nodelay(handle.assumingMemoryBound(to: uv_tcp_t.self), 1) }
     loop.ioOpened(self) { [unowned self] in self.forceClose(nil) }
-    if let fd = fileDescriptor { loop.transportDescriptors[fd] = self }
   }
 
   deinit {
@@ -596,7 +595,6 @@ public final class StreamTransport: CustomStringConvertible {
 
   private func closeHandle(_ error: (any Error)?) {
     guard !handleClosed else { return }
-    if let fd = fileDescriptor, loop.transportDescriptors[fd] === self { loop.transportDescriptors[fd] = nil }
     handleClosed = true
     lostError = error
     stopHangUpWatch()

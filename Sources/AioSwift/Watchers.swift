@@ -93,14 +93,22 @@ private func descriptorReady(_ poll: UnsafeMutablePointer<uv_poll_t>?, _ status:
 /// while it is open.
 protocol DescriptorUser: AnyObject, CustomStringConvertible {
   var isClosing: Bool { get }
+  var usedDescriptor: Int32? { get }
 }
-extension StreamTransport: DescriptorUser {}
-extension DatagramTransport: DescriptorUser {}
+extension StreamTransport: DescriptorUser {
+  var usedDescriptor: Int32? { fileDescriptor }
+}
+extension DatagramTransport: DescriptorUser {
+  var usedDescriptor: Int32? { fileDescriptor >= 0 ? fileDescriptor : nil }
+}
 
 extension Loop {
   /// asyncio's _ensure_fd_no_transport.
   private func checkNoTransport(_ fd: Int32) throws {
-    if let transport = transportDescriptors[fd], !transport.isClosing {
+    // Looked up among the loop's open I/O: add_reader is rare, and a table
+    // kept up to date would cost every connection.
+    for case let transport as any DescriptorUser in openIOOwners
+    where !transport.isClosing && transport.usedDescriptor == fd {
       throw RuntimeError(code: AIOS_EINVAL.rawValue, "File descriptor \(fd) is used by transport \(transport)")
     }
   }

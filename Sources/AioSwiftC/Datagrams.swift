@@ -23,11 +23,7 @@ private final class CDatagramProtocol: DatagramProtocol {
   deinit { reference.drop() }
 
   static func make(_ table: UnsafePointer<aios_datagram_protocol_t>?) throws -> CDatagramProtocol {
-    guard let table else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "no protocol") }
-    guard table.pointee.size >= MemoryLayout<aios_datagram_protocol_t>.size else {
-      throw RuntimeError(code: AIOS_EINVAL.rawValue, "protocol size too small")
-    }
-    return CDatagramProtocol(table.pointee)
+    CDatagramProtocol(try wholeTable(table))
   }
 
   private var endpoint: OpaquePointer? { reference.object }

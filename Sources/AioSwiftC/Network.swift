@@ -243,6 +243,16 @@ func protocolTable(_ table: UnsafePointer<aios_protocol_t>?) throws -> aios_prot
   return copy
 }
 
+/// A copy of a C protocol table that starts with its `size`, which must
+/// cover the whole table (the subprocess and datagram protocols).
+func wholeTable<T>(_ table: UnsafePointer<T>?) throws -> T {
+  guard let table else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "no protocol") }
+  guard UnsafeRawPointer(table).load(as: Int.self) >= MemoryLayout<T>.size else {
+    throw RuntimeError(code: AIOS_EINVAL.rawValue, "protocol size too small")
+  }
+  return table.pointee
+}
+
 /// A protocol for one call: the caller keeps its argument if the call fails.
 func withProtocol<R>(_ table: UnsafePointer<aios_protocol_t>?, _ body: (any OwnedProtocol) throws -> R) throws -> R {
   let made = try CProtocol.make(table)

@@ -106,11 +106,7 @@ private final class CSubprocessProtocol: SubprocessProtocol {
   deinit { reference.drop() }
 
   static func make(_ table: UnsafePointer<aios_subprocess_protocol_t>?) throws -> CSubprocessProtocol {
-    guard let table else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "no protocol") }
-    guard table.pointee.size >= MemoryLayout<aios_subprocess_protocol_t>.size else {
-      throw RuntimeError(code: AIOS_EINVAL.rawValue, "protocol size too small")
-    }
-    return CSubprocessProtocol(table.pointee)
+    CSubprocessProtocol(try wholeTable(table))
   }
 
   private var subprocess: OpaquePointer? { reference.object }

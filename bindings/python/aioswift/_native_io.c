@@ -442,6 +442,18 @@ call_protocol(ChannelObject *self, PyObject *method, const char *name, PyObject 
     return r;
 }
 
+/* call_protocol for a method whose result is ignored: 0, or what
+ * channel_fatal makes of the exception (with `message`). */
+static int
+notify_protocol(ChannelObject *self, PyObject *method, const char *name, PyObject *arg, PyObject *message)
+{
+    PyObject *r = call_protocol(self, method, name, arg);
+    if (r == NULL)
+        return channel_fatal(self, message);
+    Py_DECREF(r);
+    return 0;
+}
+
 /* BufferedProtocol: as much as the protocol's buffers take, round after
  * round; what a pause leaves waits in `pending`. */
 static int
@@ -510,11 +522,10 @@ deliver_buffered(ChannelObject *self, const char *base, Py_ssize_t length)
         PyObject *count = PyLong_FromSsize_t(n);
         if (count == NULL)
             return channel_fatal(self, msg_buffer_updated);
-        PyObject *r = call_protocol(self, self->buffer_updated, "buffer_updated", count);
+        int rc = notify_protocol(self, self->buffer_updated, "buffer_updated", count, msg_buffer_updated);
         Py_DECREF(count);
-        if (r == NULL)
-            return channel_fatal(self, msg_buffer_updated);
-        Py_DECREF(r);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }
@@ -535,12 +546,9 @@ deliver(ChannelObject *self, PyObject *data, const char *base, Py_ssize_t length
     else {
         Py_INCREF(bytes);
     }
-    PyObject *r = call_protocol(self, self->data_received, "data_received", bytes);
+    int rc = notify_protocol(self, self->data_received, "data_received", bytes, msg_data_received);
     Py_DECREF(bytes);
-    if (r == NULL)
-        return channel_fatal(self, msg_data_received);
-    Py_DECREF(r);
-    return 0;
+    return rc;
 }
 
 /* A DATA event (or one kept back). -1 for an interrupt. */
