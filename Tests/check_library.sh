@@ -16,9 +16,13 @@ declared=$(grep -oE '^AIOS_EXTERN [^;]*\baios_[a-z0-9_]+\(' "$header" | grep -oE
 missing=$(comm -23 <(echo "$declared") <(echo "$exported"))
 check "exports every function the header declares ($(echo "$declared" | wc -l))" '[ -z "$missing" ] || { echo "  missing: $missing"; false; }'
 
-check "soname is libaio-swift.so.0" 'readelf -d "$lib" | grep -q "SONAME.*\[libaio-swift\.so\.0\]"'
-check "needs no Swift runtime library" '! ldd "$lib" | grep -qi swift'
-check "needs libuv" 'ldd "$lib" | grep -q libuv'
+# Read each tool's output whole first: under pipefail, `tool | grep -q` fails
+# when grep exits at its first match and the tool dies of SIGPIPE.
+dynamic=$(readelf -d "$lib")
+needed=$(ldd "$lib")
+check "soname is libaio-swift.so.0" 'grep -q "SONAME.*\[libaio-swift\.so\.0\]" <<<"$dynamic"'
+check "needs no Swift runtime library" '! grep -qi swift <<<"$needed"'
+check "needs libuv" 'grep -q libuv <<<"$needed" || { echo "  ldd says: $needed"; false; }'
 
 echo "$((5 - failed)) passed, $failed failed"
 [ "$failed" = 0 ]
