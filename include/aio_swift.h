@@ -108,6 +108,7 @@ AIOS_EXTERN const char *aios_version_string(void);
   XX(EQUEUESHUTDOWN, -3028, "queue is shut down (QueueShutDown)")              \
   XX(EUSER, -3029, "error raised by user code")                               \
   XX(EGROUP, -3030, "errors in a task group (ExceptionGroup)")               \
+  XX(ENOSENDFILE, -3031, "sendfile is not available (SendfileNotAvailableError)") \
   XX(EAI_ADDRFAMILY, -3101, "address family for hostname not supported")      \
   XX(EAI_AGAIN, -3102, "temporary failure in name resolution")                \
   XX(EAI_BADFLAGS, -3103, "bad value for ai_flags")                           \
@@ -233,6 +234,11 @@ AIOS_EXTERN int aios_error_partial(const aios_error_t *error, const void **data,
  *  LimitOverrunError.consumed). @return the count (>= 0); AIOS_EINVAL for an
  *  error of another kind. Any thread. */
 AIOS_EXTERN long long aios_error_consumed(const aios_error_t *error);
+/*! aios_error_bytes_sent() : how many bytes a cancelled send (aios_sock_sendall,
+ *  aios_sock_sendfile, aios_transport_sendfile) sent before it was cancelled,
+ *  from the error of its future. @return the count (>= 0); AIOS_EINVAL for
+ *  any other error. Any thread. */
+AIOS_EXTERN long long aios_error_bytes_sent(const aios_error_t *error);
 /*! aios_error_ref() / aios_error_unref() : take or drop a reference. unref
  *  accepts NULL (and returns 0). @return 0 or a common error. Any thread. */
 AIOS_EXTERN int aios_error_ref(aios_error_t *error);
@@ -1501,6 +1507,97 @@ AIOS_EXTERN int aios_loop_add_writer(aios_loop_t *loop, int fd, aios_callback_fn
  *  callback was registered (and is now removed), 0 if not; AIOS_ECLOSED. */
 AIOS_EXTERN int aios_loop_remove_reader(aios_loop_t *loop, int fd);
 AIOS_EXTERN int aios_loop_remove_writer(aios_loop_t *loop, int fd);
+
+/* ------------------------------------------------------------------------ */
+/* Socket operations (asyncio's sock_* methods) and sendfile                 */
+
+/* Each works on a non-blocking socket the caller owns and keeps, and gives
+ * one reference in *out to a future. The call is made at once; one that
+ * would block waits until the socket is ready. Several operations on one
+ * socket are served in the order they were started, each way (reads, and
+ * writes and connects). Cancelling the future leaves the socket usable: a
+ * cancelled read never reads, a cancelled send sends no more (then
+ * aios_error_bytes_sent on the future's error says how much it sent). A
+ * socket closed while an operation waits fails it with -EBADF; one the
+ * loop is closed under fails with AIOS_ECLOSED. Each returns 0; AIOS_EINVAL
+ * for a NULL `out`, a blocking socket, a descriptor an open transport of
+ * this loop uses, or a bad argument; -EBADF; AIOS_ECLOSED;
+ * AIOS_EWRONGTHREAD. The future fails with the call's -errno. */
+
+/* What aios_sock_recvfrom and aios_sock_recvfrom_into give: one allocation,
+ * freed by aios_received_free. */
+typedef struct aios_received_s {
+  unsigned char address[128];  /* the sender's address, a struct sockaddr */
+  unsigned int address_length; /* 0 when the sender has none */
+  size_t length;               /* bytes received */
+  unsigned char *data;         /* recvfrom: the bytes, then a NUL the length does
+                                * not count; recvfrom_into: the caller's buffer */
+} aios_received_t;
+
+/*! aios_received_free() : frees a recvfrom result. NULL is a no-op. */
+AIOS_EXTERN void aios_received_free(void *received);
+
+/*! aios_sock_recv() : up to `n` bytes (none at EOF); the result is an
+ *  aios_bytes_t * (aios_bytes_free), owned by the future until taken. */
+AIOS_EXTERN int aios_sock_recv(aios_loop_t *loop, int fd, size_t n, aios_future_t **out);
+/*! aios_sock_recv_into() : up to `n` bytes into `buffer`, which must stay
+ *  valid until the future is done (a cancelled read never writes it); the
+ *  result is the count, (void *)(intptr_t)count. */
+AIOS_EXTERN int aios_sock_recv_into(aios_loop_t *loop, int fd, void *buffer, size_t n,
+                                    aios_future_t **out);
+/*! aios_sock_recvfrom() : a datagram of up to `n` bytes and its sender; the
+ *  result is an aios_received_t *. */
+AIOS_EXTERN int aios_sock_recvfrom(aios_loop_t *loop, int fd, size_t n, aios_future_t **out);
+/*! aios_sock_recvfrom_into() : as aios_sock_recv_into, with the sender; the
+ *  result is an aios_received_t * whose data is `buffer`. */
+AIOS_EXTERN int aios_sock_recvfrom_into(aios_loop_t *loop, int fd, void *buffer, size_t n,
+                                        aios_future_t **out);
+/*! aios_sock_sendall() : all `length` bytes of `data` (copied if the socket
+ *  does not take them at once), or the error; the result is the count. */
+AIOS_EXTERN int aios_sock_sendall(aios_loop_t *loop, int fd, const void *data, size_t length,
+                                  aios_future_t **out);
+/*! aios_sock_sendto() : one datagram to `address` (a sockaddr of
+ *  `address_length` bytes); the result is the count sent. */
+AIOS_EXTERN int aios_sock_sendto(aios_loop_t *loop, int fd, const void *data, size_t length,
+                                 const void *address, unsigned int address_length,
+                                 aios_future_t **out);
+/*! aios_sock_connect() : connects to `address`, already resolved. The
+ *  future is done once connected, or fails with the connection's error. */
+AIOS_EXTERN int aios_sock_connect(aios_loop_t *loop, int fd, const void *address,
+                                  unsigned int address_length, aios_future_t **out);
+/*! aios_sock_accept() : the next connection, a non-blocking close-on-exec
+ *  descriptor, as the result (void *)(intptr_t)fd: take it with
+ *  aios_future_take_result to own it (left in the future, it is closed with
+ *  the future). getpeername(2) gives its peer. */
+AIOS_EXTERN int aios_sock_accept(aios_loop_t *loop, int fd, aios_future_t **out);
+
+/* sendfile's `fallback`: asyncio's fallback argument, and a third way. */
+typedef enum aios_sendfile_fallback_e {
+  AIOS_SENDFILE_FALLBACK_REFUSED = 0, /* the kernel's sendfile or AIOS_ENOSENDFILE */
+  AIOS_SENDFILE_FALLBACK_ALLOWED = 1, /* else reads of the file, written (asyncio's default) */
+  AIOS_SENDFILE_FALLBACK_ALWAYS = 2   /* always reads and writes */
+} aios_sendfile_fallback_t;
+
+/*! aios_sock_sendfile() : asyncio's sock_sendfile: `count` bytes (-1: to
+ *  the end) of the file `file` from `offset`, to a SOCK_STREAM socket, with
+ *  the kernel's sendfile(2) when `file` is a regular file, else (or with
+ *  AIOS_SENDFILE_FALLBACK_ALWAYS) by reads of the file (on the loop's
+ *  thread, as sendfile(2) reads) written to the socket. The file's own
+ *  offset is left after the last byte sent, however it ends. The result is
+ *  the count sent. @return as above; AIOS_EINVAL for a negative offset, a
+ *  count of 0 or below -1, or a socket that is not SOCK_STREAM;
+ *  AIOS_ENOSENDFILE when the fallback is refused and the kernel's sendfile
+ *  cannot send this file (the future may fail with it too). */
+AIOS_EXTERN int aios_sock_sendfile(aios_loop_t *loop, int fd, int file, long long offset,
+                                   long long count, int fallback, aios_future_t **out);
+/*! aios_transport_sendfile() : asyncio's loop.sendfile: the same through a
+ *  stream transport's socket (or write pipe), once what was written before
+ *  is sent. Until the future is done the transport does not read and
+ *  refuses writes (AIOS_EINVAL); closing it fails the future with
+ *  -ENOTCONN. @return as aios_sock_sendfile; AIOS_EINVAL for a closing
+ *  transport, a read pipe, or a sendfile already under way. */
+AIOS_EXTERN int aios_transport_sendfile(aios_transport_t *transport, int file, long long offset,
+                                        long long count, int fallback, aios_future_t **out);
 
 /* ------------------------------------------------------------------------ */
 /* Streams (asyncio.StreamReader and StreamWriter)                           */

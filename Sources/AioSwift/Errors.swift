@@ -26,7 +26,13 @@ extension AsyncioError {
 /// asyncio.CancelledError: the operation was cancelled, with an optional message.
 public struct CancelledError: AsyncioError {
   public var message: String
-  public init(_ message: String? = nil) { self.message = message ?? "" }
+  /// For an operation that sends (sock_sendall, sendfile): how many bytes
+  /// went out before it was cancelled. nil for the rest.
+  public var bytesSent: Int?
+  public init(_ message: String? = nil, bytesSent: Int? = nil) {
+    self.message = message ?? ""
+    self.bytesSent = bytesSent
+  }
   public var code: Int32 { AIOS_ECANCELLED.rawValue }
 }
 

@@ -149,6 +149,13 @@ public final class StreamTransport: CustomStringConvertible {
   public var highWater: Int { flow.high }
   public var lowWater: Int { flow.low }
 
+  /// A sendfile under way (Sockets.swift): until it ends the transport
+  /// does not read and refuses writes.
+  package private(set) var sendfileFuture: SocketFuture?
+  /// The sendfile's start, once the write buffer is empty.
+  private var sendfileStart: (() -> Void)?
+  private var readingAfterSendfile = false
+
   /// Told when the connection is gone (a server counting its clients).
   package var onLost: ((StreamTransport) -> Void)?
   /// The C ABI's handle for this object (0: none yet).
@@ -442,6 +449,9 @@ public final class StreamTransport: CustomStringConvertible {
   private func takesWrite(of count: Int) throws -> Bool {
     guard kind != .readPipe else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "a read pipe cannot be written") }
     guard !eofWritten else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "Cannot call write() after write_eof()") }
+    guard sendfileFuture == nil else {
+      throw RuntimeError(code: AIOS_EINVAL.rawValue, "unable to write; sendfile is in progress")
+    }
     guard count > 0 else { return false }
     if connectionLostCount > 0 || handleClosed {
       connectionLostCount += 1
@@ -504,6 +514,10 @@ public final class StreamTransport: CustomStringConvertible {
     // resume_writing may have written again (a new uv_write is in flight)
     // and then closed: the close waits for that write to finish.
     guard !writing, queued.isEmpty else { return }
+    if let start = sendfileStart {
+      sendfileStart = nil
+      return start()
+    }
     if isClosing {
       closeHandle(nil)
     } else if eofWritten {
@@ -517,7 +531,33 @@ public final class StreamTransport: CustomStringConvertible {
     if kind == .writePipe { return close() }
     guard kind != .readPipe, !isClosing, !eofWritten else { return }
     eofWritten = true
-    if !writing && queued.isEmpty { shutdown() }
+    if !writing && queued.isEmpty && sendfileFuture == nil { shutdown() }
+  }
+
+  // MARK: sendfile
+
+  /// Stops reading and refuses writes until `future` is done; `start` runs
+  /// once everything written before is sent.
+  package func beginSendfile(_ future: SocketFuture, start: @escaping () -> Void) {
+    sendfileFuture = future
+    readingAfterSendfile = isReading
+    pauseReading()
+    if !writing && queued.isEmpty { start() } else { sendfileStart = start }
+  }
+
+  package func endSendfile() {
+    sendfileFuture = nil
+    sendfileStart = nil
+    if readingAfterSendfile {
+      readingAfterSendfile = false
+      resumeReading()
+    }
+    if eofWritten && !isClosing { shutdown() }
+  }
+
+  /// A close ends the sendfile under way, as the socket going away would.
+  private func failSendfile() {
+    sendfileFuture?.fail(OSError(errno: ENOTCONN, "the transport was closed during sendfile"))
   }
 
   public var canWriteEOF: Bool { kind != .readPipe }
@@ -554,6 +594,7 @@ public final class StreamTransport: CustomStringConvertible {
       return
     }
     isClosing = true
+    failSendfile()
     stopReading()
     if !writing && queued.isEmpty {
       connectionLostCount += 1
@@ -588,6 +629,7 @@ public final class StreamTransport: CustomStringConvertible {
     queued = []
     queuedBytes = 0
     isClosing = true
+    failSendfile()
     connectionLostCount += 1
     stopReading()
     closeHandle(error)

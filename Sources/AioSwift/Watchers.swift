@@ -20,7 +20,11 @@ final class DescriptorWatcher {
   private let poll: UnsafeMutablePointer<uv_poll_t>
   var reader: Handle?
   var writer: Handle?
+  /// Socket operations waiting to read and to write, in order (Sockets.swift).
+  var readWaits: [SocketWait] = []
+  var writeWaits: [SocketWait] = []
   private var events: Int32 = 0
+  private(set) var isClosed = false
 
   init(loop: Loop, fd: Int32) throws {
     var info = stat()
@@ -41,6 +45,8 @@ final class DescriptorWatcher {
     poll.pointee.data = Unmanaged.passUnretained(self).toOpaque()
   }
 
+  static let closedUnder = OSError(errno: EBADF, "the descriptor was closed while an operation waited on it")
+
   /// Whether the caller's descriptor still names the file being watched.
   var isCurrent: Bool {
     var info = stat()
@@ -50,7 +56,9 @@ final class DescriptorWatcher {
   /// Polls for what the callbacks want; false once nothing is wanted.
   @discardableResult
   func update() -> Bool {
-    let wanted = (reader != nil ? Int32(UV_READABLE.rawValue) : 0) | (writer != nil ? Int32(UV_WRITABLE.rawValue) : 0)
+    guard !isClosed else { return false }
+    let wanted = (reader != nil || !readWaits.isEmpty ? Int32(UV_READABLE.rawValue) : 0)
+      | (writer != nil || !writeWaits.isEmpty ? Int32(UV_WRITABLE.rawValue) : 0)
     if wanted != events {
       events = wanted
       if wanted == 0 { uv_poll_stop(poll) } else { uv_poll_start(poll, wanted, descriptorReady) }
@@ -61,7 +69,7 @@ final class DescriptorWatcher {
   fileprivate func ready(status: Int32, events ready: Int32) {
     guard isCurrent else {
       // Closed under the watcher (or its number reused): it goes.
-      loop.dropWatcher(self)
+      loop.dropWatcher(self, failing: DescriptorWatcher.closedUnder)
       return
     }
     // An error (POLLERR, a hang-up) wakes both sides, as selectors report it.
@@ -74,12 +82,34 @@ final class DescriptorWatcher {
     }
     if readable, let reader { loop.schedule(.handle(reader)) }
     if writable, let writer { loop.schedule(.handle(writer)) }
+    if readable { serve(reading: true) }
+    if writable { serve(reading: false) }
+    // The last operation may have finished, and its watcher gone with it.
+    if !isClosed && !update() { loop.dropWatcher(self) }
   }
 
-  /// Stops watching; the duplicate closes once libuv let go of the handle.
-  func close() {
+  /// Tries the waiting operations in order until one would block. Each
+  /// that finishes leaves its queue as its future finishes (a queue holds
+  /// only operations still pending).
+  private func serve(reading: Bool) {
+    while !isClosed, let wait = reading ? readWaits.first : writeWaits.first {
+      guard wait.attempt() else { return }
+      if reading, readWaits.first === wait { readWaits.removeFirst() }
+      if !reading, writeWaits.first === wait { writeWaits.removeFirst() }
+    }
+  }
+
+  /// Stops watching, failing the operations still waiting with `error`;
+  /// the duplicate closes once libuv let go of the handle.
+  func close(failing error: any Error) {
+    guard !isClosed else { return }
+    isClosed = true
     reader = nil
     writer = nil
+    let waits = readWaits + writeWaits
+    readWaits = []
+    writeWaits = []
+    for wait in waits { wait.fail(error) }
     closePoll(poll, thenClosing: copy)
   }
 }
@@ -104,7 +134,7 @@ extension DatagramTransport: DescriptorUser {
 
 extension Loop {
   /// asyncio's _ensure_fd_no_transport.
-  private func checkNoTransport(_ fd: Int32) throws {
+  func checkNoTransport(_ fd: Int32) throws {
     // Looked up among the loop's open I/O: add_reader is rare, and a table
     // kept up to date would cost every connection.
     for case let transport as any DescriptorUser in openIOOwners
@@ -115,10 +145,10 @@ extension Loop {
 
   /// The watcher of `fd`, made if there is none (or the one there watches a
   /// file the descriptor no longer names).
-  private func watcher(for fd: Int32) throws -> DescriptorWatcher {
+  func watcher(for fd: Int32) throws -> DescriptorWatcher {
     if let existing = descriptorWatchers[fd] {
       if existing.isCurrent { return existing }
-      dropWatcher(existing)
+      dropWatcher(existing, failing: DescriptorWatcher.closedUnder)
     }
     let made = try DescriptorWatcher(loop: self, fd: fd)
     descriptorWatchers[fd] = made
@@ -127,10 +157,12 @@ extension Loop {
     return made
   }
 
-  func dropWatcher(_ watcher: DescriptorWatcher) {
+  func dropWatcher(_ watcher: DescriptorWatcher,
+                   failing error: any Error = RuntimeError(code: AIOS_ECLOSED.rawValue)) {
+    guard !watcher.isClosed else { return }
     if descriptorWatchers[watcher.fd] === watcher { descriptorWatchers[watcher.fd] = nil }
     ioClosed(watcher)
-    watcher.close()
+    watcher.close(failing: error)
   }
 
   private func addWatch(_ fd: Int32, reading: Bool, _ callback: @escaping () throws -> Void) throws {

@@ -108,6 +108,20 @@ public func aios_error_consumed(_ error: OpaquePointer?) -> Int64 {
   }
 }
 
+@_cdecl("aios_error_bytes_sent")
+public func aios_error_bytes_sent(_ error: OpaquePointer?) -> Int64 {
+  do {
+    return try withError(error) { object in
+      guard object.code == AIOS_ECANCELLED.rawValue, object.bytesSent >= 0 else {
+        throw RuntimeError(code: AIOS_EINVAL.rawValue)
+      }
+      return object.bytesSent
+    }
+  } catch {
+    return Int64(statusCode(of: error))
+  }
+}
+
 @_cdecl("aios_error_ref")
 public func aios_error_ref(_ error: OpaquePointer?) -> Int32 { refObject(error, .error) }
 

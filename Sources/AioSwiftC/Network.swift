@@ -342,7 +342,7 @@ public func aios_connect_accepted_socket(_ loop: OpaquePointer?, _ table: Unsafe
 // MARK: Transports
 
 @inline(__always)
-private func withTransport<R>(_ p: OpaquePointer?, _ body: (StreamTransport) throws -> R) throws -> R {
+func withTransport<R>(_ p: OpaquePointer?, _ body: (StreamTransport) throws -> R) throws -> R {
   try withObject(p, .transport, as: StreamTransport.self, body)
 }
 

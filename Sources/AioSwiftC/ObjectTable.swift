@@ -82,6 +82,8 @@ final class ErrorObject: ForeignObject {
   var partial = UnsafeMutableRawBufferPointer(start: nil, count: 0)
   var expected: Int64 = -1
   var consumed: Int64 = 0
+  /// A cancelled send's count of bytes sent (-1: none).
+  var bytesSent: Int64 = -1
   var foreignHandle: UInt64 = 0
 
   init(code: Int32, message: String, userData: UnsafeMutableRawPointer? = nil,
@@ -120,6 +122,7 @@ final class ErrorObject: ForeignObject {
       return error
     }
     if code == AIOS_ELIMIT.rawValue { return LimitOverrunError(text, consumed: Int(consumed)) }
+    if code == AIOS_ECANCELLED.rawValue { return CancelledError(text, bytesSent: bytesSent < 0 ? nil : Int(bytesSent)) }
     if code == AIOS_EGROUP.rawValue {
       return TaskGroupError(children.map { child in
         ObjectTable.withError(child) { $0.swiftError(handle: child) } ?? RuntimeError(code: AIOS_EBADHANDLE.rawValue)
@@ -155,6 +158,8 @@ func exportError(_ error: any Error) -> UInt64? {
     object.expected = incomplete.expected.map { Int64($0) } ?? -1
   } else if let overrun = error as? LimitOverrunError {
     object.consumed = Int64(overrun.consumed)
+  } else if let sent = (error as? CancelledError)?.bytesSent {
+    object.bytesSent = Int64(sent)
   }
   return ObjectTable.export(object, .error)
 }

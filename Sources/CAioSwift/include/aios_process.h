@@ -17,6 +17,13 @@ AIOSI_INTERNAL int aiosi_check_pollable(int fd);
 AIOSI_INTERNAL int aiosi_pipe(int fds[2]);
 /* A close-on-exec AF_UNIX stream socket pair: 0 or -errno. */
 AIOSI_INTERNAL int aiosi_socketpair(int fds[2]);
+/* The bytes waiting to be read on a socket (ioctl FIONREAD; for a datagram
+ * socket, the next datagram's size), or 0 when it cannot tell. */
+AIOSI_INTERNAL size_t aiosi_bytes_readable(int fd);
+/* accept4(fd, address, length, SOCK_NONBLOCK | SOCK_CLOEXEC): the new
+ * descriptor, or -1 with errno set. */
+struct sockaddr;
+AIOSI_INTERNAL int aiosi_accept(int fd, struct sockaddr *address, unsigned int *length);
 
 /* What a child starts with. */
 typedef struct aiosi_spawn_s {
