@@ -45,6 +45,8 @@
 #                            (bench/py/subprocess_bench.py; its knobs are listed there)
 #   BENCH_UDP=1              0: skip the UDP ping-pong benchmark, run after that
 #                            (bench/py/udp_bench.py; its knobs are listed there)
+#   BENCH_SENDFILE=1         0: skip the sendfile benchmark, run last
+#                            (bench/py/sendfile_bench.py; its knobs are listed there)
 #   SWIFT_BUILD_TIMEOUT=300  seconds allowed for building aio-bench
 #   SWIFT_BENCH_FLAGS        extra flags for that build; by default the same
 #                            -Xswiftc flags as the Makefile's library build
@@ -289,6 +291,10 @@ fi
 # UDP ping-pong servers, side by side (about a minute; its own table; it builds its two C programs).
 if [ "${BENCH_UDP:-1}" != 0 ]; then
   echo; BUILD="$BUILD" CC="$CC" "$PYTHON" bench/py/udp_bench.py || FAILED=1
+fi
+# 1 GiB from a file to a socket, side by side (under a minute; its own table; it builds its C program).
+if [ "${BENCH_SENDFILE:-1}" != 0 ]; then
+  echo; BUILD="$BUILD" CC="$CC" "$PYTHON" bench/py/sendfile_bench.py || FAILED=1
 fi
 say "raw results: bench/bin/results.txt; total time $((SECONDS - START)) s"
 exit "$FAILED"

@@ -458,6 +458,17 @@ extension Loop {
 
 // MARK: Swift
 
+/// Awaits an operation that sends: a cancellation, however it reaches the
+/// awaiting task, says how many bytes went out.
+private func awaitSending(_ future: SocketFuture) async throws {
+  do {
+    try await future.wait()
+  } catch var cancelled as CancelledError {
+    if cancelled.bytesSent == nil { cancelled.bytesSent = future.bytesSent }
+    throw cancelled
+  }
+}
+
 extension Loop {
   /// asyncio's sock_recv: up to `count` bytes (none at EOF).
   public func sockRecv(_ fd: Int32, _ count: Int) async throws -> [UInt8] {
@@ -519,12 +530,25 @@ extension Loop {
   /// asyncio's sock_sendall: all of `data`, or the error. Cancelled, it
   /// throws a CancelledError whose bytesSent says how much was sent.
   public func sockSendAll(_ fd: Int32, _ data: UnsafeRawBufferPointer) async throws {
-    try await startSendAll(fd, data).wait()
+    try await awaitSending(try startSendAll(fd, data))
+  }
+
+  /// sock_sendall of an array.
+  public func sockSendAll(_ fd: Int32, _ data: [UInt8]) async throws {
+    // What the socket does not take at once is copied before this returns.
+    try await awaitSending(try data.withUnsafeBytes { try startSendAll(fd, $0) })
   }
 
   /// asyncio's sock_sendto: the count sent.
   public func sockSendTo(_ fd: Int32, _ data: UnsafeRawBufferPointer, to address: SocketAddress) async throws -> Int {
     let future = try startSendTo(fd, data, to: address)
+    try await future.wait()
+    return Int(bitPattern: future.cValue)
+  }
+
+  /// sock_sendto of an array.
+  public func sockSendTo(_ fd: Int32, _ data: [UInt8], to address: SocketAddress) async throws -> Int {
+    let future = try data.withUnsafeBytes { try startSendTo(fd, $0, to: address) }
     try await future.wait()
     return Int(bitPattern: future.cValue)
   }
@@ -557,7 +581,7 @@ extension Loop {
   public func sockSendfile(_ fd: Int32, file: Int32, offset: Int = 0, count: Int? = nil,
                            fallback: SendfileFallback = .allowed) async throws -> Int {
     let future = try startSockSendfile(fd, file: file, offset: offset, count: count, fallback: fallback)
-    try await future.wait()
+    try await awaitSending(future)
     return future.bytesSent
   }
 
@@ -565,7 +589,7 @@ extension Loop {
   public func sendfile(_ transport: StreamTransport, file: Int32, offset: Int = 0, count: Int? = nil,
                        fallback: SendfileFallback = .allowed) async throws -> Int {
     let future = try startSendfile(transport, file: file, offset: offset, count: count, fallback: fallback)
-    try await future.wait()
+    try await awaitSending(future)
     return future.bytesSent
   }
 }

@@ -150,5 +150,22 @@ runCase("cancel reaches async let", "cancelled true") {
   }
 }
 
+// 10. Socket operations on a socket pair: a reader waiting while a writer sends.
+runCase("sock_recv and sock_sendall", "hello") {
+  let loop = try getRunningLoop()
+  var fds: [Int32] = [-1, -1]
+  guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds) == 0 else {
+    return "no socket pair"
+  }
+  defer {
+    close(fds[0])
+    close(fds[1])
+  }
+  let (reader, writer) = (fds[0], fds[1])
+  let receiving = try loop.createTask { try await loop.sockRecv(reader, 100) }
+  try await loop.sockSendAll(writer, Array("hello".utf8))
+  return String(decoding: try await receiving.value, as: UTF8.self)
+}
+
 print(failures == 0 ? "swift6 user program: all passed" : "swift6 user program: \(failures) failed")
 exit(failures == 0 ? 0 : 1)
