@@ -251,7 +251,11 @@ extension Loop {
     // EINPROGRESS: the connection is under way, and SO_ERROR tells how it
     // ended once the socket is writable. EAGAIN (a Unix listener's backlog
     // is full): nothing is under way, and connect is called again.
+    // ECONNABORTED at once: an earlier attempt on this socket failed and its
+    // error was taken; the kernel has reset the socket, and connect starts
+    // over (as the next call after the error would).
     var underWay = false
+    var startedOver = false
     try startSocketOperation(fd, reading: false, future) {
       if underWay {
         var failure: Int32 = 0
@@ -262,19 +266,22 @@ extension Loop {
         future.complete()
         return true
       }
-      let rc = address.withBytes {
-        connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
-      }
-      if rc == 0 {
-        future.complete()
-        return true
-      }
-      switch errno {
-      case EINPROGRESS, EINTR:
-        underWay = true
-        return false
-      case EAGAIN: return false
-      default: throw OSError(errno: errno)
+      while true {
+        let rc = address.withBytes {
+          connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
+        }
+        if rc == 0 {
+          future.complete()
+          return true
+        }
+        switch errno {
+        case EINPROGRESS, EINTR:
+          underWay = true
+          return false
+        case EAGAIN: return false
+        case ECONNABORTED where !startedOver: startedOver = true
+        default: throw OSError(errno: errno)
+        }
       }
     }
     return future

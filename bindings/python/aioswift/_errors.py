@@ -114,6 +114,8 @@ def exception_for_code(code, message=None):
         return TimeoutError(message)
     if code == lib.AIOS_EINVALIDSTATE:
         return asyncio.InvalidStateError(message)
+    if code == lib.AIOS_ENOSENDFILE:
+        return asyncio.SendfileNotAvailableError(message)
     if code > _OWN_CODES_BELOW:
         return OSError(-code, message)
     gai = _gai_errno(code)

@@ -13,9 +13,10 @@ stopping, task factories, async generator and executor shutdown, exception
 handlers and debug mode.
 
 Network I/O (TCP and Unix streams, servers, TLS, name resolution) is the
-core's, through _network.py and _transport.py. Datagrams, pipes,
-subprocesses, signals, add_reader/add_writer and the sock_* methods are not
-built yet: those methods raise NotImplementedError naming themselves.
+core's, through _network.py and _transport.py, and so are the sock_*
+methods and sendfile (_sockets.py). Datagrams, pipes, subprocesses,
+signals and add_reader/add_writer are not built yet: those methods raise
+NotImplementedError naming themselves.
 """
 
 import asyncio
@@ -36,6 +37,7 @@ from . import _native
 from ._errors import check, error_from_exception, exception_for_code, exception_from_error
 from ._future import CFuture, boxed_value
 from ._network import NetworkMixin
+from ._sockets import SocketMixin
 from ._transport import connlost_warning
 from ._runtime import NULL, address, box_extras, discard, ffi, lib, set_running_loop, text
 
@@ -132,13 +134,10 @@ _IO_METHODS = ("add_reader", "remove_reader", "add_writer", "remove_writer",
                "add_signal_handler", "remove_signal_handler")
 _IO_COROUTINES = ("create_datagram_endpoint",
                   "connect_read_pipe", "connect_write_pipe",
-                  "subprocess_exec", "subprocess_shell",
-                  "sock_recv", "sock_recv_into", "sock_recvfrom", "sock_recvfrom_into",
-                  "sock_sendall", "sock_sendto", "sock_connect", "sock_accept",
-                  "sock_sendfile")
+                  "subprocess_exec", "subprocess_shell")
 
 
-class Loop(NetworkMixin, asyncio.AbstractEventLoop):
+class Loop(NetworkMixin, SocketMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop on libaio-swift. As asyncio's, it may be made on
     one thread and run on another: while it is not running, it goes with the
     thread that runs it or schedules on it (the core's loops belong to one

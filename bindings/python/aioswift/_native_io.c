@@ -76,6 +76,7 @@ struct ChannelObject {
     char close_deferred;         /* close() while write-paused: the core closes after resume_writing */
     char write_paused;           /* asyncio's _protocol_paused */
     char flush_scheduled;
+    char eof_written;            /* write_eof() was called */
 };
 
 static PyTypeObject ChannelType;
@@ -613,14 +614,6 @@ channel_usable_ptr(ChannelObject *self)
     return self->ptr != NULL && !self->lost;
 }
 
-/* Raise RuntimeError(message). */
-static PyObject *
-runtime_error(const char *message)
-{
-    PyErr_SetString(PyExc_RuntimeError, message);
-    return NULL;
-}
-
 /* After a write: asyncio's _maybe_pause_protocol, at once. */
 static int
 channel_after_write(ChannelObject *self)
@@ -666,6 +659,18 @@ check_bytes_like(PyObject *data)
 }
 
 /* transport.write(data): asyncio's checks, then one call into the core. */
+/* The error of a write the core refused: after write_eof, or while a
+ * sendfile runs (asyncio's messages). */
+static PyObject *
+write_refused(ChannelObject *self, int status, const char *method)
+{
+    if (status != AIOS_EINVAL)
+        return raise_status(status);
+    if (self->eof_written)
+        return PyErr_Format(PyExc_RuntimeError, "Cannot call %s() after write_eof()", method);
+    return PyErr_Format(PyExc_RuntimeError, "unable to %s; sendfile is in progress", method);
+}
+
 static PyObject *
 channel_write(ChannelObject *self, PyObject *data)
 {
@@ -696,11 +701,8 @@ channel_write(ChannelObject *self, PyObject *data)
         status = aios_transport_write(self->ptr, view.buf, (size_t)view.len);
         PyBuffer_Release(&view);
     }
-    if (status < 0) {
-        if (status == AIOS_EINVAL)
-            return runtime_error("Cannot call write() after write_eof()");
-        return raise_status(status);
-    }
+    if (status < 0)
+        return write_refused(self, status, "write");
     if (channel_after_write(self) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -746,8 +748,8 @@ channel_writelines(ChannelObject *self, PyObject *iterable)
     if (count == 0) {
         /* asyncio checks write_eof first, even for nothing to write. */
         int status = aios_transport_writev(self->ptr, NULL, 0);
-        if (status == AIOS_EINVAL) {
-            runtime_error("Cannot call writelines() after write_eof()");
+        if (status < 0) {
+            write_refused(self, status, "writelines");
             goto done;
         }
         result = Py_NewRef(Py_None);
@@ -755,10 +757,7 @@ channel_writelines(ChannelObject *self, PyObject *iterable)
     }
     int status = aios_transport_writev(self->ptr, bufs, (size_t)count);
     if (status < 0) {
-        if (status == AIOS_EINVAL)
-            runtime_error("Cannot call writelines() after write_eof()");
-        else
-            raise_status(status);
+        write_refused(self, status, "writelines");
         goto done;
     }
     for (Py_ssize_t i = 0; i < got; i++)
@@ -791,6 +790,7 @@ channel_write_eof(ChannelObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (!channel_usable_ptr(self) || self->closing)
         Py_RETURN_NONE;
+    self->eof_written = 1;
     return channel_status(aios_transport_write_eof(self->ptr));
 }
 

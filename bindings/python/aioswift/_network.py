@@ -701,10 +701,10 @@ class NetworkMixin:
     # -- sendfile ------------------------------------------------------------------
 
     async def sendfile(self, transport, file, offset=0, count=None, *, fallback=True):
-        """asyncio's sendfile. The core's transports have no sendfile system
-        call (_sendfile_native says so), so the file is read in the default
-        executor and written to the transport with its flow control
-        (asyncio's own fallback)."""
+        """asyncio's sendfile: the core's (_sockets.py's _sendfile_native) for
+        a regular file on a transport of the core, else asyncio's own
+        fallback (the file read in the default executor, written with the
+        transport's flow control)."""
         if transport.is_closing():
             raise RuntimeError("Transport is closing")
         mode = getattr(transport, "_sendfile_compatible", constants._SendfileMode.UNSUPPORTED)
@@ -721,9 +721,6 @@ class NetworkMixin:
                                f"supported for transport {transport!r}")
         return await base_events.BaseEventLoop._sendfile_fallback(self, transport, file,
                                                                   offset, count)
-
-    async def _sendfile_native(self, transport, file, offset, count):
-        raise exceptions.SendfileNotAvailableError("sendfile syscall is not supported")
 
     # -- TLS ---------------------------------------------------------------------
 

@@ -116,7 +116,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
 
     _start_tls_compatible = True
     # As asyncio's socket transports: loop.sendfile tries the native way
-    # (which the core has not) and falls back.
+    # (the core's transport sendfile) and falls back.
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
     def __init__(self, loop, chan, protocol, extra=None, server=None, sock=None):

@@ -36,11 +36,14 @@ PACKAGE_ROOT = os.path.dirname(HERE)
 MODULES = ["test_futures", "test_tasks", "test_taskgroups", "test_timeouts", "test_waitfor",
            "test_locks", "test_queues", "test_runners", "test_pep492", "test_context",
            # Network I/O: streams, servers, TLS, buffered protocols.
-           "test_streams", "test_server", "test_sslproto", "test_ssl", "test_buffered_proto"]
+           "test_streams", "test_server", "test_sslproto", "test_ssl", "test_buffered_proto",
+           # Socket operations and sendfile.
+           "test_sock_lowlevel", "test_sendfile"]
 # Loop mixins of test.test_asyncio that take any loop through create_event_loop:
 # "mixin:MODULE.CLASS" runs CLASS's tests on a loop of the kind under test (the
 # stock loop's is asyncio.SelectorEventLoop). Run with --mixins.
-MIXINS = ["mixin:test_events.EventLoopTestsMixin", "mixin:test_sendfile.SendfileTestsBase"]
+MIXINS = ["mixin:test_events.EventLoopTestsMixin", "mixin:test_sendfile.SendfileTestsBase",
+          "mixin:test_sock_lowlevel.BaseSockTestsMixin"]
 QUICK = ["test_locks", "test_queues", "test_context", "test_waitfor", "test_timeouts",
          "test_streams", "test_server", "test_sslproto", "test_buffered_proto"]
 KNOWN_FILE = os.path.join(HERE, "conformance_known.txt")

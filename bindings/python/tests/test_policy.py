@@ -109,9 +109,7 @@ IO_METHODS = [
     ("remove_signal_handler", (signal.SIGUSR1,)),
 ]
 IO_COROUTINES = ["create_datagram_endpoint", "connect_read_pipe", "connect_write_pipe",
-                 "subprocess_exec", "subprocess_shell",
-                 "sock_recv", "sock_recv_into", "sock_recvfrom", "sock_recvfrom_into",
-                 "sock_sendall", "sock_sendto", "sock_connect", "sock_accept", "sock_sendfile"]
+                 "subprocess_exec", "subprocess_shell"]
 
 
 @pytest.mark.parametrize("name,args", IO_METHODS)
