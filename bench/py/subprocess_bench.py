@@ -367,8 +367,8 @@ def print_case(case, rows, best, failed):
         rate_name, cpu_name = "spawns/s", "us/spawn"
     else:
         print(f"\n== {CAT}: {CAT_BYTES} bytes in (64 KiB writes) and out (65536-byte reads) at once")
-        print("   raw libuv: UV_CREATE_PIPE (stdin a socketpair, stdout a pipe); raw libuv pipe2: pipes,"
-              " as ours and asyncio's")
+        print("   raw libuv: UV_CREATE_PIPE (socket pairs, as ours and uvloop's); raw libuv pipe2: pipes,"
+              " as asyncio's stdout")
         print("   " + (" ".join(f"{k}={v}" for k, v in CAT_ENV.items()) + " for every process (glibc heap"
                      " trimming, see CAT_ENV)" if MALLOC_FIX else "glibc malloc's default thresholds"))
         rate_name, cpu_name = "MB/s", "us/MB"
