@@ -23,18 +23,9 @@ from asyncio import base_events, exceptions
 
 from ._errors import exception_for_code
 from ._future import CFuture
+from ._network import _take_result
 from ._runtime import NULL, ffi, lib
 from . import _native
-
-
-def _take(cfuture):
-    """(value, destructor) of a finished C future, moved out; raises its error."""
-    value = ffi.new("void **")
-    destructor = ffi.new("aios_destructor_fn *")
-    status = lib.aios_future_take_result(cfuture._ptr, value, destructor)
-    if status < 0:
-        raise cfuture._failure(status)
-    return value[0], destructor[0]
 
 
 def _count(value):
@@ -125,7 +116,7 @@ class SocketMixin:
         if n < 0:
             raise ValueError("negative buffersize in recv")
         cfuture = await self._sock_call(fd, lambda out: lib.aios_sock_recv(self._ptr, fd, n, out))
-        value, destructor = _take(cfuture)
+        value, destructor = _take_result(cfuture)
         try:
             data = ffi.cast("aios_bytes_t *", value)
             return ffi.buffer(data.data, data.length)[:]
@@ -138,7 +129,7 @@ class SocketMixin:
         target = ffi.from_buffer(buf, require_writable=True)
         cfuture = await self._sock_call(
             fd, lambda out: lib.aios_sock_recv_into(self._ptr, fd, target, len(target), out))
-        value, _ = _take(cfuture)
+        value, _ = _take_result(cfuture)
         return _count(value)
 
     async def sock_recvfrom(self, sock, bufsize):
@@ -148,12 +139,7 @@ class SocketMixin:
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
         cfuture = await self._sock_call(fd, lambda out: lib.aios_sock_recvfrom(self._ptr, fd, bufsize, out))
-        value, destructor = _take(cfuture)
-        try:
-            received = ffi.cast("aios_received_t *", value)
-            return ffi.buffer(received.data, received.length)[:], self._sender(sock, received)
-        finally:
-            destructor(value)
+        return self._received(sock, cfuture, lambda received: ffi.buffer(received.data, received.length)[:])
 
     async def sock_recvfrom_into(self, sock, buf, nbytes=0):
         """asyncio's sock_recvfrom_into: (count, address)."""
@@ -167,19 +153,22 @@ class SocketMixin:
             raise ValueError("nbytes is greater than the length of the buffer")
         cfuture = await self._sock_call(
             fd, lambda out: lib.aios_sock_recvfrom_into(self._ptr, fd, target, nbytes, out))
-        value, destructor = _take(cfuture)
-        try:
-            received = ffi.cast("aios_received_t *", value)
-            return received.length, self._sender(sock, received)
-        finally:
-            destructor(value)
+        return self._received(sock, cfuture, lambda received: received.length)
 
     @staticmethod
-    def _sender(sock, received):
-        if received.address_length == 0:
-            # No address (an unbound Unix sender): what socket.recvfrom gives.
-            return "" if sock.family == socket.AF_UNIX else None
-        return _native.sockaddr(ffi.buffer(received.address, received.address_length))
+    def _received(sock, cfuture, data):
+        """(data(received), sender) of a finished recvfrom's aios_received_t."""
+        value, destructor = _take_result(cfuture)
+        try:
+            received = ffi.cast("aios_received_t *", value)
+            if received.address_length == 0:
+                # No address (an unbound Unix sender): what socket.recvfrom gives.
+                sender = "" if sock.family == socket.AF_UNIX else None
+            else:
+                sender = _native.sockaddr(ffi.buffer(received.address, received.address_length))
+            return data(received), sender
+        finally:
+            destructor(value)
 
     async def sock_sendall(self, sock, data):
         """asyncio's sock_sendall: all of data, or the error. What the socket
@@ -190,7 +179,7 @@ class SocketMixin:
             return
         cfuture = await self._sock_call(fd, lambda out: lib.aios_sock_sendall(self._ptr, fd, source,
                                                                                 len(source), out))
-        _take(cfuture)
+        _take_result(cfuture)
 
     async def sock_sendto(self, sock, data, address):
         """asyncio's sock_sendto: the count sent."""
@@ -199,7 +188,7 @@ class SocketMixin:
         target = _resolved_now(sock, address)
         cfuture = await self._sock_call(fd, lambda out: lib.aios_sock_sendto(self._ptr, fd, source, len(source),
                                                                               target, len(target), out))
-        value, _ = _take(cfuture)
+        value, _ = _take_result(cfuture)
         return _count(value)
 
     async def sock_connect(self, sock, address):
@@ -221,7 +210,7 @@ class SocketMixin:
         try:
             cfuture = await self._sock_call(fd, lambda out: lib.aios_sock_connect(self._ptr, fd, target,
                                                                                    len(target), out))
-            _take(cfuture)
+            _take_result(cfuture)
         except OSError as exc:
             if exc.errno and (exc.strerror or "").startswith("Connect call failed"):
                 # asyncio's message names the address as Python writes it.
@@ -233,7 +222,7 @@ class SocketMixin:
         non-blocking."""
         fd = self._sock_fd(sock)
         cfuture = await self._sock_call(fd, lambda out: lib.aios_sock_accept(self._ptr, fd, out))
-        value, _ = _take(cfuture)
+        value, _ = _take_result(cfuture)
         conn = socket.socket(fileno=_count(value))
         conn.setblocking(False)
         try:
@@ -259,7 +248,7 @@ class SocketMixin:
         mode = 1 if fallback else 0
         cfuture = await self._sock_call(
             fd, lambda out: lib.aios_sock_sendfile(self._ptr, fd, fileno, offset, count or -1, mode, out))
-        value, _ = _take(cfuture)
+        value, _ = _take_result(cfuture)
         return _count(value)
 
     _check_sendfile_params = base_events.BaseEventLoop._check_sendfile_params
@@ -279,5 +268,5 @@ class SocketMixin:
         pointer = ffi.cast("aios_transport_t *", chan.address)
         cfuture = await self._sock_call(
             -1, lambda out: lib.aios_transport_sendfile(pointer, fileno, offset, count or -1, 0, out))
-        value, _ = _take(cfuture)
+        value, _ = _take_result(cfuture)
         return _count(value)

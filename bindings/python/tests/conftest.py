@@ -12,6 +12,7 @@ exactly once (the MAKE_VALGRIND_HAPPY of this suite).
 import asyncio
 import gc
 import os
+import socket
 import sys
 import threading
 
@@ -151,3 +152,19 @@ def aloop(request, leakcheck):
     _close(loop)
     assert loop._pending == {}
     assert loop._core.pending == 0
+
+
+def has_ipv6():
+    """Whether the machine can bind ::1."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+# The loopback hosts the network tests run on.
+HOSTS = ["127.0.0.1"] + (["::1"] if has_ipv6() else [])

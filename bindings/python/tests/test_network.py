@@ -20,6 +20,7 @@ import time
 import pytest
 
 import aioswift
+from conftest import HOSTS, has_ipv6
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TIMEOUT = 4.0
@@ -27,18 +28,6 @@ PY312 = sys.version_info >= (3, 12)
 PY313 = sys.version_info >= (3, 13)
 
 
-def has_ipv6():
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-HOSTS = ["127.0.0.1"] + (["::1"] if has_ipv6() else [])
 
 
 def run(loop, coro, timeout=TIMEOUT):

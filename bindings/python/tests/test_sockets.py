@@ -11,19 +11,11 @@ import tempfile
 
 import pytest
 
+from conftest import HOSTS
+
 TIMEOUT = 5.0
 
 
-def has_ipv6():
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-HOSTS = ["127.0.0.1"] + (["::1"] if has_ipv6() else [])
 
 
 def run(loop, coro):
