@@ -60,10 +60,14 @@ private func stringList(_ list: UnsafePointer<UnsafePointer<CChar>?>?) throws ->
 private func spawnOptions(_ options: UnsafePointer<aios_spawn_options_t>?) throws -> SpawnOptions {
   var result = SpawnOptions()
   guard let options else { return result }
-  guard options.pointee.size >= MemoryLayout<aios_spawn_options_t>.size else {
-    throw RuntimeError(code: AIOS_EINVAL.rawValue, "options size too small")
+  // A caller built before socket_pairs was added hands the struct up to `limit`.
+  let oldSize = MemoryLayout<aios_spawn_options_t>.offset(of: \aios_spawn_options_t.limit)! + MemoryLayout<Int>.size
+  let size = options.pointee.size
+  guard size >= oldSize else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "options size too small") }
+  var given = aios_spawn_options_t()
+  withUnsafeMutableBytes(of: &given) {
+    $0.copyMemory(from: UnsafeRawBufferPointer(start: options, count: min(size, $0.count)))
   }
-  let given = options.pointee
   result.stdin = try childStream(given.stdin_mode, given.stdin_fd, isStderr: false)
   result.stdout = try childStream(given.stdout_mode, given.stdout_fd, isStderr: false)
   result.stderr = try childStream(given.stderr_mode, given.stderr_fd, isStderr: true)
@@ -71,6 +75,7 @@ private func spawnOptions(_ options: UnsafePointer<aios_spawn_options_t>?) throw
   if given.env != nil { result.environment = try stringList(given.env) }
   result.extendEnvironment = given.env_extend != 0
   result.startNewSession = given.start_new_session != 0
+  result.socketPairs = given.socket_pairs != 0
   if given.use_process_group != 0 {
     guard given.process_group >= 0 else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "bad process group") }
     result.processGroup = given.process_group

@@ -27,6 +27,7 @@ int aiosi_check_pollable(int fd) {
   return rc;
 }
 
+int aiosi_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno; }
 
 int aiosi_accept(int fd, struct sockaddr *address, unsigned int *length) {
   return accept4(fd, address, (socklen_t *)length, SOCK_NONBLOCK | SOCK_CLOEXEC);

@@ -43,6 +43,22 @@ final class SubprocessTests: LeakCheckedTestCase {
     }
   }
 
+  func testPipesOrSocketPairs() throws {
+    try runMain {
+      let loop = try getRunningLoop()
+      let script = "for f in /dev/stdin /dev/stdout; do test -p $f && printf p; test -S $f && printf s; done;"
+        + " cat /dev/stdin > /dev/stdout 2>/dev/null || printf ' refused'"
+      var options = piped(stdin: true)
+      let pipes = try await loop.createSubprocessShell(script, options: options)
+      let (out, _) = try await pipes.communicate(Array("in".utf8))
+      XCTAssertEqual(text(out), "ppin")
+      options.socketPairs = true
+      let sockets = try await loop.createSubprocessShell(script, options: options)
+      let (refused, _) = try await sockets.communicate(Array("in".utf8))
+      XCTAssertEqual(text(refused), "ss refused")
+    }
+  }
+
   func testShellAndStderrToStdout() throws {
     try runMain {
       let process = try await getRunningLoop().createSubprocessShell("echo a; echo b >&2",

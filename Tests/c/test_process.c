@@ -85,6 +85,42 @@ static void test_communicate_outputs_and_returncode(void) {
   check_no_zombies();
 }
 
+/* The child's pipes are pipes, as asyncio makes them, so it can open
+ * /dev/stdin and the rest; socket pairs on request (a socket refuses it). */
+static void test_pipes_or_socket_pairs(void) {
+  aios_loop_t *loop = new_test_loop();
+  aios_spawn_options_t options = options_piped(AIOS_CHILD_PIPE, AIOS_CHILD_PIPE, AIOS_CHILD_PIPE);
+  const char *script =
+      "for f in /dev/stdin /dev/stdout /dev/stderr; do"
+      "  if test -p $f; then printf p; elif test -S $f; then printf s; fi; done;"
+      "cat /dev/stdin > /dev/stdout 2>/dev/null || printf ' refused'";
+  aios_process_t *process = spawn_shell(loop, script, &options);
+  aios_output_t *output = communicate(loop, process, "in", 2);
+  CHECK_STR_EQ((const char *)output->out->data, "pppin");
+  aios_output_free(output);
+  CHECK_EQ(aios_process_unref(process), 0);
+  options.socket_pairs = 1;
+  process = spawn_shell(loop, script, &options);
+  output = communicate(loop, process, "in", 2);
+  CHECK_STR_EQ((const char *)output->out->data, "sss refused");
+  aios_output_free(output);
+  CHECK_EQ(aios_process_unref(process), 0);
+  /* A caller built before socket_pairs (its size ends at `limit`) gets pipes. */
+  options.size = offsetof(aios_spawn_options_t, limit) + sizeof options.limit;
+  process = spawn_shell(loop, script, &options);
+  output = communicate(loop, process, "in", 2);
+  CHECK_STR_EQ((const char *)output->out->data, "pppin");
+  aios_output_free(output);
+  CHECK_EQ(aios_process_unref(process), 0);
+  options.size = offsetof(aios_spawn_options_t, limit);
+  {
+    aios_future_t *future = NULL;
+    CHECK_EQ(aios_create_subprocess_shell(loop, "true", &options, &future), AIOS_EINVAL);
+  }
+  close_loop(loop);
+  check_no_zombies();
+}
+
 static void test_stderr_to_stdout_and_streams(void) {
   aios_loop_t *loop = new_test_loop();
   aios_spawn_options_t options = options_piped(AIOS_CHILD_PIPE, AIOS_CHILD_PIPE, AIOS_CHILD_STDOUT);
@@ -648,6 +684,7 @@ static void test_write_nocopy(void) {
 int main(int argc, char **argv) {
   static const test_entry_t tests[] = {
       TEST_ENTRY(test_communicate_outputs_and_returncode),
+      TEST_ENTRY(test_pipes_or_socket_pairs),
       TEST_ENTRY(test_stderr_to_stdout_and_streams),
       TEST_ENTRY(test_large_input_and_output_at_once),
       TEST_ENTRY(test_kill_and_several_waiters),

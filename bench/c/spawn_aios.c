@@ -12,7 +12,9 @@
  *   protocol: aios_subprocess_exec with a protocol whose connection_lost
  *     counts the child and starts the next one; the call's future is dropped
  *     at once (nothing needs the transport).
- * cat: one child of PROGRAM (default /bin/cat), stdin and stdout on pipes;
+ * cat: one child of PROGRAM (default /bin/cat), stdin and stdout on pipes
+ *   (with -socketpairs after the API's name: on socket pairs, as raw libuv's
+ *   UV_CREATE_PIPE makes them);
  *   BYTES go in while its output is read, both at once.
  *   process: a writer task does `stdin.write(64 KiB); await stdin.drain()`
  *     until BYTES went, then stdin.close(); a reader task does
@@ -46,6 +48,7 @@ static aios_loop_t *g_loop;
 static const char *g_program;
 static const char *const *g_args; /* after argv[0]; NULL-terminated */
 static int g_protocol_api;        /* 0: Process and streams, 1: protocol */
+static int g_socket_pairs;        /* cat: the child's pipes as socket pairs (aios_spawn_options_t.socket_pairs) */
 
 static double cpu_of(int who) {
   struct rusage ru;
@@ -314,6 +317,7 @@ static int cat_main_step(aios_task_t *task, aios_future_t *awaited, void *arg) {
   options.size = sizeof options;
   options.stdin_mode = AIOS_CHILD_PIPE;
   options.stdout_mode = AIOS_CHILD_PIPE;
+  options.socket_pairs = g_socket_pairs;
   if (awaited == NULL) {
     c->sent = c->received = 0;
     c->paused = c->close_scheduled = 0;
@@ -386,7 +390,7 @@ static const char *const g_no_args[] = {NULL};
 
 static void usage(void) {
   fprintf(stderr, "usage: spawn_aios spawn N INFLIGHT process|protocol [-- PROGRAM ARGS...]\n"
-                  "       spawn_aios cat BYTES process|protocol [-- PROGRAM ARGS...]\n");
+                  "       spawn_aios cat BYTES process|protocol[-socketpairs] [-- PROGRAM ARGS...]\n");
   exit(64);
 }
 
@@ -401,8 +405,9 @@ int main(int argc, char **argv) {
   int is_spawn = strcmp(argv[1], "spawn") == 0;
   if (!is_spawn && strcmp(argv[1], "cat") != 0) usage();
   const char *api = argv[dash - 1];
-  if (strcmp(api, "protocol") == 0) g_protocol_api = 1;
-  else if (strcmp(api, "process") != 0) usage();
+  if (!is_spawn && strstr(api, "-socketpairs") != NULL) g_socket_pairs = 1;
+  if (strncmp(api, "protocol", 8) == 0) g_protocol_api = 1;
+  else if (strncmp(api, "process", 7) != 0) usage();
   if (is_spawn && dash != 5) usage();
   if (!is_spawn && dash != 4) usage();
   if (dash + 1 < argc) {

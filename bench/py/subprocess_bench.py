@@ -18,10 +18,13 @@ Each implementation comes in two styles: "process" (create_subprocess_exec,
 stream writes with drain, stream reads of 65536, wait()) and "protocol"
 (subprocess_exec with a SubprocessProtocol: pipe_data_received, writes to
 the stdin pipe transport under pause/resume_writing). Raw libuv's cat runs
-with UV_CREATE_PIPE ("raw libuv": libuv 1.44 gives the child a socketpair
-on stdin and a pipe on stdout, as uvloop does) and with pipe2 pipes ("raw
-libuv pipe2": the kernel objects libaio-swift and asyncio use, which cost
-parent and child more here). Each process runs one untimed warm-up round
+with UV_CREATE_PIPE ("raw libuv": libuv 1.44 gives the child socket pairs,
+as uvloop does) and with pipe2 pipes ("raw libuv pipe2": the kernel objects
+asyncio and libaio-swift use by default, which cost parent and child more
+here). The libaio-swift rows run twice for cat: on pipes ("aios C process",
+compared with raw libuv pipe2 for the target) and on socket pairs
+(aios_spawn_options_t.socket_pairs, "aios C process sp", compared with raw
+libuv). Each process runs one untimed warm-up round
 (cat: min(BYTES, 64 MiB)) before the timed one.
 
 Figures: wall time, spawns/s or MB/s (10^6 bytes), the parent's CPU time
@@ -318,6 +321,10 @@ def impls(case, uvloop):
         rows.append(("raw libuv pipe2", "ref", [UV, "cat", n, "pipe2"]))
         for api in ("process", "protocol"):
             rows.append((f"aios C {api}", api, [AIOS, "cat", n, api]))
+        # The same on socket pairs (aios_spawn_options_t.socket_pairs), the
+        # kernel objects raw libuv's UV_CREATE_PIPE makes.
+        for api in ("process", "protocol"):
+            rows.append((f"aios C {api} sp", api, [AIOS, "cat", n, f"{api}-socketpairs"]))
         loops = ["asyncio"] + (["uvloop"] if uvloop else [])
         for loop in loops:
             for api in ("process", "protocol"):
@@ -367,8 +374,8 @@ def print_case(case, rows, best, failed):
         rate_name, cpu_name = "spawns/s", "us/spawn"
     else:
         print(f"\n== {CAT}: {CAT_BYTES} bytes in (64 KiB writes) and out (65536-byte reads) at once")
-        print("   raw libuv: UV_CREATE_PIPE (socket pairs, as ours and uvloop's); raw libuv pipe2: pipes,"
-              " as asyncio's stdout")
+        print("   raw libuv: UV_CREATE_PIPE (socket pairs, as uvloop's and 'aios C ... sp'); raw libuv pipe2:"
+              " pipes, as asyncio's and libaio-swift's by default")
         print("   " + (" ".join(f"{k}={v}" for k, v in CAT_ENV.items()) + " for every process (glibc heap"
                      " trimming, see CAT_ENV)" if MALLOC_FIX else "glibc malloc's default thresholds"))
         rate_name, cpu_name = "MB/s", "us/MB"
@@ -411,9 +418,11 @@ def print_case(case, rows, best, failed):
         parts = []
         for ref, tgt in targets.items():
             ref_name = ref if ref == "raw libuv" else f"{ref} {style}"
+            if not spawn and ref == "raw libuv" and not name.endswith(" sp"):
+                ref_name = "raw libuv pipe2"  # the same kernel objects: pipes
             if ref_name in best and ref_name not in failed:
                 got = stats(name)["rate"] / stats(ref_name)["rate"]
-                parts.append(f"{got:.2f}x {ref} (target >= {tgt:g}x: {'met' if got >= tgt else 'BELOW'})")
+                parts.append(f"{got:.2f}x {ref_name} (target >= {tgt:g}x: {'met' if got >= tgt else 'BELOW'})")
         if parts:
             print(f"  {name}: " + ", ".join(parts))
 

@@ -13,6 +13,8 @@
 
 /* 0 if epoll can watch `fd`, else -errno (a regular file, /dev/null). */
 AIOSI_INTERNAL int aiosi_check_pollable(int fd);
+/* pipe2(fds, O_CLOEXEC): 0 or -errno. */
+AIOSI_INTERNAL int aiosi_pipe(int fds[2]);
 /* A close-on-exec AF_UNIX stream socket pair: 0 or -errno. */
 AIOSI_INTERNAL int aiosi_socketpair(int fds[2]);
 /* The bytes waiting to be read on a socket (ioctl FIONREAD; for a datagram
