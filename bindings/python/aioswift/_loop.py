@@ -12,10 +12,13 @@ What is per loop rather than per callback is Python, here: running and
 stopping, task factories, async generator and executor shutdown, exception
 handlers and debug mode.
 
-Network I/O (TCP and Unix streams, servers, TLS, name resolution) is the
-core's, through _network.py and _transport.py. Datagrams, pipes,
-subprocesses, signals, add_reader/add_writer and the sock_* methods are not
-built yet: those methods raise NotImplementedError naming themselves.
+I/O is the core's, one module per area: TCP and Unix streams, servers, TLS
+and name resolution (_network.py, _transport.py), pipes (_pipes.py),
+subprocesses (_subprocess.py), datagram endpoints (_datagrams.py),
+add_reader/add_writer (_watchers.py) and signal handlers (_signals.py, whose
+docstring says why they are the core's and not Python's signal module's).
+The sock_* methods are not built yet: they raise NotImplementedError naming
+themselves.
 """
 
 import asyncio
@@ -35,7 +38,12 @@ from asyncio import constants, coroutines, events, format_helpers, futures, task
 from . import _native
 from ._errors import check, error_from_exception, exception_for_code, exception_from_error
 from ._future import CFuture, boxed_value
+from ._datagrams import DatagramsMixin, sendto_address
 from ._network import NetworkMixin
+from ._pipes import PipesMixin
+from ._signals import SignalsMixin
+from ._subprocess import SubprocessMixin
+from ._watchers import WatchersMixin
 from ._transport import connlost_warning
 from ._runtime import NULL, address, box_extras, discard, ffi, lib, set_running_loop, text
 
@@ -84,7 +92,7 @@ def _error_for_code(code, message=None):
 
 _native.configure(formatter=_format_handle, error_for_code=_error_for_code,
                   tasks=tasks, futures=futures, buffered_protocol=asyncio.BufferedProtocol,
-                  connlost_warning=connlost_warning)
+                  connlost_warning=connlost_warning, datagram_address=sendto_address)
 
 
 _iscoroutinefunction = getattr(coroutines, "_iscoroutinefunction", None) or \
@@ -110,8 +118,8 @@ def _run_until_complete_cb(fut):
 def _not_implemented(name, coroutine=False):
     def refuse():
         raise NotImplementedError(
-            f"aioswift: loop.{name}() is not implemented yet (network I/O, pipes, "
-            f"subprocesses and signals come with the core's I/O support)")
+            f"aioswift: loop.{name}() is not implemented yet (the core's C ABI for the "
+            f"sock_* methods is not there yet)")
 
     def method(self, *args, **kwargs):
         refuse()
@@ -126,19 +134,15 @@ def _not_implemented(name, coroutine=False):
     return method
 
 
-# Methods of asyncio.AbstractEventLoop that need the core's I/O. The
-# coroutine methods stay coroutine functions (asyncio code awaits them).
-_IO_METHODS = ("add_reader", "remove_reader", "add_writer", "remove_writer",
-               "add_signal_handler", "remove_signal_handler")
-_IO_COROUTINES = ("create_datagram_endpoint",
-                  "connect_read_pipe", "connect_write_pipe",
-                  "subprocess_exec", "subprocess_shell",
-                  "sock_recv", "sock_recv_into", "sock_recvfrom", "sock_recvfrom_into",
+# Methods of asyncio.AbstractEventLoop not built yet. The coroutine methods
+# stay coroutine functions (asyncio code awaits them).
+_IO_COROUTINES = ("sock_recv", "sock_recv_into", "sock_recvfrom", "sock_recvfrom_into",
                   "sock_sendall", "sock_sendto", "sock_connect", "sock_accept",
                   "sock_sendfile")
 
 
-class Loop(NetworkMixin, asyncio.AbstractEventLoop):
+class Loop(NetworkMixin, PipesMixin, SubprocessMixin, DatagramsMixin, WatchersMixin,
+           SignalsMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop on libaio-swift. As asyncio's, it may be made on
     one thread and run on another: while it is not running, it goes with the
     thread that runs it or schedules on it (the core's loops belong to one
@@ -171,6 +175,10 @@ class Loop(NetworkMixin, asyncio.AbstractEventLoop):
         self._servers = {}              # open: the loop keeps them serving
         self._closed_servers = weakref.WeakValueDictionary()
         self._server_refs = set()
+        # Signal handlers by signal (their Handles), and the transports whose
+        # descriptor the core does not know as theirs (add_reader refuses it).
+        self._signal_handlers = {}
+        self._fd_transports = weakref.WeakSet()
         # The hot path: C callables on the instance, found before the class's
         # methods by asyncio's C Task and Future (and by everyone else). A
         # subclass that overrides one of these methods keeps its own.
@@ -348,6 +356,7 @@ class Loop(NetworkMixin, asyncio.AbstractEventLoop):
             logger.debug("Close %r", self)
         self._core.close()
         self._close_network()
+        self._close_signals()
         pending, self._pending = self._pending, {}
         for cd in pending.values():
             ffi.from_handle(cd)._forget()
@@ -616,8 +625,6 @@ class Loop(NetworkMixin, asyncio.AbstractEventLoop):
         return CFuture(self, out[0], value if value != NULL else None)
 
 
-for _name in _IO_METHODS:
-    setattr(Loop, _name, _not_implemented(_name))
 for _name in _IO_COROUTINES:
     setattr(Loop, _name, _not_implemented(_name, coroutine=True))
 del _name

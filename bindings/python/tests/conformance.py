@@ -36,11 +36,17 @@ PACKAGE_ROOT = os.path.dirname(HERE)
 MODULES = ["test_futures", "test_tasks", "test_taskgroups", "test_timeouts", "test_waitfor",
            "test_locks", "test_queues", "test_runners", "test_pep492", "test_context",
            # Network I/O: streams, servers, TLS, buffered protocols.
-           "test_streams", "test_server", "test_sslproto", "test_ssl", "test_buffered_proto"]
+           "test_streams", "test_server", "test_sslproto", "test_ssl", "test_buffered_proto",
+           # Pipes, subprocesses, signals, descriptor watchers.
+           "test_subprocess", "test_unix_events"]
 # Loop mixins of test.test_asyncio that take any loop through create_event_loop:
 # "mixin:MODULE.CLASS" runs CLASS's tests on a loop of the kind under test (the
-# stock loop's is asyncio.SelectorEventLoop). Run with --mixins.
-MIXINS = ["mixin:test_events.EventLoopTestsMixin", "mixin:test_sendfile.SendfileTestsBase"]
+# stock loop's is asyncio.SelectorEventLoop). A mixin without a setUp of its own
+# (SubprocessTestsMixin) gets the module's Unix loop mixin for it, as CPython
+# combines them (EPollEventLoopTests), and only its own tests are run. Run with
+# --mixins.
+MIXINS = ["mixin:test_events.EventLoopTestsMixin", "mixin:test_events.SubprocessTestsMixin",
+          "mixin:test_sendfile.SendfileTestsBase"]
 QUICK = ["test_locks", "test_queues", "test_context", "test_waitfor", "test_timeouts",
          "test_streams", "test_server", "test_sslproto", "test_buffered_proto"]
 KNOWN_FILE = os.path.join(HERE, "conformance_known.txt")
@@ -120,13 +126,21 @@ def _mixin_suite(name, kind):
         import aioswift
         factory = aioswift.new_event_loop
 
-    class Tests(mixin, test_utils.TestCase):
+    bases = (mixin,)
+    if "setUp" not in vars(mixin):
+        # CPython's own combination: the Unix loop mixin (a child watcher
+        # attached to the loop, then EventLoopTestsMixin's setUp).
+        bases += (getattr(module, "UnixEventLoopTestsMixin"),)
+    own = {name for name in dir(mixin) if name.startswith("test")}
+
+    class Tests(*bases, test_utils.TestCase):
         def create_event_loop(self):
             return factory()
 
     Tests.__name__ = Tests.__qualname__ = mixin_name
     Tests.__module__ = module.__name__
-    return unittest.defaultTestLoader.loadTestsFromTestCase(Tests)
+    names = [name for name in unittest.defaultTestLoader.getTestCaseNames(Tests) if name in own]
+    return unittest.TestSuite(Tests(name) for name in names)
 
 
 def _selector_classes_on(suite, kind):
