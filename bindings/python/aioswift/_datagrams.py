@@ -165,8 +165,18 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
         self._made = True
         self._loop._call_protocol(self._protocol.connection_made, self)
 
-    def _io_error(self, error):
+    def _io_error(self, error, queued):
+        # The core's error_received: within sendto at once, as asyncio's;
+        # from a read, queued after the datagrams read before it.
         exc = exception_from_error(ffi.cast("aios_error_t *", error))
+        if queued:
+            self._loop.call_soon(self._error_received, exc)
+        else:
+            self._error_received(exc)
+
+    def _error_received(self, exc):
+        if self._protocol is None:
+            return
         try:
             self._protocol.error_received(exc)
         except (SystemExit, KeyboardInterrupt):

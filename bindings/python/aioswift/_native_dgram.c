@@ -9,9 +9,14 @@
  * its protocol table directly (datagram protocols are not batched), through
  * the endpoint's cell:
  *
- *   datagram_received    here: protocol.datagram_received(data, addr), as
- *                        asyncio's _read_ready calls it; what it raises goes
- *                        to the exception handler and the endpoint stays open;
+ *   datagram_received    here: the datagram is queued (call_soon of the
+ *                        Datagram's _deliver, which calls the protocol's
+ *                        datagram_received): the core reads during its poll,
+ *                        before the callbacks already ready, and asyncio reads
+ *                        in a handle that runs after them. What the protocol
+ *                        raises goes to the exception handler, as the error
+ *                        of asyncio's _read_ready handle; the endpoint stays
+ *                        open;
  *   connection_made,     transport._io_made(), _io_error(error), _io_lost(error),
  *   error_received, ...  _io_pause_writing(), _io_resume_writing() (Python).
  *
@@ -34,6 +39,7 @@ typedef struct {
     PyObject *transport;         /* the Python transport, until lost */
     PyObject *protocol;
     PyObject *datagram_received; /* protocol.datagram_received, or NULL (looked up) */
+    PyObject *deliver;           /* self._deliver, bound once */
     PyObject *address;           /* asyncio's _address: the remote address given, or NULL */
     PyObject *weakreflist;
     long conn_lost;              /* asyncio's _conn_lost count (connected endpoints) */
@@ -41,6 +47,7 @@ typedef struct {
     char connected;              /* the socket has a peer: datagrams go there */
     char closing;
     char lost;
+    char in_call;                /* in a call of ours into the core (sendto, close, ...) */
 } DatagramObject;
 
 static PyTypeObject DatagramType;
@@ -87,6 +94,7 @@ datagram_leave_loop(DatagramObject *self)
 {
     datagram_let_go(self);
     Py_CLEAR(self->transport);
+    Py_CLEAR(self->deliver);
     if (self->core != NULL && self->core->io_objects != NULL &&
         PySet_Discard(self->core->io_objects, (PyObject *)self) < 0)
         PyErr_Clear();
@@ -176,37 +184,6 @@ dg_connection_made(aios_datagram_t *datagram, void *arg)
     leave_python(self->core, how, state);
 }
 
-/* Calls protocol.datagram_received(data, addr) (or, while the loop stops
- * for an interrupt, schedules it for the next run). */
-static void
-datagram_deliver(DatagramObject *self, PyObject *data, PyObject *addr)
-{
-    CoreObject *core = self->core;
-    if (core->interrupt != NULL) {
-        PyObject *method = PyObject_GetAttrString(self->protocol, "datagram_received");
-        if (method != NULL) {
-            PyObject *call[3] = {method, data, addr};
-            Py_XDECREF(schedule(core, &HandleType, str_call_soon, call, 3, NULL, 0.0, 0));
-            Py_DECREF(method);
-        }
-        PyErr_Clear();
-        return;
-    }
-    PyObject *r;
-    if (self->datagram_received != NULL) {
-        PyObject *method = Py_NewRef(self->datagram_received);
-        PyObject *call[2] = {data, addr};
-        r = PyObject_Vectorcall(method, call, 2, NULL);
-        Py_DECREF(method);
-    }
-    else {
-        r = PyObject_CallMethod(self->protocol, "datagram_received", "OO", data, addr);
-    }
-    if (r == NULL)
-        datagram_callback_failed(self, "datagram_received");
-    Py_XDECREF(r);
-}
-
 static void
 dg_datagram_received(aios_datagram_t *datagram, const void *data, size_t length,
                      const void *address, unsigned int address_length, void *arg)
@@ -219,21 +196,62 @@ dg_datagram_received(aios_datagram_t *datagram, const void *data, size_t length,
     PyGILState_STATE state = PyGILState_UNLOCKED;
     int how = enter_io(core, &state);
     Py_INCREF(self);
-    if (self->transport != NULL && !self->lost && self->protocol != NULL) {
+    if (self->transport != NULL && !self->lost && self->deliver != NULL) {
         /* As socket.recvfrom gives it: None for an unnamed Unix socket. */
         PyObject *bytes = PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)length);
         PyObject *addr = bytes == NULL ? NULL
             : address_length > 0 ? python_address(address, address_length)
                                  : Py_NewRef(Py_None);
-        if (addr != NULL)
-            datagram_deliver(self, bytes, addr);
-        else
-            datagram_callback_failed(self, "datagram_received");
+        if (addr != NULL) {
+            PyObject *call[3] = {self->deliver, bytes, addr};
+            Py_XDECREF(schedule(core, &HandleType, str_call_soon, call, 3, NULL, 0.0, 0));
+        }
+        if (PyErr_Occurred())
+            PyErr_WriteUnraisable((PyObject *)self);
         Py_XDECREF(addr);
         Py_XDECREF(bytes);
     }
     Py_DECREF(self);
     leave_python(core, how, state);
+}
+
+/* _deliver(data, addr): a datagram read by the core, to the protocol, unless
+ * the endpoint counts as lost since (asyncio's _read_ready reads no more). */
+static PyObject *
+datagram_deliver(DatagramObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_deliver(data, addr)");
+        return NULL;
+    }
+    if (self->lost || self->conn_lost > 0 || self->protocol == NULL)
+        Py_RETURN_NONE;
+    PyObject *r;
+    if (self->datagram_received != NULL) {
+        PyObject *method = Py_NewRef(self->datagram_received);
+        r = PyObject_Vectorcall(method, args, 2, NULL);
+        Py_DECREF(method);
+    }
+    else {
+        r = PyObject_CallMethod(self->protocol, "datagram_received", "OO", args[0], args[1]);
+    }
+    if (r == NULL) {
+        PyObject *exc = fetch_exception();
+        if (exc != NULL && is_interrupt(exc)) {
+            restore_exception(exc);
+            return NULL;
+        }
+        restore_exception(exc);
+        datagram_callback_failed(self, "datagram_received");
+        if (self->core->interrupt != NULL) {
+            /* The report raised an interrupt: it is this call's. */
+            restore_exception(take_interrupt(self->core));
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    Py_DECREF(r);
+    Py_RETURN_NONE;
 }
 
 /* error_received, connection_lost: the error's address (borrowed for the
@@ -258,12 +276,22 @@ dg_with_error(void *arg, aios_error_t *error, PyObject *name, int lost)
     if (lost)
         self->lost = 1;
     PyObject *address = error != NULL ? PyLong_FromVoidPtr(error) : Py_NewRef(Py_None);
-    if (address == NULL)
+    if (address == NULL) {
         PyErr_Clear();
-    else {
-        datagram_call(self, name, address);
-        Py_DECREF(address);
     }
+    else if (lost) {
+        datagram_call(self, name, address);
+    }
+    else {
+        /* error_received: at once inside sendto, as asyncio's; from the
+         * core's reads, queued as the datagrams are. */
+        PyObject *r = PyObject_CallMethodObjArgs(self->transport, name, address,
+                                                 self->in_call ? Py_False : Py_True, NULL);
+        if (r == NULL)
+            datagram_callback_failed(self, "error_received");
+        Py_XDECREF(r);
+    }
+    Py_XDECREF(address);
     if (lost)
         datagram_leave_loop(self);
     Py_DECREF(self);
@@ -335,11 +363,17 @@ datagram_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->transport = self->protocol = self->datagram_received = NULL;
     self->address = address != Py_None ? Py_NewRef(address) : NULL;
     self->weakreflist = NULL;
+    self->deliver = NULL;
     self->conn_lost = 0;
     self->family = family;
     self->connected = (char)connected;
-    self->closing = self->lost = 0;
+    self->closing = self->lost = self->in_call = 0;
     PyObject_GC_Track(self);
+    self->deliver = PyObject_GetAttrString((PyObject *)self, "_deliver");
+    if (self->deliver == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
     return (PyObject *)self;
 }
 
@@ -628,8 +662,10 @@ datagram_sendto(DatagramObject *self, PyObject *const *args, Py_ssize_t nargs, P
         return NULL;
     Py_INCREF(self);
     PyObject *before = self->core->interrupt;
+    self->in_call = 1;
     int status = aios_datagram_sendto(self->ptr, view.buf, (size_t)view.len, target,
                                       (unsigned int)length);
+    self->in_call = 0;
     PyBuffer_Release(&view);
     PyObject *result;
     if (status < 0) {
@@ -706,7 +742,9 @@ datagram_set_write_buffer_limits(DatagramObject *self, PyObject *args)
         Py_RETURN_NONE;
     Py_INCREF(self);
     PyObject *before = self->core->interrupt;
+    self->in_call = 1;
     int status = aios_datagram_set_write_buffer_limits(self->ptr, high, low);
+    self->in_call = 0;
     PyObject *result = status < 0 ? raise_status(status) : raise_new_interrupt(self->core, before);
     Py_DECREF(self);
     return result;
@@ -729,6 +767,7 @@ datagram_traverse(DatagramObject *self, visitproc visit, void *arg)
     Py_VISIT(self->protocol);
     Py_VISIT(self->datagram_received);
     Py_VISIT(self->address);
+    Py_VISIT(self->deliver);
     return 0;
 }
 
@@ -739,6 +778,7 @@ datagram_clear(DatagramObject *self)
     Py_CLEAR(self->protocol);
     Py_CLEAR(self->datagram_received);
     Py_CLEAR(self->address);
+    Py_CLEAR(self->deliver);
     return 0;
 }
 
@@ -768,6 +808,8 @@ static PyMethodDef datagram_methods[] = {
     {"set_protocol", (PyCFunction)datagram_set_protocol, METH_O, NULL},
     {"sendto", (PyCFunction)(void (*)(void))datagram_sendto, METH_FASTCALL | METH_KEYWORDS,
      "transport.sendto(data, addr=None)"},
+    {"_deliver", (PyCFunction)(void (*)(void))datagram_deliver, METH_FASTCALL,
+     "_deliver(data, addr): a datagram the core read, to the protocol."},
     {"close", (PyCFunction)datagram_close, METH_NOARGS, NULL},
     {"abort", (PyCFunction)datagram_abort, METH_NOARGS, NULL},
     {"is_closing", (PyCFunction)datagram_is_closing, METH_NOARGS, NULL},

@@ -22,6 +22,7 @@ differently:
 import errno
 import os
 import stat
+import warnings
 
 from asyncio import transports
 
@@ -31,7 +32,60 @@ from ._runtime import lib
 from ._transport import ChannelTransport, ReadingMixin, WritingMixin, logger
 
 
-class ReadPipeTransport(ChannelTransport, ReadingMixin, transports.ReadTransport):
+class PipeMixin:
+    """repr and the end of a pipe transport as unix_events has them: its
+    state is the pipe (file object)'s; a child's pipe (no file object here)
+    is open until its connection_lost."""
+
+    def _pipe_init(self, loop, chan, pipe):
+        self._pipe = pipe
+        self._extra["pipe"] = pipe
+        chan.pipe = True
+        self._pipe_given = pipe is not None
+        if pipe is not None:
+            self._fd = pipe.fileno()
+        loop._fd_transports.add(self)
+
+    def _is_open(self):
+        if self._pipe_given:
+            return self._pipe is not None
+        return not self._lost_called
+
+    def __repr__(self):
+        info = [type(self).__name__]
+        is_open = self._is_open()
+        if not is_open:
+            info.append("closed")
+        elif self._conn_lost or (self._chan.closing and not self._chan.lost):
+            info.append("closing")
+        info.append(f"fd={self._fd}")
+        if is_open and not self._loop.is_closed():
+            info.extend(self._repr_state())
+        else:
+            info.append("open" if is_open else "closed")
+        return "<{}>".format(" ".join(info))
+
+    def __del__(self, _warn=warnings.warn):
+        chan = getattr(self, "_chan", None)
+        if chan is not None and not chan.lost and not getattr(self, "_lost_called", True):
+            chan.abort()
+        pipe = getattr(self, "_pipe", None)
+        if pipe is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            pipe.close()
+
+    def _fileno(self):
+        pipe = self._pipe
+        return pipe.fileno() if pipe is not None else self._chan.fileno()
+
+    def _release_resources(self):
+        pipe = self.__dict__.get("_pipe")
+        if pipe is not None:
+            self._pipe = None
+            pipe.close()
+
+
+class ReadPipeTransport(PipeMixin, ChannelTransport, ReadingMixin, transports.ReadTransport):
     """The read end of a pipe, a FIFO, a socket or a character device."""
 
     max_size = 256 * 1024
@@ -39,15 +93,8 @@ class ReadPipeTransport(ChannelTransport, ReadingMixin, transports.ReadTransport
     def __init__(self, loop, chan, protocol, pipe=None, extra=None):
         transports.ReadTransport.__init__(self, extra)
         self._loop = loop
-        self._pipe = pipe
-        self._extra["pipe"] = pipe
-        chan.pipe = True
         self._attach(chan, protocol)
-        loop._fd_transports.add(self)
-
-    def _fileno(self):
-        pipe = self._pipe
-        return pipe.fileno() if pipe is not None else self._chan.fileno()
+        self._pipe_init(loop, chan, pipe)
 
     def _repr_state(self):
         return ["polling" if self._chan.is_reading() else "idle"]
@@ -100,29 +147,17 @@ class ReadPipeTransport(ChannelTransport, ReadingMixin, transports.ReadTransport
             return
         super()._io_lost(status)
 
-    def _release_resources(self):
-        pipe = self.__dict__.get("_pipe")
-        if pipe is not None:
-            self._pipe = None
-            pipe.close()
 
 
-class WritePipeTransport(ChannelTransport, WritingMixin, transports._FlowControlMixin,
+class WritePipeTransport(PipeMixin, ChannelTransport, WritingMixin, transports._FlowControlMixin,
                          transports.WriteTransport):
     """The write end of a pipe, a FIFO, a socket or a character device."""
 
     def __init__(self, loop, chan, protocol, pipe=None, extra=None):
         transports._FlowControlMixin.__init__(self, extra, loop)
-        self._pipe = pipe
-        self._extra["pipe"] = pipe
-        chan.pipe = True
         self._attach(chan, protocol)
         self._attach_writer(chan)
-        loop._fd_transports.add(self)
-
-    def _fileno(self):
-        pipe = self._pipe
-        return pipe.fileno() if pipe is not None else self._chan.fileno()
+        self._pipe_init(loop, chan, pipe)
 
     def _repr_state(self):
         size = self._chan.get_write_buffer_size()
@@ -143,12 +178,6 @@ class WritePipeTransport(ChannelTransport, WritingMixin, transports._FlowControl
 
     def _fatal_error(self, exc, message="Fatal error on pipe transport"):
         ChannelTransport._fatal_error(self, exc, message)
-
-    def _release_resources(self):
-        pipe = self.__dict__.get("_pipe")
-        if pipe is not None:
-            self._pipe = None
-            pipe.close()
 
 
 class PipeConnecting(Connecting):

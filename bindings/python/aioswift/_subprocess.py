@@ -7,7 +7,14 @@ it, every descriptor above 2 closed but pass_fds), makes its pipes and reaps
 it; no child watcher is involved. Its pipes are the core's stream
 transports: get_pipe_transport(fd) gives pipe transports of _pipes.py over
 them (their events come through the subprocess, as asyncio's pipe protocols
-of a subprocess forward theirs). The protocol's calls are asyncio's, in
+of a subprocess forward theirs).
+
+stdin=PIPE is the exception: the core makes the child's stdin a socket pair,
+and a child cannot open a socket as /dev/stdin (ENXIO), which it can with
+asyncio's pipe. So the pipe is made here, the child given its read end as a
+descriptor, and its write end is a connect_write_pipe transport of this
+loop (its 'pipe' is the file object, as asyncio's proc.stdin). The
+subprocess then finishes once the core's does and that pipe is closed too. The protocol's calls are asyncio's, in
 asyncio's order, each with call_soon: connection_made, pipe_data_received,
 pipe_connection_lost, process_exited, connection_lost; _wait() (what
 asyncio.subprocess.Process.wait awaits) returns once the child exited and
@@ -176,7 +183,8 @@ class _PipeProtocol(protocols.BaseProtocol):
 
     def connection_lost(self, exc):
         self.disconnected = True
-        self.proc._pipe_connection_lost(self.fd, exc)
+        if self.proc is not None:       # None: the child never started
+            self.proc._pipe_connection_lost(self.fd, exc)
         self.proc = None
 
     def pause_writing(self):
@@ -218,6 +226,8 @@ class SubprocessTransport(transports.SubprocessTransport):
         self._exit_waiters = []
         self._pipes = {}                # fd -> _PipeProtocol
         self._connected = False
+        self._core_finished = False     # the core's connection_lost came
+        self._finish_scheduled = False
         self._finished = False          # connection_lost ran (asyncio's _proc is None)
 
     def __repr__(self):
@@ -326,6 +336,8 @@ class SubprocessTransport(transports.SubprocessTransport):
         if self._loop.get_debug():
             logger.debug("process %r created: pid %s", self._program, self._pid)
         for fd in (0, 1, 2):
+            if fd in self._pipes:
+                continue                # stdin, made by _make_subprocess
             chan = self._relay.pipe_channel(fd)
             if chan is None:
                 continue
@@ -350,6 +362,7 @@ class SubprocessTransport(transports.SubprocessTransport):
 
     def _pipe_connection_lost(self, fd, exc):
         self._loop.call_soon(self._protocol.pipe_connection_lost, fd, exc)
+        self._try_finish()
 
     def _io_exited(self):
         returncode = self._relay.returncode()
@@ -359,7 +372,16 @@ class SubprocessTransport(transports.SubprocessTransport):
         self._loop.call_soon(self._protocol.process_exited)
 
     def _io_finished(self, error):
-        self._loop.call_soon(self._call_connection_lost, None)
+        self._core_finished = True
+        self._try_finish()
+
+    def _try_finish(self):
+        # asyncio's: once the child exited and every pipe is closed.
+        if not self._core_finished or self._finish_scheduled:
+            return
+        if all(proto.disconnected for proto in self._pipes.values()):
+            self._finish_scheduled = True
+            self._loop.call_soon(self._call_connection_lost, None)
 
     def _io_pause_writing(self, paused):
         proto = self._pipes.get(0)
@@ -461,7 +483,26 @@ class SubprocessMixin:
     async def _make_subprocess(self, protocol, args, shell, stdin, stdout, stderr, kwargs):
         self._check_closed()
         self._core.claim()
-        options = SpawnOptions(stdin, stdout, stderr, kwargs)
+        stdin_pipe = None
+        if stdin == subprocess.PIPE:
+            # A pipe, not the core's socket pair (see the module's doc).
+            read_end, write_end = os.pipe()
+            stdin_pipe = (read_end, open(write_end, "wb", buffering=0))
+            stdin = read_end
+        try:
+            return await self._spawn(protocol, args, shell, stdin, stdout, stderr, kwargs,
+                                     stdin_pipe)
+        finally:
+            if stdin_pipe is not None:
+                os.close(stdin_pipe[0])
+
+    async def _spawn(self, protocol, args, shell, stdin, stdout, stderr, kwargs, stdin_pipe):
+        try:
+            options = SpawnOptions(stdin, stdout, stderr, kwargs)
+        except BaseException:
+            if stdin_pipe is not None:
+                stdin_pipe[1].close()
+            raise
         if shell:
             program = "/bin/sh"
             command = _path_bytes(args)
@@ -471,6 +512,15 @@ class SubprocessMixin:
             argv_c = options._strings(argv)
             file_c = _path_bytes(program)
         transport = SubprocessTransport(self, protocol, args if shell else program)
+        if stdin_pipe is not None:
+            proto = _PipeProtocol(transport, 0)
+            try:
+                await self.connect_write_pipe(lambda: proto, stdin_pipe[1])
+            except BaseException:
+                transport._closed = True
+                stdin_pipe[1].close()
+                raise
+            transport._pipes[0] = proto
         relay = transport._relay
         table = ffi.new("aios_subprocess_protocol_t *")
         table.size = ffi.sizeof("aios_subprocess_protocol_t")
@@ -484,6 +534,10 @@ class SubprocessMixin:
         if status < 0:
             relay.abandon(True)
             transport._closed = True
+            stdin_proto = transport._pipes.pop(0, None)
+            if stdin_proto is not None:
+                stdin_proto.proc = None     # no callback: nothing started
+                stdin_proto.pipe.abort()
             raise _spawn_error(status, program, options)
         cfuture = CFuture(self, out[0])
         try:
