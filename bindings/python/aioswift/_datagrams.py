@@ -205,11 +205,14 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
                 "transport": self,
                 "protocol": self._protocol,
             })
+        # connection_lost gets `exc`, as asyncio's _force_close(exc) passes
+        # it (the core's abort has no error to give).
+        self._fatal_exc = exc
         self._dgram.abort()
 
     def _io_lost(self, error):
         exc = exception_from_error(ffi.cast("aios_error_t *", error)) if error is not None \
-            else None
+            else self.__dict__.pop("_fatal_exc", None)
         if self._lost_called:
             return
         self._lost_called = True
@@ -352,7 +355,9 @@ class DatagramsMixin:
         self._check_closed()
         self._core.claim()
         try:
-            connected = sock.getpeername() is not None
+            # asyncio sends to the peer when its peername is true ('' is an
+            # unnamed Unix peer: asyncio then needs an address).
+            connected = bool(sock.getpeername())
         except OSError:
             connected = False
         dgram = _native.Datagram(self._core, sock.family, connected, r_addr)

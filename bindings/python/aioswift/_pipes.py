@@ -44,7 +44,8 @@ class PipeMixin:
         self._pipe_given = pipe is not None
         if pipe is not None:
             self._fd = pipe.fileno()
-        loop._fd_transports.add(self)
+        # Not registered for add_reader's check: asyncio's pipe transports
+        # are not among its loop's _transports either.
 
     def _is_open(self):
         if self._pipe_given:
