@@ -1026,10 +1026,10 @@ static int
 move_to_this_thread(CoreObject *self)
 {
     if (self->io_used > 0 || self->io_servers > 0 || io_pinned(self)) {
-        /* Transports and servers stay on their loop's thread. */
+        /* What the core's loop holds stays on its thread. */
         PyErr_SetString(PyExc_RuntimeError,
-                        "aioswift: a loop with open transports or servers cannot move to "
-                        "another thread");
+                        "aioswift: a loop with open transports, servers, readers or writers, "
+                        "signal handlers or subprocesses cannot move to another thread");
         return -1;
     }
     aios_loop_t *fresh = NULL;
