@@ -1096,8 +1096,7 @@ static int channel_resumed(ChannelObject *chan);
 static PyObject *
 channel_io_resumed(ChannelObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (channel_resumed(self) < 0)
-        return NULL;            /* the interrupt is the loop's now */
+    channel_resumed(self);      /* an interrupt it met is the loop's now */
     Py_RETURN_NONE;
 }
 

@@ -2,9 +2,11 @@
 (aios_subprocess_exec, aios_subprocess_shell), with base_subprocess'
 SubprocessTransport semantics.
 
-The core starts the child (posix_spawn; every signal's action the default in
-it, every descriptor above 2 closed but pass_fds), makes its pipes and reaps
-it; no child watcher is involved. Its pipes are the core's stream
+The core starts the child (posix_spawn; every descriptor above 2 closed but
+pass_fds; every signal's action the default in it, where Popen leaves the
+signals the parent ignores ignored but SIGPIPE and SIGXFSZ: the core's spawn
+options have no say in it), makes its pipes and reaps it; no child watcher
+is involved. Its pipes are the core's stream
 transports: get_pipe_transport(fd) gives pipe transports of _pipes.py over
 them (their events come through the subprocess, as asyncio's pipe protocols
 of a subprocess forward theirs).

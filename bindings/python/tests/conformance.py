@@ -48,7 +48,9 @@ MODULES = ["test_futures", "test_tasks", "test_taskgroups", "test_timeouts", "te
 MIXINS = ["mixin:test_events.EventLoopTestsMixin", "mixin:test_events.SubprocessTestsMixin",
           "mixin:test_sendfile.SendfileTestsBase"]
 QUICK = ["test_locks", "test_queues", "test_context", "test_waitfor", "test_timeouts",
-         "test_streams", "test_server", "test_sslproto", "test_buffered_proto"]
+         "test_streams", "test_server", "test_sslproto", "test_buffered_proto",
+         "test_subprocess", "test_unix_events", "mixin:test_events.EventLoopTestsMixin",
+         "mixin:test_events.SubprocessTestsMixin"]
 KNOWN_FILE = os.path.join(HERE, "conformance_known.txt")
 NOT_BUILT = "() is not implemented yet"
 MARK = "@@conformance "
