@@ -172,7 +172,8 @@ def native_extension():
     return Extension(
         NATIVE_MODULE_NAME,
         sources=[NATIVE_SOURCE],
-        depends=[os.path.join("aioswift", "_native_io.c")],
+        depends=[os.path.join("aioswift", name) for name in
+                 ("_native_io.c", "_native_events.c", "_native_dgram.c", "_native_proc.c")],
         include_dirs=[include_dir],
         library_dirs=[lib_dir],
         libraries=["aio-swift"],

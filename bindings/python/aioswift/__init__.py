@@ -52,6 +52,8 @@ _OBJECT_TYPES = {
     "runner": lib.AIOS_OBJECT_RUNNER,
     "transport": lib.AIOS_OBJECT_TRANSPORT,
     "server": lib.AIOS_OBJECT_SERVER,
+    "stream": lib.AIOS_OBJECT_STREAM,
+    "subprocess": lib.AIOS_OBJECT_SUBPROCESS,
 }
 
 

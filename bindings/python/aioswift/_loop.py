@@ -12,11 +12,12 @@ What is per loop rather than per callback is Python, here: running and
 stopping, task factories, async generator and executor shutdown, exception
 handlers and debug mode.
 
-Network I/O (TCP and Unix streams, servers, TLS, name resolution) is the
-core's, through _network.py and _transport.py, and so are the sock_*
-methods and sendfile (_sockets.py). Datagrams, pipes, subprocesses,
-signals and add_reader/add_writer are not built yet: those methods raise
-NotImplementedError naming themselves.
+I/O is the core's, one module per area: TCP and Unix streams, servers, TLS
+and name resolution (_network.py, _transport.py), the sock_* methods and
+sendfile (_sockets.py), pipes (_pipes.py), subprocesses (_subprocess.py),
+datagram endpoints (_datagrams.py), add_reader/add_writer (_watchers.py)
+and signal handlers (_signals.py, whose docstring says why they are the
+core's and not Python's signal module's).
 """
 
 import asyncio
@@ -36,8 +37,13 @@ from asyncio import constants, coroutines, events, format_helpers, futures, task
 from . import _native
 from ._errors import check, error_from_exception, exception_for_code, exception_from_error
 from ._future import CFuture, boxed_value
+from ._datagrams import DatagramsMixin, sendto_address
 from ._network import NetworkMixin
+from ._pipes import PipesMixin
+from ._signals import SignalsMixin
 from ._sockets import SocketMixin
+from ._subprocess import SubprocessMixin
+from ._watchers import WatchersMixin
 from ._transport import connlost_warning
 from ._runtime import NULL, address, box_extras, discard, ffi, lib, set_running_loop, text
 
@@ -86,7 +92,7 @@ def _error_for_code(code, message=None):
 
 _native.configure(formatter=_format_handle, error_for_code=_error_for_code,
                   tasks=tasks, futures=futures, buffered_protocol=asyncio.BufferedProtocol,
-                  connlost_warning=connlost_warning)
+                  connlost_warning=connlost_warning, datagram_address=sendto_address)
 
 
 _iscoroutinefunction = getattr(coroutines, "_iscoroutinefunction", None) or \
@@ -109,35 +115,8 @@ def _run_until_complete_cb(fut):
     futures._get_loop(fut).stop()
 
 
-def _not_implemented(name, coroutine=False):
-    def refuse():
-        raise NotImplementedError(
-            f"aioswift: loop.{name}() is not implemented yet (network I/O, pipes, "
-            f"subprocesses and signals come with the core's I/O support)")
-
-    def method(self, *args, **kwargs):
-        refuse()
-
-    async def coroutine_method(self, *args, **kwargs):
-        refuse()
-
-    method = coroutine_method if coroutine else method
-    method.__name__ = name
-    method.__qualname__ = f"Loop.{name}"
-    method.__doc__ = "Not implemented yet: raises NotImplementedError."
-    return method
-
-
-# Methods of asyncio.AbstractEventLoop that need the core's I/O. The
-# coroutine methods stay coroutine functions (asyncio code awaits them).
-_IO_METHODS = ("add_reader", "remove_reader", "add_writer", "remove_writer",
-               "add_signal_handler", "remove_signal_handler")
-_IO_COROUTINES = ("create_datagram_endpoint",
-                  "connect_read_pipe", "connect_write_pipe",
-                  "subprocess_exec", "subprocess_shell")
-
-
-class Loop(NetworkMixin, SocketMixin, asyncio.AbstractEventLoop):
+class Loop(NetworkMixin, SocketMixin, PipesMixin, SubprocessMixin, DatagramsMixin, WatchersMixin,
+           SignalsMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop on libaio-swift. As asyncio's, it may be made on
     one thread and run on another: while it is not running, it goes with the
     thread that runs it or schedules on it (the core's loops belong to one
@@ -170,6 +149,10 @@ class Loop(NetworkMixin, SocketMixin, asyncio.AbstractEventLoop):
         self._servers = {}              # open: the loop keeps them serving
         self._closed_servers = weakref.WeakValueDictionary()
         self._server_refs = set()
+        # Signal handlers by signal (their Handles), and the transports whose
+        # descriptor the core does not know as theirs (add_reader refuses it).
+        self._signal_handlers = {}
+        self._fd_transports = weakref.WeakSet()
         # The hot path: C callables on the instance, found before the class's
         # methods by asyncio's C Task and Future (and by everyone else). A
         # subclass that overrides one of these methods keeps its own.
@@ -347,6 +330,7 @@ class Loop(NetworkMixin, SocketMixin, asyncio.AbstractEventLoop):
             logger.debug("Close %r", self)
         self._core.close()
         self._close_network()
+        self._close_signals()
         pending, self._pending = self._pending, {}
         for cd in pending.values():
             ffi.from_handle(cd)._forget()
@@ -613,13 +597,6 @@ class Loop(NetworkMixin, SocketMixin, asyncio.AbstractEventLoop):
                 discard(value)
             check(status)
         return CFuture(self, out[0], value if value != NULL else None)
-
-
-for _name in _IO_METHODS:
-    setattr(Loop, _name, _not_implemented(_name))
-for _name in _IO_COROUTINES:
-    setattr(Loop, _name, _not_implemented(_name, coroutine=True))
-del _name
 
 
 def _install_signal_wakeup():

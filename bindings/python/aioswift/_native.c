@@ -113,6 +113,10 @@ struct CoreObject {
     PyObject *io_backlog;        /* events an interrupt kept back */
     long io_servers;             /* servers open (the Python side counts them) */
     int io_enabled;              /* the core's loop schedules io_ready */
+    /* Descriptor watchers, signal handlers, datagram endpoints and
+     * subprocesses (_native_events.c, _native_dgram.c, _native_proc.c) */
+    PyObject *watches;           /* dict (kind, number) -> Watch */
+    PyObject *io_objects;        /* set of the Datagram and Relay objects the library may call */
     unsigned long soon_scheduled; /* call_soon handles scheduled, ever (io_ready's GIL) */
     int debug;
     int closed;
@@ -489,6 +493,29 @@ enter_python(CoreObject *core, PyGILState_STATE *state)
         core->marker_pending = 1;
     }
     return GIL_KEPT;
+}
+
+/* For the callbacks the core calls directly, outside its ready queue
+ * (datagram and subprocess protocols): they may come inside a call of
+ * ours into the core, which holds the GIL (nested), or from the core's
+ * poll while run() has let go of it, or while a cffi call or
+ * Py_BEGIN_ALLOW_THREADS has let go of it although gil_held says the loop
+ * keeps it: then it is taken as any thread takes it. */
+enum { GIL_NESTED = GIL_GIVE_BACK + 1 };
+
+static inline int
+enter_io(CoreObject *core, PyGILState_STATE *state)
+{
+    if (PyGILState_Check()) {
+        core->entered = 1;
+        return GIL_NESTED;
+    }
+    if (core->gil_held) {
+        core->entered = 1;
+        *state = PyGILState_Ensure();
+        return GIL_ENSURED;
+    }
+    return enter_python(core, state);
 }
 
 static inline void
@@ -982,6 +1009,9 @@ drain_deferred(void)
 }
 
 #include "_native_io.c"
+#include "_native_events.c"
+#include "_native_dgram.c"
+#include "_native_proc.c"
 
 /* The core's loops belong to the thread that made them; asyncio's belong to
  * whichever thread runs them. A Core whose loop is not running moves to the
@@ -995,11 +1025,11 @@ drain_deferred(void)
 static int
 move_to_this_thread(CoreObject *self)
 {
-    if (self->io_used > 0 || self->io_servers > 0) {
-        /* Transports and servers stay on their loop's thread. */
+    if (self->io_used > 0 || self->io_servers > 0 || io_pinned(self)) {
+        /* What the core's loop holds stays on its thread. */
         PyErr_SetString(PyExc_RuntimeError,
-                        "aioswift: a loop with open transports or servers cannot move to "
-                        "another thread");
+                        "aioswift: a loop with open transports, servers, readers or writers, "
+                        "signal handlers or subprocesses cannot move to another thread");
         return -1;
     }
     aios_loop_t *fresh = NULL;
@@ -1711,6 +1741,13 @@ static PyMethodDef core_methods[] = {
     {"take_interrupt", (PyCFunction)core_take_interrupt, METH_NOARGS, NULL},
     {"io_enable", (PyCFunction)core_io_enable, METH_NOARGS,
      "The core's loop hands batched I/O events over from now on (io_ready)."},
+    {"add_watch", (PyCFunction)(void (*)(void))core_add_watch, METH_FASTCALL,
+     "add_watch(kind, number, callback, *args) -> Handle: a reader (0), writer (1) or signal "
+     "handler (2) of the core's; replaces the one there."},
+    {"remove_watch", (PyCFunction)core_remove_watch, METH_VARARGS,
+     "remove_watch(kind, number) -> whether one was registered."},
+    {"transport_using", (PyCFunction)core_transport_using, METH_O,
+     "transport_using(fd) -> the open connection or pipe transport on fd, or None."},
     {"server_factory", (PyCFunction)core_server_factory, METH_O,
      "server_factory(key) -> (factory, arg, destructor): addresses for aios_create_server "
      "whose connections name the server `key`."},
@@ -1756,11 +1793,15 @@ static PyObject *
 configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"formatter", "error_for_code", "tasks", "futures",
-                            "buffered_protocol", "connlost_warning", NULL};
-    PyObject *formatter, *error_for, *tasks, *futures, *buffered = NULL, *warning = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOO|OO:configure", names, &formatter,
-                                     &error_for, &tasks, &futures, &buffered, &warning))
+                            "buffered_protocol", "connlost_warning", "datagram_address", NULL};
+    PyObject *formatter, *error_for, *tasks, *futures, *buffered = NULL, *warning = NULL,
+        *dgram_address = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOO|OOO:configure", names, &formatter,
+                                     &error_for, &tasks, &futures, &buffered, &warning,
+                                     &dgram_address))
         return NULL;
+    if (dgram_address != NULL)
+        Py_XSETREF(datagram_address_helper, Py_NewRef(dgram_address));
     if (buffered != NULL)
         Py_XSETREF(buffered_protocol_type, Py_NewRef(buffered));
     if (warning != NULL)
@@ -1790,6 +1831,11 @@ static PyMethodDef module_methods[] = {
      "sockaddr(bytes): a struct sockaddr as Python's socket module gives addresses."},
     {"gai_strerror", (PyCFunction)native_gai_strerror, METH_O,
      "The system's message for a getaddrinfo error code (socket.EAI_*)."},
+    {"keep_disposition", (PyCFunction)native_keep_disposition, METH_VARARGS,
+     "keep_disposition(signum, fn): fn() (signal.signal), then the system's action for "
+     "signum as it was before."},
+    {"signal_action", (PyCFunction)native_signal_action, METH_O,
+     "signal_action(signum) -> 0 (SIG_DFL), 1 (SIG_IGN) or the handler's address."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1806,7 +1852,8 @@ PyInit__native(void)
 {
     TimerHandleType.tp_base = &HandleType;
     if (PyType_Ready(&HandleType) < 0 || PyType_Ready(&TimerHandleType) < 0 ||
-        PyType_Ready(&CoreType) < 0 || io_module_init() < 0)
+        PyType_Ready(&CoreType) < 0 || io_module_init() < 0 || events_module_init() < 0 ||
+        dgram_module_init() < 0 || proc_module_init() < 0)
         return NULL;
     str_call_soon = PyUnicode_InternFromString("call_soon");
     str_call_soon_threadsafe = PyUnicode_InternFromString("call_soon_threadsafe");
@@ -1838,7 +1885,9 @@ PyInit__native(void)
     if (PyModule_AddObject(m, "Handle", (PyObject *)&HandleType) < 0 ||
         PyModule_AddObject(m, "TimerHandle", (PyObject *)&TimerHandleType) < 0 ||
         PyModule_AddObject(m, "Core", (PyObject *)&CoreType) < 0 ||
-        PyModule_AddObject(m, "Channel", (PyObject *)Py_NewRef(&ChannelType)) < 0) {
+        PyModule_AddObject(m, "Channel", (PyObject *)Py_NewRef(&ChannelType)) < 0 ||
+        PyModule_AddObject(m, "Datagram", (PyObject *)Py_NewRef(&DatagramType)) < 0 ||
+        PyModule_AddObject(m, "Relay", (PyObject *)Py_NewRef(&RelayType)) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -77,6 +77,8 @@ struct ChannelObject {
     char write_paused;           /* asyncio's _protocol_paused */
     char flush_scheduled;
     char eof_written;            /* write_eof() was called */
+    char pipe;                   /* a pipe transport: asyncio's write pipe drops writes after
+                                    close or write_eof instead of raising */
 };
 
 static PyTypeObject ChannelType;
@@ -87,7 +89,8 @@ static PyObject *buffered_protocol_type = NULL;
 static PyObject *connlost_warning = NULL;
 
 static PyObject *str_io_connected, *str_io_eof, *str_io_lost, *str_maybe_pause,
-    *str_io_resume_writing, *str_fatal_error, *str_call_soon_attr, *str_flush_pending;
+    *str_io_resume_writing, *str_fatal_error, *str_protocol_failed, *str_call_soon_attr,
+    *str_flush_pending;
 static PyObject *msg_data_received, *msg_get_buffer, *msg_buffer_updated;
 
 /* asyncio's constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES */
@@ -236,6 +239,7 @@ channel_make(CoreObject *core, Py_ssize_t index)
     self->buffered = self->closing = self->lost = 0;
     self->reading_paused = self->write_paused = self->flush_scheduled = self->dropping = 0;
     self->close_deferred = 0;
+    self->pipe = 0;
     PyObject_GC_Track(self);
     if (index >= 0) {
         Py_INCREF(self);
@@ -354,8 +358,9 @@ channel_unexpected(ChannelObject *self, PyObject *where)
     return 0;
 }
 
-/* A protocol callback raised: asyncio's _fatal_error(exc, message) on the
- * transport (an interrupt is the loop's instead). -1 for an interrupt. */
+/* A protocol callback raised: transport._protocol_failed(exc, message),
+ * which is asyncio's _fatal_error for a socket (a read pipe reports it and
+ * goes on); an interrupt is the loop's instead. -1 for an interrupt. */
 static int
 channel_fatal(ChannelObject *self, PyObject *message)
 {
@@ -370,7 +375,8 @@ channel_fatal(ChannelObject *self, PyObject *message)
         Py_DECREF(exc);
         return 0;
     }
-    PyObject *r = PyObject_CallMethodObjArgs(self->transport, str_fatal_error, exc, message, NULL);
+    PyObject *r = PyObject_CallMethodObjArgs(self->transport, str_protocol_failed, exc, message,
+                                             NULL);
     Py_DECREF(exc);
     if (r == NULL)
         return channel_unexpected(self, self->transport);
@@ -638,7 +644,10 @@ static int
 channel_dropped_write(ChannelObject *self)
 {
     if (self->conn_lost >= CONNLOST_WRITES_WARN && connlost_warning != NULL) {
-        PyObject *r = PyObject_CallFunction(connlost_warning, "s", "socket.send() raised exception.");
+        PyObject *r = PyObject_CallFunction(
+            connlost_warning, "s", self->pipe
+                ? "pipe closed by peer or os.write(pipe, data) raised exception."
+                : "socket.send() raised exception.");
         if (r == NULL)
             return -1;
         Py_DECREF(r);
@@ -676,6 +685,19 @@ channel_write(ChannelObject *self, PyObject *data)
 {
     if (check_bytes_like(data) < 0)
         return NULL;
+    if (self->pipe) {
+        /* asyncio's write pipe: nothing to write returns first, and after a
+         * close or write_eof a write is dropped. */
+        Py_ssize_t n = PyObject_Length(data);
+        if (n < 0)
+            return NULL;
+        if (n == 0)
+            Py_RETURN_NONE;
+        if (self->closing && channel_dropped_write(self) < 0)
+            return NULL;
+        if (self->closing)
+            Py_RETURN_NONE;
+    }
     if (!channel_usable_ptr(self) || self->dropping) {
         Py_ssize_t n = PyObject_Length(data);
         if (n < 0)
@@ -739,7 +761,11 @@ channel_writelines(ChannelObject *self, PyObject *iterable)
         bufs[got].length = (size_t)views[got].len;
         total += (size_t)views[got].len;
     }
-    if (!channel_usable_ptr(self) || self->dropping) {
+    if (self->pipe && total == 0) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (!channel_usable_ptr(self) || self->dropping || (self->pipe && self->closing)) {
         if (total > 0 && channel_dropped_write(self) < 0)
             goto done;
         result = Py_NewRef(Py_None);
@@ -791,6 +817,9 @@ channel_write_eof(ChannelObject *self, PyObject *Py_UNUSED(ignored))
     if (!channel_usable_ptr(self) || self->closing)
         Py_RETURN_NONE;
     self->eof_written = 1;
+    /* A write pipe's write_eof is its close (asyncio's: is_closing from now on). */
+    if (self->pipe)
+        self->closing = 1;
     return channel_status(aios_transport_write_eof(self->ptr));
 }
 
@@ -1060,6 +1089,17 @@ channel_release(ChannelObject *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+static int channel_resumed(ChannelObject *chan);
+
+/* channel._io_resumed(): the core's resume_writing for a channel whose
+ * events come another way (a subprocess's stdin). */
+static PyObject *
+channel_io_resumed(ChannelObject *self, PyObject *Py_UNUSED(ignored))
+{
+    channel_resumed(self);      /* an interrupt it met is the loop's now */
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 channel_detach_method(ChannelObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -1150,6 +1190,8 @@ static PyMethodDef channel_methods[] = {
     {"_flush_pending", (PyCFunction)channel_flush_pending, METH_NOARGS, NULL},
     {"detach", (PyCFunction)channel_detach_method, METH_NOARGS,
      "connection_lost was delivered: let go of the transport and its protocol."},
+    {"_io_resumed", (PyCFunction)channel_io_resumed, METH_NOARGS,
+     "The core's resume_writing, for a channel whose events come another way."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1162,6 +1204,9 @@ static PyGetSetDef channel_getset[] = {
     {"lost", (getter)channel_get_flag, NULL, NULL, (void *)offsetof(ChannelObject, lost)},
     {"write_paused", (getter)channel_get_flag, (setter)channel_set_flag, NULL,
      (void *)offsetof(ChannelObject, write_paused)},
+    {"pipe", (getter)channel_get_flag, (setter)channel_set_flag,
+     "A pipe transport's channel (asyncio's write pipe semantics).",
+     (void *)offsetof(ChannelObject, pipe)},
     {"transport", (getter)channel_get_obj, (setter)channel_set_obj, NULL,
      (void *)offsetof(ChannelObject, transport)},
     {"protocol", (getter)channel_get_obj, NULL, NULL, (void *)offsetof(ChannelObject, protocol)},
@@ -1241,6 +1286,8 @@ core_server_factory(CoreObject *self, PyObject *key_object)
 /* Taking and dispatching events                                              */
 
 static void io_ready(void *arg);
+static void watch_drop_all(CoreObject *core);
+static void io_objects_drop_all(CoreObject *core);
 
 /* The C part of CONNECTED: the channel (made now for a server's
  * connection) gets its reference to the core's transport. NULL when the
@@ -1302,6 +1349,22 @@ connected_py(CoreObject *core, ChannelObject *chan, unsigned long long server_ke
     }
     Py_DECREF(r);
     return 0;
+}
+
+/* The core's resume_writing: the protocol's, then a close that waited for it. */
+static int
+channel_resumed(ChannelObject *chan)
+{
+    if (!chan->write_paused || chan->lost)
+        return 0;
+    Py_INCREF(chan);
+    int r = channel_call(chan, str_io_resume_writing, NULL);
+    if (chan->close_deferred && chan->ptr != NULL && !chan->lost) {
+        chan->close_deferred = 0;
+        aios_transport_close(chan->ptr);
+    }
+    Py_DECREF(chan);
+    return r;
 }
 
 static int
@@ -1373,19 +1436,11 @@ dispatch_event(CoreObject *core, int kind, unsigned long long token, int status,
         if (chan == NULL || chan->write_paused || chan->lost)
             return 0;
         return channel_call(chan, str_maybe_pause, NULL);
-    case AIOS_IO_RESUME_WRITING: {
+    case AIOS_IO_RESUME_WRITING:
         chan = event_channel(core, token);
-        if (chan == NULL || !chan->write_paused || chan->lost)
+        if (chan == NULL)
             return 0;
-        Py_INCREF(chan);
-        int r = channel_call(chan, str_io_resume_writing, NULL);
-        if (chan->close_deferred && chan->ptr != NULL && !chan->lost) {
-            chan->close_deferred = 0;
-            aios_transport_close(chan->ptr);
-        }
-        Py_DECREF(chan);
-        return r;
-    }
+        return channel_resumed(chan);
     default:
         return 0;
     }
@@ -1586,6 +1641,8 @@ io_drop_all(CoreObject *core)
     }
     Py_CLEAR(core->io_backlog);
     core->io_enabled = 0;
+    watch_drop_all(core);
+    io_objects_drop_all(core);
 }
 
 static void
@@ -1604,7 +1661,28 @@ io_traverse(CoreObject *core, visitproc visit, void *arg)
     for (Py_ssize_t i = 0; i < core->io_capacity; i++)
         Py_VISIT(core->io_slots[i].channel);
     Py_VISIT(core->io_backlog);
+    Py_VISIT(core->watches);
+    Py_VISIT(core->io_objects);
     return 0;
+}
+
+/* core.transport_using(fd) -> the transport of an open connection or pipe
+ * of this loop on that descriptor, or None (asyncio's
+ * _ensure_fd_no_transport looks it up among its transports). */
+static PyObject *
+core_transport_using(CoreObject *self, PyObject *arg)
+{
+    long fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    for (Py_ssize_t i = 0; i < self->io_capacity; i++) {
+        ChannelObject *chan = (ChannelObject *)self->io_slots[i].channel;
+        if (chan == NULL || chan->ptr == NULL || chan->lost || chan->transport == NULL)
+            continue;
+        if (aios_transport_get_fd(chan->ptr) == fd)
+            return Py_NewRef(chan->transport);
+    }
+    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -1674,13 +1752,15 @@ io_module_init(void)
     str_maybe_pause = PyUnicode_InternFromString("_maybe_pause_protocol");
     str_io_resume_writing = PyUnicode_InternFromString("_io_resume_writing");
     str_fatal_error = PyUnicode_InternFromString("_fatal_error");
+    str_protocol_failed = PyUnicode_InternFromString("_protocol_failed");
     str_call_soon_attr = PyUnicode_InternFromString("call_soon");
     str_flush_pending = PyUnicode_InternFromString("_flush_pending");
     msg_data_received = PyUnicode_FromString("Fatal error: protocol.data_received() call failed.");
     msg_get_buffer = PyUnicode_FromString("Fatal error: protocol.get_buffer() call failed.");
     msg_buffer_updated = PyUnicode_FromString("Fatal error: protocol.buffer_updated() call failed.");
     if (!str_io_connected || !str_io_eof || !str_io_lost || !str_maybe_pause ||
-        !str_io_resume_writing || !str_fatal_error || !str_call_soon_attr || !str_flush_pending ||
+        !str_io_resume_writing || !str_fatal_error || !str_protocol_failed || !str_call_soon_attr ||
+        !str_flush_pending ||
         !msg_data_received || !msg_get_buffer || !msg_buffer_updated)
         return -1;
     return 0;

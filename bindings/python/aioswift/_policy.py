@@ -5,9 +5,12 @@ import asyncio
 
 from ._loop import Loop
 
-# BaseDefaultEventLoopPolicy is asyncio's policy that makes one loop per
-# thread with _loop_factory (named _BaseDefaultEventLoopPolicy from 3.14).
-_BasePolicy = getattr(asyncio.events, "BaseDefaultEventLoopPolicy", None) or \
+# asyncio's Unix policy: one loop per thread made with _loop_factory, and
+# (up to 3.13) the child watcher methods asyncio code calls. aioswift's
+# loops reap their own children (the core does), so a watcher set there
+# watches nothing of theirs, as with uvloop.
+_BasePolicy = getattr(asyncio.unix_events, "_UnixDefaultEventLoopPolicy", None) or \
+    getattr(asyncio.events, "BaseDefaultEventLoopPolicy", None) or \
     getattr(asyncio.events, "_BaseDefaultEventLoopPolicy")
 
 

@@ -1,7 +1,10 @@
 """Stream transports: asyncio.Transport over the core's TCP and Unix transports.
 
 Each transport is this Python object plus its Channel (aioswift._native, see
-_native_io.c), the C half that holds the core's aios_transport_t. The hot
+_native_io.c), the C half that holds the core's aios_transport_t. What
+sockets and pipes share (ChannelTransport, ReadingMixin, WritingMixin) is
+here once; the pipe transports (_pipes.py) are the same classes with
+unix_events' differences. The hot
 methods (write, writelines, is_closing, get_write_buffer_size) are the
 Channel's own C methods, set on the instance, so asyncio code calling
 transport.write runs no Python frame of ours; the others make one call into
@@ -110,56 +113,42 @@ def _enum(kind, value):
         return value
 
 
-class SocketTransport(transports._FlowControlMixin, transports.Transport):
-    """A TCP or Unix stream transport of the core (asyncio's
-    _SelectorSocketTransport's behaviour)."""
+class ChannelTransport:
+    """What every transport over a core stream transport shares (sockets and
+    pipes): the Channel, the protocol, closing and aborting, and the end
+    (selector_events' _SelectorTransport; unix_events' pipe transports
+    behave the same). Comes before asyncio's transport classes."""
 
-    _start_tls_compatible = True
-    # As asyncio's socket transports: loop.sendfile tries the native way
-    # (the core's transport sendfile) and falls back.
-    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
-
-    def __init__(self, loop, chan, protocol, extra=None, server=None, sock=None):
-        super().__init__(extra, loop)
+    def _attach(self, chan, protocol):
         self._chan = chan
         self._fd = chan.fileno()        # for repr, after the close too
         chan.transport = self
-        # The hot path: the Channel's C methods, found before the class's.
-        self.write = chan.write
-        self.writelines = chan.writelines
+        # The hot path: the Channel's C method, found before the class's.
         self.is_closing = chan.is_closing
-        self.get_write_buffer_size = chan.get_write_buffer_size
-        extra = self._extra
-        if "sockname" not in extra:
-            extra["sockname"] = chan.sockname()
-        if "peername" not in extra:
-            extra["peername"] = chan.peername()
-        # The caller's socket (sock=), which the core has a duplicate of:
-        # closed with the connection, as asyncio closes its transport's.
-        self._sock = sock
-        self._socket = trsock.TransportSocket(sock) if sock is not None else None
         self._conn_lost = False       # connection_lost is on its way (asyncio's _conn_lost)
         self._lost_called = False
         self._protocol_connected = False
-        self._server = server
         self.set_protocol(protocol)
-        if server is not None:
-            server._attach(self)
 
     def __repr__(self):
         info = [type(self).__name__]
         chan = self._chan
-        fd = self._fd
         if chan.lost:
             info.append("closed")
         elif chan.closing:
             info.append("closing")
-        info.append(f"fd={fd}")
+        info.append(f"fd={self._fd}")
         if not chan.lost:
-            info.append("read=polling" if chan.is_reading() else "read=idle")
-            size = chan.get_write_buffer_size()
-            info.append(f"write=<{'polling' if size else 'idle'}, bufsize={size}>")
+            info.extend(self._repr_state())
         return "<{}>".format(" ".join(info))
+
+    def _repr_state(self):
+        return []
+
+    def _fileno(self):
+        """The descriptor asyncio's transport would have (the caller's, if
+        any: the core's is a duplicate), or -1."""
+        return self._chan.fileno()
 
     def __del__(self, _warn=warnings.warn):
         if not getattr(self, "_lost_called", True):
@@ -167,19 +156,13 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
             chan = getattr(self, "_chan", None)
             if chan is not None and not chan.lost:
                 chan.abort()
+            self._release_resources()
+
+    def _release_resources(self):
+        """What the transport holds besides the core's (the caller's socket
+        or pipe): let go of at connection_lost."""
 
     # -- asyncio.BaseTransport ----------------------------------------------
-
-    def get_extra_info(self, name, default=None):
-        if name == "socket":
-            sock = self._socket
-            if sock is None and not self._chan.lost:
-                fd = self._chan.fileno()
-                if fd >= 0:
-                    sock = self._socket = trsock.TransportSocket(FdSocket(fd))
-            if sock is not None:
-                return sock
-        return self._extra.get(name, default)
 
     def set_protocol(self, protocol):
         self._chan.set_protocol(protocol)
@@ -203,7 +186,83 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
     def abort(self):
         self._force_close(None)
 
-    # -- reading -------------------------------------------------------------
+    # -- errors and the end ----------------------------------------------------
+
+    def _fatal_error(self, exc, message="Fatal error on transport"):
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                "message": message,
+                "exception": exc,
+                "transport": self,
+                "protocol": self._protocol,
+            })
+        self._force_close(exc)
+
+    # A protocol callback the Channel called raised (data_received, ...).
+    def _protocol_failed(self, exc, message):
+        self._fatal_error(exc, message)
+
+    def _force_close(self, exc):
+        if self._conn_lost or self._chan.lost:
+            return
+        self._conn_lost = True
+        self._chan.abort()
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _io_eof(self):
+        if self._loop.get_debug():
+            logger.debug("%r received EOF", self)
+        try:
+            keep_open = self._protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
+            return
+        if not keep_open:
+            self.close()
+
+    def _io_lost(self, status):
+        # The core's connection_lost (the channel lets go of the core's
+        # transport right after this). A close or abort of ours has
+        # scheduled connection_lost already.
+        self._lost_with(exception_for_code(status) if status else None)
+
+    def _lost_with(self, exc):
+        if self._conn_lost:
+            return
+        self._conn_lost = True
+        try:
+            self._call_connection_lost(exc)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as error:
+            self._loop.call_exception_handler({
+                "message": f"Exception in callback {type(self).__name__}."
+                           f"_call_connection_lost({exc!r})",
+                "exception": error,
+                "transport": self,
+                "protocol": self._protocol,
+            })
+
+    def _call_connection_lost(self, exc):
+        if self._lost_called:
+            return
+        self._lost_called = True
+        try:
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            self._release_resources()
+            self._protocol = None
+            self._chan.detach()
+
+
+class ReadingMixin:
+    """pause_reading, resume_reading and is_reading on the Channel."""
 
     def is_reading(self):
         return self._chan.is_reading()
@@ -216,7 +275,17 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         if self._chan.resume_reading() and self._loop.get_debug():
             logger.debug("%r resumes reading", self)
 
-    # -- writing -------------------------------------------------------------
+
+class WritingMixin:
+    """The write side on the Channel, with asyncio's flow control of the
+    protocol (_FlowControlMixin's, whose buffer is the core's). Comes
+    before transports._FlowControlMixin."""
+
+    def _attach_writer(self, chan):
+        # The hot path: the Channel's C methods, found before the class's.
+        self.write = chan.write
+        self.writelines = chan.writelines
+        self.get_write_buffer_size = chan.get_write_buffer_size
 
     def write(self, data):
         self._chan.write(data)
@@ -255,8 +324,6 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
             transports._FlowControlMixin._set_write_buffer_limits(self, high, low)
         else:
             self.set_write_buffer_limits(high, low)
-
-    # -- flow control of the protocol ------------------------------------------
 
     # asyncio's _FlowControlMixin keeps it in a slot; here the channel does
     # (the C write path reads it). base_events' sendfile fallback reads it.
@@ -306,83 +373,71 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
                 "protocol": self._protocol,
             })
 
-    # -- errors and the end ----------------------------------------------------
 
-    def _fatal_error(self, exc, message="Fatal error on transport"):
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message,
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
-        self._force_close(exc)
+class SocketTransport(ChannelTransport, ReadingMixin, WritingMixin, transports._FlowControlMixin,
+                      transports.Transport):
+    """A TCP or Unix stream transport of the core (asyncio's
+    _SelectorSocketTransport's behaviour)."""
 
-    def _force_close(self, exc):
-        if self._conn_lost or self._chan.lost:
-            return
-        self._conn_lost = True
-        self._chan.abort()
-        self._loop.call_soon(self._call_connection_lost, exc)
+    _start_tls_compatible = True
+    # As asyncio's socket transports: loop.sendfile tries the native way
+    # (the core's transport sendfile) and falls back.
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
-    def _io_eof(self):
-        if self._loop.get_debug():
-            logger.debug("%r received EOF", self)
-        try:
-            keep_open = self._protocol.eof_received()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
-            return
-        if not keep_open:
-            self.close()
+    def __init__(self, loop, chan, protocol, extra=None, server=None, sock=None):
+        transports._FlowControlMixin.__init__(self, extra, loop)
+        # The caller's socket (sock=), which the core has a duplicate of:
+        # closed with the connection, as asyncio closes its transport's.
+        self._sock = sock
+        self._socket = trsock.TransportSocket(sock) if sock is not None else None
+        self._server = server
+        self._attach(chan, protocol)
+        self._attach_writer(chan)
+        extra = self._extra
+        if "sockname" not in extra:
+            extra["sockname"] = chan.sockname()
+        if "peername" not in extra:
+            extra["peername"] = chan.peername()
+        if server is not None:
+            server._attach(self)
+        if sock is not None:
+            # add_reader refuses the caller's descriptor (the core's
+            # duplicate is found by the core).
+            loop._fd_transports.add(self)
 
-    def _io_lost(self, status):
-        # The core's connection_lost (the channel lets go of the core's
-        # transport right after this). A close or abort of ours has
-        # scheduled connection_lost already.
-        if self._conn_lost:
-            return
-        self._conn_lost = True
-        exc = exception_for_code(status) if status else None
-        try:
-            self._call_connection_lost(exc)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as error:
-            self._loop.call_exception_handler({
-                "message": f"Exception in callback {type(self).__name__}."
-                           f"_call_connection_lost({exc!r})",
-                "exception": error,
-                "transport": self,
-                "protocol": self._protocol,
-            })
+    def _fileno(self):
+        sock = self._sock
+        return sock.fileno() if sock is not None else self._chan.fileno()
 
-    def _call_connection_lost(self, exc):
-        if self._lost_called:
-            return
-        self._lost_called = True
-        try:
-            if self._protocol_connected:
-                self._protocol.connection_lost(exc)
-        finally:
-            socket_view = self._socket
-            if socket_view is not None and isinstance(socket_view._sock, FdSocket):
-                socket_view._sock._forget()
-            sock = self._sock
+    def _repr_state(self):
+        chan = self._chan
+        size = chan.get_write_buffer_size()
+        return ["read=polling" if chan.is_reading() else "read=idle",
+                f"write=<{'polling' if size else 'idle'}, bufsize={size}>"]
+
+    def get_extra_info(self, name, default=None):
+        if name == "socket":
+            sock = self._socket
+            if sock is None and not self._chan.lost:
+                fd = self._chan.fileno()
+                if fd >= 0:
+                    sock = self._socket = trsock.TransportSocket(FdSocket(fd))
             if sock is not None:
-                self._sock = None
-                sock.close()
-            self._protocol = None
-            self._chan.detach()
-            server = self._server
-            if server is not None:
-                self._server = None
-                server._detach(self)
+                return sock
+        return self._extra.get(name, default)
+
+    def _release_resources(self):
+        socket_view = self.__dict__.get("_socket")
+        if socket_view is not None and isinstance(socket_view._sock, FdSocket):
+            socket_view._sock._forget()
+        sock = self.__dict__.get("_sock")
+        if sock is not None:
+            self._sock = None
+            sock.close()
+        server = self.__dict__.get("_server")
+        if server is not None:
+            self._server = None
+            server._detach(self)
 
 
 class TCPTransport(SocketTransport):
@@ -398,4 +453,5 @@ def connlost_warning(message):
 
 
 
-__all__ = ["SocketTransport", "TCPTransport", "UnixTransport", "FdSocket"]
+__all__ = ["ChannelTransport", "ReadingMixin", "WritingMixin", "SocketTransport", "TCPTransport",
+           "UnixTransport", "FdSocket"]

@@ -37,15 +37,22 @@ MODULES = ["test_futures", "test_tasks", "test_taskgroups", "test_timeouts", "te
            "test_locks", "test_queues", "test_runners", "test_pep492", "test_context",
            # Network I/O: streams, servers, TLS, buffered protocols.
            "test_streams", "test_server", "test_sslproto", "test_ssl", "test_buffered_proto",
-           # Socket operations and sendfile.
-           "test_sock_lowlevel", "test_sendfile"]
+           # Socket operations and sendfile (their loop tests are the mixins').
+           "test_sock_lowlevel", "test_sendfile",
+           # Pipes, subprocesses, signals, descriptor watchers.
+           "test_subprocess", "test_unix_events"]
 # Loop mixins of test.test_asyncio that take any loop through create_event_loop:
 # "mixin:MODULE.CLASS" runs CLASS's tests on a loop of the kind under test (the
-# stock loop's is asyncio.SelectorEventLoop). Run with --mixins.
-MIXINS = ["mixin:test_events.EventLoopTestsMixin", "mixin:test_sendfile.SendfileTestsBase",
-          "mixin:test_sock_lowlevel.BaseSockTestsMixin"]
+# stock loop's is asyncio.SelectorEventLoop). A mixin without a setUp of its own
+# (SubprocessTestsMixin) gets the module's Unix loop mixin for it, as CPython
+# combines them (EPollEventLoopTests), and only its own tests are run. Run with
+# --mixins.
+MIXINS = ["mixin:test_events.EventLoopTestsMixin", "mixin:test_events.SubprocessTestsMixin",
+          "mixin:test_sendfile.SendfileTestsBase", "mixin:test_sock_lowlevel.BaseSockTestsMixin"]
 QUICK = ["test_locks", "test_queues", "test_context", "test_waitfor", "test_timeouts",
-         "test_streams", "test_server", "test_sslproto", "test_buffered_proto"]
+         "test_streams", "test_server", "test_sslproto", "test_buffered_proto",
+         "test_subprocess", "test_unix_events", "mixin:test_events.EventLoopTestsMixin",
+         "mixin:test_events.SubprocessTestsMixin"]
 KNOWN_FILE = os.path.join(HERE, "conformance_known.txt")
 NOT_BUILT = "() is not implemented yet"
 MARK = "@@conformance "
@@ -123,13 +130,21 @@ def _mixin_suite(name, kind):
         import aioswift
         factory = aioswift.new_event_loop
 
-    class Tests(mixin, test_utils.TestCase):
+    bases = (mixin,)
+    if "setUp" not in vars(mixin):
+        # CPython's own combination: the Unix loop mixin (a child watcher
+        # attached to the loop, then EventLoopTestsMixin's setUp).
+        bases += (getattr(module, "UnixEventLoopTestsMixin"),)
+    own = {name for name in dir(mixin) if name.startswith("test")}
+
+    class Tests(*bases, test_utils.TestCase):
         def create_event_loop(self):
             return factory()
 
     Tests.__name__ = Tests.__qualname__ = mixin_name
     Tests.__module__ = module.__name__
-    return unittest.defaultTestLoader.loadTestsFromTestCase(Tests)
+    names = [name for name in unittest.defaultTestLoader.getTestCaseNames(Tests) if name in own]
+    return unittest.TestSuite(Tests(name) for name in names)
 
 
 def _selector_classes_on(suite, kind):

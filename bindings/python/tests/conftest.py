@@ -56,7 +56,8 @@ def pytest_runtest_makereport(item, call):
 
 # Loops too: a loop lets go of its core loop when it is closed (the fixtures
 # close theirs before the check).
-CHECKED_TYPES = ("loop", "handle", "future", "task", "error", "runner", "transport", "server")
+CHECKED_TYPES = ("loop", "handle", "future", "task", "error", "runner", "transport", "server",
+                 "subprocess")
 
 
 def _snapshot():

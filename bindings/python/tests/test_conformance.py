@@ -1,7 +1,9 @@
 """The quick subset of the conformance run (tests/conformance.py): CPython's
-own asyncio tests of locks, queues, contexts, wait_for and timeouts, and of
-streams, servers, SSLProtocol and buffered protocols, with aioswift as the
-default event loop, each module in a child process. Every test that passes
+own asyncio tests of locks, queues, contexts, wait_for and timeouts, of
+streams, servers, SSLProtocol and buffered protocols, of subprocesses and
+unix_events, and test_events' loop mixins (pipes, datagrams, readers,
+signals, subprocesses), with aioswift as the default event loop, each module
+in a child process. Every test that passes
 on the stock loop must pass on aioswift (but those listed with their reason
 in conformance_known.txt). `make conformance` runs the whole list."""
 
