@@ -238,7 +238,7 @@ channel_make(CoreObject *core, Py_ssize_t index)
     self->conn_lost = 0;
     self->buffered = self->closing = self->lost = 0;
     self->reading_paused = self->write_paused = self->flush_scheduled = self->dropping = 0;
-    self->close_deferred = 0;
+    self->close_deferred = self->eof_written = 0;
     self->pipe = 0;
     PyObject_GC_Track(self);
     if (index >= 0) {
