@@ -416,8 +416,10 @@ extension Loop {
     try checkSocketArgument(fd)
     var type: Int32 = 0
     var length = socklen_t(MemoryLayout<Int32>.size)
-    guard getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) == 0 else { throw OSError(errno: errno) }
-    guard type == Int32(SOCK_STREAM.rawValue) else {
+    // A descriptor that is no socket (a pipe) is not a SOCK_STREAM socket either.
+    let isSocket = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) == 0
+    guard isSocket || errno == ENOTSOCK else { throw OSError(errno: errno) }
+    guard isSocket && type == Int32(SOCK_STREAM.rawValue) else {
       throw RuntimeError(code: AIOS_EINVAL.rawValue, "only SOCK_STREAM type sockets are supported")
     }
     let sender = try FileSender(fd: fd, file: file, offset: offset, count: count, fallback: fallback)

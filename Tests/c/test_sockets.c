@@ -391,6 +391,14 @@ static void test_bad_sockets(void) {
   CHECK_EQ(aios_sock_sendfile(loop, fds[0], 0, 0, 0, 1, &future), AIOS_EINVAL); /* count 0 */
   CHECK_EQ(aios_sock_sendfile(loop, fds[0], 0, -1, -1, 1, &future), AIOS_EINVAL); /* offset -1 */
   CHECK_EQ(aios_sock_sendfile(loop, fds[0], 0, 0, -1, 7, &future), AIOS_EINVAL); /* fallback 7 */
+  {
+    /* A descriptor that is no socket is no SOCK_STREAM socket. */
+    int pipe_fds[2];
+    CHECK_EQ(pipe2(pipe_fds, O_NONBLOCK), 0);
+    CHECK_EQ(aios_sock_sendfile(loop, pipe_fds[1], 0, 0, -1, 1, &future), AIOS_EINVAL);
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+  }
   /* A huge read allocates what the socket holds, not what is asked for. */
   CHECK_EQ(write(fds[1], "big", 3), 3);
   CHECK_EQ(aios_sock_recv(loop, fds[0], (size_t)1 << 40, &future), 0);
