@@ -3504,9 +3504,14 @@ static int pick_child_fd(reader_t *r, int child_reads, spawn_buf_t *sb, int odd)
  * that is not a directory, environments without PATH or with entries that
  * are not NAME=value, process groups that are not, pass_fds negative,
  * closed, beyond the limit, INT_MAX, 257 of them, NULL with a count. */
+/* The size of aios_spawn_options_t before socket_pairs, which the library
+ * still takes (those callers get pipes). */
+#define SPAWN_OPTIONS_OLD_SIZE (offsetof(aios_spawn_options_t, limit) + sizeof(size_t))
+
 static aios_spawn_options_t *pick_spawn_options(reader_t *r, spawn_buf_t *sb) {
   static const size_t sizes[] = {sizeof(aios_spawn_options_t), sizeof(aios_spawn_options_t) + 8, 0, 8,
-                                 offsetof(aios_spawn_options_t, limit), sizeof(aios_spawn_options_t) - 1};
+                                 offsetof(aios_spawn_options_t, limit), sizeof(aios_spawn_options_t) - 1,
+                                 SPAWN_OPTIONS_OLD_SIZE};
   static const int modes[] = {AIOS_CHILD_PIPE, AIOS_CHILD_PIPE, AIOS_CHILD_PIPE, AIOS_CHILD_INHERIT,
                               AIOS_CHILD_DEVNULL, AIOS_CHILD_FD, AIOS_CHILD_STDOUT, -1, 5};
   static const char *const env_one[] = {"AIOS_FUZZ=1", NULL}, *const env_none[] = {NULL},
@@ -3519,6 +3524,8 @@ static aios_spawn_options_t *pick_spawn_options(reader_t *r, spawn_buf_t *sb) {
   memset(sb, 0, sizeof *sb);
   if ((b & 3) == 0) return NULL;
   o->size = odd ? sizes[rd8(r) % (sizeof sizes / sizeof sizes[0])] : sizeof *o + ((b & 0x10) ? 8 : 0);
+  /* Socket pairs for the pipes, when the size covers the field. */
+  o->socket_pairs = (b & 0x80) != 0;
   o->stdin_mode = modes[rd8(r) % (odd ? 9 : 6)];
   o->stdout_mode = modes[rd8(r) % (odd ? 9 : 6)];
   o->stderr_mode = modes[rd8(r) % (odd ? 9 : 7)];
@@ -5539,7 +5546,7 @@ static int exec_child_op(reader_t *r, int op) {
     memset(pl, 0, sizeof *pl);
     pl->prog = pg->prog;
     pl->expect = pg->expect;
-    if (opts && opts->size >= sizeof *opts) {
+    if (opts && opts->size >= SPAWN_OPTIONS_OLD_SIZE) {
       pl->pipes = (opts->stdin_mode == AIOS_CHILD_PIPE) | (opts->stdout_mode == AIOS_CHILD_PIPE) << 1 |
                   (opts->stderr_mode == AIOS_CHILD_PIPE) << 2;
       pl->err_to_out = opts->stderr_mode == AIOS_CHILD_STDOUT;
