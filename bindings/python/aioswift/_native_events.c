@@ -45,6 +45,24 @@ cell_new(PyObject *obj)
     return cell;
 }
 
+/* A cell for `obj`, an endpoint or a subprocess about to be handed to the
+ * library, which the core holds among its I/O objects from now on (until
+ * it leaves the loop). NULL with an exception set. */
+static IOCell *
+io_object_cell(CoreObject *core, PyObject *obj)
+{
+    if (core->io_objects == NULL && (core->io_objects = PySet_New(NULL)) == NULL)
+        return NULL;
+    IOCell *cell = cell_new(obj);
+    if (cell == NULL)
+        return NULL;
+    if (PySet_Add(core->io_objects, obj) < 0) {
+        free(cell);
+        return NULL;
+    }
+    return cell;
+}
+
 /* The library's destructor of a callback argument (any thread, no GIL). */
 static void
 cell_unref(void *arg)

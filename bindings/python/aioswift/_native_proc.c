@@ -245,16 +245,9 @@ relay_fill(RelayObject *self, PyObject *arg)
         PyErr_SetString(PyExc_RuntimeError, "fill: the subprocess was started already");
         return NULL;
     }
-    CoreObject *core = self->core;
-    if (core->io_objects == NULL && (core->io_objects = PySet_New(NULL)) == NULL)
-        return NULL;
-    IOCell *cell = cell_new((PyObject *)self);
+    IOCell *cell = io_object_cell(self->core, (PyObject *)self);
     if (cell == NULL)
         return NULL;
-    if (PySet_Add(core->io_objects, (PyObject *)self) < 0) {
-        free(cell);
-        return NULL;
-    }
     self->cell = cell;
     table->arg = cell;
     table->connection_made = sp_connection_made;
