@@ -85,6 +85,19 @@ static void test_communicate_outputs_and_returncode(void) {
   check_no_zombies();
 }
 
+/* What a shell command given `input` wrote to its stdout (the text is
+ * valid until the next call). */
+static const char *shell_output(aios_loop_t *loop, const char *command, const aios_spawn_options_t *options,
+                                const char *input) {
+  static char text[256];
+  aios_process_t *process = spawn_shell(loop, command, options);
+  aios_output_t *output = communicate(loop, process, input, strlen(input));
+  snprintf(text, sizeof text, "%s", (const char *)output->out->data);
+  aios_output_free(output);
+  CHECK_EQ(aios_process_unref(process), 0);
+  return text;
+}
+
 /* The child's pipes are pipes, as asyncio makes them, so it can open
  * /dev/stdin and the rest; socket pairs on request (a socket refuses it). */
 static void test_pipes_or_socket_pairs(void) {
@@ -94,24 +107,12 @@ static void test_pipes_or_socket_pairs(void) {
       "for f in /dev/stdin /dev/stdout /dev/stderr; do"
       "  if test -p $f; then printf p; elif test -S $f; then printf s; fi; done;"
       "cat /dev/stdin > /dev/stdout 2>/dev/null || printf ' refused'";
-  aios_process_t *process = spawn_shell(loop, script, &options);
-  aios_output_t *output = communicate(loop, process, "in", 2);
-  CHECK_STR_EQ((const char *)output->out->data, "pppin");
-  aios_output_free(output);
-  CHECK_EQ(aios_process_unref(process), 0);
+  CHECK_STR_EQ(shell_output(loop, script, &options, "in"), "pppin");
   options.socket_pairs = 1;
-  process = spawn_shell(loop, script, &options);
-  output = communicate(loop, process, "in", 2);
-  CHECK_STR_EQ((const char *)output->out->data, "sss refused");
-  aios_output_free(output);
-  CHECK_EQ(aios_process_unref(process), 0);
+  CHECK_STR_EQ(shell_output(loop, script, &options, "in"), "sss refused");
   /* A caller built before socket_pairs (its size ends at `limit`) gets pipes. */
   options.size = offsetof(aios_spawn_options_t, limit) + sizeof options.limit;
-  process = spawn_shell(loop, script, &options);
-  output = communicate(loop, process, "in", 2);
-  CHECK_STR_EQ((const char *)output->out->data, "pppin");
-  aios_output_free(output);
-  CHECK_EQ(aios_process_unref(process), 0);
+  CHECK_STR_EQ(shell_output(loop, script, &options, "in"), "pppin");
   options.size = offsetof(aios_spawn_options_t, limit);
   {
     aios_future_t *future = NULL;

@@ -26,7 +26,7 @@ from ._errors import exception_for_code, exception_from_error
 from ._future import CFuture
 from ._network import _take_result
 from ._runtime import ffi, lib
-from ._transport import logger
+from ._transport import logger, report_fatal_error
 
 _PY312 = sys.version_info >= (3, 12)
 
@@ -195,16 +195,7 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
         })
 
     def _fatal_error(self, exc, message="Fatal error on transport"):
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message,
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
+        report_fatal_error(self, exc, message, quiet=isinstance(exc, OSError))
         # connection_lost gets `exc`, as asyncio's _force_close(exc) passes
         # it (the core's abort has no error to give).
         self._fatal_exc = exc

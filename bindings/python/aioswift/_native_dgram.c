@@ -383,12 +383,9 @@ datagram_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 static PyObject *
 datagram_fill(DatagramObject *self, PyObject *arg)
 {
-    aios_datagram_protocol_t *table = PyLong_AsVoidPtr(arg);
-    if (table == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "fill: NULL table");
+    aios_datagram_protocol_t *table = table_at(arg);
+    if (table == NULL)
         return NULL;
-    }
     if (self->cell != NULL || self->lost) {
         PyErr_SetString(PyExc_RuntimeError, "fill: the endpoint was made already");
         return NULL;

@@ -63,6 +63,16 @@ io_object_cell(CoreObject *core, PyObject *obj)
     return cell;
 }
 
+/* fill(table_address)'s table: NULL with an exception set. */
+static void *
+table_at(PyObject *address)
+{
+    void *table = PyLong_AsVoidPtr(address);
+    if (table == NULL && !PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "fill: NULL table");
+    return table;
+}
+
 /* The library's destructor of a callback argument (any thread, no GIL). */
 static void
 cell_unref(void *arg)

@@ -235,12 +235,9 @@ relay_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 static PyObject *
 relay_fill(RelayObject *self, PyObject *arg)
 {
-    aios_subprocess_protocol_t *table = PyLong_AsVoidPtr(arg);
-    if (table == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "fill: NULL table");
+    aios_subprocess_protocol_t *table = table_at(arg);
+    if (table == NULL)
         return NULL;
-    }
     if (self->cell != NULL || self->transport == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "fill: the subprocess was started already");
         return NULL;

@@ -29,7 +29,7 @@ from asyncio import transports
 from ._errors import exception_for_code
 from ._network import Connecting
 from ._runtime import lib
-from ._transport import ChannelTransport, ReadingMixin, WritingMixin, logger
+from ._transport import ChannelTransport, ReadingMixin, WritingMixin, logger, report_fatal_error
 
 
 class PipeMixin:
@@ -111,16 +111,7 @@ class ReadPipeTransport(PipeMixin, ChannelTransport, ReadingMixin, transports.Re
         })
 
     def _fatal_error(self, exc, message="Fatal error on pipe transport"):
-        if isinstance(exc, OSError) and exc.errno == errno.EIO:
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message,
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
+        report_fatal_error(self, exc, message, quiet=isinstance(exc, OSError) and exc.errno == errno.EIO)
         self._force_close(exc)
 
     def _io_eof(self):

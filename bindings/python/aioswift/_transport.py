@@ -113,6 +113,22 @@ def _enum(kind, value):
         return value
 
 
+def report_fatal_error(transport, exc, message, quiet):
+    """asyncio's _fatal_error report: an error the transport expects
+    (`quiet`: an OSError for a socket, EIO for a read pipe) is logged at
+    debug level only, any other goes to the exception handler."""
+    if quiet:
+        if transport._loop.get_debug():
+            logger.debug("%r: %s", transport, message, exc_info=True)
+    else:
+        transport._loop.call_exception_handler({
+            "message": message,
+            "exception": exc,
+            "transport": transport,
+            "protocol": transport._protocol,
+        })
+
+
 class ChannelTransport:
     """What every transport over a core stream transport shares (sockets and
     pipes): the Channel, the protocol, closing and aborting, and the end
@@ -189,16 +205,7 @@ class ChannelTransport:
     # -- errors and the end ----------------------------------------------------
 
     def _fatal_error(self, exc, message="Fatal error on transport"):
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message,
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
+        report_fatal_error(self, exc, message, quiet=isinstance(exc, OSError))
         self._force_close(exc)
 
     # A protocol callback the Channel called raised (data_received, ...).
