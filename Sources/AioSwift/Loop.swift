@@ -89,6 +89,9 @@ public final class Loop: @unchecked Sendable {
   var capturingTask: SwiftTaskBase?
   /// What the running C step reported (aios_task_await, _return, _fail).
   package var stepOutcome: StepTask.Outcome?
+  /// Swift tasks running bodies that are not resumed in their task's step
+  /// (see SwiftTaskBase.bodyTaskAddress), by their address.
+  var bodiesAwayFromSteps: [UnsafeRawPointer: SwiftTaskBase] = [:]
   /// Pending tasks, strongly held until done (asyncio's _all_tasks; holding
   /// them means a task nobody references still runs to its end).
   var tasksHead: TaskBase?
@@ -608,7 +611,12 @@ public final class Loop: @unchecked Sendable {
     uv_close(asHandle(wakeAsync), nil)
     uv_run(uv, UV_RUN_DEFAULT)
     uv_loop_close(uv)
+    // The bodies unwound find their loop as if it ran.
+    let running = aiosi_get_running_loop()
+    setRunningLoop(self)
     unwindSwiftTasks()
+    aiosi_set_running_loop(running)
+    bodiesAwayFromSteps = [:]
     releaseTaskList()
     let actions = closeActions
     closeActions = [:]

@@ -403,12 +403,22 @@ public class SwiftTaskBase: TaskBase {
   /// would cost more than the rest of the await). Its awaits on the loop
   /// are the task's steps; any other Swift task on the loop (a child of
   /// `async let` or of a task group, a Task preferring the loop as its
-  /// executor) inherits `current` but waits on its own (waitOnItsOwn). It
-  /// is also what an asyncio cancellation cancels when it finds the body
-  /// waiting on a Swift await that is not the library's.
+  /// executor) waits on its own (waitOnItsOwn). It is also what an asyncio
+  /// cancellation cancels when it finds the body waiting on a Swift await
+  /// that is not the library's.
+  ///
+  /// An await finds its task without a task-local: a task-local bound in
+  /// every body would be copied into every Swift task a body creates,
+  /// which costs each pending task a 1 KB slab of the runtime's allocator
+  /// (Swift copies task-locals into a new task's own allocator). A body
+  /// runs in its task's step, where the loop knows the task
+  /// (currentTaskAddress), except after an await that is not the
+  /// library's: its Swift task is then resumed by the executor, outside
+  /// any step, so from its first such await the loop keeps it in
+  /// bodiesAwayFromSteps.
   var bodyTaskAddress: UnsafeRawPointer?
-
-  @TaskLocal static var current: SwiftTaskBase?
+  /// Listed in the loop's bodiesAwayFromSteps.
+  private var listedAwayFromSteps = false
 
   /// True when the calling Swift task is the one running this task's body.
   var isRunningItsBody: Bool {
@@ -461,6 +471,23 @@ public class SwiftTaskBase: TaskBase {
     runPendingJob()
   }
 
+  /// After the body ran in a step: one that stopped at an await that is
+  /// not the library's is resumed outside the steps from now on.
+  private func noteWhereTheBodyStopped() {
+    guard continuation == nil, let bodyTaskAddress, !listedAwayFromSteps else { return }
+    listedAwayFromSteps = true
+    loop.bodiesAwayFromSteps[bodyTaskAddress] = self
+  }
+
+  /// The body ended.
+  final func bodyEnded() {
+    if listedAwayFromSteps, let bodyTaskAddress {
+      listedAwayFromSteps = false
+      loop.bodiesAwayFromSteps[bodyTaskAddress] = nil
+    }
+    bodyTaskAddress = nil
+  }
+
   /// See Loop.unwindSwiftTasks: resumes the suspended body with a
   /// CancelledError; false if it was not suspended at one of our awaits.
   func unwind() -> Bool {
@@ -474,7 +501,11 @@ public class SwiftTaskBase: TaskBase {
     guard let continuation else { return false }
     self.continuation = nil
     if let waiter { stopWaiting(on: waiter) }
+    // As in a step: an await the body makes then is its own.
+    let previous = loop.currentTaskAddress
+    loop.currentTaskAddress = Unmanaged.passUnretained(self).toOpaque()
     resume(continuation, throwing: CancelledError("Event loop is closed"))
+    loop.currentTaskAddress = previous
     return true
   }
 
@@ -482,6 +513,7 @@ public class SwiftTaskBase: TaskBase {
     guard let job = pendingJob else { return }
     pendingJob = nil
     job.runSynchronously(on: loop.asUnownedTaskExecutor())
+    noteWhereTheBodyStopped()
   }
 
   /// Suspends the body until the loop steps it again (after `future` is
@@ -515,9 +547,9 @@ public final class AioTask<T>: SwiftTaskBase {
     }
     self.body = nil
     bodyTaskAddress = currentSwiftTaskAddress()
-    defer { bodyTaskAddress = nil }
+    defer { bodyEnded() }
     do {
-      let value = try await SwiftTaskBase.$current.withValue(self) { try await body() }
+      let value = try await body()
       if bodyReturned() {
         storedValue = value
         finish(.finished)
@@ -661,38 +693,54 @@ private func currentSwiftTaskAddress() -> UnsafeRawPointer? { UnsafeRawPointer(a
 @inline(__always)
 private func cancelSwiftTask(_ task: UnsafeRawPointer) { aiosi_cancel_swift_task(UnsafeMutableRawPointer(mutating: task)) }
 
-/// The Swift task of this library running now.
-func currentSwiftTask() throws -> SwiftTaskBase {
-  guard let task = SwiftTaskBase.current else {
-    throw RuntimeError(code: AIOS_ENOLOOP.rawValue, "not inside a task of an aio-swift loop")
+extension Loop {
+  /// The task whose body the calling Swift task runs, if it is one.
+  @inline(__always)
+  func taskOfThisBody() -> SwiftTaskBase? {
+    let swiftTask = currentSwiftTaskAddress()
+    // In a step (an await resumed by the library, a body's start).
+    if let address = currentTaskAddress {
+      let task = Unmanaged<TaskBase>.fromOpaque(address).takeUnretainedValue()
+      if !task.isStepTask {
+        let body = unsafeDowncast(task, to: SwiftTaskBase.self)
+        if body.bodyTaskAddress == swiftTask { return body }
+      }
+    }
+    guard !bodiesAwayFromSteps.isEmpty, let swiftTask else { return nil }
+    return bodiesAwayFromSteps[swiftTask]
   }
-  guard task.loop.isOwnerThread else {
-    throw RuntimeError(code: AIOS_EWRONGTHREAD.rawValue,
-      "called from a thread that is not the loop's: a Task {} made in a task of the loop runs "
-        + "elsewhere; use loop.createTask { } for a task of the loop, or "
+}
+
+/// The loop an await of the library is made on: the one running on this
+/// thread, whose executor runs every Swift task that may await on it.
+func loopOfThisAwait() throws -> Loop {
+  guard let loop = runningLoopOnThisThread() else {
+    throw RuntimeError(code: AIOS_ENOLOOP.rawValue,
+      "not inside a task of an aio-swift loop, nor on its thread: a Task {} made in a task of "
+        + "the loop runs elsewhere; use loop.createTask { } for a task of the loop, or "
         + "Task(executorPreference: loop) { } for a Swift task on its thread")
   }
-  return task
+  return loop
 }
 
 /// Suspends the current task until `future` is done (asyncio's `await fut`).
 func suspendCurrentTask(until future: AnyFuture) async throws {
-  let task = try currentSwiftTask()
-  guard task.loop === future.loop else { throw RuntimeError(code: AIOS_EWRONGLOOP.rawValue) }
-  guard task !== future else {
-    throw RuntimeError(code: AIOS_EINVAL.rawValue, "a task cannot await itself")
-  }
-  try await awaitOnTheLoop(task, future)
+  let loop = try loopOfThisAwait()
+  guard loop === future.loop else { throw RuntimeError(code: AIOS_EWRONGLOOP.rawValue) }
+  try await awaitOnTheLoop(loop, future)
 }
 
 /// `await fut` (nil: a bare yield) from the Swift task running now: a step
-/// of `task` when it is the body's own Swift task, else a wait of its own.
+/// of the task whose body it is, else a wait of its own.
 @inline(__always)
-private func awaitOnTheLoop(_ task: SwiftTaskBase, _ future: AnyFuture?) async throws {
-  if task.isRunningItsBody {
+private func awaitOnTheLoop(_ loop: Loop, _ future: AnyFuture?) async throws {
+  if let task = loop.taskOfThisBody() {
+    guard task !== future else {
+      throw RuntimeError(code: AIOS_EINVAL.rawValue, "a task cannot await itself")
+    }
     try await task.suspendBody(on: future)
   } else {
-    try await waitOnItsOwn(future, loop: task.loop)
+    try await waitOnItsOwn(future, loop: loop)
   }
 }
 
@@ -721,18 +769,19 @@ private func waitOnItsOwn(_ future: AnyFuture?, loop: Loop) async throws {
 /// asyncio.sleep: suspends the current task for `delay` seconds; a delay of
 /// 0 or less yields exactly one loop iteration.
 public func sleep(_ delay: Double) async throws {
-  let task = try currentSwiftTask()
+  let loop = try loopOfThisAwait()
   try checkTime(delay)
   if delay <= 0 {
-    try await awaitOnTheLoop(task, nil)
+    try await awaitOnTheLoop(loop, nil)
     return
   }
-  let future = try task.loop.sleepFuture(delay)
-  try await awaitOnTheLoop(task, future)
+  let future = try loop.sleepFuture(delay)
+  try await awaitOnTheLoop(loop, future)
   try future.checkResult()
 }
 
 /// asyncio.current_task: the task running on this thread's loop, if any.
 public func currentTask() -> TaskBase? {
-  runningLoopOnThisThread()?.currentTask ?? SwiftTaskBase.current
+  guard let loop = runningLoopOnThisThread() else { return nil }
+  return loop.currentTask ?? loop.taskOfThisBody()
 }

@@ -228,6 +228,76 @@ final class TaskTests: LeakCheckedTestCase {
     }
   }
 
+  /// After an await that is not the library's (Task.sleep), the body is
+  /// resumed by the loop's executor, outside its task's steps: its next
+  /// awaits are still its task's, so current_task and cancellation work.
+  func testABodyResumedOutsideItsStepsIsStillItsTask() throws {
+    try withLoop { loop in
+      var seen: [String] = []
+      let task = try loop.createTask { () async throws -> Void in
+        let me = currentTask()
+        try await Task.sleep(for: .milliseconds(1))
+        seen.append(currentTask() === me ? "same task" : "another task")
+        try await sleep(0)
+        seen.append("yielded")
+        try await Task.sleep(for: .milliseconds(1))
+        do {
+          try await sleep(10)
+          seen.append("slept")
+        } catch is CancelledError {
+          seen.append("cancelled")
+          throw CancelledError()
+        }
+      }
+      try loop.callLater(0.05) { task.cancel() }
+      XCTAssertThrowsError(try loop.runUntilComplete(task)) { XCTAssertTrue($0 is CancelledError) }
+      XCTAssertEqual(seen, ["same task", "yielded", "cancelled"])
+      XCTAssertTrue(task.isCancelled)
+    }
+  }
+
+  /// A task created by a body sees the body's task-locals, as `Task {}`
+  /// does and as asyncio's create_task copies the context; its own
+  /// bindings do not reach back.
+  func testATaskInheritsTheTaskLocalsOfItsCreator() throws {
+    try withLoop { loop in
+      let outer = try loop.createTask { () async throws -> [String] in
+        try await TaskTests.$request.withValue("outer") { () async throws -> [String] in
+          let inner = try loop.createTask { () async throws -> [String] in
+            let seen = TaskTests.request
+            let rebound = TaskTests.$request.withValue("inner") { TaskTests.request }
+            return [seen, rebound]
+          }
+          try await sleep(0)
+          return try await inner.value + [TaskTests.request]
+        }
+      }
+      XCTAssertEqual(try loop.runUntilComplete(outer), ["outer", "inner", "outer"])
+    }
+  }
+  @TaskLocal static var request = "none"
+
+  /// A Swift task made off the loop's thread but preferring its executor
+  /// waits on the loop's futures on its own.
+  func testATaskPreferringTheLoopFromAnotherThreadAwaitsItsFutures() throws {
+    struct Shared: @unchecked Sendable { let loop: Loop; let future: Future<Int>; let result: Future<Int> }
+    try withLoop { loop in
+      let shared = Shared(loop: loop, future: loop.createFuture(of: Int.self), result: loop.createFuture(of: Int.self))
+      let main = try loop.createTask { () async throws -> Int in
+        // Made on a worker thread, with no task of the loop around it.
+        try await toThread {
+          Task(executorPreference: shared.loop) {
+            let value = (try? await shared.future.value) ?? -1
+            try? shared.result.setResult(value * 2)
+          }
+        }
+        try shared.loop.callLater(0.01) { try shared.future.setResult(21) }
+        return try await shared.result.value
+      }
+      XCTAssertEqual(try loop.runUntilComplete(main), 42)
+    }
+  }
+
   func testAFutureOfAnotherLoopCannotBeAwaited() throws {
     try withLoop { loop in
       let other = try Loop()
