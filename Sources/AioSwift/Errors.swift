@@ -82,25 +82,28 @@ public struct UserError: AsyncioError {
     /// The C error object that owns `data` (its handle, one C reference),
     /// when the payload refers to one rather than owning the data itself.
     package let foreignError: UInt64
-    /// Drops the C reference of `foreignError` (set by the C layer).
-    nonisolated(unsafe) package static var foreignErrorRelease: ((UInt64) -> Void)?
+    /// Drops the C reference of `foreignError`.
+    private let releaseForeignError: ((UInt64) -> Void)?
 
     public init(data: UnsafeMutableRawPointer?,
                 destructor: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?) {
       self.data = data
       self.destructor = destructor
       foreignError = 0
+      releaseForeignError = nil
     }
 
-    public init(data: UnsafeMutableRawPointer?, foreignError: UInt64) {
+    package init(data: UnsafeMutableRawPointer?, foreignError: UInt64,
+                 release: @escaping (UInt64) -> Void) {
       self.data = data
       destructor = nil
       self.foreignError = foreignError
+      releaseForeignError = release
     }
 
     deinit {
-      if foreignError != 0 {
-        Payload.foreignErrorRelease?(foreignError)
+      if let releaseForeignError {
+        releaseForeignError(foreignError)
       } else {
         destructor?(data)
       }

@@ -2,8 +2,8 @@
 // that are always scheduled on the loop, never run inline.
 internal import CAioSwift
 
-/// A C done callback, called through `AnyFuture.foreignDoneInvoker` (the C
-/// layer turns the future into a C handle there).
+/// A C done callback, called by the loop's ForeignInterface (which turns
+/// the future into a C handle).
 package typealias ForeignDoneFunction = UnsafeRawPointer
 
 /// A registered Swift done callback; its identity is its token for removal.
@@ -24,8 +24,8 @@ enum DoneCallback {
   func invoke(_ future: AnyFuture) {
     switch self {
     case .swift(let token): token.body(future)
-    case .foreign(let fn, let arg): AnyFuture.foreignDoneInvoker?(future, fn, arg)
-    case .foreignOwned(let fn, let arg): AnyFuture.foreignDoneInvoker?(future, fn, arg.value)
+    case .foreign(let fn, let arg): future.loop.foreign?.callDone(fn, arg, of: future)
+    case .foreignOwned(let fn, let arg): future.loop.foreign?.callDone(fn, arg.value, of: future)
     case .wakeup(let task): task.wakeup(from: future)
     case .operation(let operation): operation.innerDone(future)
     }
@@ -48,10 +48,6 @@ public class AnyFuture: CustomStringConvertible {
   var cDestructor: CDestructor?
   /// The C ABI's handle for this object (0: none yet).
   package var foreignHandle: UInt64 = 0
-
-  /// Set by the C layer: calls a `.foreign` done callback.
-  nonisolated(unsafe) package static var foreignDoneInvoker:
-    ((AnyFuture, ForeignDoneFunction, UnsafeMutableRawPointer?) -> Void)?
 
   /// A pending future; use `loop.createFuture()` from Swift.
   public init(loop: Loop) {
@@ -232,10 +228,12 @@ public class AnyFuture: CustomStringConvertible {
   }
 
   /// C done callbacks, compared by function and argument for removal.
-  /// A C done callback; `destructor` (if any) frees `arg` once, after the
-  /// callback ran, once it is removed, or with the future.
+  /// A C done callback, called through `foreign`; `destructor` (if any)
+  /// frees `arg` once, after the callback ran, once it is removed, or with
+  /// the future.
   package func addForeignDoneCallback(_ fn: ForeignDoneFunction, _ arg: UnsafeMutableRawPointer?,
-                                     destructor: CDestructor? = nil) {
+                                     destructor: CDestructor? = nil, foreign: any ForeignInterface) {
+    loop.useForeignInterface(foreign)
     if let destructor {
       addDoneCallback(.foreignOwned(fn, OwnedArgument(arg, destructor)))
     } else {

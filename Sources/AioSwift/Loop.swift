@@ -123,6 +123,8 @@ public final class Loop: @unchecked Sendable {
   /// What the C layer keeps per loop (the batch of I/O events for
   /// bindings); let go of when the loop closes.
   package var bindingState: AnyObject?
+  /// The C layer's part, on a loop C uses (see ForeignInterface).
+  package internal(set) var foreign: (any ForeignInterface)?
   /// Transports and servers with libuv handles open: they are aborted when
   /// the loop closes, before libuv's loop is freed.
   private var openIO: [ObjectIdentifier: (owner: Unmanaged<AnyObject>, abort: () -> Void)] = [:]
@@ -322,12 +324,10 @@ public final class Loop: @unchecked Sendable {
   }
 
   /// Releases the objects of this thread whose last C reference was dropped
-  /// on another thread (set by the C layer).
-  nonisolated(unsafe) package static var deferredReleaseDrain: (() -> Void)?
-
+  /// on another thread.
   @inline(__always)
   func drainDeferredReleases() {
-    if aiosi_deferred_release_count() != 0 { Loop.deferredReleaseDrain?() }
+    if aiosi_deferred_release_count() != 0 { foreign?.drainDeferredReleases() }
   }
 
   fileprivate func drainThreadsafe() {

@@ -275,8 +275,8 @@ public class TaskBase: AnyFuture {
 }
 
 /// A task driven by a C step function (see aios_step_fn in the header). The
-/// C layer calls the function through `foreignStepInvoker`, and the step
-/// reports what it did through `loop.stepOutcome`.
+/// loop's ForeignInterface calls the function, and the step reports what it
+/// did through `loop.stepOutcome`.
 package final class StepTask: TaskBase {
   public enum Outcome {
     case await(AnyFuture?)
@@ -288,17 +288,12 @@ package final class StepTask: TaskBase {
   public let argument: UnsafeMutableRawPointer?
   private let argumentDestructor: CDestructor?
 
-  /// Calls the step function; returns its status.
-  nonisolated(unsafe) package static var foreignStepInvoker: ((StepTask, AnyFuture?) -> Int32)?
-  /// Drops the C reference of holdsAwaitedHandle.
-  nonisolated(unsafe) package static var foreignHandleRelease: ((UInt64) -> Void)?
-
   /// Drops the reference of holdsOwnHandle, once the task is done or its
   /// loop let go of it.
   public func releaseOwnHandle() {
     guard holdsOwnHandle else { return }
     holdsOwnHandle = false
-    StepTask.foreignHandleRelease?(foreignHandle)
+    loop.foreign?.releaseHandle(foreignHandle)
   }
 
   override func didFinish() {
@@ -315,7 +310,7 @@ package final class StepTask: TaskBase {
   public func releaseAwaitedHandle(of future: AnyFuture?) {
     guard holdsAwaitedHandle else { return }
     holdsAwaitedHandle = false
-    if let future { StepTask.foreignHandleRelease?(future.foreignHandle) }
+    if let future { loop.foreign?.releaseHandle(future.foreignHandle) }
   }
 
   init(loop: Loop, function: UnsafeRawPointer, argument: UnsafeMutableRawPointer?,
@@ -366,7 +361,7 @@ package final class StepTask: TaskBase {
     // an eager task's step may run inside this one, so it is set aside.
     let outer = loop.stepOutcome.take()
     stepping = true
-    let status = StepTask.foreignStepInvoker?(self, awaited) ?? AIOS_ENOTIMPL.rawValue
+    let status = loop.foreign?.step(self, awaited: awaited) ?? AIOS_ENOTIMPL.rawValue
     stepping = false
     let reported = loop.stepOutcome.take()
     loop.stepOutcome = outer
@@ -601,13 +596,14 @@ extension Loop {
     return task
   }
 
-  /// A task driven by a C step function (aios_task_new).
-  /// A task driven by a C step function; `prepare` runs before its first
-  /// step can (an eager one runs at once).
+  /// A task driven by a C step function, which `foreign` calls; `prepare`
+  /// runs before its first step can (an eager one runs at once).
   package func createStepTask(function: UnsafeRawPointer, argument: UnsafeMutableRawPointer?,
                              destructor: CDestructor?, name: String?, eager: Bool,
+                             foreign: any ForeignInterface,
                              prepare: (StepTask) throws -> Void = { _ in }) throws -> StepTask {
     try checkUsable()
+    useForeignInterface(foreign)
     let task = StepTask(loop: self, function: function, argument: argument,
                         destructor: destructor, name: name)
     do {

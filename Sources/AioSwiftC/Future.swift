@@ -2,14 +2,15 @@
 import AioSwift
 import CAioSwift
 
-/// Calls C done callbacks with a handle lent for the call. Installed once,
-/// before the first C callback or task can exist.
-let foreignHooksInstalled: Void = {
-  AnyFuture.foreignDoneInvoker = { future, function, arg in
+/// The C layer's part of every loop C uses: calls into C with handles lent
+/// for the call, and releases of the references the core holds.
+final class CInterface: ForeignInterface {
+  func callDone(_ function: ForeignDoneFunction, _ argument: UnsafeMutableRawPointer?, of future: AnyFuture) {
     let callback = unsafeBitCast(function, to: aios_done_fn.self)
-    lend(future, objectType(of: future)) { callback($0, arg) }
+    lend(future, objectType(of: future)) { callback($0, argument) }
   }
-  StepTask.foreignStepInvoker = { task, awaited in
+
+  func step(_ task: StepTask, awaited: AnyFuture?) -> Int32 {
     let step = unsafeBitCast(task.stepFunction, to: aios_step_fn.self)
     // The reference aios_task_await took for the future now done: the step
     // gets that handle back rather than a new one.
@@ -29,10 +30,12 @@ let foreignHooksInstalled: Void = {
     }
     return status
   }
-  StepTask.foreignHandleRelease = { _ = ObjectTable.release($0) }
-  UserError.Payload.foreignErrorRelease = { _ = ObjectTable.release($0) }
-  Loop.deferredReleaseDrain = { DeferredReleases.drain() }
-}()
+
+  func releaseHandle(_ handle: UInt64) { _ = ObjectTable.release(handle) }
+
+  func drainDeferredReleases() { DeferredReleases.drain() }
+}
+let cInterface = CInterface()
 
 @_cdecl("aios_future_new")
 public func aios_future_new(_ loop: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
@@ -119,8 +122,8 @@ public func aios_future_add_done_callback(_ future: OpaquePointer?, _ cb: aios_d
     let future = try ownFuture(future)
     guard let cb else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
     try future.loop.checkUsable()
-    foreignHooksInstalled
-    future.addForeignDoneCallback(unsafeBitCast(cb, to: UnsafeRawPointer.self), arg, destructor: destructor)
+    future.addForeignDoneCallback(unsafeBitCast(cb, to: UnsafeRawPointer.self), arg, destructor: destructor,
+                                  foreign: cInterface)
   }
 }
 

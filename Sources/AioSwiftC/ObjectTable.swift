@@ -111,10 +111,11 @@ final class ErrorObject: ForeignObject {
   /// A Swift error for the loop's side (a future's or a task's), made on
   /// the loop's thread; `handle` names this object.
   func swiftError(handle: UInt64) -> any Error {
-    foreignHooksInstalled
     let text = String(cString: message)
     if isUserError, ObjectTable.retain(handle) {
-      return UserError(text, payload: UserError.Payload(data: userData, foreignError: handle))
+      return UserError(text, payload: UserError.Payload(data: userData, foreignError: handle) {
+        _ = ObjectTable.release($0)
+      })
     }
     if code == AIOS_EINCOMPLETE.rawValue {
       var error = IncompleteReadError(partial: [UInt8](partial), expected: expected < 0 ? nil : Int(expected))
@@ -317,6 +318,8 @@ enum ObjectTable {
     let owner = T.usableFromAnyThread ? 0 : owner ?? aiosi_thread_token()
     guard let handle = allocate(object, type: type, owner: owner, loop: object.foreignLoop) else { return nil }
     object.foreignHandle = handle
+    // A loop C names has the C layer's interface before C can make objects of it.
+    if type == .loop { unsafeDowncast(object as AnyObject, to: Loop.self).useForeignInterface(cInterface) }
     return handle
   }
 
@@ -408,7 +411,6 @@ enum DeferredReleases {
 
   static func add(_ object: UnsafeMutableRawPointer, type: UInt32, handle: UInt64, owner: UInt32,
                   loop: UnsafeMutableRawPointer?) {
-    foreignHooksInstalled
     entries.withLock { $0.append(Entry(object: object, type: type, handle: handle, owner: owner)) }
     aiosi_deferred_release_add(1)
     // The object holds its loop, so the loop is alive until it is released.

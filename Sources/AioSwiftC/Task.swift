@@ -32,11 +32,11 @@ public func aios_task_create(_ loop: OpaquePointer?, _ step: aios_step_fn?, _ ar
 /// fire-and-forget task) until it is done.
 func createStepTask(_ loop: Loop, _ step: aios_step_fn, _ arg: UnsafeMutableRawPointer?,
                     _ options: aios_task_options_t, forCaller: Bool) throws -> (StepTask, UInt64) {
-  foreignHooksInstalled
   var handle: UInt64 = 0
   let task = try loop.createStepTask(
     function: unsafeBitCast(step, to: UnsafeRawPointer.self), argument: arg,
     destructor: options.arg_destructor, name: string(options.name), eager: options.eager != 0,
+    foreign: cInterface,
     prepare: { task in
       if let context = options.context { task.setContext(context, destructor: options.context_destructor) }
       handle = try giveOwnHandle(task, forCaller: forCaller)
