@@ -73,7 +73,7 @@ public final class AsCompleted: AsyncSequence, AsyncIteratorProtocol {
     case .ready(let completion):
       let index = unsafeDowncast(completion, to: Completion.self).index
       if index < 0 {
-        let failed = AnyFuture(loop: loop)
+        let failed = RawFuture(loop: loop)
         try failed.setError(TimeoutError())
         return failed
       }

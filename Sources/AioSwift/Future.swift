@@ -43,11 +43,27 @@ public class AnyFuture: CustomStringConvertible {
   // Most futures get one callback (the task awaiting them): keep it inline.
   private var firstCallback: DoneCallback?
   private var moreCallbacks: [DoneCallback] = []
+
+  // A C result (a pointer and its destructor) and a C handle are kept by
+  // the futures C makes or sees (RawFuture and its subclasses, tasks,
+  // gather's and shield's futures), not by Swift's Future<T>: these
+  // accessors are theirs to override.
   /// A result set through the C ABI, freed with its destructor.
-  var cValue: UnsafeMutableRawPointer?
-  var cDestructor: CDestructor?
+  var cValue: UnsafeMutableRawPointer? {
+    get { nil }
+    set {}
+  }
+  var cDestructor: CDestructor? {
+    get { nil }
+    set {}
+  }
+  /// Whether the future keeps a C result (cValue, cDestructor).
+  var keepsCResult: Bool { false }
   /// The C ABI's handle for this object (0: none yet).
-  package var foreignHandle: UInt64 = 0
+  package var foreignHandle: UInt64 {
+    get { 0 }
+    set {}
+  }
 
   /// A pending future; use `loop.createFuture()` from Swift.
   public init(loop: Loop) {
@@ -72,7 +88,6 @@ public class AnyFuture: CustomStringConvertible {
         message: "\(isTask ? "Task" : "Future") exception was never retrieved",
         error: error))
     }
-    cDestructor?(cValue)
   }
 
   public var isDone: Bool { state != .pending }
@@ -86,6 +101,9 @@ public class AnyFuture: CustomStringConvertible {
   /// A value the pending future already owned (a sleep's result) is freed.
   package func setCResult(_ value: UnsafeMutableRawPointer?, destructor: CDestructor?) throws {
     try checkSettable()
+    guard keepsCResult || value == nil else {
+      throw RuntimeError(code: AIOS_EINVAL.rawValue, "\(typeName) holds no C result")
+    }
     let (previous, previousDestructor) = (cValue, cDestructor)
     cValue = value
     cDestructor = destructor
@@ -319,6 +337,35 @@ public class AnyFuture: CustomStringConvertible {
   }
 
   var typeName: String { "Future" }
+}
+
+/// A future whose result is a C value: a pointer, freed by its destructor
+/// with the future unless it is taken. The futures C makes (aios_future_new,
+/// a sleep's, an operation's) are these; Swift's typed ones are Future<T>.
+package class RawFuture: AnyFuture {
+  private var kept = KeptCResult()
+  final override var cValue: UnsafeMutableRawPointer? {
+    get { kept.value }
+    set { kept.value = newValue }
+  }
+  final override var cDestructor: CDestructor? {
+    get { kept.destructor }
+    set { kept.destructor = newValue }
+  }
+  final override var keepsCResult: Bool { true }
+  package final override var foreignHandle: UInt64 {
+    get { kept.handle }
+    set { kept.handle = newValue }
+  }
+  deinit { kept.free() }
+}
+
+/// What a future C sees keeps: its C result and its C handle.
+struct KeptCResult {
+  var value: UnsafeMutableRawPointer?
+  var destructor: CDestructor?
+  var handle: UInt64 = 0
+  func free() { destructor?(value) }
 }
 
 /// A future with a Swift result of type `T`.

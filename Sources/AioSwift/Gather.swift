@@ -10,6 +10,11 @@ public final class GatheringFuture: AnyFuture {
   private let returnExceptions: Bool
   private var finished = 0
   private var cancelRequested = false
+  private var storedHandle: UInt64 = 0
+  package override var foreignHandle: UInt64 {
+    get { storedHandle }
+    set { storedHandle = newValue }
+  }
 
   init(children: [AnyFuture], returnExceptions: Bool, loop: Loop) {
     self.children = children
@@ -121,6 +126,23 @@ public func gather<T>(_ tasks: [AioTask<T>]) async throws -> [T] {
 /// which the outer one keeps.
 public final class ShieldFuture: AnyFuture {
   public let inner: AnyFuture
+  /// A C result: the inner future's, lent (the inner one frees it), or
+  /// one set on the shield by its user, which the shield owns.
+  private var kept = KeptCResult()
+  override var cValue: UnsafeMutableRawPointer? {
+    get { kept.value }
+    set { kept.value = newValue }
+  }
+  override var cDestructor: CDestructor? {
+    get { kept.destructor }
+    set { kept.destructor = newValue }
+  }
+  override var keepsCResult: Bool { true }
+  package override var foreignHandle: UInt64 {
+    get { kept.handle }
+    set { kept.handle = newValue }
+  }
+  deinit { kept.free() }
 
   init(inner: AnyFuture) {
     self.inner = inner

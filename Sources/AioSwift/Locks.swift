@@ -220,7 +220,7 @@ public final class Event: LoopBound {
     let loop = try self.loop()
     if isSet { return nil }
     dropCancelledWaiters()
-    let waiter = AnyFuture(loop: loop)
+    let waiter = RawFuture(loop: loop)
     waiters.append(waiter)
     return waiter
   }
@@ -264,7 +264,7 @@ public final class Condition: LoopBound {
     guard isLocked else {
       throw RuntimeError(code: AIOS_ENOTACQUIRED.rawValue, "cannot wait on un-acquired lock")
     }
-    let waiter = AnyFuture(loop: loop)
+    let waiter = RawFuture(loop: loop)
     try release()
     waiters.append(waiter)
     return Wait(condition: self, waiter: waiter)

@@ -10,7 +10,7 @@
 // would. C, Swift and bindings all await the same object.
 internal import CAioSwift
 
-package class Operation: AnyFuture {
+package class Operation: RawFuture {
   override var outcomeIsSetFromOutside: Bool { false }
   /// The state of the operation as its own waiter. Most blocking calls
   /// append a waiter future to their primitive and await it; here the
@@ -208,7 +208,7 @@ extension AnyFuture {
   /// with an optional C result.
   package static func done(on loop: Loop, value: UnsafeMutableRawPointer? = nil,
                           destructor: CDestructor? = nil) -> AnyFuture {
-    let future = AnyFuture(loop: loop)
+    let future = RawFuture(loop: loop)
     future.cValue = value
     future.cDestructor = destructor
     future.finish(.finished)

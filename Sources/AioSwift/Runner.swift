@@ -75,7 +75,7 @@ func cancelAllTasks(_ loop: Loop) throws {
   let tasks = loop.allTasks()
   if tasks.isEmpty { return }
   for task in tasks { task.cancel() }
-  let allDone = AnyFuture(loop: loop)
+  let allDone = RawFuture(loop: loop)
   var remaining = tasks.count
   for task in tasks {
     task.addDoneCallback { _ in

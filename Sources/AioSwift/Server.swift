@@ -735,7 +735,7 @@ public final class Server: CustomStringConvertible {
   package func closedFuture() throws -> AnyFuture {
     try loop.checkUsable()
     if isClosed && clients.isEmpty { return loop.doneFuture }
-    let future = AnyFuture(loop: loop)
+    let future = RawFuture(loop: loop)
     closedWaiters.append(future)
     return future
   }
@@ -751,7 +751,7 @@ public final class Server: CustomStringConvertible {
     }
     guard !isClosed else { throw InvalidStateError("server \(self) is closed") }
     try startServing()
-    let future = AnyFuture(loop: loop)
+    let future = RawFuture(loop: loop)
     foreverFuture = future
     future.addDoneCallback { [weak self] _ in
       guard let self else { return }

@@ -17,7 +17,7 @@ import Glibc
 
 /// The future of a socket operation, which only the operation finishes.
 /// A cancelled send says how many bytes went out (CancelledError.bytesSent).
-package final class SocketFuture: AnyFuture {
+package final class SocketFuture: RawFuture {
   override var outcomeIsSetFromOutside: Bool { false }
   /// For an operation that sends: the bytes sent so far.
   package var bytesSent = 0

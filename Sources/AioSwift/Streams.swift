@@ -186,7 +186,7 @@ public final class StreamReader {
   /// asyncio's _wait_for_data: the future more data (or EOF) completes.
   package func waitForData(_ request: ReadRequest) throws -> AnyFuture {
     try prepareToWait(request)
-    let future = AnyFuture(loop: loop)
+    let future = RawFuture(loop: loop)
     waiter = future
     return future
   }
@@ -531,7 +531,7 @@ package final class StreamReaderProtocol: StreamProtocol, ReplaceableProtocol {
   fileprivate func drainFuture() throws -> AnyFuture {
     if connectionLost { throw OSError(errno: ECONNRESET, "Connection lost") }
     if !writingPaused { return loop.doneFuture }
-    let waiter = AnyFuture(loop: loop)
+    let waiter = RawFuture(loop: loop)
     drainWaiters.append(waiter)
     return waiter
   }
@@ -547,7 +547,7 @@ package final class StreamReaderProtocol: StreamProtocol, ReplaceableProtocol {
 
   /// A future done once the connection is lost.
   fileprivate func closedFuture() -> AnyFuture {
-    let waiter = AnyFuture(loop: loop)
+    let waiter = RawFuture(loop: loop)
     if connectionLost { finishClosedWaiter(waiter) } else { closedWaiters.append(waiter) }
     return waiter
   }
@@ -579,7 +579,7 @@ public final class StreamWriter {
     if let exception = streamProtocol.reader.exception { return try failed(exception) }
     if transport.isClosing && !streamProtocol.connectionLost {
       // asyncio yields once so that connection_lost may run first.
-      let future = AnyFuture(loop: loop)
+      let future = RawFuture(loop: loop)
       try loop.callSoon { [streamProtocol] in
         guard !future.isDone else { return }
         do {
@@ -604,7 +604,7 @@ public final class StreamWriter {
   }
 
   private func failed(_ error: any Error) throws -> AnyFuture {
-    let future = AnyFuture(loop: loop)
+    let future = RawFuture(loop: loop)
     try future.setError(error)
     return future
   }

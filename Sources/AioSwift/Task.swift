@@ -56,6 +56,12 @@ public class TaskBase: AnyFuture {
   }
   /// The future the task awaits (asyncio's _fut_waiter).
   var waiter: AnyFuture?
+  /// Tasks, Swift's too, may be seen by C (current_task, all_tasks).
+  private var storedHandle: UInt64 = 0
+  package final override var foreignHandle: UInt64 {
+    get { storedHandle }
+    set { storedHandle = newValue }
+  }
   // The loop's list of pending tasks.
   var nextTask: TaskBase?
   var previousTask: TaskBase? {
@@ -287,6 +293,18 @@ package final class StepTask: TaskBase {
   public let stepFunction: UnsafeRawPointer
   public let argument: UnsafeMutableRawPointer?
   private let argumentDestructor: CDestructor?
+  /// The C result the step returned.
+  private var result: UnsafeMutableRawPointer?
+  private var resultDestructor: CDestructor?
+  override var cValue: UnsafeMutableRawPointer? {
+    get { result }
+    set { result = newValue }
+  }
+  override var cDestructor: CDestructor? {
+    get { resultDestructor }
+    set { resultDestructor = newValue }
+  }
+  override var keepsCResult: Bool { true }
 
   /// Drops the reference of holdsOwnHandle, once the task is done or its
   /// loop let go of it.
@@ -334,6 +352,7 @@ package final class StepTask: TaskBase {
   deinit {
     releaseAwaitedHandle(of: waiter)
     if !argumentAbandoned { argumentDestructor?(argument) }
+    resultDestructor?(result)
   }
 
   /// True while this task's step function runs (aios_task_await and friends
@@ -353,7 +372,7 @@ package final class StepTask: TaskBase {
       }
     } else if let cancellation {
       releaseAwaitedHandle(of: awaited)
-      let cancelled = AnyFuture(loop: loop)
+      let cancelled = RawFuture(loop: loop)
       _ = cancelled.cancelFuture(message: cancellation.message.isEmpty ? nil : cancellation.message)
       awaited = cancelled
     }
@@ -671,7 +690,7 @@ extension Loop {
     if delay <= 0 { return AnyFuture.done(on: self, value: value, destructor: destructor) }
     // The future owns the value from the start, so it is freed exactly once
     // whether the sleep ends, is cancelled, or is dropped unfinished.
-    let future = AnyFuture(loop: self)
+    let future = RawFuture(loop: self)
     future.cValue = value
     future.cDestructor = destructor
     let timer = try callLater(delay) { if !future.isDone { future.finish(.finished) } }

@@ -124,7 +124,7 @@ public final class AioTaskGroup: CustomStringConvertible {
 
     private func waitForTasks() {
       if group.tasks.isEmpty { return finish() }
-      let completed = AnyFuture(loop: loop)
+      let completed = RawFuture(loop: loop)
       group.onCompleted = completed
       wait(on: completed)
       // The group holds `completed`, which holds this exit, which holds

@@ -59,7 +59,7 @@ extension Loop {
   /// delivered) or fails with the status.
   package func toThread(_ work: @escaping () -> (Int32, UnsafeMutableRawPointer?),
                        destructor: CDestructor?) throws -> AnyFuture {
-    let future = AnyFuture(loop: self)
+    let future = RawFuture(loop: self)
     let outcome = Mutex<(Int32, UnsafeMutableRawPointer?)>((0, nil))
     try queueWork(ThreadWork(
       run: { let result = work(); outcome.withLock { $0 = result } },

@@ -22,7 +22,7 @@ package final class WaitOperation: Operation {
     self.returnWhen = returnWhen
     remaining = futures.count
     if let timeout { try checkTime(timeout) }
-    let waiter = AnyFuture(loop: loop)
+    let waiter = RawFuture(loop: loop)
     super.init(waitingOn: waiter)
     if let timeout {
       timeoutHandle = try loop.callLater(timeout) { if !waiter.isDone { waiter.wake() } }

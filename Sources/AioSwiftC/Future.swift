@@ -43,7 +43,7 @@ public func aios_future_new(_ loop: OpaquePointer?, _ out: UnsafeMutablePointer<
     let loop = try ownLoop(loop)
     guard out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
     try loop.checkUsable()
-    try give(AnyFuture(loop: loop), .future, out)
+    try give(RawFuture(loop: loop), .future, out)
   }
 }
 

@@ -31,7 +31,7 @@ func requestFuture<T>(_ loop: Loop, _ out: UnsafeMutablePointer<OpaquePointer?>?
                       deliver: @escaping (AnyFuture, T) -> Void, discard: ((T) -> Void)? = nil) throws {
   guard out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
   try loop.checkUsable()
-  let future = AnyFuture(loop: loop)
+  let future = RawFuture(loop: loop)
   try loop.bind(future, start, deliver: { deliver(future, $0) }, discard: discard)
   do {
     try give(future, .future, out)

@@ -353,7 +353,7 @@ public func aios_process_wait(_ process: OpaquePointer?, _ out: UnsafeMutablePoi
     try withProcess(process) { process in
       let loop = process.process.loop
       try loop.checkUsable()
-      let future = AnyFuture(loop: loop)
+      let future = RawFuture(loop: loop)
       process.process.transport.whenFinished { code in
         guard !future.isDone else { return }
         try? future.setCResult(UnsafeMutableRawPointer(bitPattern: Int(code)), destructor: nil)
@@ -386,7 +386,7 @@ public func aios_process_communicate(_ process: OpaquePointer?, _ input: UnsafeR
       let loop = process.loop
       try loop.checkUsable()
       let bytes = input.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: length)) }
-      let future = AnyFuture(loop: loop)
+      let future = RawFuture(loop: loop)
       let task = try loop.createTask { try await process.communicate(bytes) }
       task.addDoneCallback { done in
         guard !future.isDone else { return }

@@ -76,7 +76,7 @@ private func shutDownOutcome(_ queue: CQueue, _ out: UnsafeMutablePointer<Opaque
   do {
     try body()
   } catch let error as QueueShutDown {
-    let failed = AnyFuture(loop: try queue.loop())
+    let failed = RawFuture(loop: try queue.loop())
     try failed.setError(error)
     try give(failed, .future, out)
   }

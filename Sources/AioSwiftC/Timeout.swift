@@ -99,11 +99,11 @@ private func finishedLike(_ future: AnyFuture) throws -> AnyFuture {
     try future.checkResult()
     return future.loop.doneFuture
   } catch let cancelled as CancelledError {
-    let copy = AnyFuture(loop: future.loop)
+    let copy = RawFuture(loop: future.loop)
     copy.cancel(message: cancelled.message.isEmpty ? nil : cancelled.message)
     return copy
   } catch {
-    let copy = AnyFuture(loop: future.loop)
+    let copy = RawFuture(loop: future.loop)
     try copy.setError(error)
     return copy
   }
