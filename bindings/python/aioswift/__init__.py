@@ -14,9 +14,10 @@ TLS: TCP and Unix connections, servers and name resolution are the core's.
 Datagrams, pipes, subprocesses and signals are not built yet (those methods
 raise NotImplementedError).
 
-Also here: CFuture, a future of the C runtime (loop.create_cfuture(),
-loop.sleep_cfuture()); status codes mapped to Python exceptions
-(aioswift._errors); version() and live_objects().
+Also here: CFuture, an awaitable future of the C runtime
+(loop.create_cfuture(), loop.sleep_cfuture(), and for C code on the same
+loop loop.aios_loop, loop.wrap_cfuture() and loop.as_cfuture()); status codes
+mapped to Python exceptions (aioswift._errors); version() and live_objects().
 """
 
 from ._runtime import ffi, lib, text as _text

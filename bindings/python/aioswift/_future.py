@@ -4,8 +4,16 @@ Its result is a Python object put into C as a box (see _runtime) with the
 destructor aioswift_py_release, which C calls exactly once when the future is
 freed. Its exception is an AIOS_EUSER error carrying the Python exception, or
 an error of the library's own, mapped by _errors.
+
+The bridge between C code and Python code on one loop:
+  - a CFuture is awaitable, as asyncio.Future is (asyncio's Task waits for it
+    through add_done_callback and cancels it with cancel(msg)); wrap_pointer
+    makes one for a future or task C code made;
+  - follow(loop, future) is a core future that follows an asyncio future, for
+    C code to await (aios_task_await): outcome forwards, cancellation back.
 """
 
+import asyncio
 import contextvars
 import functools
 import reprlib
@@ -60,8 +68,18 @@ def boxed_value(value):
 class CFuture:
     """A future of the C runtime: done, cancelled, cancel, result, exception,
     set_result, set_exception, add_done_callback, remove_done_callback and
-    get_loop, as asyncio.Future has them. Done callbacks are scheduled with
-    call_soon by the library, never run inline."""
+    get_loop, as asyncio.Future has them, and awaitable as asyncio.Future is
+    (asyncio.isfuture is true for it). Done callbacks are scheduled with
+    call_soon by the library, never run inline.
+
+    It may stand for a C task (aios_task_t): then cancel() requests the task's
+    cancellation, as asyncio.Task.cancel does, and set_result/set_exception
+    are refused."""
+
+    # asyncio's protocol of future-like objects: the class attribute makes
+    # asyncio.isfuture true; __await__ sets it on the instance for the Task
+    # that receives the yielded future.
+    _asyncio_future_blocking = False
 
     def __init__(self, loop, ptr, value_box=None):
         # Takes over one reference to `ptr`; `value_box` is the box of the
@@ -79,6 +97,17 @@ class CFuture:
         lend(value_box, self)
         self._box = value_box
 
+    def _hold(self, value_box, exc=None):
+        """A box read from the future (a value or an exception another
+        future or task put there, as when a C task finishes with what it
+        awaited): hold its value while we live if no other wrapper does, so
+        that a cycle through it (exception -> traceback -> frame -> this
+        future) stays one the collector sees."""
+        if self._box is None and lend(value_box, self):
+            self._box = value_box
+            if exc is not None:
+                self._exception_tb = exc.__traceback__
+
     def __del__(self):
         ptr = getattr(self, "_ptr", NULL)
         self._ptr = NULL
@@ -92,6 +121,25 @@ class CFuture:
 
     def get_loop(self):
         return self._loop
+
+    @property
+    def pointer(self):
+        """The core's future, `aios_future_t *` (for a task, the task as a
+        future: aios_task_as_future's pointer), borrowed: valid while this
+        CFuture lives. C code that keeps it takes its own reference
+        (aios_future_ref); a C task awaiting it (aios_task_await) does. Any
+        cffi module's ffi.cast takes it."""
+        return self._ptr
+
+    def __await__(self):
+        if not self.done():
+            self._asyncio_future_blocking = True
+            yield self
+        if not self.done():
+            raise RuntimeError("await wasn't used with future")
+        return self.result()
+
+    __iter__ = __await__
 
     def done(self):
         return bool(check(lib.aios_future_done(self._ptr)))
@@ -111,6 +159,8 @@ class CFuture:
             return exception_for_code(got if got < 0 else status)
         try:
             exc = exception_from_error(out[0])
+            if lib.aios_error_kind(out[0]) == lib.AIOS_ERROR_USER:
+                self._hold(lib.aios_error_user_data(out[0]), exc)
         finally:
             lib.aios_error_unref(out[0])
         if exc is self._owned:
@@ -123,7 +173,10 @@ class CFuture:
         value = ffi.new("void **")
         status = lib.aios_future_result(self._ptr, value)
         if status == 0:
-            return python_value(value[0])
+            ptr = value[0]
+            if ptr != NULL:
+                self._hold(ptr)
+            return python_value(ptr)
         raise self._failure(status)
 
     def exception(self):
@@ -134,6 +187,8 @@ class CFuture:
         try:
             exc = exception_from_error(out[0])
             cancelled = lib.aios_error_kind(out[0]) == lib.AIOS_ERROR_CANCELLED
+            if lib.aios_error_kind(out[0]) == lib.AIOS_ERROR_USER:
+                self._hold(lib.aios_error_user_data(out[0]), exc)
         finally:
             lib.aios_error_unref(out[0])
         if cancelled:
@@ -206,6 +261,92 @@ class CFuture:
         except Exception:
             state = "invalid"
         return f"<CFuture {state}>"
+
+
+def wrap_pointer(loop, pointer):
+    """A CFuture for a future or task C code made on `loop`'s core loop.
+    `pointer` is an `aios_future_t *` or `aios_task_t *` of any cffi module,
+    or its address as an int. The CFuture takes a reference of its own; the
+    caller keeps theirs. A stale or foreign pointer is refused by the library
+    (AIOS_EBADHANDLE), a future of another loop with WrongLoopError."""
+    if isinstance(pointer, int) and not isinstance(pointer, bool):
+        ptr = ffi.cast("aios_future_t *", pointer)
+    elif isinstance(pointer, ffi.CData) and ffi.typeof(pointer).kind == "pointer":
+        if ffi.typeof(pointer).cname == "aios_task_t *":
+            ptr = lib.aios_task_as_future(ffi.cast("aios_task_t *", pointer))
+        else:
+            ptr = ffi.cast("aios_future_t *", pointer)
+    else:
+        raise TypeError(f"an aios_future_t *, an aios_task_t * or an address was "
+                        f"expected, got {pointer!r}")
+    if ptr == NULL:
+        raise exception_for_code(lib.AIOS_EINVAL, "NULL future")
+    check(lib.aios_future_ref(ptr))
+    try:
+        out = ffi.new("aios_loop_t **")
+        check(lib.aios_future_get_loop(ptr, out))
+        same = out[0] == loop._ptr
+        lib.aios_loop_unref(out[0])
+        if not same:
+            raise exception_for_code(lib.AIOS_EWRONGLOOP,
+                                     "The future belongs to a different loop")
+    except BaseException:
+        lib.aios_future_unref(ptr)
+        raise
+    return CFuture(loop, ptr)
+
+
+def _cancel_message(future):
+    """The message a cancelled future was cancelled with, or None."""
+    try:
+        future.result()
+    except asyncio.CancelledError as exc:
+        return exc.args[0] if exc.args else None
+    return None
+
+
+def _copy_outcome(source, follower, back):
+    """`source` (an asyncio future) is done: `follower` gets its outcome."""
+    if back is not None:
+        follower.remove_done_callback(back)
+    if follower.done():
+        return          # cancelled from the C side first: nothing to carry
+    if source.cancelled():
+        follower.cancel(_cancel_message(source))
+        return
+    exc = source.exception()
+    if exc is None:
+        follower.set_result(source.result())
+    else:
+        follower.set_exception(exc)
+
+
+def _cancel_source(source, follower):
+    """`follower` is done first: a cancellation goes back to `source`, as
+    asyncio's Task cancels the future it awaits."""
+    if follower.cancelled() and not source.done():
+        source.cancel(_cancel_message(follower))
+
+
+def follow(loop, source):
+    """A new CFuture on `loop` that follows `source`, an asyncio future of
+    `loop` (asyncio.Future, asyncio.Task or any future-like object), for C
+    code to await: when `source` is done its result (the same Python object,
+    boxed), exception (the same object, in an AIOS_EUSER error) or
+    cancellation (with its message) is carried over; when the CFuture is
+    cancelled first (a C task awaiting it was cancelled), `source` is
+    cancelled with the same message. Either way takes one call_soon, as
+    every done callback does. A CFuture is returned as it is."""
+    if isinstance(source, CFuture):
+        return source
+    follower = loop.create_cfuture()
+    if source.done():
+        _copy_outcome(source, follower, None)
+        return follower
+    back = functools.partial(_cancel_source, source)
+    follower.add_done_callback(back)
+    source.add_done_callback(functools.partial(_copy_outcome, follower=follower, back=back))
+    return follower
 
 
 class _DoneCallback:

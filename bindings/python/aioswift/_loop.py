@@ -36,7 +36,7 @@ from asyncio import constants, coroutines, events, format_helpers, futures, task
 
 from . import _native
 from ._errors import check, error_from_exception, exception_for_code, exception_from_error
-from ._future import CFuture, boxed_value
+from ._future import CFuture, boxed_value, follow, wrap_pointer
 from ._datagrams import DatagramsMixin, sendto_address
 from ._network import NetworkMixin
 from ._pipes import PipesMixin
@@ -597,6 +597,45 @@ class Loop(NetworkMixin, SocketMixin, PipesMixin, SubprocessMixin, DatagramsMixi
                 discard(value)
             check(status)
         return CFuture(self, out[0], value if value != NULL else None)
+
+    @property
+    def aios_loop(self):
+        """The core's loop, `aios_loop_t *`, for C code to make futures and
+        tasks on and to schedule callbacks with (aios_loop_call_soon runs in
+        one FIFO order with call_soon's). Borrowed: valid while this loop is
+        open. The loop comes to the calling thread first if it is not
+        running; C objects made on it stay on that thread."""
+        self._check_closed()
+        self._core.claim()
+        return self._ptr
+
+    def wrap_cfuture(self, pointer):
+        """A CFuture for a future or task C code made on this loop (an
+        `aios_future_t *` or `aios_task_t *` of any cffi module, or its
+        address), awaitable from Python. The CFuture takes its own reference;
+        the caller keeps theirs. Cancelling it cancels the future, or
+        requests the task's cancellation."""
+        self._check_closed()
+        return wrap_pointer(self, pointer)
+
+    def as_cfuture(self, future):
+        """A CFuture that follows `future` (an asyncio future or task of this
+        loop, or an awaitable, which becomes a task), for C code to await
+        through its `pointer`: the outcome is carried over (results and
+        exceptions as the same Python objects), and a cancellation of the
+        CFuture (of a C task awaiting it) cancels `future`. A CFuture is
+        returned as it is."""
+        self._check_closed()
+        if not isinstance(future, CFuture):
+            future = tasks.ensure_future(future, loop=self)
+            if futures._get_loop(future) is not self:
+                raise exception_for_code(lib.AIOS_EWRONGLOOP,
+                                         "The future belongs to a different loop than "
+                                         "the one specified as the loop argument")
+        elif future.get_loop() is not self:
+            raise exception_for_code(lib.AIOS_EWRONGLOOP,
+                                     "The future belongs to a different loop")
+        return follow(self, future)
 
 
 def _install_signal_wakeup():

@@ -129,13 +129,17 @@ def box_extras(ptr):
 
 
 def lend(ptr, owner):
-    """Let `owner` hold the boxed value (as owner._owned) while it lives."""
+    """Let `owner` hold the boxed value (as owner._owned) while it lives.
+    Returns whether it does (not when another owner holds it already, or
+    `ptr` is not a box of ours)."""
     entry = _boxes.get(address(ptr))
     if entry is not None and entry[1].owner is None:
         holder = entry[1]
         owner._owned = holder.value
         holder.value = None
         holder.owner = weakref.ref(owner)
+        return True
+    return False
 
 
 def reclaim(ptr, owner):
