@@ -691,7 +691,8 @@ AIOS_EXTERN int aios_as_completed_unref(aios_as_completed_t *iterator);
 
 /*! aios_shield() : asyncio.shield(future): a future that follows `future`,
  *  but cancelling it leaves `future` running, its result not lost. Its result
- *  value is lent from `future` (valid while the shield is held). A done
+ *  value is lent from `future`: the value `future` holds (NULL once taken out
+ *  of it with aios_future_take_result), valid while both are held. A done
  *  `future` is handed back as it is (a new reference).
  *  @return 0 and one reference in *out; AIOS_ECLOSED; or a common error. */
 AIOS_EXTERN int aios_shield(aios_future_t *future, aios_future_t **out);

@@ -129,9 +129,17 @@ public final class ShieldFuture: AnyFuture {
   /// A C result: the inner future's, lent (the inner one frees it), or
   /// one set on the shield by its user, which the shield owns.
   private var kept = KeptCResult()
+  /// The shield ended with the inner future's result: its value is read
+  /// from the inner future each time, so one taken out of it
+  /// (aios_future_take_result) is gone from the shield too, never left
+  /// dangling here.
+  private var lendsInnerResult = false
   override var cValue: UnsafeMutableRawPointer? {
-    get { kept.value }
-    set { kept.value = newValue }
+    get { lendsInnerResult ? inner.cValue : kept.value }
+    set {
+      lendsInnerResult = false
+      kept.value = newValue
+    }
   }
   override var cDestructor: CDestructor? {
     get { kept.destructor }
@@ -169,7 +177,7 @@ public final class ShieldFuture: AnyFuture {
     }
   }
 
-  private func storeLentResult() { cValue = inner.cValue }
+  private func storeLentResult() { lendsInnerResult = true }
 
   override var typeName: String { "Shield" }
 }

@@ -551,6 +551,36 @@ static void test_set_result_on_a_shield(void) {
   close_loop(loop);
 }
 
+/* A shield lends its inner future's value: once that value is taken out
+ * of the inner future (and freed by its taker), the shield gives NULL, never
+ * the freed pointer. */
+static void test_a_shield_never_lends_a_taken_value(void) {
+  aios_loop_t *loop = make_loop();
+  aios_future_t *inner = NULL, *outer = NULL;
+  int *value = malloc(sizeof *value);
+  void *got = NULL, *taken = NULL;
+  aios_destructor_fn destructor = NULL;
+  CHECK(value != NULL);
+  *value = 7;
+  CHECK_EQ(aios_future_new(loop, &inner), 0);
+  CHECK_EQ(aios_shield(inner, &outer), 0);
+  CHECK_EQ(aios_future_set_result(inner, value, free), 0);
+  run_once(loop);
+  run_once(loop);
+  CHECK_EQ(aios_future_done(outer), 1);
+  CHECK_EQ(aios_future_result(outer, &got), 0);
+  CHECK(got == value);
+  CHECK_EQ(aios_future_take_result(inner, &taken, &destructor), 0);
+  CHECK(taken == value && destructor == free);
+  destructor(taken);
+  got = value;
+  CHECK_EQ(aios_future_result(outer, &got), 0);
+  CHECK(got == NULL);
+  CHECK_EQ(aios_future_unref(outer), 0);
+  CHECK_EQ(aios_future_unref(inner), 0);
+  close_loop(loop);
+}
+
 /* wait_for on a done future of a closed loop leaks nothing. */
 static void test_wait_for_done_future_of_closed_loop(void) {
   aios_loop_t *loop = make_loop();
@@ -695,4 +725,5 @@ TEST_MAIN(TEST_ENTRY(test_minus_infinity_is_due_at_once),
           TEST_ENTRY(test_close_with_combinators_pending),
           TEST_ENTRY(test_close_with_a_group_exit_pending),
           TEST_ENTRY(test_set_result_on_a_shield),
+          TEST_ENTRY(test_a_shield_never_lends_a_taken_value),
           TEST_ENTRY(test_wait_for_done_future_of_closed_loop))

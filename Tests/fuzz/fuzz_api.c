@@ -158,6 +158,11 @@
 #else
 #define BUG_SENDFILE_NOT_A_SOCKET 0
 #endif
+#if FUZZ_BUG_ALL || defined(FUZZ_BUG_SHIELD_LENDS_TAKEN_VALUE)
+#define BUG_SHIELD_LENDS_TAKEN_VALUE 1 /* findings/shield-lends-taken-value */
+#else
+#define BUG_SHIELD_LENDS_TAKEN_VALUE 0
+#endif
 /* Open bugs (found, not fixed yet) go here, off unless asked for, so that
  * fuzzing finds something new meanwhile:
  *   #if defined(FUZZ_OPEN_BUGS) || defined(FUZZ_BUG_<NAME>)
@@ -197,11 +202,6 @@
 #define BUG_SET_PROTOCOL_ON_STREAM 1 /* findings/set-protocol-on-stream-transport */
 #else
 #define BUG_SET_PROTOCOL_ON_STREAM 0
-#endif
-#if defined(FUZZ_OPEN_BUGS) || defined(FUZZ_BUG_SHIELD_LENDS_TAKEN_VALUE)
-#define BUG_SHIELD_LENDS_TAKEN_VALUE 1 /* findings/shield-lends-taken-value */
-#else
-#define BUG_SHIELD_LENDS_TAKEN_VALUE 0
 #endif
 #if FUZZ_BUG_ALL || defined(FUZZ_BUG_DGRAM_PENDING_AT_CLOSE)
 #define BUG_DGRAM_PENDING_AT_CLOSE 1 /* findings/datagram-endpoint-pending-at-close */
