@@ -1281,7 +1281,10 @@ AIOS_EXTERN int aios_transport_get_peername(aios_transport_t *transport, void *a
  *  still the transport's; -EBADF once it is closed. */
 AIOS_EXTERN int aios_transport_get_fd(aios_transport_t *transport);
 /*! aios_transport_set_protocol() : asyncio's set_protocol: callbacks go to
- *  `protocol` (copied) from now on; the old protocol is destroyed. On a
+ *  `protocol` (copied) from now on; the old protocol is destroyed. Called
+ *  from get_buffer, it takes effect once the read into that buffer is over:
+ *  its count goes to the old protocol's buffer_updated, which is destroyed
+ *  only then. On a
  *  transport whose connection is lost, AIOS_EINVALIDSTATE and the caller
  *  keeps `protocol->arg`. */
 AIOS_EXTERN int aios_transport_set_protocol(aios_transport_t *transport,

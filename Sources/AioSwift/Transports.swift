@@ -129,6 +129,8 @@ public final class StreamTransport: CustomStringConvertible {
   /// Inside getBuffer libuv is between its allocation and its read: what
   /// the protocol asks for then (pause, close, abort) waits until after.
   private var inGetBuffer = false
+  /// set_protocol's protocol, when it was called from get_buffer.
+  private var protocolAfterRead: (any StreamProtocol)?
   private enum Deferred { case none, pause, close, abort }
   private var deferred = Deferred.none
 
@@ -198,14 +200,33 @@ public final class StreamTransport: CustomStringConvertible {
 
   // MARK: Protocol
 
-  public var streamProtocol: (any StreamProtocol)? { currentProtocol }
+  public var streamProtocol: (any StreamProtocol)? { protocolAfterRead ?? currentProtocol }
 
-  /// asyncio's set_protocol. Refused once the connection is lost.
+  /// asyncio's set_protocol. Refused once the connection is lost. Called
+  /// from get_buffer, it takes effect once the read into that buffer is
+  /// over: the bytes go to the protocol whose buffer they fill (asyncio
+  /// gives the count to the new one, which never gave that buffer), and
+  /// the old protocol is let go of only then, not while the read still
+  /// writes into its memory.
   public func setProtocol(_ newProtocol: any StreamProtocol) throws {
     guard !isLost else { throw InvalidStateError("the connection is lost") }
+    if inGetBuffer {
+      if let pending = protocolAfterRead as? any ReplaceableProtocol, pending !== newProtocol { pending.wasReplaced() }
+      protocolAfterRead = newProtocol
+      return
+    }
+    replaceProtocol(with: newProtocol)
+  }
+
+  private func replaceProtocol(with newProtocol: any StreamProtocol) {
     if let replaced = currentProtocol as? any ReplaceableProtocol, replaced !== newProtocol { replaced.wasReplaced() }
     currentProtocol = newProtocol
     bufferedProtocol = newProtocol as? any BufferedStreamProtocol
+  }
+
+  /// A protocol set while get_buffer ran takes over after the read.
+  private func adoptProtocolSetInGetBuffer() {
+    if let next = protocolAfterRead.take() { replaceProtocol(with: next) }
   }
 
   /// Calls connection_made, then starts reading (unless the protocol paused
@@ -341,7 +362,11 @@ public final class StreamTransport: CustomStringConvertible {
       } else {
         currentProtocol?.dataReceived(UnsafeRawBufferPointer(start: base, count: count))
       }
-    } else if count == Int(UV_EOF.rawValue) {
+      adoptProtocolSetInGetBuffer()
+      return
+    }
+    adoptProtocolSetInGetBuffer()
+    if count == Int(UV_EOF.rawValue) {
       receivedEOF()
     } else if count == Int(UV_ENOBUFS.rawValue), batchSuspended {
       // A poll after the one that read, and no take yet: wait for it.

@@ -592,6 +592,87 @@ static void test_connect_accepted_socket(void) {
   close_loop(loop);
 }
 
+/* A buffered protocol that hands the transport to a plain one from inside
+ * get_buffer: the read into its buffer still ends in its buffer_updated, it
+ * is destroyed after that, and later bytes go to the new protocol. */
+typedef struct {
+  char buffer[64];
+  size_t updated;
+  int destroyed, gets;
+  aios_protocol_t next;
+  /* The new protocol's. */
+  char received[64];
+  size_t length;
+  int next_destroyed;
+} handover_t;
+
+static void handover_data(aios_transport_t *t, const void *data, size_t n, void *arg) {
+  handover_t *h = (handover_t *)((char *)arg - offsetof(handover_t, received));
+  (void)t;
+  if (h->length + n <= sizeof h->received) memcpy(h->received + h->length, data, n);
+  h->length += n;
+}
+static void handover_next_destroy(void *arg) {
+  handover_t *h = (handover_t *)((char *)arg - offsetof(handover_t, received));
+  h->next_destroyed++;
+}
+static int handover_get_buffer(aios_transport_t *t, size_t hint, void **buffer, size_t *length, void *arg) {
+  handover_t *h = arg;
+  (void)hint;
+  h->gets++;
+  *buffer = h->buffer;
+  *length = sizeof h->buffer;
+  CHECK_EQ(aios_transport_set_protocol(t, &h->next), 0);
+  return 0;
+}
+static void handover_updated(aios_transport_t *t, size_t n, void *arg) {
+  handover_t *h = arg;
+  (void)t;
+  CHECK_EQ(h->destroyed, 0);
+  h->updated += n;
+}
+static void handover_destroy(void *arg) { ((handover_t *)arg)->destroyed++; }
+
+static void test_set_protocol_from_get_buffer(void) {
+  aios_loop_t *loop = make_loop();
+  handover_t h;
+  aios_protocol_t p;
+  aios_future_t *f = NULL;
+  aios_transport_t *t;
+  int pair[2], i;
+  memset(&h, 0, sizeof h);
+  memset(&p, 0, sizeof p);
+  p.size = sizeof p;
+  p.get_buffer = handover_get_buffer;
+  p.buffer_updated = handover_updated;
+  p.destroy = handover_destroy;
+  p.arg = &h;
+  h.next.size = sizeof h.next;
+  h.next.data_received = handover_data;
+  h.next.destroy = handover_next_destroy;
+  h.next.arg = h.received;
+  CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
+  CHECK_EQ(aios_connect_accepted_socket(loop, &p, pair[0], &f), 0);
+  t = (aios_transport_t *)await_value(loop, f);
+  CHECK_EQ(write(pair[1], "ping", 4), 4);
+  for (i = 0; i < 1000 && h.updated < 4; i++) run_once(loop);
+  CHECK_EQ(h.gets, 1);
+  CHECK_EQ(h.updated, 4);
+  CHECK(memcmp(h.buffer, "ping", 4) == 0);
+  CHECK_EQ(h.destroyed, 1);
+  CHECK_EQ(write(pair[1], "more", 4), 4);
+  for (i = 0; i < 1000 && h.length < 4; i++) run_once(loop);
+  CHECK_EQ(h.length, 4);
+  CHECK(memcmp(h.received, "more", 4) == 0);
+  CHECK_EQ(h.gets, 1);
+  CHECK_EQ(aios_transport_abort(t), 0);
+  CHECK_EQ(aios_transport_unref(t), 0);
+  close(pair[1]);
+  run_once(loop);
+  close_loop(loop);
+  CHECK_EQ(h.next_destroyed, 1);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Unix sockets                                                               */
 
@@ -1255,6 +1336,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(test_close_flushes_and_abort_drops),
       TEST_ENTRY(test_peer_reset),
       TEST_ENTRY(test_connect_accepted_socket),
+      TEST_ENTRY(test_set_protocol_from_get_buffer),
       TEST_ENTRY(test_unix_echo_and_stale_socket),
       TEST_ENTRY(test_unix_connection_errors),
       TEST_ENTRY(test_server_address_in_use),

@@ -163,6 +163,11 @@
 #else
 #define BUG_SHIELD_LENDS_TAKEN_VALUE 0
 #endif
+#if FUZZ_BUG_ALL || defined(FUZZ_BUG_SET_PROTOCOL_IN_GET_BUFFER)
+#define BUG_SET_PROTOCOL_IN_GET_BUFFER 1 /* findings/set-protocol-in-get-buffer */
+#else
+#define BUG_SET_PROTOCOL_IN_GET_BUFFER 0
+#endif
 /* Open bugs (found, not fixed yet) go here, off unless asked for, so that
  * fuzzing finds something new meanwhile:
  *   #if defined(FUZZ_OPEN_BUGS) || defined(FUZZ_BUG_<NAME>)
@@ -247,11 +252,6 @@
 #define BUG_NEGATIVE_PASS_FD 1 /* findings/negative-pass-fd */
 #else
 #define BUG_NEGATIVE_PASS_FD 0
-#endif
-#if defined(FUZZ_OPEN_BUGS) || defined(FUZZ_BUG_SET_PROTOCOL_IN_GET_BUFFER)
-#define BUG_SET_PROTOCOL_IN_GET_BUFFER 1 /* findings/set-protocol-in-get-buffer */
-#else
-#define BUG_SET_PROTOCOL_IN_GET_BUFFER 0
 #endif
 #if defined(FUZZ_OPEN_BUGS) || defined(FUZZ_BUG_SET_PROTOCOL_ON_SUBPROCESS_PIPE)
 #define BUG_SET_PROTOCOL_ON_SUBPROCESS_PIPE 1 /* findings/set-protocol-on-subprocess-pipe */
@@ -443,6 +443,7 @@ typedef struct closure_s {
   int pstate;                 /* P_* */
   unsigned pflags;            /* PF_*: the callbacks its table has */
   int via_set;                /* installed by set_protocol, not connection_made */
+  int handover;               /* replaced from its own get_buffer: one buffer_updated is still its */
   int paused, eofs;
   size_t glen;                /* bytes get_buffer gave last */
   unsigned char gbuf[64];     /* get_buffer's memory */
@@ -2612,6 +2613,7 @@ static unsigned proto_flags(uint8_t b) {
 
 static unsigned char g_nullproto_buf[64]; /* get_buffer's memory for a protocol with no arg */
 static int g_in_get_buffer;               /* a get_buffer's program runs */
+static closure_t *g_get_buffer_owner;     /* the protocol whose get_buffer that is */
 
 static int pidx(const closure_t *c) { return c ? (int)(c - g_closures) : -1; }
 
@@ -2626,6 +2628,12 @@ static closure_t *proto_enter(void *arg, aios_transport_t *t, const char *what, 
   if (c == NULL) return NULL;
   if (c->batched) die("%s called on a batched protocol (protocol %d)", what, pidx(c));
   if (c->pstate == P_LOST) die("%s after connection_lost (protocol %d)", what, pidx(c));
+  /* set_protocol from a protocol's own get_buffer takes effect after the
+   * read into its buffer: that read's buffer_updated is still its. */
+  if (c->pstate == P_REPLACED && c->handover && strcmp(what, "buffer_updated") == 0) {
+    c->handover = 0;
+    return c;
+  }
   if (c->pstate == P_REPLACED) die("%s of a protocol that set_protocol replaced (protocol %d)", what, pidx(c));
   /* Without connection_made, the first callback says it is made. */
   if (need_made && c->pstate == P_NEW && !(c->pflags & PF_MADE)) c->pstate = P_MADE;
@@ -2720,8 +2728,11 @@ static int proto_get_buffer(aios_transport_t *t, size_t size_hint, void **buffer
    * assertion uv__stream_fd(stream) >= 0 in uv__read (SIGABRT). Off: its
    * program decides the answer but runs no ops. */
   if (BUG_GET_BUFFER_REENTRY) {
+    closure_t *outer = g_get_buffer_owner;
     g_in_get_buffer++;
+    g_get_buffer_owner = c;
     proto_program(c, t, NULL, "get_buffer");
+    g_get_buffer_owner = outer;
     g_in_get_buffer--;
   } else if (c) {
     c->calls++;
@@ -5059,7 +5070,10 @@ static int exec_net_op(reader_t *r, int op) {
       closure_commit(c, rc == 0);
       expect_refused(how, rc, "aios_transport_set_protocol");
       if (rc == 0) {
-        if (old && old != c) old->pstate = P_REPLACED;
+        if (old && old != c) {
+          old->pstate = P_REPLACED;
+          if (g_in_get_buffer && old == g_get_buffer_owner) old->handover = 1;
+        }
         if (c) {
           c->pstate = P_MADE;
           c->via_set = 1; /* a batched one gets no AIOS_IO_CONNECTED either */
