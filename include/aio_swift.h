@@ -1284,7 +1284,8 @@ AIOS_EXTERN int aios_transport_get_fd(aios_transport_t *transport);
  *  `protocol` (copied) from now on; the old protocol is destroyed. Called
  *  from get_buffer, it takes effect once the read into that buffer is over:
  *  its count goes to the old protocol's buffer_updated, which is destroyed
- *  only then. On a
+ *  only then. AIOS_EINVAL on a subprocess's pipe transport (the subprocess
+ *  follows its pipes through their protocols). On a
  *  transport whose connection is lost, AIOS_EINVALIDSTATE and the caller
  *  keeps `protocol->arg`. */
 AIOS_EXTERN int aios_transport_set_protocol(aios_transport_t *transport,

@@ -337,7 +337,7 @@ extension SubprocessTransport: CancellableRequest {
 
 /// The protocol of one of a child's pipes (asyncio's
 /// WriteSubprocessPipeProto and ReadSubprocessPipeProto).
-private final class SubprocessPipe: StreamProtocol {
+private final class SubprocessPipe: StreamProtocol, KeptProtocol {
   unowned let owner: SubprocessTransport
   let fd: Int32
   init(_ owner: SubprocessTransport, _ fd: Int32) {

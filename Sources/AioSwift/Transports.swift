@@ -53,6 +53,11 @@ package protocol ReplaceableProtocol: AnyObject {
   func wasReplaced()
 }
 
+/// A protocol through which one of the library's objects follows its
+/// transport (a subprocess its pipes): set_protocol may not replace it,
+/// or that object would never learn the transport's end.
+protocol KeptProtocol: AnyObject {}
+
 /// asyncio's default write-buffer limits.
 let defaultHighWater = 64 * 1024
 
@@ -210,6 +215,10 @@ public final class StreamTransport: CustomStringConvertible {
   /// writes into its memory.
   public func setProtocol(_ newProtocol: any StreamProtocol) throws {
     guard !isLost else { throw InvalidStateError("the connection is lost") }
+    guard !(currentProtocol is any KeptProtocol) else {
+      throw RuntimeError(code: AIOS_EINVAL.rawValue,
+                         "a subprocess's pipe transport keeps its protocol: the subprocess follows the pipe through it")
+    }
     if inGetBuffer {
       if let pending = protocolAfterRead as? any ReplaceableProtocol, pending !== newProtocol { pending.wasReplaced() }
       protocolAfterRead = newProtocol

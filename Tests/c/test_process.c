@@ -306,6 +306,19 @@ static void test_subprocess_protocol_events(void) {
   CHECK_STR_EQ(r.log, "made ");
   CHECK_EQ(aios_subprocess_get_pipe_transport(subprocess, 2, &none), AIOS_EINVAL);
   CHECK_EQ(aios_subprocess_get_pipe_transport(subprocess, 0, &in), 0);
+  /* The subprocess follows its pipes through their protocols: one of
+   * them replaced, it would never learn that pipe's end. Refused, and the
+   * caller keeps the protocol's argument. */
+  {
+    int destroyed = 0;
+    aios_protocol_t other;
+    memset(&other, 0, sizeof other);
+    other.size = sizeof other;
+    other.destroy = count_destructor;
+    other.arg = &destroyed;
+    CHECK_EQ(aios_transport_set_protocol(in, &other), AIOS_EINVAL);
+    CHECK_EQ(destroyed, 0);
+  }
   CHECK_EQ(aios_transport_write(in, "x", 1), 0);
   CHECK_EQ(aios_transport_close(in), 0);
   CHECK_EQ(aios_transport_unref(in), 0);

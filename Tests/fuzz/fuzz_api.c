@@ -168,6 +168,11 @@
 #else
 #define BUG_SET_PROTOCOL_IN_GET_BUFFER 0
 #endif
+#if FUZZ_BUG_ALL || defined(FUZZ_BUG_SET_PROTOCOL_ON_SUBPROCESS_PIPE)
+#define BUG_SET_PROTOCOL_ON_SUBPROCESS_PIPE 1 /* findings/set-protocol-on-subprocess-pipe */
+#else
+#define BUG_SET_PROTOCOL_ON_SUBPROCESS_PIPE 0
+#endif
 /* Open bugs (found, not fixed yet) go here, off unless asked for, so that
  * fuzzing finds something new meanwhile:
  *   #if defined(FUZZ_OPEN_BUGS) || defined(FUZZ_BUG_<NAME>)
@@ -252,11 +257,6 @@
 #define BUG_NEGATIVE_PASS_FD 1 /* findings/negative-pass-fd */
 #else
 #define BUG_NEGATIVE_PASS_FD 0
-#endif
-#if defined(FUZZ_OPEN_BUGS) || defined(FUZZ_BUG_SET_PROTOCOL_ON_SUBPROCESS_PIPE)
-#define BUG_SET_PROTOCOL_ON_SUBPROCESS_PIPE 1 /* findings/set-protocol-on-subprocess-pipe */
-#else
-#define BUG_SET_PROTOCOL_ON_SUBPROCESS_PIPE 0
 #endif
 
 /* ------------------------------------------------------------------------ */
