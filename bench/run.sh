@@ -45,8 +45,11 @@
 #                            (bench/py/subprocess_bench.py; its knobs are listed there)
 #   BENCH_UDP=1              0: skip the UDP ping-pong benchmark, run after that
 #                            (bench/py/udp_bench.py; its knobs are listed there)
-#   BENCH_SENDFILE=1         0: skip the sendfile benchmark, run last
+#   BENCH_SENDFILE=1         0: skip the sendfile benchmark, run after the UDP one
 #                            (bench/py/sendfile_bench.py; its knobs are listed there)
+#   BENCH_HTTP=1             0: skip the HTTP benchmark (aiohttp under wrk on the stock
+#                            loop, uvloop and aioswift), run last
+#                            (bench/py/http_bench.py; its knobs are listed there)
 #   SWIFT_BUILD_TIMEOUT=300  seconds allowed for building aio-bench
 #   SWIFT_BENCH_FLAGS        extra flags for that build; by default the same
 #                            -Xswiftc flags as the Makefile's library build
@@ -295,6 +298,11 @@ fi
 # 1 GiB from a file to a socket, side by side (under a minute; its own table; it builds its C program).
 if [ "${BENCH_SENDFILE:-1}" != 0 ]; then
   echo; BUILD="$BUILD" CC="$CC" "$PYTHON" bench/py/sendfile_bench.py || FAILED=1
+fi
+# aiohttp's web under wrk on the stock loop, uvloop and aioswift (about two minutes; its own
+# table; it installs aiohttp and wrk and builds the Python binding for $PYTHON if they are missing).
+if [ "${BENCH_HTTP:-1}" != 0 ]; then
+  echo; BUILD="$BUILD" "$PYTHON" bench/py/http_bench.py || FAILED=1
 fi
 say "raw results: bench/bin/results.txt; total time $((SECONDS - START)) s"
 exit "$FAILED"

@@ -239,21 +239,15 @@ class ChannelTransport:
         self._lost_with(exception_for_code(status) if status else None)
 
     def _lost_with(self, exc):
+        # Scheduled, never called from the event, as asyncio's _force_close
+        # does: the core may hand over a connection's last bytes and its end
+        # (a reset, say) in one batch, and what data_received scheduled (the
+        # wake-up of a task reading them) must run before connection_lost.
+        # aiohttp's request handler task relies on it.
         if self._conn_lost:
             return
         self._conn_lost = True
-        try:
-            self._call_connection_lost(exc)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as error:
-            self._loop.call_exception_handler({
-                "message": f"Exception in callback {type(self).__name__}."
-                           f"_call_connection_lost({exc!r})",
-                "exception": error,
-                "transport": self,
-                "protocol": self._protocol,
-            })
+        self._loop.call_soon(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc):
         if self._lost_called:

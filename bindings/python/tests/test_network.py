@@ -516,6 +516,55 @@ def test_a_peer_reset_reaches_connection_lost(any_loop):
     run(loop, main())
 
 
+def test_connection_lost_comes_after_what_data_received_scheduled(any_loop):
+    # A connection's last bytes and its reset, both waiting before the loop
+    # polls: libuv reads the bytes and sees the hang-up in one go, so the
+    # core hands over both in one batch. asyncio schedules connection_lost
+    # (call_soon), so a task that data_received woke runs first and finds
+    # the protocol still connected. aiohttp's request handler relies on it:
+    # with connection_lost called at once, its task found the request
+    # factory gone (TypeError: 'NoneType' object is not callable).
+    loop = any_loop
+
+    class Waking(asyncio.Protocol):
+        def __init__(self):
+            self.events = []
+            self.waiter = loop.create_future()
+            self.done = loop.create_future()
+
+        def data_received(self, data):
+            self.events.append("data")
+            if not self.waiter.done():
+                self.waiter.set_result(None)
+            loop.call_soon(self.events.append, "scheduled by data_received")
+
+        def connection_lost(self, exc):
+            self.events.append(f"lost {type(exc).__name__}")
+            self.done.set_result(None)
+
+    async def reader(protocol):
+        await protocol.waiter
+        protocol.events.append("woken task")
+
+    async def main():
+        listener = socket.create_server(("127.0.0.1", 0))
+        transport, protocol = await loop.create_connection(Waking, *listener.getsockname())
+        task = loop.create_task(reader(protocol))
+        await asyncio.sleep(0)  # the task waits
+        peer, _ = listener.accept()
+        peer.sendall(b"last words")
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()
+        listener.close()
+        await protocol.done
+        await task
+        assert protocol.events == ["data", "woken task", "scheduled by data_received",
+                                   "lost ConnectionResetError"]
+        assert transport.is_closing()
+
+    run(loop, main())
+
+
 def test_refused_connections_raise_connection_refused_error(any_loop, unix_path):
     loop = any_loop
 
