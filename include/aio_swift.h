@@ -531,6 +531,11 @@ AIOS_EXTERN void *aios_task_get_context(aios_task_t *task);
  *  reference); every aios_future_* function accepts it. The pointer is
  *  returned as it is, unchecked: a bad one stays bad. Any thread. */
 AIOS_EXTERN aios_future_t *aios_task_as_future(aios_task_t *task);
+/*! aios_future_as_task() : the task a future is (aios_task_as_future's
+ *  inverse: the same object, no new reference), for a binding handed a
+ *  future that may be a task; NULL for a future that is no task, or a
+ *  pointer that names no live object. Any thread. */
+AIOS_EXTERN aios_task_t *aios_future_as_task(aios_future_t *future);
 /*! aios_task_get_loop() : the task's loop, borrowed: no reference is
  *  given, and the pointer stays valid while the loop is open and referenced
  *  (during a step, by whoever runs it: aios_run and runners included). NULL

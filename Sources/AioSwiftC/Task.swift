@@ -127,6 +127,11 @@ func taskOptions(_ options: UnsafePointer<aios_task_options_t>?) throws -> aios_
 @_cdecl("aios_task_as_future")
 public func aios_task_as_future(_ task: OpaquePointer?) -> OpaquePointer? { task }
 
+@_cdecl("aios_future_as_task")
+public func aios_future_as_task(_ future: OpaquePointer?) -> OpaquePointer? {
+  ObjectTable.address(handleValue(future), .task) != nil ? future : nil
+}
+
 @_cdecl("aios_task_get_loop")
 public func aios_task_get_loop(_ task: OpaquePointer?) -> OpaquePointer? {
   guard let task = try? object(task, .task, as: TaskBase.self),

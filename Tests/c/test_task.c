@@ -445,6 +445,26 @@ static void test_cancel_before_first_step(void) {
   close_loop(loop);
 }
 
+/* A future that is a task gives its task back; one that is not, NULL, and
+ * so does a freed handle. */
+static void test_future_as_task(void) {
+  aios_loop_t *loop = make_loop();
+  aios_task_t *t = NULL;
+  aios_future_t *plain = NULL, *as_future;
+  CHECK_EQ(aios_task_new(loop, never_step, NULL, NULL, &t), 0);
+  as_future = aios_task_as_future(t);
+  CHECK(aios_future_as_task(as_future) == t);
+  CHECK_EQ(aios_future_new(loop, &plain), 0);
+  CHECK(aios_future_as_task(plain) == NULL);
+  CHECK(aios_future_as_task(NULL) == NULL);
+  CHECK_EQ(aios_task_cancel(t, NULL), 1);
+  CHECK_EQ(aios_loop_run_until_complete(loop, as_future), AIOS_ECANCELLED);
+  CHECK_EQ(aios_task_unref(t), 0);
+  CHECK(aios_future_as_task(as_future) == NULL);
+  CHECK_EQ(aios_future_unref(plain), 0);
+  close_loop(loop);
+}
+
 typedef struct late_s {
   aios_future_t *plain;
   aios_task_t *task;
@@ -1002,6 +1022,7 @@ TEST_MAIN(TEST_ENTRY(test_state_machine_sleeps_and_returns),
           TEST_ENTRY(test_task_catches_cancellation),
           TEST_ENTRY(test_cancelling_counts_requests),
           TEST_ENTRY(test_cancel_before_first_step),
+          TEST_ENTRY(test_future_as_task),
           TEST_ENTRY(test_cancel_after_awaited_done_before_step),
           TEST_ENTRY(test_eager_task),
           TEST_ENTRY(test_task_names),

@@ -7533,7 +7533,15 @@ static int exec_op(reader_t *r) {
     f = (aios_future_t *)pick_obj(r, T_FUTURE, &how);
     b = rd8(r);
     switch (b % 5) {
-    case 0: rc = aios_future_done(f); break;
+    case 0: {
+      /* A future that is a task gives the same pointer back as a task. */
+      aios_task_t *as_task = aios_future_as_task(f);
+      if (as_task && (const void *)as_task != (const void *)f) die("aios_future_as_task gave another pointer");
+      if (as_task && how == PK_FORGED) die("aios_future_as_task accepted a forged handle");
+      if (as_task && aios_task_as_future(as_task) != f) die("aios_future_as_task is not aios_task_as_future's inverse");
+      rc = aios_future_done(f);
+      break;
+    }
     case 1: rc = aios_future_cancelled(f); break;
     case 2:
       rc = aios_future_result(f, (b & 8) ? NULL : &val);
