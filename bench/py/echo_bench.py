@@ -44,6 +44,8 @@ import sys
 import tempfile
 import time
 
+from procstat import busy_seconds, cpu_seconds
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "bench", "bin")
 LOAD = os.path.join(BIN, "echo_load")
@@ -76,7 +78,6 @@ READY_SECONDS = 5
 # pipes, the interpreter's files): at its limit a server resets connections.
 FD_MARGIN = 64
 HOST = "127.0.0.1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 SKIP_STATUS = 77
 # A row during which other processes kept more than this many CPUs busy is
 # marked: its rate says more about the machine than about the server.
@@ -166,22 +167,6 @@ def free_port():
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        stat = f.read()
-    fields = stat[stat.rindex(")") + 2:].split()  # the name may hold spaces
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
-
-
-def busy_seconds():
-    """CPU seconds all CPUs spent busy (user .. steal in /proc/stat). A task's
-    utime and stime include the softirq time spent on its behalf (loopback
-    TCP), so busy minus the server's and the load generator's is the rest."""
-    with open("/proc/stat") as f:
-        ticks = [int(x) for x in f.readline().split()[1:9]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK  # minus idle and iowait
 
 
 def rss_bytes(pid):

@@ -64,6 +64,8 @@ import sys
 import tempfile
 import time
 
+from procstat import busy_seconds, cpu_seconds
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "bench", "bin")
 BINDING = os.path.join(ROOT, "bindings", "python")
@@ -82,7 +84,6 @@ READY_SECONDS = 10  # importing aiohttp on a busy machine takes a while
 STOP_SECONDS = 5
 SKIP_STATUS = 77
 NOISY = 0.15
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 OURS = "aioswift"
 # The Python packages each framework needs (pip's names, import names).
 PACKAGES = {"aiohttp": [("aiohttp", "aiohttp")],
@@ -251,20 +252,6 @@ def pinning():
     if shutil.which("taskset") and {0, 1} <= os.sched_getaffinity(0):
         return ["taskset", "-c", "0"], ["taskset", "-c", "1"], "server on CPU 0, wrk on CPU 1"
     return [], [], "not pinned (no taskset, or CPUs 0 and 1 not both available)"
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        stat = f.read()
-    fields = stat[stat.rindex(")") + 2:].split()  # the name may hold spaces
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
-
-
-def busy_seconds():
-    """CPU seconds all CPUs spent busy (user .. steal in /proc/stat)."""
-    with open("/proc/stat") as f:
-        ticks = [int(x) for x in f.readline().split()[1:9]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK  # minus idle and iowait
 
 
 def tail(f, n=3):
