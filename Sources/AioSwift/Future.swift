@@ -344,6 +344,7 @@ public class AnyFuture: CustomStringConvertible {
 /// a sleep's, an operation's) are these; Swift's typed ones are Future<T>.
 package class RawFuture: AnyFuture {
   private var kept = KeptCResult()
+  private var handle: UInt64 = 0
   final override var cValue: UnsafeMutableRawPointer? {
     get { kept.value }
     set { kept.value = newValue }
@@ -354,17 +355,16 @@ package class RawFuture: AnyFuture {
   }
   final override var keepsCResult: Bool { true }
   package final override var foreignHandle: UInt64 {
-    get { kept.handle }
-    set { kept.handle = newValue }
+    get { handle }
+    set { handle = newValue }
   }
   deinit { kept.free() }
 }
 
-/// What a future C sees keeps: its C result and its C handle.
+/// The C result a future C sees keeps.
 struct KeptCResult {
   var value: UnsafeMutableRawPointer?
   var destructor: CDestructor?
-  var handle: UInt64 = 0
   func free() { destructor?(value) }
 }
 

@@ -129,6 +129,7 @@ public final class ShieldFuture: AnyFuture {
   /// A C result: the inner future's, lent (the inner one frees it), or
   /// one set on the shield by its user, which the shield owns.
   private var kept = KeptCResult()
+  private var handle: UInt64 = 0
   /// The shield ended with the inner future's result: its value is read
   /// from the inner future each time, so one taken out of it
   /// (aios_future_take_result) is gone from the shield too, never left
@@ -147,8 +148,8 @@ public final class ShieldFuture: AnyFuture {
   }
   override var keepsCResult: Bool { true }
   package override var foreignHandle: UInt64 {
-    get { kept.handle }
-    set { kept.handle = newValue }
+    get { handle }
+    set { handle = newValue }
   }
   deinit { kept.free() }
 

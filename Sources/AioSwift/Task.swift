@@ -293,16 +293,15 @@ package final class StepTask: TaskBase {
   public let stepFunction: UnsafeRawPointer
   public let argument: UnsafeMutableRawPointer?
   private let argumentDestructor: CDestructor?
-  /// The C result the step returned.
-  private var result: UnsafeMutableRawPointer?
-  private var resultDestructor: CDestructor?
+  /// The C result the step returned (its handle is TaskBase's).
+  private var kept = KeptCResult()
   override var cValue: UnsafeMutableRawPointer? {
-    get { result }
-    set { result = newValue }
+    get { kept.value }
+    set { kept.value = newValue }
   }
   override var cDestructor: CDestructor? {
-    get { resultDestructor }
-    set { resultDestructor = newValue }
+    get { kept.destructor }
+    set { kept.destructor = newValue }
   }
   override var keepsCResult: Bool { true }
 
@@ -352,7 +351,7 @@ package final class StepTask: TaskBase {
   deinit {
     releaseAwaitedHandle(of: waiter)
     if !argumentAbandoned { argumentDestructor?(argument) }
-    resultDestructor?(result)
+    kept.free()
   }
 
   /// True while this task's step function runs (aios_task_await and friends

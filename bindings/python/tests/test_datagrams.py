@@ -13,6 +13,7 @@ import tempfile
 import pytest
 
 import aioswift
+from conftest import HOSTS
 
 TIMEOUT = 4.0
 PY312 = sys.version_info >= (3, 12)
@@ -20,20 +21,6 @@ PY312 = sys.version_info >= (3, 12)
 
 def run(loop, coro, timeout=TIMEOUT):
     return loop.run_until_complete(asyncio.wait_for(coro, timeout))
-
-
-def has_ipv6():
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-HOSTS = ["127.0.0.1"] + (["::1"] if has_ipv6() else [])
 
 
 @pytest.fixture
