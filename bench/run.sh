@@ -227,7 +227,7 @@ for ((rep = 1; rep <= REPEATS; rep++)); do
   say "-- run $rep/$REPEATS"
   # spawn (its C figure is also the 1M point of the scaling)
   run C spawn "$BIN/spawn" "$SPAWN_N"
-  [ "$HAVE_SWIFT" = 1 ] && run Swift spawn "$SWIFT_EXE" spawn "$SPAWN_N"
+  [ "$HAVE_SWIFT" = 1 ] && run Swift spawn "$SWIFT_EXE" spawn "$SPAWN_N" 1
   for l in $LOOPS; do run "$l" spawn $PY/spawn.py "$SPAWN_PY_N" --loop="$l"; done
   # call_soon, plain and chained
   run C call_soon "$BIN/call_soon" "$CALL_N" plain
@@ -238,6 +238,12 @@ for ((rep = 1; rep <= REPEATS; rep++)); do
   # scaling: the same 1M tasks in batches of 10k and 100k
   run C scaling_10k "$BIN/spawn" 10000 "$ROUNDS_10K"
   run C scaling_100k "$BIN/spawn" 100000 "$ROUNDS_100K"
+  if [ "$HAVE_SWIFT" = 1 ]; then
+    # Swift: the same rounds, and one 100k batch in a process of its own
+    # (fresh memory, as the 1M batch has).
+    run Swift scaling_100k "$SWIFT_EXE" spawn 100000 "$ROUNDS_100K"
+    run Swift scaling_100k_fresh "$SWIFT_EXE" spawn 100000 1
+  fi
   # task memory
   run C task_memory "$BIN/task_memory" "$MEMORY_N"
   run asyncio task_memory $PY/task_memory.py "$MEMORY_N" --loop=asyncio

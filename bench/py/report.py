@@ -125,26 +125,46 @@ def fanout_notes(best):
 
 
 def scaling_block(best, failures):
-    print("\n== scaling: spawn per-task cost by batch size (C; target: largest/smallest within 1.5x)")
-    sizes = []
-    for key, label in (("scaling_10k", "10k"), ("scaling_100k", "100k"), ("spawn", "1M")):
-        r = best.get(("C", key))
-        if r is None:
-            for why in failure_lines(failures, "C", key):
-                print(f"  {label:>5}: FAILED: {why}")
-            continue
-        batch = int(r.extra.get("batch", r.n))
-        rounds = int(r.extra.get("rounds", 1))
-        per = r.seconds / r.n * 1e9
-        sizes.append((batch, per))
-        print(f"  {batch:>8} tasks x {rounds:>3} rounds: {per:8.1f} ns/task  ({r.seconds:.4f} s)")
-    if len(sizes) >= 2:
-        sizes.sort()
-        largest_over_smallest = sizes[-1][1] / sizes[0][1]
-        spread = max(p for _, p in sizes) / min(p for _, p in sizes)
-        verdict = "met" if largest_over_smallest <= 1.5 else "ABOVE TARGET"
-        print(f"  largest/smallest ({sizes[-1][0]}/{sizes[0][0]}): {largest_over_smallest:.2f}x "
-              f"(target <= 1.5x: {verdict}); max/min over all sizes: {spread:.2f}x")
+    """Per-task spawn cost by batch size. C's target is the largest batch
+    within 1.5x of the smallest. A Swift task has no target here: its 1M
+    batch faults in ~1.6 KB of fresh memory a task (most of it the Swift
+    runtime's first allocator slab, allocated when a task is created to run
+    on the loop), so it is compared with a 100k batch in a process of its
+    own as well as with 100k batches that reuse their memory."""
+    print("\n== scaling: spawn per-task cost by batch size (target for C: largest/smallest within 1.5x)")
+    rows = {"C": (("scaling_10k", "rounds"), ("scaling_100k", "rounds"), ("spawn", "rounds")),
+            "Swift": (("scaling_100k", "rounds"), ("scaling_100k_fresh", "fresh process"),
+                      ("spawn", "fresh process"))}
+    for impl, keys in rows.items():
+        sizes = []
+        for key, how in keys:
+            r = best.get((impl, key))
+            if r is None:
+                for why in failure_lines(failures, impl, key):
+                    print(f"  {impl:<6} {key}: FAILED: {why}")
+                continue
+            batch = int(r.extra.get("batch", r.n))
+            rounds = int(r.extra.get("rounds", 1))
+            per = r.seconds / r.n * 1e9
+            sizes.append((batch, rounds, per))
+            print(f"  {impl:<6} {batch:>8} tasks x {rounds:>3} rounds: {per:8.1f} ns/task"
+                  f"  ({r.seconds:.4f} s; {how})")
+        if impl == "C" and len(sizes) >= 2:
+            sizes.sort()
+            largest_over_smallest = sizes[-1][2] / sizes[0][2]
+            spread = max(p for _, _, p in sizes) / min(p for _, _, p in sizes)
+            verdict = "met" if largest_over_smallest <= 1.5 else "ABOVE TARGET"
+            print(f"  C largest/smallest ({sizes[-1][0]}/{sizes[0][0]}): {largest_over_smallest:.2f}x "
+                  f"(target <= 1.5x: {verdict}); max/min over all sizes: {spread:.2f}x")
+        if impl == "Swift":
+            per = {(b, r): p for b, r, p in sizes}
+            million = next((p for (b, r), p in per.items() if b >= 1000000), None)
+            fresh = per.get((100000, 1))
+            reused = next((p for (b, r), p in per.items() if b == 100000 and r > 1), None)
+            if million and fresh:
+                print(f"  Swift 1M / 100k, each in a fresh process: {million / fresh:.2f}x")
+            if million and reused:
+                print(f"  Swift 1M / 100k batches reusing their memory: {million / reused:.2f}x")
 
 
 def memory_block(best, failures):

@@ -1,6 +1,6 @@
 // The Swift side of the benchmarks: prints `name n seconds` per run, like
 // the C programs beside it. Usage:
-//   aio-bench spawn|call_soon N
+//   aio-bench spawn|call_soon N | spawn N ROUNDS
 //   aio-bench queue_pingpong N | lock_contention TASKS ITERS | event_fanout TASKS ROUNDS
 //   aio-bench gather N | taskgroup N | wait_for N | to_thread N [CALLERS]
 // queue_pingpong, lock_contention and event_fanout are the twins of
@@ -16,17 +16,21 @@ func now() -> Double {
   return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
-/// N trivial tasks created, then all awaited: asyncio's create_task + gather.
-func spawn(_ n: Int) throws -> Double {
+/// N trivial tasks created, then all awaited: asyncio's create_task + gather;
+/// `rounds` times over, as bench/c/spawn.c does for its scaling rows.
+func spawn(_ n: Int, rounds: Int = 1) throws -> Double {
   try AioSwift.run { () async throws -> Double in
     let loop = try getRunningLoop()
-    let start = now()
     var tasks: [AioTask<Int>] = []
     tasks.reserveCapacity(n)
-    for i in 0..<n { tasks.append(try loop.createTask { i }) }
-    var sum = 0
-    for task in tasks { sum &+= try await task.value }
-    precondition(sum == n * (n - 1) / 2, "wrong results")
+    let start = now()
+    for _ in 0..<rounds {
+      for i in 0..<n { tasks.append(try loop.createTask { i }) }
+      var sum = 0
+      for task in tasks { sum &+= try await task.value }
+      precondition(sum == n * (n - 1) / 2, "wrong results")
+      tasks.removeAll(keepingCapacity: true)
+    }
     return now() - start
   }
 }
@@ -295,7 +299,7 @@ let combinatorBenchmarks: [String: (counts: [Int], run: ([Int]) throws -> String
 ]
 
 let arguments = CommandLine.arguments
-let usage = "usage: aio-bench spawn|call_soon N | queue_pingpong N | lock_contention TASKS ITERS"
+let usage = "usage: aio-bench spawn|call_soon N | spawn N ROUNDS | queue_pingpong N | lock_contention TASKS ITERS"
   + " | event_fanout TASKS ROUNDS | gather N | taskgroup N | wait_for N | to_thread N [CALLERS]\n"
 if arguments.count >= 2, let sync = syncBenchmarks[arguments[1]] ?? combinatorBenchmarks[arguments[1]] {
   let given = arguments.dropFirst(2).map { Int($0) }
@@ -318,11 +322,21 @@ if arguments.count >= 2, let sync = syncBenchmarks[arguments[1]] ?? combinatorBe
   print(line)
   exit(0)
 }
+if arguments.count == 4, arguments[1] == "spawn", let n = Int(arguments[2]), n > 0,
+  let rounds = Int(arguments[3]), rounds > 0
+{
+  _ = try spawn(min(n, 1000))  // warm-up
+  let seconds = try spawn(n, rounds: rounds)
+  print("spawn \(n * rounds) \(seconds) batch=\(n) rounds=\(rounds) "
+    + "per_task_ns=\(nanos(seconds, per: n * rounds))")
+  precondition(LiveObjects.counts.tasks == 0 && LiveObjects.counts.loops == 0, "objects leaked")
+  exit(0)
+}
 guard arguments.count == 3, let n = Int(arguments[2]), n > 0 else {
   fputs(usage, stderr)
   exit(2)
 }
-let benchmarks: [String: (Int) throws -> Double] = ["spawn": spawn, "call_soon": callSoon]
+let benchmarks: [String: (Int) throws -> Double] = ["spawn": { try spawn($0) }, "call_soon": callSoon]
 guard let benchmark = benchmarks[arguments[1]] else {
   fputs("aio-bench: unknown benchmark \(arguments[1])\n", stderr)
   exit(2)
