@@ -516,6 +516,71 @@ def test_a_peer_reset_reaches_connection_lost(any_loop):
     run(loop, main())
 
 
+@pytest.mark.parametrize("pause", [False, True], ids=["reading", "paused"])
+def test_eof_comes_an_iteration_after_the_last_bytes(any_loop, unix_path, pause):
+    # The last bytes and the end of a Unix socket whose peer closed, both
+    # waiting before the loop polls: asyncio reads once an iteration and sees
+    # the end on the next one, so what data_received scheduled (a reader
+    # task's wake-up) runs before eof_received, and a protocol that paused
+    # reading gets no EOF until it resumes. libuv reports the hang-up right
+    # after a short read, so the core hands over both in one batch; the
+    # binding puts the EOF off by an iteration.
+    loop = any_loop
+
+    class Ending(asyncio.Protocol):
+        def __init__(self):
+            self.events = []
+            self.waiter = loop.create_future()
+            self.done = loop.create_future()
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.events.append(("data", data))
+            if not self.waiter.done():
+                self.waiter.set_result(None)
+            loop.call_soon(self.events.append, "scheduled by data_received")
+            if pause:
+                self.transport.pause_reading()
+                loop.call_later(0.05, self.resume)
+
+        def resume(self):
+            self.events.append("resume")
+            self.transport.resume_reading()
+
+        def eof_received(self):
+            self.events.append("eof")
+
+        def connection_lost(self, exc):
+            self.events.append(("lost", exc))
+            self.done.set_result(None)
+
+    async def reader(protocol):
+        await protocol.waiter
+        protocol.events.append("woken task")
+
+    async def main():
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(unix_path)
+        listener.listen()
+        transport, protocol = await loop.create_unix_connection(Ending, unix_path)
+        task = loop.create_task(reader(protocol))
+        await asyncio.sleep(0)  # the task waits
+        peer, _ = listener.accept()
+        peer.sendall(b"last words")
+        peer.close()
+        listener.close()
+        await asyncio.wait_for(protocol.done, 5)
+        await task
+        expected = [("data", b"last words"), "woken task", "scheduled by data_received"]
+        if pause:
+            expected.append("resume")
+        assert protocol.events == expected + ["eof", ("lost", None)]
+
+    run(loop, main())
+
+
 def test_connection_lost_comes_after_what_data_received_scheduled(any_loop):
     # A connection's last bytes and its reset, both waiting before the loop
     # polls: libuv reads the bytes and sees the hang-up in one go, so the
