@@ -1092,7 +1092,9 @@ typedef struct aios_protocol_s {
   void (*data_received)(aios_transport_t *transport, const void *data, size_t length,
                         void *arg);
   /* The peer will send no more. Return nonzero to keep the transport open
-   * for writing (half-closed), 0 to close it (asyncio's eof_received). */
+   * for writing (half-closed), 0 to close it (asyncio's eof_received).
+   * As with asyncio, it comes after the callbacks that the last bytes'
+   * data_received scheduled, and not while reading is paused. */
   int (*eof_received)(aios_transport_t *transport, void *arg);
   /* Called exactly once when the connection is gone: `error` is NULL for a
    * close or an EOF, else the reason (borrowed; -ECONNRESET, ...). No other
@@ -1147,7 +1149,8 @@ typedef struct aios_io_event_s {
  *  on this loop (or its close); the transports are lent until then. A
  *  stream reads at most once between two calls: after its AIOS_IO_DATA it
  *  waits for the next take, so pause_reading called on seeing the bytes is
- *  exact. Bytes are received straight into the arena (no copy). Call it
+ *  exact. Its AIOS_IO_EOF is never in the take that has its last bytes: it
+ *  is recorded on an iteration after that take, unless reading was paused. Bytes are received straight into the arena (no copy). Call it
  *  once per iteration: from the callback aios_loop_set_io_events_callback
  *  schedules, or after a run_once.
  *  @return 0, *events (NULL when none), *count and *arena; AIOS_ECLOSED. */

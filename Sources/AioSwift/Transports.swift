@@ -127,6 +127,10 @@ public final class StreamTransport: CustomStringConvertible {
   /// The loop's iteration in which the stream read for the batch.
   private var suspendedIn = 0
   private var eofReceivedFlag = false
+  /// The loop's iteration whose poll read the last bytes.
+  private var lastReadIn = -1
+  /// The end, seen in the poll that read the last bytes: held an iteration.
+  private var eofHeld = false
   private var eofWritten = false
   private var shutdownDone = false
   /// The error a buffered protocol's getBuffer threw.
@@ -321,6 +325,10 @@ public final class StreamTransport: CustomStringConvertible {
   package func resumeAfterBatch() {
     guard batchSuspended else { return }
     batchSuspended = false
+    if eofHeld {
+      scheduleHeldEOF()
+      return
+    }
     if !isClosing && !readingPaused { startReading() }
   }
 
@@ -337,6 +345,11 @@ public final class StreamTransport: CustomStringConvertible {
   public func resumeReading() {
     guard !isClosing, readingPaused else { return }
     readingPaused = false
+    if eofHeld {
+      // As asyncio's: the end comes on a later iteration, not in this call.
+      scheduleHeldEOF()
+      return
+    }
     startReading()
   }
 
@@ -366,6 +379,7 @@ public final class StreamTransport: CustomStringConvertible {
 
   fileprivate func didRead(_ count: Int, _ base: UnsafeMutableRawPointer?) {
     if count > 0 {
+      lastReadIn = loop.iterations
       if let buffered = bufferedProtocol {
         buffered.bufferUpdated(count)
       } else {
@@ -376,7 +390,11 @@ public final class StreamTransport: CustomStringConvertible {
     }
     adoptProtocolSetInGetBuffer()
     if count == Int(UV_EOF.rawValue) {
-      receivedEOF()
+      if lastReadIn == loop.iterations {
+        holdEOF()
+      } else {
+        receivedEOF()
+      }
     } else if count == Int(UV_ENOBUFS.rawValue), batchSuspended {
       // A poll after the one that read, and no take yet: wait for it.
       if loop.iterations != suspendedIn { stopReading() }
@@ -396,6 +414,31 @@ public final class StreamTransport: CustomStringConvertible {
     } else if count < 0 {
       fatalError(uvError(Int32(count)))
     }
+  }
+
+  /// libuv reports a peer's hang-up right after a short read (a Unix
+  /// socket whose peer closed), in the poll that read the last bytes.
+  /// asyncio reads once an iteration and sees the end on the next one, after
+  /// what the bytes' callbacks scheduled (a reader task's wake-up), and a
+  /// protocol that paused reading on seeing them gets no end until it
+  /// resumes: so does this one. For a batched protocol the end is recorded
+  /// after the batch with the bytes was taken.
+  private func holdEOF() {
+    eofHeld = true
+    // A batched protocol's bytes wait in a batch not yet taken: the end is
+    // released once it is (resumeAfterBatch), so that it comes after what
+    // the binding's handling of the bytes scheduled.
+    if !batchSuspended { scheduleHeldEOF() }
+  }
+
+  private func scheduleHeldEOF() {
+    if (try? loop.callSoon({ [self] in releaseHeldEOF() })) == nil { releaseHeldEOF() }
+  }
+
+  private func releaseHeldEOF() {
+    guard eofHeld, !readingPaused else { return }   // resumeReading releases it
+    eofHeld = false
+    if !isClosing { receivedEOF() }
   }
 
   private func receivedEOF() {

@@ -1320,6 +1320,136 @@ static void test_batched_events_callback(void) {
   close_loop(loop);
 }
 
+/* A Unix socket whose peer wrote its last bytes and closed before the loop
+ * polls: libuv reports the hang-up right after the short read, in the same
+ * poll. asyncio reads once an iteration and sees the end on the next one,
+ * so what data_received scheduled runs before eof_received, and a protocol
+ * that paused reading on seeing the bytes gets no end until it resumes. */
+typedef struct {
+  char order[16];
+  size_t n;
+  int pause;
+  aios_loop_t *loop;
+  aios_future_t *lost;
+} ending_t;
+
+static void ending_mark(void *arg) {
+  ending_t *e = arg;
+  e->order[e->n++] = 'X';
+}
+static void ending_resume(void *arg) {
+  aios_transport_t *t = arg;
+  CHECK_EQ(aios_transport_resume_reading(t), 0);
+}
+static void ending_data(aios_transport_t *t, const void *data, size_t n, void *arg) {
+  ending_t *e = arg;
+  CHECK_EQ(n, 3);
+  CHECK(memcmp(data, "bye", 3) == 0);
+  e->order[e->n++] = 'D';
+  CHECK_EQ(aios_loop_call_soon(e->loop, ending_mark, e, NULL, NULL), 0);
+  if (e->pause) {
+    CHECK_EQ(aios_transport_pause_reading(t), 0);
+    CHECK_EQ(aios_loop_call_later(e->loop, 0.02, ending_resume, t, NULL, NULL), 0);
+  }
+}
+static int ending_eof(aios_transport_t *t, void *arg) {
+  ending_t *e = arg;
+  (void)t;
+  e->order[e->n++] = 'E';
+  return 0;
+}
+static void ending_lost(aios_transport_t *t, aios_error_t *error, void *arg) {
+  ending_t *e = arg;
+  (void)t;
+  CHECK(error == NULL);
+  e->order[e->n++] = 'L';
+  CHECK_EQ(aios_future_set_result(e->lost, NULL, NULL), 0);
+}
+
+static void test_end_comes_an_iteration_after_the_last_bytes(void) {
+  int pause;
+  for (pause = 0; pause <= 1; pause++) {
+    aios_loop_t *loop = make_loop();
+    int pair[2];
+    ending_t e;
+    aios_protocol_t p;
+    aios_future_t *f = NULL;
+    aios_transport_t *t;
+    memset(&e, 0, sizeof e);
+    e.pause = pause;
+    e.loop = loop;
+    CHECK_EQ(aios_future_new(loop, &e.lost), 0);
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
+    memset(&p, 0, sizeof p);
+    p.size = sizeof p;
+    p.arg = &e;
+    p.data_received = ending_data;
+    p.eof_received = ending_eof;
+    p.connection_lost = ending_lost;
+    CHECK_EQ(aios_connect_accepted_socket(loop, &p, pair[0], &f), 0);
+    t = (aios_transport_t *)await_value(loop, f);
+    CHECK_EQ(write(pair[1], "bye", 3), 3);
+    close(pair[1]);
+    CHECK_EQ(await_status(loop, e.lost), 0);
+    CHECK_EQ(e.n, 4);
+    CHECK(memcmp(e.order, "DXEL", 4) == 0);
+    CHECK_EQ(aios_transport_unref(t), 0);
+    close_loop(loop);
+  }
+}
+
+/* The same for a batched protocol: the end is never in the take that has
+ * the last bytes, and a pause_reading on seeing them holds it back. */
+static void test_batched_end_comes_after_the_take_with_the_last_bytes(void) {
+  int pause;
+  for (pause = 0; pause <= 1; pause++) {
+    aios_loop_t *loop = make_loop();
+    int pair[2], i, data_take = -1, eof_take = -1, resume_take = -1, lost = 0;
+    aios_protocol_t p;
+    aios_future_t *f = NULL;
+    aios_transport_t *t;
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
+    memset(&p, 0, sizeof p);
+    p.size = sizeof p;
+    p.batched = 1;
+    p.token = 7;
+    CHECK_EQ(aios_connect_accepted_socket(loop, &p, pair[0], &f), 0);
+    t = (aios_transport_t *)await_value(loop, f);
+    CHECK_EQ(write(pair[1], "bye", 3), 3);
+    close(pair[1]);
+    for (i = 0; i < 10000 && !lost; i++) {
+      const aios_io_event_t *events = NULL;
+      const unsigned char *arena = NULL;
+      size_t count = 0, k;
+      run_once(loop);
+      CHECK_EQ(aios_loop_take_io_events(loop, &events, &count, &arena), 0);
+      for (k = 0; k < count; k++) {
+        const aios_io_event_t *ev = &events[k];
+        if (ev->kind == AIOS_IO_DATA) {
+          CHECK_EQ(ev->length, 3);
+          data_take = i;
+          if (pause) CHECK_EQ(aios_transport_pause_reading(ev->transport), 0);
+        } else if (ev->kind == AIOS_IO_EOF) {
+          eof_take = i;
+          CHECK_EQ(aios_transport_close(ev->transport), 0);
+        } else if (ev->kind == AIOS_IO_LOST) {
+          lost = 1;
+        }
+      }
+      if (pause && data_take >= 0 && resume_take < 0 && i >= data_take + 3) {
+        CHECK_EQ(eof_take, -1);
+        CHECK_EQ(aios_transport_resume_reading(t), 0);
+        resume_take = i;
+      }
+    }
+    CHECK(lost);
+    CHECK(data_take >= 0);
+    CHECK(eof_take > (pause ? resume_take : data_take));
+    CHECK_EQ(aios_transport_unref(t), 0);
+    close_loop(loop);
+  }
+}
+
 int main(int argc, char **argv) {
   static const test_entry_t tests[] = {
       TEST_ENTRY(test_getaddrinfo_localhost),
@@ -1352,6 +1482,8 @@ int main(int argc, char **argv) {
       TEST_ENTRY(test_accept_emfile_keeps_serving),
       TEST_ENTRY(test_batched_echo),
       TEST_ENTRY(test_batched_events_callback),
+      TEST_ENTRY(test_end_comes_an_iteration_after_the_last_bytes),
+      TEST_ENTRY(test_batched_end_comes_after_the_take_with_the_last_bytes),
       TEST_ENTRY(test_reuse_port_two_threads),
   };
   return run_tests(argc, argv, tests, sizeof tests / sizeof tests[0]);

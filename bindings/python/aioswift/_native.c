@@ -113,7 +113,6 @@ struct CoreObject {
     PyObject *io_backlog;        /* events an interrupt kept back */
     long io_servers;             /* servers open (the Python side counts them) */
     int io_enabled;              /* the core's loop schedules io_ready */
-    unsigned long long io_batch; /* io_ready's takes, ever: which batch an event came in */
     /* Descriptor watchers, signal handlers, datagram endpoints and
      * subprocesses (_native_events.c, _native_dgram.c, _native_proc.c) */
     PyObject *watches;           /* dict (kind, number) -> Watch */

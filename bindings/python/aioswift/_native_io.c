@@ -76,8 +76,6 @@ struct ChannelObject {
     char close_deferred;         /* close() while write-paused: the core closes after resume_writing */
     char write_paused;           /* asyncio's _protocol_paused */
     char flush_scheduled;
-    char eof_deferred;           /* an EOF waits for _deliver_eof (see channel_eof) */
-    unsigned long long data_batch; /* the io_ready batch of the last DATA event */
     char eof_written;            /* write_eof() was called */
     char pipe;                   /* a pipe transport: asyncio's write pipe drops writes after
                                     close or write_eof instead of raising */
@@ -92,7 +90,7 @@ static PyObject *connlost_warning = NULL;
 
 static PyObject *str_io_connected, *str_io_eof, *str_io_lost, *str_maybe_pause,
     *str_io_resume_writing, *str_fatal_error, *str_protocol_failed, *str_call_soon_attr,
-    *str_flush_pending, *str_deliver_eof;
+    *str_flush_pending;
 static PyObject *msg_data_received, *msg_get_buffer, *msg_buffer_updated;
 
 /* asyncio's constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES */
@@ -240,8 +238,6 @@ channel_make(CoreObject *core, Py_ssize_t index)
     self->conn_lost = 0;
     self->buffered = self->closing = self->lost = 0;
     self->reading_paused = self->write_paused = self->flush_scheduled = self->dropping = 0;
-    self->eof_deferred = 0;
-    self->data_batch = 0;
     self->close_deferred = self->eof_written = 0;
     self->pipe = 0;
     PyObject_GC_Track(self);
@@ -568,7 +564,6 @@ channel_data(ChannelObject *self, PyObject *data, const char *base, Py_ssize_t l
 {
     if (!channel_receiving(self) || self->transport == NULL)
         return 0;
-    self->data_batch = self->core->io_batch;
     if (self->reading_paused || (self->pending != NULL && PyList_GET_SIZE(self->pending) > 0)) {
         if (channel_stash_bytes(self, data, base, length, 0) < 0)
             return channel_fatal(self, msg_data_received);
@@ -577,28 +572,6 @@ channel_data(ChannelObject *self, PyObject *data, const char *base, Py_ssize_t l
     return deliver(self, data, base, length);
 }
 
-/* Calls self.<method>() with the loop's call_soon. -1 with an exception. */
-static int
-channel_call_soon(ChannelObject *self, PyObject *method)
-{
-    PyObject *bound = PyObject_GetAttr((PyObject *)self, method);
-    if (bound == NULL)
-        return -1;
-    PyObject *r = PyObject_CallMethodObjArgs(self->core->owner, str_call_soon_attr, bound, NULL);
-    Py_DECREF(bound);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    return 0;
-}
-
-/* An EOF event. After a short read of a stream whose peer hung up (a Unix
- * socket closed, say), libuv reports the end at once, so a connection's last
- * bytes and its end can come in one batch; asyncio reads once an iteration
- * and sees the end on the next one, after what data_received scheduled (a
- * reader task's wake-up) has run. An EOF in the batch of the channel's last
- * DATA is so delivered by a call_soon'd _deliver_eof (and waits in
- * `pending` if reading was paused meanwhile). */
 static int
 channel_eof(ChannelObject *self)
 {
@@ -609,34 +582,7 @@ channel_eof(ChannelObject *self)
             return channel_unexpected(self, NULL);
         return 0;
     }
-    if (self->data_batch == self->core->io_batch && self->core->owner != NULL) {
-        if (channel_call_soon(self, str_deliver_eof) < 0)
-            return channel_unexpected(self, NULL);
-        self->eof_deferred = 1;
-        return 0;
-    }
     return channel_call(self, str_io_eof, NULL);
-}
-
-/* channel._deliver_eof(): the EOF channel_eof put off by an iteration. */
-static PyObject *
-channel_deliver_eof(ChannelObject *self, PyObject *Py_UNUSED(ignored))
-{
-    if (!self->eof_deferred)
-        Py_RETURN_NONE;
-    self->eof_deferred = 0;
-    if (!channel_receiving(self))
-        Py_RETURN_NONE;
-    if (self->reading_paused || (self->pending != NULL && PyList_GET_SIZE(self->pending) > 0)) {
-        /* resume_reading's flush delivers it, after what came before. */
-        if (channel_stash(self, Py_None, 0) < 0)
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    Py_INCREF(self);
-    (void)channel_call(self, str_io_eof, NULL);   /* an interrupt stops the loop */
-    Py_DECREF(self);
-    Py_RETURN_NONE;
 }
 
 /* channel._flush_pending(): what waited for resume_reading (call_soon'd by
@@ -974,8 +920,14 @@ channel_resume_reading(ChannelObject *self, PyObject *Py_UNUSED(ignored))
         self->core->owner != NULL) {
         /* As asyncio's resume_reading, what was read comes on a later
          * iteration, not inside this call. */
-        if (channel_call_soon(self, str_flush_pending) < 0)
+        PyObject *flush = PyObject_GetAttr((PyObject *)self, str_flush_pending);
+        if (flush == NULL)
             return NULL;
+        PyObject *r = PyObject_CallMethodObjArgs(self->core->owner, str_call_soon_attr, flush, NULL);
+        Py_DECREF(flush);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
         self->flush_scheduled = 1;
     }
     Py_RETURN_TRUE;
@@ -1236,7 +1188,6 @@ static PyMethodDef channel_methods[] = {
     {"release", (PyCFunction)channel_release, METH_NOARGS,
      "Give the token back: the connection never came or was given up."},
     {"_flush_pending", (PyCFunction)channel_flush_pending, METH_NOARGS, NULL},
-    {"_deliver_eof", (PyCFunction)channel_deliver_eof, METH_NOARGS, NULL},
     {"detach", (PyCFunction)channel_detach_method, METH_NOARGS,
      "connection_lost was delivered: let go of the transport and its protocol."},
     {"_io_resumed", (PyCFunction)channel_io_resumed, METH_NOARGS,
@@ -1420,27 +1371,17 @@ static int
 lost_event(CoreObject *core, ChannelObject *chan, int status)
 {
     Py_INCREF(chan);
-    int r = 0;
-    if (chan->eof_deferred && chan->transport != NULL && channel_receiving(chan) &&
-        !chan->reading_paused && (chan->pending == NULL || PyList_GET_SIZE(chan->pending) == 0)) {
-        /* The end came in the same batch: the EOF put off goes first. */
-        chan->eof_deferred = 0;
-        r = channel_call(chan, str_io_eof, NULL);
-    }
-    chan->eof_deferred = 0;
     chan->closing = 1;
     Py_CLEAR(chan->pending);
+    int r = 0;
     if (chan->transport != NULL) {
         PyObject *code = PyLong_FromLong(status);
-        int lost;
         if (code == NULL)
-            lost = channel_unexpected(chan, NULL);
+            r = channel_unexpected(chan, NULL);
         else {
-            lost = channel_call(chan, str_io_lost, code);
+            r = channel_call(chan, str_io_lost, code);
             Py_DECREF(code);
         }
-        if (lost < 0)
-            r = lost;
     }
     /* The token is done: the core records nothing after LOST. */
     if (chan->token != 0) {
@@ -1604,7 +1545,6 @@ io_ready(void *arg)
         const aios_io_event_t *events = NULL;
         const unsigned char *arena = NULL;
         size_t count = 0;
-        core->io_batch++;
         if (aios_loop_take_io_events(core->loop, &events, &count, &arena) == 0 && count > 0) {
             size_t i = 0;
             if (!interrupted) {
@@ -1815,13 +1755,12 @@ io_module_init(void)
     str_protocol_failed = PyUnicode_InternFromString("_protocol_failed");
     str_call_soon_attr = PyUnicode_InternFromString("call_soon");
     str_flush_pending = PyUnicode_InternFromString("_flush_pending");
-    str_deliver_eof = PyUnicode_InternFromString("_deliver_eof");
     msg_data_received = PyUnicode_FromString("Fatal error: protocol.data_received() call failed.");
     msg_get_buffer = PyUnicode_FromString("Fatal error: protocol.get_buffer() call failed.");
     msg_buffer_updated = PyUnicode_FromString("Fatal error: protocol.buffer_updated() call failed.");
     if (!str_io_connected || !str_io_eof || !str_io_lost || !str_maybe_pause ||
         !str_io_resume_writing || !str_fatal_error || !str_protocol_failed || !str_call_soon_attr ||
-        !str_flush_pending || !str_deliver_eof ||
+        !str_flush_pending ||
         !msg_data_received || !msg_get_buffer || !msg_buffer_updated)
         return -1;
     return 0;
