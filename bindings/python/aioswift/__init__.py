@@ -10,13 +10,13 @@ its C ABI, as uvloop is libuv's:
 Loop is an asyncio.AbstractEventLoop whose scheduling (call_soon,
 call_later, call_at, call_soon_threadsafe, run_forever) is the core's;
 asyncio's own Task and Future run on it, and so do asyncio's streams and
-TLS: TCP and Unix connections, servers and name resolution are the core's.
-Datagrams, pipes, subprocesses and signals are not built yet (those methods
-raise NotImplementedError).
+TLS: TCP and Unix connections, servers, datagrams, pipes, subprocesses,
+signals, descriptor watchers and name resolution are the core's.
 
-Also here: CFuture, an awaitable future of the C runtime
-(loop.create_cfuture(), loop.sleep_cfuture(), and for C code on the same
-loop loop.aios_loop, loop.wrap_cfuture() and loop.as_cfuture()); status codes
+Also here: CFuture, an awaitable future of the C runtime, and CTask, a C
+task seen from Python (loop.create_cfuture(), loop.sleep_cfuture(), and for
+C code on the same loop loop.aios_loop, loop.wrap_cfuture() and
+loop.as_cfuture()); status codes
 mapped to Python exceptions (aioswift._errors); version() and live_objects().
 """
 
@@ -26,7 +26,7 @@ from ._errors import (AioswiftError, InvalidArgumentError, LoopClosedError,
                       WrongThreadError, err_name, errorcode, exception_for_code,
                       strerror)
 from ._native import Handle, TimerHandle
-from ._future import CFuture
+from ._future import CFuture, CTask
 from ._loop import Loop
 from ._policy import EventLoopPolicy, install, new_event_loop, run
 
@@ -66,7 +66,7 @@ def live_objects():
 
 __all__ = [
     "Loop", "EventLoopPolicy", "new_event_loop", "install", "run",
-    "Handle", "TimerHandle", "CFuture",
+    "Handle", "TimerHandle", "CFuture", "CTask",
     "AioswiftError", "LoopClosedError", "LoopRunningError", "NoRunningLoopError",
     "WrongThreadError", "InvalidArgumentError", "WrongLoopError",
     "exception_for_code", "strerror", "err_name", "errorcode",

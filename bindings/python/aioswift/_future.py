@@ -263,8 +263,49 @@ class CFuture:
         return f"<CFuture {state}>"
 
 
+class CTask(CFuture):
+    """A C task (aios_task_t) as a CFuture, with the asyncio.Task methods the
+    core has: cancelling, uncancel, get_name and set_name. It runs no Python
+    coroutine: get_coro() is None and its stack is empty."""
+
+    def __init__(self, loop, ptr, task):
+        super().__init__(loop, ptr)
+        self._task = task
+
+    def cancelling(self):
+        return check(lib.aios_task_cancelling(self._task))
+
+    def uncancel(self):
+        return check(lib.aios_task_uncancel(self._task))
+
+    def get_name(self):
+        name = lib.aios_task_get_name(self._task)
+        if name == NULL:
+            check(lib.aios_future_done(self._ptr))      # the handle's error, if any
+            return None
+        return ffi.string(name).decode("utf-8", "replace")
+
+    def set_name(self, value):
+        check(lib.aios_task_set_name(self._task, str(value).encode("utf-8", "replace")))
+
+    def get_coro(self):
+        return None
+
+    def get_stack(self, *, limit=None):
+        return []
+
+    def __repr__(self):
+        text = super().__repr__()
+        try:
+            name = self.get_name()
+        except Exception:
+            return text
+        return f"<CTask {name!r} {text[len('<CFuture '):]}"
+
+
 def wrap_pointer(loop, pointer):
-    """A CFuture for a future or task C code made on `loop`'s core loop.
+    """A CFuture for a future C code made on `loop`'s core loop, a CTask for
+    a task.
     `pointer` is an `aios_future_t *` or `aios_task_t *` of any cffi module,
     or its address as an int. The CFuture takes a reference of its own; the
     caller keeps theirs. A stale or foreign pointer is refused by the library
@@ -293,7 +334,8 @@ def wrap_pointer(loop, pointer):
     except BaseException:
         lib.aios_future_unref(ptr)
         raise
-    return CFuture(loop, ptr)
+    task = lib.aios_future_as_task(ptr)
+    return CTask(loop, ptr, task) if task != NULL else CFuture(loop, ptr)
 
 
 def _cancel_message(future):

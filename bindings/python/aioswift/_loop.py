@@ -610,11 +610,12 @@ class Loop(NetworkMixin, SocketMixin, PipesMixin, SubprocessMixin, DatagramsMixi
         return self._ptr
 
     def wrap_cfuture(self, pointer):
-        """A CFuture for a future or task C code made on this loop (an
-        `aios_future_t *` or `aios_task_t *` of any cffi module, or its
-        address), awaitable from Python. The CFuture takes its own reference;
-        the caller keeps theirs. Cancelling it cancels the future, or
-        requests the task's cancellation."""
+        """A CFuture for a future C code made on this loop, a CTask for a
+        task (an `aios_future_t *` or `aios_task_t *` of any cffi module, or
+        its address), awaitable from Python. It takes its own reference; the
+        caller keeps theirs. Cancelling it cancels the future, or requests
+        the task's cancellation; a CTask also has cancelling(), uncancel(),
+        get_name() and set_name()."""
         self._check_closed()
         return wrap_pointer(self, pointer)
 

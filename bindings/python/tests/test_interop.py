@@ -630,6 +630,37 @@ def test_another_threads_call_keeps_its_place_before_c_and_python_calls(aloop, c
     assert list(cmod.lib.interop_marks[0:cmod.lib.interop_nmarks]) == [1, 2, 3]
 
 
+def test_a_c_task_is_a_ctask_with_the_task_methods(aloop, cmod):
+    # A C task handed to Python has asyncio.Task's cancelling, uncancel and
+    # names; a plain C future stays a CFuture. The task also counts its
+    # cancellation requests as asyncio's does; uncancel takes a request back
+    # but not the cancellation already delivered to what the task awaits.
+    probe = new_probe(cmod)
+    task = sleeper(cmod, aloop, probe, delay=0.05, value=5)
+    assert isinstance(task, aioswift.CTask) and asyncio.isfuture(task)
+    assert not isinstance(aloop.create_cfuture(), aioswift.CTask)
+    assert task.get_name() == "c-sleeper"
+    task.set_name("renamed")
+    assert task.get_name() == "renamed"
+    assert "renamed" in repr(task) and "pending" in repr(task)
+    assert task.get_coro() is None and task.get_stack() == []
+    aloop.run_until_complete(asyncio.sleep(0))          # its first step: it sleeps
+    assert task.cancelling() == 0
+    assert task.cancel("once") is True
+    assert task.cancel("twice") is True
+    assert task.cancelling() == 2
+    assert task.uncancel() == 1
+    assert task.uncancel() == 0
+    assert task.cancelling() == 0
+    with pytest.raises(asyncio.CancelledError):
+        aloop.run_until_complete(task)
+    assert task.cancelled() and probe.outcome == 3
+    # Through the address, it is a CTask too; a done task keeps its name.
+    again = aloop.wrap_cfuture(int(ffi.cast("uintptr_t", task.pointer)))
+    assert isinstance(again, aioswift.CTask) and again.get_name() == "renamed"
+    del task, again
+
+
 # -- what is refused -------------------------------------------------------------
 
 def test_wrap_cfuture_refuses_what_is_not_a_future_of_this_loop(aloop, cmod):
