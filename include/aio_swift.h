@@ -1813,7 +1813,23 @@ typedef struct aios_spawn_options_s {
    * asyncio's. (Added after `limit`: a caller whose `size` ends at `limit`
    * gets pipes.) */
   int socket_pairs;
+  /* (Added after `socket_pairs`: a caller whose `size` ends there gets
+   * NULL and AIOS_CHILD_SIGNALS_RESET.) */
+  /* The file run instead of the program, which stays argv[0] (asyncio's
+   * executable=), searched in PATH as the program is; for
+   * aios_subprocess_shell the shell run instead of /bin/sh. NULL: none. */
+  const char *executable;
+  int signals;                  /* aios_child_signals_t */
 } aios_spawn_options_t;
+
+/* What becomes of the signals a child's parent ignores (one the parent
+ * handles gets its default action at exec whatever this says). */
+typedef enum aios_child_signals_e {
+  AIOS_CHILD_SIGNALS_RESET = 0,  /* every signal's default action (libuv's) */
+  AIOS_CHILD_SIGNALS_RESTORE,    /* SIGPIPE and SIGXFSZ default, the other ignored
+                                    ones stay ignored (restore_signals=True) */
+  AIOS_CHILD_SIGNALS_INHERIT     /* the ignored stay ignored (restore_signals=False) */
+} aios_child_signals_t;
 
 /* A running child and its pipes (asyncio's SubprocessTransport). */
 typedef struct aios_subprocess_s aios_subprocess_t;
@@ -1853,7 +1869,8 @@ typedef struct aios_subprocess_protocol_s {
  *  aios_subprocess_t * holding one reference (aios_future_take_result gives
  *  it to you; its destructor drops it); AIOS_EINVAL for a NULL or empty
  *  program, an options size too small, a mode out of range, STDOUT for
- *  stdin or stdout, a negative descriptor or too many pass_fds; AIOS_ECLOSED. */
+ *  stdin or stdout, a negative descriptor or too many pass_fds, an empty
+ *  executable, a `signals` out of range; AIOS_ECLOSED. */
 AIOS_EXTERN int aios_subprocess_exec(aios_loop_t *loop, const aios_subprocess_protocol_t *protocol,
                                      const char *program, const char *const *args,
                                      const aios_spawn_options_t *options, aios_future_t **out);

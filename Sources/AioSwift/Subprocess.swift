@@ -47,7 +47,24 @@ public struct SpawnOptions: Sendable {
   /// moves about 1.5 times as fast, but the child cannot open /dev/stdin,
   /// /dev/stdout or /dev/stderr. false: pipes, as asyncio's.
   public var socketPairs = false
+  /// The file run instead of the program, which stays the child's argv[0]
+  /// (asyncio's executable=); searched in PATH as the program is.
+  public var executable: String?
+  /// The signal dispositions the child starts with.
+  public var signals = ChildSignals.reset
   public init() {}
+}
+
+/// What becomes of the signals a child's parent ignores (a signal the
+/// parent handles gets its default action at exec whatever this says).
+public enum ChildSignals: Int32, Sendable {
+  /// Every signal has its default action, as libuv starts its children.
+  case reset = 0
+  /// SIGPIPE and SIGXFSZ get their default action, the others the parent
+  /// ignores stay ignored: asyncio's restore_signals=True (Popen's default).
+  case restore = 1
+  /// What the parent ignores stays ignored: restore_signals=False.
+  case inherit = 2
 }
 
 /// asyncio.SubprocessProtocol.
@@ -492,14 +509,26 @@ private func childEnvironment(_ given: [String], extending: Bool) -> [String] {
   return result + given
 }
 
+/// A shell command as a program, its arguments and options: `/bin/sh -c
+/// command`, or with `executable` that shell, as its argv[0] too (Popen's
+/// shell=True with executable=).
+package func shellInvocation(_ command: String, _ options: SpawnOptions) -> (String, [String], SpawnOptions) {
+  var shellOptions = options
+  shellOptions.executable = nil
+  return (options.executable ?? "/bin/sh", ["-c", command], shellOptions)
+}
+
 /// What the spawn refuses, checked before anything is made for it.
 private func checkSpawn(program: String, arguments: [String], options: SpawnOptions) throws {
   guard !program.isEmpty else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "no program") }
+  guard options.executable?.isEmpty != true else {
+    throw RuntimeError(code: AIOS_EINVAL.rawValue, "an empty executable")
+  }
   guard options.passFds.allSatisfy({ $0 >= 0 }) else {
     throw RuntimeError(code: AIOS_EINVAL.rawValue, "bad value(s) in fds_to_keep")
   }
   guard Set(options.passFds).count <= 256 else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "too many pass_fds") }
-  let strings = [program, options.cwd ?? ""] + arguments + (options.environment ?? [])
+  let strings = [program, options.cwd ?? "", options.executable ?? ""] + arguments + (options.environment ?? [])
   guard !strings.contains(where: { $0.utf8.contains(0) }) else {
     throw RuntimeError(code: AIOS_EINVAL.rawValue, "embedded null byte")
   }
@@ -511,7 +540,7 @@ private func withSpawn(program: String, arguments: [String], options: SpawnOptio
                        _ body: (inout aiosi_spawn_t) -> Int32) -> Int32 {
   let keep = Array(Set(options.passFds)).sorted()
   let environment = options.environment.map { childEnvironment($0, extending: options.extendEnvironment) } ?? []
-  let strings = [program] + arguments + environment + [options.cwd ?? ""]
+  let strings = [program] + arguments + environment + [options.executable ?? "", options.cwd ?? ""]
   let copies = strings.map { strdup($0) }
   defer { for copy in copies { free(copy) } }
   let argumentEnd = 1 + arguments.count
@@ -521,7 +550,7 @@ private func withSpawn(program: String, arguments: [String], options: SpawnOptio
     envp.withUnsafeMutableBufferPointer { envpBuffer in
       keep.withUnsafeBufferPointer { keepBuffer in
         var spec = aiosi_spawn_t()
-        spec.file = UnsafePointer(copies[0])
+        spec.file = UnsafePointer(options.executable == nil ? copies[0] : copies[copies.count - 2])
         spec.argv = UnsafePointer(argvBuffer.baseAddress)
         spec.envp = options.environment == nil ? nil : UnsafePointer(envpBuffer.baseAddress)
         spec.cwd = options.cwd == nil ? nil : UnsafePointer(copies[copies.count - 1])
@@ -530,6 +559,7 @@ private func withSpawn(program: String, arguments: [String], options: SpawnOptio
         spec.keep_count = keep.count
         spec.new_session = options.startNewSession ? 1 : 0
         spec.process_group = options.processGroup ?? -1
+        spec.signals = options.signals.rawValue
         return body(&spec)
       }
     }
@@ -697,9 +727,11 @@ extension Loop {
     }, discard: { $0.transport.close() })
   }
 
-  /// asyncio's create_subprocess_shell: `/bin/sh -c command`.
+  /// asyncio's create_subprocess_shell: `/bin/sh -c command` (or the shell
+  /// options.executable names).
   public func createSubprocessShell(_ command: String, options: SpawnOptions = SpawnOptions()) async throws -> AioProcess {
-    try await createSubprocessExec("/bin/sh", ["-c", command], options: options)
+    let (shell, arguments, shellOptions) = shellInvocation(command, options)
+    return try await createSubprocessExec(shell, arguments, options: shellOptions)
   }
 
   /// asyncio's connect_read_pipe with a stream: a reader fed by the pipe

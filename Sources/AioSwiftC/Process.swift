@@ -87,6 +87,11 @@ private func spawnOptions(_ options: UnsafePointer<aios_spawn_options_t>?) throw
   }
   result.passFds = (0..<count).map { given.pass_fds[$0] }
   result.limit = try limit(given.limit)
+  if given.executable != nil { result.executable = String(cString: given.executable) }
+  guard let signals = ChildSignals(rawValue: given.signals) else {
+    throw RuntimeError(code: AIOS_EINVAL.rawValue, "bad signals \(given.signals)")
+  }
+  result.signals = signals
   return result
 }
 
@@ -141,10 +146,19 @@ private final class CSubprocessProtocol: SubprocessProtocol {
   func resumeWriting() { table.resume_writing?(subprocess, table.arg) }
 }
 
-/// The program and arguments of a shell command.
-private func shellCommand(_ command: UnsafePointer<CChar>?) throws -> (String, [String]) {
+/// What a spawn runs: its program, arguments and options.
+private typealias Invocation = (program: String, arguments: [String], options: SpawnOptions)
+
+/// A shell command's invocation.
+private func shellCommand(_ command: UnsafePointer<CChar>?, _ options: SpawnOptions) throws -> Invocation {
   guard let command else { throw RuntimeError(code: AIOS_EINVAL.rawValue, "no command") }
-  return ("/bin/sh", ["-c", String(cString: command)])
+  return shellInvocation(String(cString: command), options)
+}
+
+/// A program's invocation.
+private func execCommand(_ file: UnsafePointer<CChar>?, _ args: UnsafePointer<UnsafePointer<CChar>?>?,
+                         _ options: SpawnOptions) throws -> Invocation {
+  (try program(file), try stringList(args), options)
 }
 
 private func program(_ program: UnsafePointer<CChar>?) throws -> String {
@@ -153,14 +167,13 @@ private func program(_ program: UnsafePointer<CChar>?) throws -> String {
 }
 
 private func subprocess(_ loop: OpaquePointer?, _ table: UnsafePointer<aios_subprocess_protocol_t>?,
-                        _ command: () throws -> (String, [String]),
+                        _ command: (SpawnOptions) throws -> Invocation,
                         _ options: UnsafePointer<aios_spawn_options_t>?,
                         _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   status {
     let loop = try ownLoop(loop)
     guard out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    let (program, arguments) = try command()
-    let options = try spawnOptions(options)
+    let (program, arguments, options) = try command(try spawnOptions(options))
     let made = try CSubprocessProtocol.make(table)
     do {
       try requestFuture(loop, out, { done in
@@ -179,14 +192,14 @@ public func aios_subprocess_exec(_ loop: OpaquePointer?, _ table: UnsafePointer<
                                  _ file: UnsafePointer<CChar>?, _ args: UnsafePointer<UnsafePointer<CChar>?>?,
                                  _ options: UnsafePointer<aios_spawn_options_t>?,
                                  _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-  subprocess(loop, table, { (try program(file), try stringList(args)) }, options, out)
+  subprocess(loop, table, { try execCommand(file, args, $0) }, options, out)
 }
 
 @_cdecl("aios_subprocess_shell")
 public func aios_subprocess_shell(_ loop: OpaquePointer?, _ table: UnsafePointer<aios_subprocess_protocol_t>?,
                                   _ command: UnsafePointer<CChar>?, _ options: UnsafePointer<aios_spawn_options_t>?,
                                   _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-  subprocess(loop, table, { try shellCommand(command) }, options, out)
+  subprocess(loop, table, { try shellCommand(command, $0) }, options, out)
 }
 
 @inline(__always)
@@ -294,14 +307,13 @@ final class CProcess: ForeignObject {
   }
 }
 
-private func process(_ loop: OpaquePointer?, _ command: () throws -> (String, [String]),
+private func process(_ loop: OpaquePointer?, _ command: (SpawnOptions) throws -> Invocation,
                      _ options: UnsafePointer<aios_spawn_options_t>?,
                      _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
   status {
     let loop = try ownLoop(loop)
     guard out != nil else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    let (program, arguments) = try command()
-    let options = try spawnOptions(options)
+    let (program, arguments, options) = try command(try spawnOptions(options))
     try requestFuture(loop, out, { done in
       try loop.spawnProcess(program: program, arguments: arguments, options: options) { done(.success($0)) }
     }, deliver: { setHandleResult($0, CProcess($1), .process) }, discard: { $0.transport.close() })
@@ -314,14 +326,14 @@ public func aios_create_subprocess_exec(_ loop: OpaquePointer?, _ file: UnsafePo
                                         _ args: UnsafePointer<UnsafePointer<CChar>?>?,
                                         _ options: UnsafePointer<aios_spawn_options_t>?,
                                         _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-  process(loop, { (try program(file), try stringList(args)) }, options, out)
+  process(loop, { try execCommand(file, args, $0) }, options, out)
 }
 
 @_cdecl("aios_create_subprocess_shell")
 public func aios_create_subprocess_shell(_ loop: OpaquePointer?, _ command: UnsafePointer<CChar>?,
                                          _ options: UnsafePointer<aios_spawn_options_t>?,
                                          _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-  process(loop, { try shellCommand(command) }, options, out)
+  process(loop, { try shellCommand(command, $0) }, options, out)
 }
 
 @inline(__always)

@@ -136,8 +136,8 @@ static int close_unkept(posix_spawn_file_actions_t *actions, const aiosi_spawn_t
 static int spawn_with(const aiosi_spawn_t *spec, pid_t *pid, posix_spawn_file_actions_t *actions,
                       posix_spawnattr_t *attributes, int *moved) {
   int rc, i;
-  short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
-  sigset_t all, none;
+  short flags = POSIX_SPAWN_SETSIGMASK;
+  sigset_t defaults, none;
   /* A descriptor meant for 0, 1 or 2 that is itself one of 0..2 (but not
    * its own place) could be overwritten by an earlier dup2: it moves up first. */
   for (i = 0; i < 3; i++) {
@@ -171,9 +171,21 @@ static int spawn_with(const aiosi_spawn_t *spec, pid_t *pid, posix_spawn_file_ac
     return -rc;
   }
   if (spec->cwd != NULL && (rc = posix_spawn_file_actions_addchdir_np(actions, spec->cwd)) != 0) return -rc;
-  sigfillset(&all);
   sigemptyset(&none);
-  if ((rc = posix_spawnattr_setsigdefault(attributes, &all)) != 0) return -rc;
+  if (spec->signals == 0) {
+    sigfillset(&defaults);
+  } else {
+    /* Popen's restore_signals: the two that Python ignores for itself. */
+    sigemptyset(&defaults);
+    if (spec->signals == 1) {
+      sigaddset(&defaults, SIGPIPE);
+      sigaddset(&defaults, SIGXFSZ);
+    }
+  }
+  if (spec->signals != 2) {
+    flags |= POSIX_SPAWN_SETSIGDEF;
+    if ((rc = posix_spawnattr_setsigdefault(attributes, &defaults)) != 0) return -rc;
+  }
   if ((rc = posix_spawnattr_setsigmask(attributes, &none)) != 0) return -rc;
   if (spec->new_session) flags |= POSIX_SPAWN_SETSID;
   if (spec->process_group >= 0) {

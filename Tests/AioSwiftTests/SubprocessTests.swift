@@ -59,6 +59,32 @@ final class SubprocessTests: LeakCheckedTestCase {
     }
   }
 
+  func testExecutableRunsAnotherFileAndSignalsStayIgnoredOnRequest() throws {
+    try runMain {
+      let loop = try getRunningLoop()
+      var options = piped()
+      options.executable = "/bin/sh"
+      let named = try await loop.createSubprocessExec("named-by-argv0", ["-c", "printf %s \"$0\""],
+                                                      options: options)
+      let (argv0, _) = try await named.communicate()
+      XCTAssertEqual(text(argv0), "named-by-argv0")
+      // The parent ignores SIGHUP: reset gives the child the default, inherit keeps it ignored.
+      let previous = signal(SIGHUP, SIG_IGN)
+      defer { signal(SIGHUP, previous) }
+      var ignored: [ChildSignals: Bool] = [:]
+      for signals in [ChildSignals.reset, .restore, .inherit] {
+        var options = piped()
+        options.signals = signals
+        let child = try await loop.createSubprocessShell(
+          "sed -n 's/^SigIgn:[[:space:]]*//p' /proc/self/status", options: options)
+        let (out, _) = try await child.communicate()
+        let mask = UInt64(text(out).filter { !$0.isWhitespace }, radix: 16) ?? 0
+        ignored[signals] = (mask >> UInt64(SIGHUP - 1)) & 1 == 1
+      }
+      XCTAssertEqual(ignored, [.reset: false, .restore: true, .inherit: true])
+    }
+  }
+
   func testShellAndStderrToStdout() throws {
     try runMain {
       let process = try await getRunningLoop().createSubprocessShell("echo a; echo b >&2",

@@ -122,6 +122,87 @@ static void test_pipes_or_socket_pairs(void) {
   check_no_zombies();
 }
 
+/* What a program (not a shell) wrote to its stdout. */
+static const char *exec_output(aios_loop_t *loop, const char *program, const char *const *args,
+                               const aios_spawn_options_t *options) {
+  static char text[256];
+  aios_future_t *future = NULL;
+  aios_process_t *process;
+  aios_output_t *output;
+  CHECK_EQ(aios_create_subprocess_exec(loop, program, args, options, &future), 0);
+  process = (aios_process_t *)await_value(loop, future);
+  output = communicate(loop, process, NULL, 0);
+  snprintf(text, sizeof text, "%s", (const char *)output->out->data);
+  aios_output_free(output);
+  CHECK_EQ(aios_process_unref(process), 0);
+  return text;
+}
+
+/* `executable` runs another file, the program staying argv[0] (Popen's
+ * executable=); for a shell command it is the shell. */
+static void test_executable(void) {
+  aios_loop_t *loop = new_test_loop();
+  aios_spawn_options_t options = options_piped(AIOS_CHILD_INHERIT, AIOS_CHILD_PIPE, AIOS_CHILD_INHERIT);
+  static const char *const args[] = {"-c", "printf '%s' \"$0\"", NULL};
+  aios_future_t *future = NULL;
+  options.executable = "/bin/sh";
+  CHECK_STR_EQ(exec_output(loop, "named-by-argv0", args, &options), "named-by-argv0");
+  options.executable = "sh"; /* searched in PATH, as the program is */
+  CHECK_STR_EQ(exec_output(loop, "/nonexistent/other", args, &options), "/nonexistent/other");
+  options.executable = "/bin/dash";
+  if (access(options.executable, X_OK) == 0)
+    CHECK_STR_EQ(shell_output(loop, "printf '%s' \"$0\"", &options, ""), "/bin/dash");
+  options.executable = "/nonexistent-aios-shell";
+  CHECK_EQ(aios_create_subprocess_exec(loop, "sh", args, &options, &future), -ENOENT);
+  options.executable = "";
+  CHECK_EQ(aios_create_subprocess_exec(loop, "sh", args, &options, &future), AIOS_EINVAL);
+  /* A caller built before `executable` (its size ends at socket_pairs) runs the program. */
+  options.executable = "/nonexistent-aios-shell";
+  options.size = offsetof(aios_spawn_options_t, socket_pairs) + sizeof options.socket_pairs;
+  CHECK_STR_EQ(exec_output(loop, "sh", args, &options), "sh");
+  close_loop(loop);
+  check_no_zombies();
+}
+
+/* Whether `signal` is ignored in a child started with `signals` (the
+ * child reads its SigIgn mask). */
+static int ignored_in_child(aios_loop_t *loop, int signals, int signal) {
+  aios_spawn_options_t options = options_piped(AIOS_CHILD_INHERIT, AIOS_CHILD_PIPE, AIOS_CHILD_INHERIT);
+  unsigned long long mask;
+  options.signals = signals;
+  mask = strtoull(shell_output(loop, "sed -n 's/^SigIgn:[[:space:]]*//p' /proc/self/status", &options, ""),
+                  NULL, 16);
+  return (int)((mask >> (signal - 1)) & 1);
+}
+
+/* The signals a parent ignores: reset (every default, libuv's), restored
+ * (SIGPIPE and SIGXFSZ default, the others kept: Popen's restore_signals),
+ * or inherited. */
+static void test_child_signals(void) {
+  aios_loop_t *loop = new_test_loop();
+  struct sigaction ignore, old_pipe, old_hup;
+  aios_future_t *future = NULL;
+  aios_spawn_options_t options = options_piped(AIOS_CHILD_INHERIT, AIOS_CHILD_INHERIT, AIOS_CHILD_INHERIT);
+  memset(&ignore, 0, sizeof ignore);
+  ignore.sa_handler = SIG_IGN;
+  CHECK_EQ(sigaction(SIGPIPE, &ignore, &old_pipe), 0);
+  CHECK_EQ(sigaction(SIGHUP, &ignore, &old_hup), 0);
+  CHECK_EQ(ignored_in_child(loop, AIOS_CHILD_SIGNALS_RESET, SIGPIPE), 0);
+  CHECK_EQ(ignored_in_child(loop, AIOS_CHILD_SIGNALS_RESET, SIGHUP), 0);
+  CHECK_EQ(ignored_in_child(loop, AIOS_CHILD_SIGNALS_RESTORE, SIGPIPE), 0);
+  CHECK_EQ(ignored_in_child(loop, AIOS_CHILD_SIGNALS_RESTORE, SIGHUP), 1);
+  CHECK_EQ(ignored_in_child(loop, AIOS_CHILD_SIGNALS_INHERIT, SIGPIPE), 1);
+  CHECK_EQ(ignored_in_child(loop, AIOS_CHILD_SIGNALS_INHERIT, SIGHUP), 1);
+  CHECK_EQ(sigaction(SIGPIPE, &old_pipe, NULL), 0);
+  CHECK_EQ(sigaction(SIGHUP, &old_hup, NULL), 0);
+  options.signals = 3;
+  CHECK_EQ(aios_create_subprocess_shell(loop, "true", &options, &future), AIOS_EINVAL);
+  options.signals = -1;
+  CHECK_EQ(aios_create_subprocess_shell(loop, "true", &options, &future), AIOS_EINVAL);
+  close_loop(loop);
+  check_no_zombies();
+}
+
 static void test_stderr_to_stdout_and_streams(void) {
   aios_loop_t *loop = new_test_loop();
   aios_spawn_options_t options = options_piped(AIOS_CHILD_PIPE, AIOS_CHILD_PIPE, AIOS_CHILD_STDOUT);
@@ -699,6 +780,8 @@ int main(int argc, char **argv) {
   static const test_entry_t tests[] = {
       TEST_ENTRY(test_communicate_outputs_and_returncode),
       TEST_ENTRY(test_pipes_or_socket_pairs),
+      TEST_ENTRY(test_executable),
+      TEST_ENTRY(test_child_signals),
       TEST_ENTRY(test_stderr_to_stdout_and_streams),
       TEST_ENTRY(test_large_input_and_output_at_once),
       TEST_ENTRY(test_kill_and_several_waiters),

@@ -3596,11 +3596,19 @@ static aios_spawn_options_t *pick_spawn_options(reader_t *r, spawn_buf_t *sb) {
   default: break;
   }
   o->limit = odd ? pick_limit(r) : (pf & 0x80) ? 1 : 0;
+  /* Signals: reset or restored (both give SIGPIPE, which the harness
+   * ignores, its default: a child's outcome stays the plan's); odd ones out
+   * of range. */
+  {
+    static const int odd_signals[] = {3, -1, INT_MAX, AIOS_CHILD_SIGNALS_RESTORE};
+    uint8_t sg = rd8(r);
+    o->signals = odd ? odd_signals[sg % 4] : sg % 2;
+  }
   TRACE("  options: size %zu, modes %d %d %d (fds %d %d %d), cwd %.30s, env %p%s, session %d, group %d/%d, "
-        "%zu pass_fds (first %d)", o->size, o->stdin_mode, o->stdout_mode, o->stderr_mode, o->stdin_fd, o->stdout_fd,
+        "%zu pass_fds (first %d), signals %d", o->size, o->stdin_mode, o->stdout_mode, o->stderr_mode, o->stdin_fd, o->stdout_fd,
         o->stderr_fd, o->cwd ? o->cwd : "-", (const void *)o->env, o->env_extend ? " (extend)" : "",
         o->start_new_session, o->use_process_group, o->process_group, o->pass_fds_count,
-        o->pass_fds && o->pass_fds_count ? o->pass_fds[0] : -1);
+        o->pass_fds && o->pass_fds_count ? o->pass_fds[0] : -1, o->signals);
   return o;
 }
 
@@ -5492,8 +5500,9 @@ static int exec_child_op(reader_t *r, int op) {
                                         "STDOUT for stdin", "STDOUT for stdout", "a mode of 7",
                                         "a negative descriptor", "257 pass_fds", "pass_fds NULL with a count",
                                         "a protocol size too small", "a NULL protocol", "a NULL loop",
-                                        "a negative process group"};
-      int refusal = rd8(r) % 14;
+                                        "a negative process group", "a signals value of 3",
+                                        "an empty executable"};
+      int refusal = rd8(r) % 16;
       if (refusal >= 3 && refusal != 10 && refusal != 11 && refusal != 12 && !opts) {
         opts = &sb.o;
         sb.o.size = sizeof sb.o;
@@ -5513,7 +5522,9 @@ static int exec_child_op(reader_t *r, int op) {
       case 10: spb.p.size = sizeof spb.p - 1; break;
       case 11: sproto = NULL; break;
       case 12: l = NULL; break;
-      default: sb.o.use_process_group = 1; sb.o.process_group = -1; break;
+      case 13: sb.o.use_process_group = 1; sb.o.process_group = -1; break;
+      case 14: sb.o.size = sizeof sb.o; sb.o.signals = 3; break;
+      default: sb.o.size = sizeof sb.o; sb.o.executable = ""; break;
       }
       if (op != OP_SPAWN && (refusal == 10 || refusal == 11)) file = NULL;
       TRACE("  refused: %s (%s %.40s)", why[refusal], shell ? "shell" : "exec", file ? file : "(null)");
@@ -5555,6 +5566,9 @@ static int exec_child_op(reader_t *r, int op) {
       sb.pass[0] = closed_fd();
     }
     file = child_file(pg);
+    /* `executable`: the program's own file again, or /bin/sh for a shell,
+     * so that the child is the plan's. */
+    if (opts && opts->size >= sizeof *opts && file && (rd8(r) & 1)) opts->executable = shell ? "/bin/sh" : file;
     pi = g_nplans++;
     pl = &g_plans[pi];
     memset(pl, 0, sizeof *pl);

@@ -36,10 +36,12 @@ typedef struct aiosi_spawn_s {
   size_t keep_count;
   int new_session;           /* setsid() */
   int process_group;         /* >= 0: setpgid(0, process_group) */
+  int signals;               /* ChildSignals: 0 every signal default, 1 SIGPIPE
+                                and SIGXFSZ default, 2 the ignored stay ignored */
 } aiosi_spawn_t;
 
 /* Starts the child: every descriptor above 2 but `keep` is closed in it,
- * every signal has its default action and none is blocked. @return 0 and
+ * its signals have the default actions `signals` says and none is blocked. @return 0 and
  * its pid in *pid, or -errno (a program that is missing or not executable,
  * or a bad cwd, is reported here). */
 AIOSI_INTERNAL int aiosi_spawn(const aiosi_spawn_t *spec, pid_t *pid);

@@ -23,12 +23,13 @@ asyncio.subprocess.Process.wait awaits) returns once the child exited and
 its pipes closed.
 
 Popen's keyword arguments that asyncio passes through: cwd, env,
-start_new_session, process_group, pass_fds and close_fds (False: the
-descriptors that are inheritable are passed) are the core's spawn options;
-restore_signals=True is what the core does. The others (preexec_fn,
-executable, user, group, extra_groups, umask, pipesize, restore_signals=False,
-startupinfo, creationflags) have no equivalent there and are refused with
-ValueError; unknown ones are TypeError, as Popen has them.
+start_new_session, process_group, pass_fds, close_fds (False: the
+descriptors that are inheritable are passed), executable and restore_signals
+are the core's spawn options. The others (preexec_fn, user, group,
+extra_groups, umask, pipesize, startupinfo, creationflags) have no
+equivalent there (the core starts children with posix_spawn, which runs no
+code in the child) and are refused with ValueError; unknown ones are
+TypeError, as Popen has them.
 """
 
 import os
@@ -48,11 +49,11 @@ from ._transport import logger
 
 # Popen's keyword arguments the core cannot honour, with the value that
 # asks for nothing.
-_UNSUPPORTED = {"preexec_fn": None, "executable": None, "user": None, "group": None,
+_UNSUPPORTED = {"preexec_fn": None, "user": None, "group": None,
                 "extra_groups": None, "umask": -1, "pipesize": -1, "startupinfo": None,
                 "creationflags": 0}
 _SUPPORTED = {"cwd", "env", "start_new_session", "process_group", "pass_fds", "close_fds",
-              "restore_signals"}
+              "restore_signals", "executable"}
 
 
 def _path_bytes(value):
@@ -93,9 +94,6 @@ class SpawnOptions:
                                      f"starts children with posix_spawn and has no such option)")
             elif name not in _SUPPORTED:
                 raise TypeError(f"__init__() got an unexpected keyword argument '{name}'")
-        if not kwargs.get("restore_signals", True):
-            raise ValueError("aioswift: subprocess restore_signals=False is not supported (the "
-                             "core gives every signal its default action in the child)")
         options = self.options = ffi.new("aios_spawn_options_t *")
         options.size = ffi.sizeof("aios_spawn_options_t")
         self._keep = []
@@ -119,6 +117,13 @@ class SpawnOptions:
                 entries.append(entry)
             options.env = self._strings(entries)
         options.start_new_session = 1 if kwargs.get("start_new_session") else 0
+        # Popen's: SIGPIPE and SIGXFSZ (which Python ignores) back to their
+        # default, or every ignored signal left ignored.
+        options.signals = (lib.AIOS_CHILD_SIGNALS_RESTORE if kwargs.get("restore_signals", True)
+                           else lib.AIOS_CHILD_SIGNALS_INHERIT)
+        executable = kwargs.get("executable")
+        if executable is not None:
+            options.executable = self._string(_path_bytes(executable))
         group = kwargs.get("process_group")
         if group is not None and group >= 0:
             options.use_process_group = 1

@@ -284,6 +284,39 @@ def test_popen_options_the_core_has(any_loop, tmp_path):
     assert passed == b"passed"
 
 
+def test_executable_and_restore_signals(any_loop):
+    # Popen's executable= runs another file with the program as argv[0] (for
+    # a shell command, the shell); restore_signals gives SIGPIPE, which
+    # Python ignores, its default back in the child, or leaves it ignored.
+    loop = any_loop
+    sigign = "sed -n 's/^SigIgn:[[:space:]]*//p' /proc/self/status"
+
+    async def output(make):
+        proc = await make()
+        out, _ = await proc.communicate()
+        return out.decode().strip()
+
+    async def main():
+        argv0 = await output(lambda: asyncio.create_subprocess_exec(
+            "named-by-argv0", "-c", "import sys; print(sys.orig_argv[0])", executable=PY,
+            stdout=subprocess.PIPE))
+        shell = await output(lambda: asyncio.create_subprocess_shell(
+            "echo $0", executable="/bin/sh", stdout=subprocess.PIPE))
+        masks = {}
+        for restore in (True, False):
+            masks[restore] = int(await output(lambda: asyncio.create_subprocess_shell(
+                sigign, stdout=subprocess.PIPE, restore_signals=restore)), 16)
+        return argv0, shell, masks
+
+    assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN      # Python's own
+    argv0, shell, masks = run(loop, main())
+    assert argv0 == "named-by-argv0"
+    assert shell == "/bin/sh"
+    pipe_bit = 1 << (signal.SIGPIPE - 1)
+    assert not masks[True] & pipe_bit
+    assert masks[False] & pipe_bit
+
+
 def test_descriptors_are_closed_in_the_child_unless_passed(any_loop):
     loop = any_loop
     r, w = os.pipe()
@@ -328,8 +361,8 @@ def test_asyncio_s_argument_rules(any_loop):
 
 
 def test_popen_options_the_core_has_not_are_refused(aloop):
-    for kwargs in (dict(preexec_fn=lambda: None), dict(executable=PY), dict(user=0),
-                   dict(restore_signals=False), dict(umask=0o22)):
+    for kwargs in (dict(preexec_fn=lambda: None), dict(user=0), dict(group=0),
+                   dict(extra_groups=[0]), dict(umask=0o22)):
         with pytest.raises(ValueError, match="is not supported"):
             run(aloop, aloop.subprocess_exec(asyncio.SubprocessProtocol, PY, "-c", "pass",
                                              **kwargs))
