@@ -159,7 +159,7 @@ public final class SubprocessTransport: CustomStringConvertible {
       throw OSError(errno: -rc)
     }
     let transport = SubprocessTransport(loop: loop, pid: pid)
-    reaper.children[pid] = transport
+    reaper.add(pid, transport)
     transport.subprocessProtocol = makeProtocol
     transport.openPipes(plan)
     // asyncio's _connect_pipes: the pipes' connection_made, then the
@@ -370,9 +370,14 @@ private final class SubprocessPipe: StreamProtocol, KeptProtocol {
 }
 
 /// A loop's children and its SIGCHLD watcher, there while it has children.
+/// Each child's pidfd is polled too: SIGCHLD reaches libuv's handler only
+/// while nobody replaced it (Python's signal.signal does, behind libuv's
+/// back), and a child must be reaped whatever the program does with its
+/// signals. Where the kernel has no pidfd (before Linux 5.3), SIGCHLD alone.
 final class ChildReaper {
   unowned let loop: Loop
-  var children: [pid_t: SubprocessTransport] = [:]
+  private(set) var children: [pid_t: SubprocessTransport] = [:]
+  private var exitWatches: [pid_t: UnsafeMutablePointer<uv_poll_t>] = [:]
   private let handle = UnsafeMutablePointer<uv_signal_t>.allocate(capacity: 1)
 
   private init(loop: Loop) throws {
@@ -401,7 +406,35 @@ final class ChildReaper {
   static func forget(_ pid: pid_t, on loop: Loop) {
     guard let reaper = loop.childReaper else { return }
     reaper.children[pid] = nil
+    reaper.stopWatching(pid)
     reaper.stopIfIdle()
+  }
+
+  /// A child started: reaped when it exits.
+  func add(_ pid: pid_t, _ child: SubprocessTransport) {
+    children[pid] = child
+    let fd = aiosi_pidfd_open(pid)
+    guard fd >= 0 else { return }
+    let poll = UnsafeMutablePointer<uv_poll_t>.allocate(capacity: 1)
+    guard uv_poll_init(loop.uv, poll, fd) == 0 else {
+      poll.deallocate()
+      Glibc.close(fd)
+      return
+    }
+    exitWatches[pid] = poll
+    poll.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+    if uv_poll_start(poll, Int32(UV_READABLE.rawValue), childExited) != 0 { stopWatching(pid) }
+  }
+
+  private func stopWatching(_ pid: pid_t) {
+    guard let poll = exitWatches.removeValue(forKey: pid) else { return }
+    var fd: uv_os_fd_t = -1
+    let handle = UnsafeMutableRawPointer(poll).assumingMemoryBound(to: uv_handle_t.self)
+    _ = uv_fileno(handle, &fd)
+    poll.pointee.data = nil
+    uv_close(handle) { $0?.deallocate() }
+    // uv_close took the descriptor out of the poll set at once.
+    if fd >= 0 { Glibc.close(fd) }
   }
 
   /// Reaps every child of this loop that has ended (one SIGCHLD may stand
@@ -412,6 +445,7 @@ final class ChildReaper {
       var rc: pid_t
       repeat { rc = waitpid(pid, &status, WNOHANG) } while rc < 0 && errno == EINTR
       guard rc == pid || (rc < 0 && errno == ECHILD), let child = children.removeValue(forKey: pid) else { continue }
+      stopWatching(pid)
       // ECHILD: someone else reaped it; its status is lost.
       child.reaped(rc == pid ? status : 0)
     }
@@ -431,6 +465,11 @@ final class ChildReaper {
 }
 
 private func childSignal(_ handle: UnsafeMutablePointer<uv_signal_t>?, _ signum: Int32) {
+  guard let data = handle?.pointee.data else { return }
+  Unmanaged<ChildReaper>.fromOpaque(data).takeUnretainedValue().reap()
+}
+
+private func childExited(_ handle: UnsafeMutablePointer<uv_poll_t>?, _ status: Int32, _ events: Int32) {
   guard let data = handle?.pointee.data else { return }
   Unmanaged<ChildReaper>.fromOpaque(data).takeUnretainedValue().reap()
 }

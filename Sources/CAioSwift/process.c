@@ -14,6 +14,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -28,6 +29,21 @@ int aiosi_check_pollable(int fd) {
 }
 
 int aiosi_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno; }
+
+int aiosi_pidfd_open(int pid) {
+#ifdef SYS_pidfd_open
+  /* Once the kernel (or valgrind) said it has none, it is not asked again. */
+  static int missing;
+  long fd;
+  if (__atomic_load_n(&missing, __ATOMIC_RELAXED)) return -ENOSYS;
+  fd = syscall(SYS_pidfd_open, pid, 0);
+  if (fd < 0 && errno == ENOSYS) __atomic_store_n(&missing, 1, __ATOMIC_RELAXED);
+  return fd >= 0 ? (int)fd : -errno;
+#else
+  (void)pid;
+  return -ENOSYS;
+#endif
+}
 
 int aiosi_accept(int fd, struct sockaddr *address, unsigned int *length) {
   return accept4(fd, address, (socklen_t *)length, SOCK_NONBLOCK | SOCK_CLOEXEC);

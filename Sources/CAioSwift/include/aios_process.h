@@ -15,6 +15,9 @@
 AIOSI_INTERNAL int aiosi_check_pollable(int fd);
 /* pipe2(fds, O_CLOEXEC): 0 or -errno. */
 AIOSI_INTERNAL int aiosi_pipe(int fds[2]);
+/* A pidfd of the child `pid` (close-on-exec), readable once it exited; or
+ * -errno (-ENOSYS before Linux 5.3). */
+AIOSI_INTERNAL int aiosi_pidfd_open(int pid);
 /* A close-on-exec AF_UNIX stream socket pair: 0 or -errno. */
 AIOSI_INTERNAL int aiosi_socketpair(int fds[2]);
 /* The bytes waiting to be read on a socket (ioctl FIONREAD; for a datagram

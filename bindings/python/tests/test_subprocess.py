@@ -483,3 +483,30 @@ def test_a_signal_handler_for_sigchld_leaves_the_children_reaped(any_loop):
 
     assert run(loop, main()) == 0
     assert seen
+
+
+def test_a_handler_from_signal_signal_leaves_the_children_reaped(any_loop):
+    # signal.signal replaces the C handler of SIGCHLD that the loop's
+    # library installed (libuv's): the children are still reaped, by their
+    # pidfds, as asyncio's child watchers reap them without SIGCHLD.
+    if not hasattr(os, "pidfd_open"):
+        pytest.skip("no os.pidfd_open (the core needs the same system call)")
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError as exc:
+        pytest.skip(f"pidfd_open: {exc}")
+    loop = any_loop
+    seen = []
+
+    async def main():
+        first = await asyncio.create_subprocess_exec(PY, "-c", "import time; time.sleep(0.1)")
+        previous = signal.signal(signal.SIGCHLD, lambda *_: seen.append("chld"))
+        try:
+            second = await asyncio.create_subprocess_exec(PY, "-c", "raise SystemExit(3)")
+            return (await asyncio.wait_for(first.wait(), 10),
+                    await asyncio.wait_for(second.wait(), 10))
+        finally:
+            signal.signal(signal.SIGCHLD, previous)
+
+    assert run(loop, main()) == (0, 3)
+    assert seen          # the signals went to the program's handler
