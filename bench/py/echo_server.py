@@ -46,12 +46,7 @@ async def serve(port, style):
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except NotImplementedError:
-            # aioswift has no add_signal_handler yet: Python's own handler,
-            # which its loop runs as soon as the signal arrives.
-            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+        loop.add_signal_handler(sig, stop.set)
 
     # Open connections, closed at the end: Server.close() closes the
     # listener only.

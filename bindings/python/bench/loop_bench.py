@@ -182,8 +182,25 @@ def lock(loop):
     return total / (time.perf_counter() - started)
 
 
+SPAWNS = 200
+
+
+def subprocess_spawn(loop):
+    """asyncio.create_subprocess_exec of /bin/true and its wait, SPAWNS times
+    one after the other (rate: spawns per second)."""
+    async def main():
+        for _ in range(SPAWNS):
+            proc = await asyncio.create_subprocess_exec("/bin/true")
+            if await proc.wait() != 0:
+                raise RuntimeError("/bin/true failed")
+
+    started = time.perf_counter()
+    loop.run_until_complete(main())
+    return SPAWNS / (time.perf_counter() - started)
+
+
 ROWS = [call_soon, call_soon_chain, call_soon_threadsafe, call_later, call_later_cancel,
-        sleep0, gather, queue, lock]
+        sleep0, gather, queue, lock, subprocess_spawn]
 
 
 def main(argv):
@@ -204,7 +221,8 @@ def main(argv):
                     best[name] = max(best[name], row(loop))
                 finally:
                     loop.close()
-        line = f"{row.__name__:22}" + "".join(f"{best[k] / 1e3:12.0f}" for k in loops)
+        line = f"{row.__name__:22}" + "".join(f"{best[k] / 1e3:12.3f}" if best[k] < 1e4
+                                              else f"{best[k] / 1e3:12.0f}" for k in loops)
         if uvloop is not None:
             line += f"   {best['aioswift'] / best['uvloop']:8.2f}"
         print(line, flush=True)
