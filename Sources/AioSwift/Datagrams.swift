@@ -77,7 +77,7 @@ public final class DatagramTransport: CustomStringConvertible {
     poll.pointee.data = Unmanaged.passUnretained(self).toOpaque()
     LiveObjects.transports.add(1, ordering: .relaxed)
     keepAlive = Unmanaged.passRetained(self)
-    loop.ioOpened(self) { [unowned self] in self.forceClose(nil, now: true) }
+    loop.ioOpened(self) { [unowned self] _ in self.forceClose(nil, now: true) }
   }
 
   deinit {
@@ -306,7 +306,7 @@ package final class DatagramEndpoint: CancellableRequest {
     self.done = done
     // A loop that closes first stops it: what it scheduled is dropped, and
     // its future must not keep waiting (and keep the loop alive).
-    loop.ioOpened(self) { [self] in cancel() }
+    loop.ioOpened(self) { [self] _ in cancel() }
   }
 
   /// asyncio's create_datagram_endpoint over IP: `local` and `remote` are

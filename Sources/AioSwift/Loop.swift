@@ -127,18 +127,20 @@ public final class Loop: @unchecked Sendable {
   package internal(set) var foreign: (any ForeignInterface)?
   /// Transports and servers with libuv handles open: they are aborted when
   /// the loop closes, before libuv's loop is freed.
-  private var openIO: [ObjectIdentifier: (owner: Unmanaged<AnyObject>, abort: () -> Void)] = [:]
+  private var openIO: [ObjectIdentifier: (owner: Unmanaged<AnyObject>, abort: (AnyObject) -> Void)] = [:]
   /// add_reader's and add_writer's watchers, by descriptor.
   var descriptorWatchers: [Int32: DescriptorWatcher] = [:]
   /// add_signal_handler's watchers, one per signal.
   var signalWatchers: [Int32: SignalWatcher] = [:]
   /// The SIGCHLD watcher of this loop's children, while it has some.
   var childReaper: ChildReaper?
-  package func ioOpened(_ owner: AnyObject, abort: @escaping () -> Void) {
+  /// `abort` is given the owner: a closure that captures nothing (most
+  /// owners abort themselves) costs no allocation, once per connection.
+  package func ioOpened(_ owner: AnyObject, abort: @escaping (AnyObject) -> Void) {
     // Opened while the loop closes (a callback of its last uv_run): nothing
     // will run its callbacks, so it is aborted at once.
     if isClosed {
-      abort()
+      abort(owner)
       return
     }
     openIO[ObjectIdentifier(owner)] = (Unmanaged.passUnretained(owner), abort)
@@ -603,9 +605,9 @@ public final class Loop: @unchecked Sendable {
     timers = Heap()
     // Nothing can run their callbacks any more: open transports and servers
     // are aborted (their connection_lost runs in the uv_run below).
-    while let (owner, (_, abort)) = openIO.first {
-      openIO[owner] = nil
-      abort()
+    while let (key, (owner, abort)) = openIO.first {
+      openIO[key] = nil
+      abort(owner.takeUnretainedValue())
     }
     uv_close(asHandle(wakeTimer), nil)
     uv_close(asHandle(wakeAsync), nil)

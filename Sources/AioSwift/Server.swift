@@ -187,7 +187,7 @@ package final class Connector: CancellableRequest {
     self.done = done
     // A loop that closes first stops the attempts (their handles would
     // keep its last uv_run waiting).
-    loop.ioOpened(self) { [self] in cancel() }
+    loop.ioOpened(self) { [self] _ in cancel() }
   }
 
   /// asyncio's create_connection over TCP.
@@ -623,7 +623,7 @@ public final class Server: CustomStringConvertible {
     if let address = socketAddress(of: fd, getsockname) { sockets.append(address) }
     if keepAlive == nil {
       keepAlive = Unmanaged.passRetained(self)
-      loop.ioOpened(self) { [unowned self] in self.closeNow(clients: true) }
+      loop.ioOpened(self) { ($0 as! Server).closeNow(clients: true) }
     }
   }
 
@@ -815,7 +815,7 @@ private final class ServerStart: CancellableRequest {
     self.options = options
     self.done = done
     // A loop that closes first ends the start: nothing would run it.
-    server.loop.ioOpened(self) { [self] in cancel() }
+    server.loop.ioOpened(self) { [self] _ in cancel() }
   }
 
   func resolve(hosts: [String?], port: Int) {

@@ -88,7 +88,7 @@ extension Loop {
     let watcher = try SignalWatcher(loop: self, signum: signum, callback: callback)
     signalWatchers[signum] = watcher
     // Every handler goes when the loop closes.
-    ioOpened(watcher) { [unowned self] in self.dropSignalHandler(signum) }
+    ioOpened(watcher) { [unowned self] _ in self.dropSignalHandler(signum) }
   }
 
   /// asyncio's remove_signal_handler: true if a handler was removed. The

@@ -125,7 +125,7 @@ public final class SubprocessTransport: CustomStringConvertible {
     self.pid = pid
     LiveObjects.subprocesses.add(1, ordering: .relaxed)
     keepAlive = Unmanaged.passRetained(self)
-    loop.ioOpened(self) { [unowned self] in self.loopClosing() }
+    loop.ioOpened(self) { ($0 as! SubprocessTransport).loopClosing() }
   }
 
   deinit { LiveObjects.subprocesses.subtract(1, ordering: .relaxed) }

@@ -154,7 +154,9 @@ public final class StreamTransport: CustomStringConvertible {
   private var queued: [Chunk] = []
   private var queuedBytes = 0
   private var inflight: [Chunk] = []
-  private let writeRequest = UnsafeMutablePointer<uv_write_t>.allocate(capacity: 1)
+  /// The uv_write request, made at the first write the socket did not take
+  /// at once (most writes are taken at once: an idle connection keeps none).
+  private var writeRequest: UnsafeMutablePointer<uv_write_t>?
   private var writing = false
   private var flow = WriteFlowControl()
   public var highWater: Int { flow.high }
@@ -189,15 +191,14 @@ public final class StreamTransport: CustomStringConvertible {
     LiveObjects.transports.add(1, ordering: .relaxed)
     keepAlive = Unmanaged.passRetained(self)
     stream.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-    writeRequest.pointee.data = Unmanaged.passUnretained(self).toOpaque()
     if kind == .tcp { uv_tcp_nodelay(handle.assumingMemoryBound(to: uv_tcp_t.self), 1) }
-    loop.ioOpened(self) { [unowned self] in self.forceClose(nil) }
+    loop.ioOpened(self) { ($0 as! StreamTransport).forceClose(nil) }
   }
 
   deinit {
     for chunk in queued { chunk.free() }
     for chunk in inflight { chunk.free() }
-    writeRequest.deallocate()
+    writeRequest?.deallocate()
     handle.deallocate()
     LiveObjects.transports.subtract(1, ordering: .relaxed)
   }
@@ -563,7 +564,15 @@ public final class StreamTransport: CustomStringConvertible {
       uv_buf_init(UnsafeMutableRawPointer(mutating: $0.bytes.baseAddress!).assumingMemoryBound(to: CChar.self),
                   UInt32($0.bytes.count))
     }
-    let rc = uv_write(writeRequest, stream, &buffers, UInt32(buffers.count), transportWritten)
+    let request: UnsafeMutablePointer<uv_write_t>
+    if let writeRequest {
+      request = writeRequest
+    } else {
+      request = .allocate(capacity: 1)
+      request.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+      writeRequest = request
+    }
+    let rc = uv_write(request, stream, &buffers, UInt32(buffers.count), transportWritten)
     if rc != 0 {
       for chunk in inflight { chunk.free() }
       inflight = []

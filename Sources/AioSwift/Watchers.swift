@@ -153,7 +153,7 @@ extension Loop {
     let made = try DescriptorWatcher(loop: self, fd: fd)
     descriptorWatchers[fd] = made
     // Every watcher goes when the loop closes.
-    ioOpened(made) { [unowned self, unowned made] in self.dropWatcher(made) }
+    ioOpened(made) { [unowned self] in self.dropWatcher($0 as! DescriptorWatcher) }
     return made
   }
 
