@@ -86,17 +86,20 @@ static void test_communicate_outputs_and_returncode(void) {
   check_no_zombies();
 }
 
-/* What a shell command given `input` wrote to its stdout (the text is
- * valid until the next call). */
-static const char *shell_output(aios_loop_t *loop, const char *command, const aios_spawn_options_t *options,
-                                const char *input) {
+/* What a process given `input` wrote to its stdout (the text is valid
+ * until the next call); the process is let go of. */
+static const char *output_of(aios_loop_t *loop, aios_process_t *process, const char *input) {
   static char text[256];
-  aios_process_t *process = spawn_shell(loop, command, options);
   aios_output_t *output = communicate(loop, process, input, strlen(input));
   snprintf(text, sizeof text, "%s", (const char *)output->out->data);
   aios_output_free(output);
   CHECK_EQ(aios_process_unref(process), 0);
   return text;
+}
+
+static const char *shell_output(aios_loop_t *loop, const char *command, const aios_spawn_options_t *options,
+                                const char *input) {
+  return output_of(loop, spawn_shell(loop, command, options), input);
 }
 
 /* The child's pipes are pipes, as asyncio makes them, so it can open
@@ -126,17 +129,9 @@ static void test_pipes_or_socket_pairs(void) {
 /* What a program (not a shell) wrote to its stdout. */
 static const char *exec_output(aios_loop_t *loop, const char *program, const char *const *args,
                                const aios_spawn_options_t *options) {
-  static char text[256];
   aios_future_t *future = NULL;
-  aios_process_t *process;
-  aios_output_t *output;
   CHECK_EQ(aios_create_subprocess_exec(loop, program, args, options, &future), 0);
-  process = (aios_process_t *)await_value(loop, future);
-  output = communicate(loop, process, NULL, 0);
-  snprintf(text, sizeof text, "%s", (const char *)output->out->data);
-  aios_output_free(output);
-  CHECK_EQ(aios_process_unref(process), 0);
-  return text;
+  return output_of(loop, (aios_process_t *)await_value(loop, future), "");
 }
 
 /* `executable` runs another file, the program staying argv[0] (Popen's
