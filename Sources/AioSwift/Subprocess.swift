@@ -377,7 +377,7 @@ private final class SubprocessPipe: StreamProtocol, KeptProtocol {
 final class ChildReaper {
   unowned let loop: Loop
   private(set) var children: [pid_t: SubprocessTransport] = [:]
-  private var exitWatches: [pid_t: UnsafeMutablePointer<uv_poll_t>] = [:]
+  private var exitWatches: [pid_t: (poll: UnsafeMutablePointer<uv_poll_t>, pidfd: Int32)] = [:]
   private let handle = UnsafeMutablePointer<uv_signal_t>.allocate(capacity: 1)
 
   private init(loop: Loop) throws {
@@ -413,28 +413,14 @@ final class ChildReaper {
   /// A child started: reaped when it exits.
   func add(_ pid: pid_t, _ child: SubprocessTransport) {
     children[pid] = child
-    let fd = aiosi_pidfd_open(pid)
-    guard fd >= 0 else { return }
-    let poll = UnsafeMutablePointer<uv_poll_t>.allocate(capacity: 1)
-    guard uv_poll_init(loop.uv, poll, fd) == 0 else {
-      poll.deallocate()
-      Glibc.close(fd)
-      return
-    }
-    exitWatches[pid] = poll
-    poll.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-    if uv_poll_start(poll, Int32(UV_READABLE.rawValue), childExited) != 0 { stopWatching(pid) }
+    let pidfd = aiosi_pidfd_open(pid)
+    guard pidfd >= 0, let poll = startPoll(loop, owning: pidfd, for: self, childExited) else { return }
+    exitWatches[pid] = (poll, pidfd)
   }
 
   private func stopWatching(_ pid: pid_t) {
-    guard let poll = exitWatches.removeValue(forKey: pid) else { return }
-    var fd: uv_os_fd_t = -1
-    let handle = UnsafeMutableRawPointer(poll).assumingMemoryBound(to: uv_handle_t.self)
-    _ = uv_fileno(handle, &fd)
-    poll.pointee.data = nil
-    uv_close(handle) { $0?.deallocate() }
-    // uv_close took the descriptor out of the poll set at once.
-    if fd >= 0 { Glibc.close(fd) }
+    guard let watch = exitWatches.removeValue(forKey: pid) else { return }
+    closePoll(watch.poll, thenClosing: watch.pidfd)
   }
 
   /// Reaps every child of this loop that has ended (one SIGCHLD may stand

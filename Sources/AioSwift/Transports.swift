@@ -268,16 +268,8 @@ public final class StreamTransport: CustomStringConvertible {
     }
     let copy = fcntl(fd, F_DUPFD_CLOEXEC, 3)
     guard copy >= 0 else { return }
-    let poll = UnsafeMutablePointer<uv_poll_t>.allocate(capacity: 1)
-    guard uv_poll_init(loop.uv, poll, copy) == 0 else {
-      poll.deallocate()
-      Glibc.close(copy)
-      return
-    }
-    poll.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-    hangUpWatch = poll
+    hangUpWatch = startPoll(loop, owning: copy, for: self, transportHungUp)
     hangUpFd = copy
-    if uv_poll_start(poll, Int32(UV_READABLE.rawValue), transportHungUp) != 0 { stopHangUpWatch() }
   }
 
   fileprivate func readerWentAway() {
@@ -803,6 +795,23 @@ private func transportWritten(_ request: UnsafeMutablePointer<uv_write_t>?, _ st
 
 private func transportShutdown(_ request: UnsafeMutablePointer<uv_shutdown_t>?, _ status: Int32) {
   request?.deallocate()
+}
+
+/// A poll handle watching `fd`, which it owns, for reading, with `owner` in
+/// its data; nil, and `fd` closed, if libuv refuses. closePoll closes both.
+func startPoll(_ loop: Loop, owning fd: Int32, for owner: AnyObject, _ callback: uv_poll_cb) -> UnsafeMutablePointer<uv_poll_t>? {
+  let poll = UnsafeMutablePointer<uv_poll_t>.allocate(capacity: 1)
+  guard uv_poll_init(loop.uv, poll, fd) == 0 else {
+    poll.deallocate()
+    Glibc.close(fd)
+    return nil
+  }
+  poll.pointee.data = Unmanaged.passUnretained(owner).toOpaque()
+  guard uv_poll_start(poll, Int32(UV_READABLE.rawValue), callback) == 0 else {
+    closePoll(poll, thenClosing: fd)
+    return nil
+  }
+  return poll
 }
 
 /// Closes a poll handle, then the descriptor it polled once libuv let go
