@@ -32,7 +32,6 @@ Build the C programs with `make bench/bin/echo_load bench/bin/echo_uv`.
 Raw lines of the last run: bench/bin/echo_results.txt. Exit status 1 when a
 server or the load generator failed.
 """
-import ctypes
 import os
 import resource
 import select
@@ -44,6 +43,7 @@ import sys
 import tempfile
 import time
 
+from harness import LIVE, Failed, Skip, exit_on_termination, kill_all, spawn
 from procstat import busy_seconds, cpu_seconds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -84,23 +84,7 @@ SKIP_STATUS = 77
 NOISY = 0.15
 RETRIES = int(os.environ.get("BENCH_ECHO_RETRIES", "1"))  # runs more of a marked row
 
-LIVE = set()  # every process started and not yet reaped
-
-
-class Skip(Exception):
-    """The server cannot run here (not built, or it said so): not a failure."""
-
-
-class Failed(Exception):
-    """A server or the load generator did not do its job."""
-
-
 # --------------------------------------------------------------- processes
-
-def _die_with_parent():
-    # Children get SIGTERM if the harness dies, even by SIGKILL.
-    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
 
 def pinning():
     """The taskset prefixes (server, load generator), or empty ones when
@@ -112,12 +96,6 @@ def pinning():
 
 
 PIN_SERVER, PIN_LOAD = pinning()
-
-
-def spawn(argv, **kw):
-    proc = subprocess.Popen(argv, preexec_fn=_die_with_parent, **kw)
-    LIVE.add(proc)
-    return proc
 
 
 def reap(proc, grace=5.0):
@@ -139,14 +117,6 @@ def finish(proc, seconds, what):
         return proc.wait(seconds)
     except subprocess.TimeoutExpired:
         raise Failed(f"{what} did not exit within {seconds} s") from None
-
-
-def kill_all():
-    for proc in list(LIVE):
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        LIVE.discard(proc)
 
 
 def tail(fh, n=3):
@@ -485,13 +455,8 @@ def main():
     return 1 if failures else 0
 
 
-def _terminate(signum, frame):
-    raise SystemExit(128 + signum)
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
+    exit_on_termination()
     try:
         rc = main()
     finally:

@@ -52,7 +52,6 @@ Internally the servers run as
     http_bench.py --server --loop=asyncio|uvloop|aioswift --framework=aiohttp|uvicorn
 """
 import asyncio
-import ctypes
 import http.client
 import os
 import re
@@ -64,6 +63,7 @@ import sys
 import tempfile
 import time
 
+from harness import LIVE, Failed, Skip, exit_on_termination, kill_all, spawn
 from procstat import busy_seconds, cpu_seconds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -182,22 +182,6 @@ def server(argv):
 
 
 # ------------------------------------------------------------ the harness
-
-class Failed(Exception):
-    """A server or wrk did not do its job."""
-
-
-class Skip(Exception):
-    """The server cannot run here: not a failure."""
-
-
-LIVE = set()  # every process started and not yet reaped
-
-
-def _die_with_parent():
-    # Children get SIGTERM if the harness dies, even by SIGKILL.
-    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
 
 def importable(module):
     return subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True).returncode == 0
@@ -332,9 +316,7 @@ def run_wrk(wrk, pin, port, conns, seconds, server_pid, what=""):
                   "-d", f"{seconds}s", f"http://{HOST}:{port}/"]
     with tempfile.TemporaryFile() as out:
         srv0, busy0, wall0 = cpu_seconds(server_pid), busy_seconds(), time.monotonic()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                preexec_fn=_die_with_parent)
-        LIVE.add(proc)
+        proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + seconds + 15
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -385,9 +367,7 @@ def run_server(framework, loop, wrk, pin_server, pin_wrk):
     """One fresh server, every row: {conns: figures}, or raises Failed / Skip."""
     cmd = pin_server + SELF + ["--server", f"--loop={loop}", f"--framework={framework}"]
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                                preexec_fn=_die_with_parent)
-        LIVE.add(proc)
+        proc = spawn(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
         try:
             line = read_line(proc, time.monotonic() + READY_SECONDS, "`port` line")
             words = (line or "").split()
@@ -567,20 +547,12 @@ def main():
             status |= 1 if failed else 0
     finally:
         raw.close()
-        for proc in list(LIVE):
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+        kill_all()
     print(f"http: raw lines in bench/bin/http_results.txt; {time.monotonic() - start:.0f} s")
     return status
 
 
-def _terminate(signum, frame):
-    raise SystemExit(128 + signum)
-
-
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] != "--server":
-        signal.signal(signal.SIGTERM, _terminate)
-        signal.signal(signal.SIGHUP, _terminate)
+        exit_on_termination()
     sys.exit(main())

@@ -39,7 +39,6 @@ Internally the Python servers run as
     udp_bench.py --server --loop=asyncio|uvloop [PORT]
 """
 import asyncio
-import ctypes
 import os
 import select
 import shutil
@@ -49,6 +48,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from harness import LIVE, Failed, Skip, kill_all, spawn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "bench", "bin")
@@ -141,22 +142,6 @@ def server(argv):
 
 
 # ------------------------------------------------------------ the harness
-
-class Failed(Exception):
-    """A server or the client did not do its job."""
-
-
-class Skip(Exception):
-    """The server cannot run here: not a failure."""
-
-
-LIVE = set()  # every process started and not yet reaped
-
-
-def _die_with_parent():
-    # Children get SIGTERM if the harness dies, even by SIGKILL.
-    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
 
 def build():
     """Compiles the two C programs into bench/bin; the problems met."""
@@ -253,9 +238,7 @@ def tail(f):
 def run_one(cmd, pin_server, pin_client):
     """One server, one client run: the figures, or raises Failed / Skip."""
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(pin_server + cmd + ["0"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=err, preexec_fn=_die_with_parent)
-        LIVE.add(proc)
+        proc = spawn(pin_server + cmd + ["0"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
         try:
             try:
                 port = read_port(proc, time.monotonic() + READY_SECONDS)
@@ -357,10 +340,7 @@ def main():
                     best[name] = res
     finally:
         raw.close()
-        for proc in list(LIVE):
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+        kill_all()
 
     print(f"\n== UDP ping-pong on 127.0.0.1: {SIZE}-byte datagrams, one in flight; best of {REPEATS}"
           f" ({SECONDS:g} s counted each); {pin_text}")
