@@ -178,6 +178,11 @@
  *   #if defined(FUZZ_OPEN_BUGS) || defined(FUZZ_BUG_<NAME>)
  * and move up to the others with their fix. fuzz_stream_reader.c has the
  * same switches for what it meets too. */
+#if defined(FUZZ_OPEN_BUGS) || defined(FUZZ_BUG_LOOKUP_PENDING_AT_LAST_UNREF)
+#define BUG_LOOKUP_PENDING_AT_LAST_UNREF 1 /* findings/lookup-pending-at-last-unref */
+#else
+#define BUG_LOOKUP_PENDING_AT_LAST_UNREF 0
+#endif
 #if FUZZ_BUG_ALL || defined(FUZZ_BUG_READEXACTLY_HUGE)
 #define BUG_READEXACTLY_HUGE 1 /* findings/readexactly-size-max */
 #else
@@ -4792,9 +4797,16 @@ static int exec_net_op(reader_t *r, int op) {
     k = socktypes[rd8(r) % (sizeof socktypes / sizeof socktypes[0])];
     port = protocols[rd8(r) % (sizeof protocols / sizeof protocols[0])]; /* the protocol number */
     if (!lookup_budget()) break;
-    rc = aios_getaddrinfo(l, host, service, family, k, port, fl, (b & 0x40) ? NULL : &f);
+    /* BUG_LOOKUP_PENDING_AT_LAST_UNREF (findings/lookup-pending-at-last-unref):
+     * a loop whose last reference goes while a lookup of it is still on the
+     * resolver's threads leaks, with two handles. Off: the harness keeps
+     * each lookup's future and the loop until the lookup is over
+     * (remember_guarded). */
+    rc = aios_getaddrinfo(l, host, service, family, k, port, fl,
+                          (b & 0x40) && BUG_LOOKUP_PENDING_AT_LAST_UNREF ? NULL : &f);
     expect_refused(how, rc, "aios_getaddrinfo");
     if (rc != 0) break;
+    remember_guarded(l, f, BUG_LOOKUP_PENDING_AT_LAST_UNREF);
     remember_net(f);
     got_future(f, rc, D_PLAIN);
     if (b & 2) aios_future_cancel(f, NULL); /* cancels the lookup */
