@@ -1989,7 +1989,11 @@ AIOS_EXTERN int aios_runner_get_loop(aios_runner_t *runner, aios_loop_t **out);
  *  were done (the runner then stays open); or a common error. */
 AIOS_EXTERN int aios_runner_close(aios_runner_t *runner);
 /*! aios_runner_ref() / aios_runner_unref() : dropping the last reference
- *  closes the runner. unref accepts NULL. @return 0 or a common error. */
+ *  closes the runner. When that close cannot finish (the loop runs: a task
+ *  dropped it; or a task stops the loop while the others are cancelled),
+ *  the loop closes anyway, at once or when it stops, and the tasks still
+ *  pending then are dropped, as a closed loop drops them. unref accepts
+ *  NULL. @return 0 or a common error. */
 AIOS_EXTERN int aios_runner_ref(aios_runner_t *runner);
 AIOS_EXTERN int aios_runner_unref(aios_runner_t *runner);
 

@@ -585,7 +585,13 @@ public final class Loop: @unchecked Sendable {
   /// be left to close it (its last user let go of it, maybe from one of its
   /// callbacks).
   package func closeWhenUnreachable() {
-    guard closesWithLastForeignReference, isOwnerThread, !isClosed else { return }
+    if closesWithLastForeignReference { closeNowOrWhenStopped() }
+  }
+
+  /// Closes the loop now, or once it stops if it is running (its owner let
+  /// go of it from one of its callbacks). On the loop's thread.
+  package func closeNowOrWhenStopped() {
+    guard isOwnerThread, !isClosed else { return }
     if isRunning { closesWhenStopped = true } else { closeResources() }
   }
 

@@ -15,8 +15,25 @@ public final class Runner {
   }
 
   deinit {
-    try? close()
+    closeWhenLetGo()
     LiveObjects.runners.subtract(1, ordering: .relaxed)
+  }
+
+  /// Nobody will close the runner any more: it closes, and when that cannot
+  /// finish (its loop runs: a task let go of the runner; or a task stopped
+  /// the loop while the others were cancelled) its loop closes anyway, now
+  /// or once it stops, dropping the tasks left as a closed loop does.
+  /// Without this the loop would have no owner left to close it, and a
+  /// request on libuv's threads (a lookup) would keep it alive for ever.
+  package func closeWhenLetGo() {
+    do {
+      try close()
+    } catch {
+      guard let loop = ownLoop else { return }
+      closed = true
+      ownLoop = nil
+      loop.closeNowOrWhenStopped()
+    }
   }
 
   /// The runner's loop, created on first use (asyncio's Runner.get_loop()).

@@ -388,7 +388,7 @@ enum ObjectTable {
       if type == ObjectType.loop.rawValue {
         unsafeDowncast(value, to: Loop.self).closeWhenUnreachable()
       } else if type == ObjectType.runner.rawValue {
-        try? unsafeDowncast(value, to: Runner.self).close()
+        unsafeDowncast(value, to: Runner.self).closeWhenLetGo()
       }
     }
     object.release()

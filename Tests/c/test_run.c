@@ -3,6 +3,9 @@
  */
 #include "test_util.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+
 /* A reference to the running loop; the caller drops it. (A pointer is only
  * good while the caller holds a reference: these tests never keep one they
  * gave up.) */
@@ -386,6 +389,50 @@ static void test_runner_unref_closes(void) {
   CHECK_EQ(aios_loop_unref(loop), 0);
 }
 
+typedef struct let_go_s {
+  aios_runner_t *runner;
+  aios_future_t *lookup;
+} let_go_t;
+
+/* Drops the last reference to the runner whose loop runs it, with a lookup
+ * of that loop still on libuv's threads. */
+static int let_go_main(aios_task_t *task, aios_future_t *awaited, void *arg) {
+  let_go_t *g = (let_go_t *)arg;
+  aios_loop_t *loop = running_loop();
+  (void)awaited;
+  CHECK_EQ(aios_getaddrinfo(loop, "127.0.0.1", "80", 0, SOCK_STREAM, 0, AI_NUMERICHOST | AI_NUMERICSERV,
+                            &g->lookup), 0);
+  CHECK_EQ(aios_runner_unref(g->runner), 0);
+  g->runner = NULL;
+  CHECK_EQ(aios_loop_is_closed(loop), 0);
+  CHECK_EQ(aios_loop_unref(loop), 0);
+  return aios_task_return(task, NULL, NULL);
+}
+
+/* A runner let go while its loop runs (from one of its tasks) closes that
+ * loop once it stops: nothing else would, and the pending lookup would keep
+ * the loop alive for ever. */
+static void test_runner_let_go_while_its_loop_runs(void) {
+  let_go_t g;
+  aios_loop_t *loop = NULL;
+  aios_task_t *t = NULL;
+  long runners0 = live_count(AIOS_OBJECT_RUNNER);
+
+  memset(&g, 0, sizeof g);
+  CHECK_EQ(aios_runner_new(&g.runner), 0);
+  CHECK_EQ(aios_runner_get_loop(g.runner, &loop), 0);
+  CHECK_EQ(aios_task_new(loop, let_go_main, &g, NULL, &t), 0);
+  CHECK_EQ(aios_loop_run_until_complete(loop, aios_task_as_future(t)), 0);
+  CHECK(g.runner == NULL);
+  CHECK_EQ(live_count(AIOS_OBJECT_RUNNER), runners0);
+  CHECK_EQ(aios_loop_is_closed(loop), 1);
+  /* The close waited for the lookup to come back. */
+  CHECK_EQ(aios_future_done(g.lookup), 1);
+  CHECK_EQ(aios_future_unref(g.lookup), 0);
+  CHECK_EQ(aios_task_unref(t), 0);
+  CHECK_EQ(aios_loop_unref(loop), 0);
+}
+
 typedef struct leave_child_s {
   child_t child;
   aios_task_t *child_task;
@@ -460,5 +507,6 @@ TEST_MAIN(TEST_ENTRY(test_run_returns_result),
           TEST_ENTRY(test_runner_two_runs_one_loop),
           TEST_ENTRY(test_runner_get_loop_before_run),
           TEST_ENTRY(test_runner_unref_closes),
+          TEST_ENTRY(test_runner_let_go_while_its_loop_runs),
           TEST_ENTRY(test_runner_close_cancels_leftovers),
           TEST_ENTRY(test_runner_run_inside_running_loop))

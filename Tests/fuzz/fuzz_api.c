@@ -173,16 +173,16 @@
 #else
 #define BUG_SET_PROTOCOL_ON_SUBPROCESS_PIPE 0
 #endif
+#if FUZZ_BUG_ALL || defined(FUZZ_BUG_LOOKUP_PENDING_AT_LAST_UNREF)
+#define BUG_LOOKUP_PENDING_AT_LAST_UNREF 1 /* findings/lookup-pending-at-last-unref */
+#else
+#define BUG_LOOKUP_PENDING_AT_LAST_UNREF 0
+#endif
 /* Open bugs (found, not fixed yet) go here, off unless asked for, so that
  * fuzzing finds something new meanwhile:
  *   #if defined(FUZZ_OPEN_BUGS) || defined(FUZZ_BUG_<NAME>)
  * and move up to the others with their fix. fuzz_stream_reader.c has the
  * same switches for what it meets too. */
-#if defined(FUZZ_OPEN_BUGS) || defined(FUZZ_BUG_LOOKUP_PENDING_AT_LAST_UNREF)
-#define BUG_LOOKUP_PENDING_AT_LAST_UNREF 1 /* findings/lookup-pending-at-last-unref */
-#else
-#define BUG_LOOKUP_PENDING_AT_LAST_UNREF 0
-#endif
 #if FUZZ_BUG_ALL || defined(FUZZ_BUG_READEXACTLY_HUGE)
 #define BUG_READEXACTLY_HUGE 1 /* findings/readexactly-size-max */
 #else
@@ -4798,10 +4798,10 @@ static int exec_net_op(reader_t *r, int op) {
     port = protocols[rd8(r) % (sizeof protocols / sizeof protocols[0])]; /* the protocol number */
     if (!lookup_budget()) break;
     /* BUG_LOOKUP_PENDING_AT_LAST_UNREF (findings/lookup-pending-at-last-unref):
-     * a loop whose last reference goes while a lookup of it is still on the
-     * resolver's threads leaks, with two handles. Off: the harness keeps
-     * each lookup's future and the loop until the lookup is over
-     * (remember_guarded). */
+     * a runner let go while its loop ran left that loop unclosed, and a
+     * lookup still on the resolver's threads kept it alive, with two
+     * handles. Off: the harness keeps each lookup's future and the loop
+     * until the lookup is over (remember_guarded). */
     rc = aios_getaddrinfo(l, host, service, family, k, port, fl,
                           (b & 0x40) && BUG_LOOKUP_PENDING_AT_LAST_UNREF ? NULL : &f);
     expect_refused(how, rc, "aios_getaddrinfo");
