@@ -325,7 +325,9 @@ AIOS_EXTERN int aios_loop_call_at(aios_loop_t *loop, double when, aios_callback_
                                   void *arg, aios_destructor_fn arg_destructor,
                                   aios_handle_t **out);
 
-/*! aios_get_running_loop() : the loop running on the calling thread.
+/*! aios_get_running_loop() : the loop running on the calling thread. A
+ *  child forked while a loop runs has none (that loop is the parent's; the
+ *  child may make and run loops of its own).
  *  @return 0 and one reference in *out, or AIOS_ENOLOOP. Any thread. */
 AIOS_EXTERN int aios_get_running_loop(aios_loop_t **out);
 

@@ -1,6 +1,7 @@
 /* See aios_runtime.h. */
 #include "aios_runtime.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 #if defined(__has_include)
@@ -11,6 +12,16 @@
 #endif
 
 __thread void *aiosi_running_loop __attribute__((tls_model("initial-exec")));
+
+/* A child forked while a loop runs on the forking thread runs no loop: that
+ * loop is the parent's (its libuv descriptors are the parent's too), and a
+ * loop the child makes must be free to run, as asyncio resets its running
+ * loop in a forked child. Cheaper than checking the pid at every lookup. */
+static void forget_running_loop_in_child(void) { aiosi_running_loop = NULL; }
+
+__attribute__((constructor)) static void register_fork_handler(void) {
+  pthread_atfork(NULL, NULL, forget_running_loop_in_child);
+}
 
 void *aiosi_handle_chunks[AIOSI_HANDLE_CHUNKS];
 uint64_t aiosi_handle_free_head;

@@ -540,6 +540,46 @@ static void test_running_loop_rules(void) {
   close_loop(loop);
 }
 
+static void set_flag_cb(void *arg) { *(int *)arg = 1; }
+
+/* What a child forked from a running loop's callback can do: it runs no
+ * loop, and a loop it makes runs (0), else the step that failed. */
+static int forked_child_status(void) {
+  aios_loop_t *out = NULL, *mine = NULL;
+  int ran = 0;
+  if (aios_get_running_loop(&out) != AIOS_ENOLOOP) return 1;
+  if (aios_loop_new(&mine) != 0) return 2;
+  if (aios_loop_call_soon(mine, set_flag_cb, &ran, NULL, NULL) != 0) return 3;
+  if (aios_loop_stop(mine) != 0) return 4;
+  if (aios_loop_run_forever(mine) != 0) return 5;
+  if (!ran) return 6;
+  if (aios_loop_close(mine) != 0 || aios_loop_unref(mine) != 0) return 7;
+  return 0;
+}
+
+static void fork_cb(void *arg) {
+  pid_t *child = (pid_t *)arg;
+  *child = fork();
+  if (*child == 0) _exit(forked_child_status());
+}
+
+/* The parent's running loop is not the forked child's (asyncio resets its
+ * running loop in a child too): the child can make a loop and run it. */
+static void test_forked_child_runs_a_loop_of_its_own(void) {
+  aios_loop_t *loop = make_loop();
+  pid_t child = -1;
+  int status = 0;
+
+  CHECK_EQ(aios_loop_call_soon(loop, fork_cb, &child, NULL, NULL), 0);
+  CHECK_EQ(aios_loop_stop(loop), 0);
+  CHECK_EQ(aios_loop_run_forever(loop), 0);
+  CHECK(child > 0);
+  CHECK_EQ(waitpid(child, &status, 0), child);
+  CHECK(WIFEXITED(status));
+  CHECK_EQ(WEXITSTATUS(status), 0);
+  close_loop(loop);
+}
+
 static void test_closed_loop_refuses_work(void) {
   aios_loop_t *loop = make_loop();
   aios_handle_t *h = NULL;
@@ -712,6 +752,7 @@ TEST_MAIN(TEST_ENTRY(test_loop_new_close_unref),
           TEST_ENTRY(test_loop_per_thread),
           TEST_ENTRY(test_handles_across_threads),
           TEST_ENTRY(test_running_loop_rules),
+          TEST_ENTRY(test_forked_child_runs_a_loop_of_its_own),
           TEST_ENTRY(test_closed_loop_refuses_work),
           TEST_ENTRY(test_close_drops_pending),
           TEST_ENTRY(test_call_exception_handler_custom),

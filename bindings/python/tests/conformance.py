@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -35,6 +36,9 @@ PACKAGE_ROOT = os.path.dirname(HERE)
 
 MODULES = ["test_futures", "test_tasks", "test_taskgroups", "test_timeouts", "test_waitfor",
            "test_locks", "test_queues", "test_runners", "test_pep492", "test_context",
+           # The loop's base classes and policies (their loop tests run the
+           # stock loop; the policy is aioswift's).
+           "test_protocols", "test_events", "test_base_events",
            # Network I/O: streams, servers, TLS, buffered protocols.
            "test_streams", "test_server", "test_sslproto", "test_ssl", "test_buffered_proto",
            # Socket operations and sendfile (their loop tests are the mixins').
@@ -259,15 +263,22 @@ def run_child(module, kind, timeout):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", module, "--loop", kind]
     env = dict(os.environ, PYTHONASYNCIODEBUG="", PYTHONWARNINGS="ignore")
     started = time.monotonic()
+    # A session of its own: a child that hangs is killed with what it
+    # forked (a process pool's workers), which would hold its pipes open.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                            cwd=PACKAGE_ROOT, text=True)
+                            cwd=PACKAGE_ROOT, text=True, start_new_session=True)
     hung = False
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
         hung = True
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if hung:
+        out, err = proc.communicate()
     results = {}
     current = None
     loops_made = None

@@ -524,3 +524,37 @@ def test_call_soon_threadsafe_from_another_thread_keeps_its_place_before_a_later
     loop.call_soon(inside)
     loop.run_forever()
     assert results == ["threadsafe, first", "call_soon, second"] * 2
+
+
+def test_a_child_forked_while_the_loop_runs_can_run_a_loop_of_its_own(any_loop):
+    # asyncio's forked child forgets its parent's running loop: the loop it
+    # makes must run (ProcessPoolExecutor's workers do this under fork).
+    import asyncio
+    import os
+    import warnings
+
+    loop = any_loop
+
+    def in_child():
+        try:
+            if asyncio._get_running_loop() is not None:
+                return 2
+            own = type(loop)()
+            try:
+                return 0 if own.run_until_complete(asyncio.sleep(0, "ran")) == "ran" else 3
+            finally:
+                own.close()
+        except BaseException:
+            return 4
+
+    async def main():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+            pid = os.fork()
+        if pid == 0:
+            os._exit(in_child())
+        return pid
+
+    pid = loop.run_until_complete(main())
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
