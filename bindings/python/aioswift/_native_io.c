@@ -987,6 +987,14 @@ channel_set_protocol(ChannelObject *self, PyObject *protocol)
     Py_RETURN_NONE;
 }
 
+/* A host's text, interned: every connection of a server names the server's
+ * own address, and many name the same peer (64 bytes a string saved). */
+static PyObject *
+interned_host(const char *host)
+{
+    return PyUnicode_InternFromString(host);
+}
+
 /* A socket address as Python's socket module gives it. */
 static PyObject *
 python_address(const void *address, unsigned int length)
@@ -999,7 +1007,7 @@ python_address(const void *address, unsigned int length)
         char host[INET_ADDRSTRLEN];
         if (inet_ntop(AF_INET, &in->sin_addr, host, sizeof host) == NULL)
             return PyErr_SetFromErrno(PyExc_OSError);
-        return Py_BuildValue("(si)", host, ntohs(in->sin_port));
+        return Py_BuildValue("(Ni)", interned_host(host), ntohs(in->sin_port));
     }
     if (sa->sa_family == AF_INET6 && length >= sizeof(struct sockaddr_in6)) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)address;
@@ -1009,7 +1017,7 @@ python_address(const void *address, unsigned int length)
                         NI_NUMERICHOST) != 0 &&
             inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host) == NULL)
             return PyErr_SetFromErrno(PyExc_OSError);
-        return Py_BuildValue("(siII)", host, ntohs(in6->sin6_port),
+        return Py_BuildValue("(NiII)", interned_host(host), ntohs(in6->sin6_port),
                              (unsigned int)ntohl(in6->sin6_flowinfo),
                              (unsigned int)in6->sin6_scope_id);
     }
