@@ -9,6 +9,11 @@ a Handle with its arguments at each iteration the descriptor is ready.
 The core watches a duplicate of the descriptor, so closing it under a
 watcher is harmless: the watcher goes quietly (no more callbacks), and
 remove_reader still answers True, as asyncio's selector still holds it.
+(libuv aborts the process when epoll refuses a descriptor it watches, as
+it does one closed, or reused by a regular file.) One difference follows:
+the duplicate keeps the file open until the watcher is removed (or the
+loop closes), so a socket's peer sees it closed only then, where with
+asyncio it sees the close at once.
 A regular file is PermissionError, as epoll refuses it with asyncio.
 """
 
