@@ -135,7 +135,7 @@ def _mixin_suite(name, kind):
         factory = aioswift.new_event_loop
 
     bases = (mixin,)
-    if "setUp" not in vars(mixin):
+    if not any("setUp" in vars(cls) for cls in mixin.__mro__ if cls is not object):
         # CPython's own combination: the Unix loop mixin (a child watcher
         # attached to the loop, then EventLoopTestsMixin's setUp).
         bases += (getattr(module, "UnixEventLoopTestsMixin"),)
