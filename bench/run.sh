@@ -41,6 +41,12 @@
 #   BENCH_SWIFT=1            0: skip the Swift build and figures
 #   BENCH_ECHO=1             0: skip the echo benchmark (bench/py/echo_bench.py,
 #                            run after the table; its knobs are listed there)
+#   BENCH_PYLOOPS=1          0: skip the Python loops' scheduling rows
+#                            (bindings/python/bench/loop_bench.py: asyncio, uvloop
+#                            and aioswift), run after the table on every
+#                            interpreter of BENCH_PYTHONS (default: $PYTHON and
+#                            pyenv's 3.11, 3.12 and 3.13 when they are there),
+#                            each with the binding built for it
 #   BENCH_SUBPROCESS=1       0: skip the subprocess benchmark, run after the echo one
 #                            (bench/py/subprocess_bench.py; its knobs are listed there)
 #   BENCH_UDP=1              0: skip the UDP ping-pong benchmark, run after that
@@ -291,8 +297,28 @@ echo
 "$PYTHON" bench/py/report.py "$RESULTS"
 [ "$HAVE_SWIFT" = 1 ] || say "(swift: not built, no Swift figures)"
 [ "$HAVE_UVLOOP" = 1 ] || say "(uvloop: not available, no uvloop figures)"
-# The echo servers, side by side (about a minute; its own table).
-if [ "${BENCH_ECHO:-1}" != 0 ]; then echo; "$PYTHON" bench/py/echo_bench.py || FAILED=1; fi
+# The binding for an interpreter, built in place (bindings/python), quietly.
+build_binding() {
+  make --no-print-directory -s -C bindings/python build BUILD="$BUILD" PYTHON="$1" >/dev/null 2>&1 ||
+    say "bench: building bindings/python for $1 failed: no aioswift figures from it" >&2
+}
+# The Python loops' scheduling rows, on each interpreter (under a minute each; their own tables).
+if [ "${BENCH_PYLOOPS:-1}" != 0 ]; then
+  PYTHONS=${BENCH_PYTHONS:-"$(command -v "$PYTHON") $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[123]*/bin/python3 2>/dev/null | sort -u | tr '\n' ' ')"}
+  SEEN=""
+  for py in $PYTHONS; do
+    version=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || continue
+    case " $SEEN " in *" $version "*) continue ;; esac
+    SEEN="$SEEN $version"
+    build_binding "$py"
+    echo; timeout 600 "$py" bindings/python/bench/loop_bench.py || FAILED=1
+  done
+fi
+# The echo servers, side by side (about two minutes; its own table).
+if [ "${BENCH_ECHO:-1}" != 0 ]; then
+  build_binding "$PYTHON"
+  echo; "$PYTHON" bench/py/echo_bench.py || FAILED=1
+fi
 # Child processes, side by side (about a minute; its own table; it builds its two C programs).
 if [ "${BENCH_SUBPROCESS:-1}" != 0 ]; then
   echo; BUILD="$BUILD" CC="$CC" "$PYTHON" bench/py/subprocess_bench.py || FAILED=1

@@ -17,7 +17,7 @@ ratios to raw libuv and to uvloop.
 Each server gets a free port as its last argument, is ready when a connect
 to that port succeeds (polled for up to 5 s), and is stopped with SIGTERM
 (then SIGKILL after 5 s). A server whose program does not exist, or which
-exits with status 77 before it is ready (echo_server.py does when uvloop
+exits with status 77 before it is ready (echo_server.py does when uvloop or aioswift
 cannot be imported), is skipped with a message. Every server and load
 generator started is killed when the harness ends, however it ends.
 
@@ -60,6 +60,8 @@ SERVERS = [
     ("asyncio streams", "streams", PY + ["--loop=asyncio", "--style=streams"]),
     ("uvloop protocol", "transport", PY + ["--loop=uvloop", "--style=protocol"]),
     ("uvloop streams", "streams", PY + ["--loop=uvloop", "--style=streams"]),
+    ("aioswift protocol", "transport", PY + ["--loop=aioswift", "--style=protocol"]),
+    ("aioswift streams", "streams", PY + ["--loop=aioswift", "--style=streams"]),
     ("aios C transport", "transport", [os.path.join(BIN, "echo_aios_transport")]),
     ("aios C streams", "streams", [os.path.join(BIN, "echo_aios_streams")]),
     ("aios Swift streams", "streams", [os.path.join(ROOT, ".build", "release", "aio-echo-server")]),

@@ -36,9 +36,7 @@ echo_bench.SERVERS = [
 ]
 
 if __name__ == "__main__":
-    import signal
-    signal.signal(signal.SIGTERM, echo_bench._terminate)
-    signal.signal(signal.SIGHUP, echo_bench._terminate)
+    echo_bench.exit_on_termination()
     try:
         rc = echo_bench.main()
     finally:
