@@ -1011,11 +1011,10 @@ python_address(const void *address, unsigned int length)
     }
     if (sa->sa_family == AF_INET6 && length >= sizeof(struct sockaddr_in6)) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)address;
-        char host[NI_MAXHOST];
-        /* Python's own formatting: numeric, with %scope for scoped ones. */
-        if (getnameinfo(sa, sizeof(struct sockaddr_in6), host, sizeof host, NULL, 0,
-                        NI_NUMERICHOST) != 0 &&
-            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host) == NULL)
+        char host[INET6_ADDRSTRLEN];
+        /* The socket module's formatting (inet_ntop): the scope is the
+         * tuple's last item, not a %scope suffix of the host. */
+        if (inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host) == NULL)
             return PyErr_SetFromErrno(PyExc_OSError);
         return Py_BuildValue("(NiII)", interned_host(host), ntohs(in6->sin6_port),
                              (unsigned int)ntohl(in6->sin6_flowinfo),

@@ -1202,6 +1202,71 @@ def test_a_failed_tls_handshake_raises(any_loop, tls_contexts):
     run(loop, main())
 
 
+def test_a_tls_peer_that_never_answers_close_notify_is_let_go(any_loop, tls_contexts):
+    # Our side closes (close_notify sent); the peer finished its handshake
+    # and then never reads or answers: after ssl_shutdown_timeout the
+    # connection is aborted, and connection_lost comes.
+    loop = any_loop
+    server_context, client_context = tls_contexts
+    handshaken = threading.Event()
+    finished = threading.Event()
+
+    def silent_peer(port):
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            with client_context.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"hello")
+                handshaken.set()
+                finished.wait(10)       # never reads the close_notify, never answers
+
+    async def main():
+        lost = loop.create_future()
+
+        class CloseOnData(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.transport = transport
+
+            def data_received(self, data):
+                self.transport.close()
+
+            def connection_lost(self, exc):
+                if not lost.done():
+                    lost.set_result(exc)
+
+        server = await loop.create_server(CloseOnData, "127.0.0.1", 0, ssl=server_context,
+                                          ssl_shutdown_timeout=0.3)
+        peer = threading.Thread(target=silent_peer, args=(port_of(server),))
+        peer.start()
+        try:
+            started = loop.time()
+            exc = await asyncio.wait_for(lost, 5)
+            assert exc is None or isinstance(exc, (TimeoutError, ConnectionError))
+            assert loop.time() - started >= 0.25   # it waited for the answer first
+        finally:
+            finished.set()
+            peer.join(10)
+        await close_server(server)
+
+    run(loop, main())
+
+
+def test_ipv6_scope_ids_are_kept(any_loop):
+    # A link-local address names its interface: getaddrinfo keeps its scope
+    # id, as the socket module does.
+    loop = any_loop
+    scoped = "fe80::1%lo"
+    try:
+        expected = socket.getaddrinfo(scoped, 80, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        pytest.skip("no interface named lo")
+
+    async def main():
+        got = await loop.getaddrinfo(scoped, 80, type=socket.SOCK_STREAM)
+        assert got == expected
+        assert got[0][4][3] == socket.if_nametoindex("lo") != 0
+
+    run(loop, main())
+
+
 # -- aioswift's own ----------------------------------------------------------------------
 
 def test_an_idle_loop_with_connections_waits(aloop):
