@@ -199,7 +199,21 @@ static void test_child_signals(void) {
   check_no_zombies();
 }
 
+/* A process's exit code, awaited for at most `seconds` (a hang is a
+ * timeout, not a stalled test). */
+static int exit_code_within(aios_loop_t *loop, aios_process_t *process, double seconds) {
+  aios_future_t *waited = NULL, *bounded = NULL;
+  void *value = NULL;
+  CHECK_EQ(aios_process_wait(process, &waited), 0);
+  CHECK_EQ(aios_wait_for(waited, seconds, &bounded), 0);
+  CHECK_EQ(await_status(loop, bounded), 0);   /* not a timeout */
+  CHECK_EQ(aios_future_result(waited, &value), 0);
+  CHECK_EQ(aios_future_unref(waited), 0);
+  return (int)(intptr_t)value;
+}
+
 static volatile sig_atomic_t g_own_sigchld;
+
 static void own_sigchld(int signum) {
   (void)signum;
   g_own_sigchld++;
@@ -222,25 +236,13 @@ static void test_children_reaped_without_sigchld(void) {
   aios_spawn_options_t options = options_piped(AIOS_CHILD_INHERIT, AIOS_CHILD_INHERIT, AIOS_CHILD_INHERIT);
   aios_process_t *first = spawn_shell(loop, "sleep 0.1; exit 4", &options), *second;
   struct sigaction mine, library;
-  aios_future_t *waited = NULL, *bounded = NULL;
-  void *value = NULL;
   memset(&mine, 0, sizeof mine);
   mine.sa_handler = own_sigchld;
   CHECK_EQ(sigaction(SIGCHLD, &mine, &library), 0);
   g_own_sigchld = 0;
   second = spawn_shell(loop, "exit 5", &options);
-  CHECK_EQ(aios_process_wait(first, &waited), 0);
-  CHECK_EQ(aios_wait_for(waited, 10.0, &bounded), 0);
-  CHECK_EQ(await_status(loop, bounded), 0);   /* not a timeout */
-  CHECK_EQ(aios_future_result(waited, &value), 0);
-  CHECK_EQ((int)(intptr_t)value, 4);
-  CHECK_EQ(aios_future_unref(waited), 0);
-  CHECK_EQ(aios_process_wait(second, &waited), 0);
-  CHECK_EQ(aios_wait_for(waited, 10.0, &bounded), 0);
-  CHECK_EQ(await_status(loop, bounded), 0);   /* not a timeout */
-  CHECK_EQ(aios_future_result(waited, &value), 0);
-  CHECK_EQ((int)(intptr_t)value, 5);
-  CHECK_EQ(aios_future_unref(waited), 0);
+  CHECK_EQ(exit_code_within(loop, first, 10.0), 4);
+  CHECK_EQ(exit_code_within(loop, second, 10.0), 5);
   CHECK(g_own_sigchld >= 1);               /* the signals went to the program's handler */
   CHECK_EQ(sigaction(SIGCHLD, &library, NULL), 0);
   CHECK_EQ(aios_process_unref(first), 0);

@@ -987,15 +987,9 @@ channel_set_protocol(ChannelObject *self, PyObject *protocol)
     Py_RETURN_NONE;
 }
 
-/* A host's text, interned: every connection of a server names the server's
- * own address, and many name the same peer (64 bytes a string saved). */
-static PyObject *
-interned_host(const char *host)
-{
-    return PyUnicode_InternFromString(host);
-}
-
-/* A socket address as Python's socket module gives it. */
+/* A socket address as Python's socket module gives it. Hosts are interned:
+ * every connection of a server names the server's own address, and many
+ * name the same peer (64 bytes a string saved). */
 static PyObject *
 python_address(const void *address, unsigned int length)
 {
@@ -1007,7 +1001,7 @@ python_address(const void *address, unsigned int length)
         char host[INET_ADDRSTRLEN];
         if (inet_ntop(AF_INET, &in->sin_addr, host, sizeof host) == NULL)
             return PyErr_SetFromErrno(PyExc_OSError);
-        return Py_BuildValue("(Ni)", interned_host(host), ntohs(in->sin_port));
+        return Py_BuildValue("(Ni)", PyUnicode_InternFromString(host), ntohs(in->sin_port));
     }
     if (sa->sa_family == AF_INET6 && length >= sizeof(struct sockaddr_in6)) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)address;
@@ -1016,7 +1010,7 @@ python_address(const void *address, unsigned int length)
          * tuple's last item, not a %scope suffix of the host. */
         if (inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host) == NULL)
             return PyErr_SetFromErrno(PyExc_OSError);
-        return Py_BuildValue("(NiII)", interned_host(host), ntohs(in6->sin6_port),
+        return Py_BuildValue("(NiII)", PyUnicode_InternFromString(host), ntohs(in6->sin6_port),
                              (unsigned int)ntohl(in6->sin6_flowinfo),
                              (unsigned int)in6->sin6_scope_id);
     }
