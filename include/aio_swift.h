@@ -1158,6 +1158,15 @@ typedef struct aios_io_event_s {
  *  @return 0, *events (NULL when none), *count and *arena; AIOS_ECLOSED. */
 AIOS_EXTERN int aios_loop_take_io_events(aios_loop_t *loop, const aios_io_event_t **events,
                                          size_t *count, const unsigned char **arena);
+/*! aios_loop_release_io_events() : says that the events and the arena the
+ *  last aios_loop_take_io_events handed over are no longer used: the next
+ *  reads may then go to the memory just read, while it is still in the
+ *  CPU's cache. A binding that copies bytes out as it dispatches them calls
+ *  it once the dispatch is over; the transports stay lent until the next
+ *  take. Without it the events and the arena stay valid until the next
+ *  take. Calling it again, or with nothing taken, does nothing.
+ *  @return 0; AIOS_ECLOSED. */
+AIOS_EXTERN int aios_loop_release_io_events(aios_loop_t *loop);
 /*! aios_loop_set_io_events_callback() : tells a binding when batched
  *  events wait: `callback(arg)` is scheduled with call_soon when the first
  *  event after a take is recorded (at once if some wait already), and not

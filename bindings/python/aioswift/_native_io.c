@@ -1565,6 +1565,9 @@ io_ready(void *arg)
             }
             if (i < count)
                 keep_back(core, events, i, count, arena);
+            /* Every byte is copied out: the next reads reuse the arena. */
+            if (core->loop != NULL)
+                aios_loop_release_io_events(core->loop);
         }
     }
     Py_DECREF(core);
