@@ -305,7 +305,7 @@ static int gathering_step(aios_task_t *task, aios_future_t *awaited, void *arg) 
 }
 
 static void test_gather_waits_for_all(void) {
-  gathering_t g = {.children = {{.delay = 0.02, .value = 1}, {.delay = 0, .value = 2}, {.delay = 0.01, .value = 3}},
+  gathering_t g = {.children = {{.delay = 0.3, .value = 1}, {.delay = 0, .value = 2}, {.delay = 0.15, .value = 3}},
                    .count = 3};
   CHECK_EQ(run_main(gathering_step, &g), 0);
   CHECK_EQ(g.status, 0);
@@ -765,7 +765,7 @@ static int completing_step(aios_task_t *task, aios_future_t *awaited, void *arg)
 }
 
 static void test_as_completed_order(void) {
-  completing_t c = {.children = {{.delay = 0.02, .value = 1}, {.delay = 0, .value = 2}, {.delay = 0.01, .value = 3}},
+  completing_t c = {.children = {{.delay = 0.3, .value = 1}, {.delay = 0, .value = 2}, {.delay = 0.15, .value = 3}},
                     .count = 3, .timeout = INFINITY};
   CHECK_EQ(run_main(completing_step, &c), 0);
   CHECK_EQ(c.handed, 3);
