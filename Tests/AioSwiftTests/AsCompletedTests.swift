@@ -4,7 +4,7 @@ import XCTest
 final class AsCompletedTests: LeakCheckedTestCase {
   func testFuturesComeInTheOrderTheyFinish() throws {
     try runMain {
-      let slow = try sleeper(0.02, "slow"), fast = try sleeper(0.0, "fast"), middle = try sleeper(0.01, "middle")
+      let slow = try sleeper(0.3, "slow"), fast = try sleeper(0.0, "fast"), middle = try sleeper(0.15, "middle")
       var order: [String] = []
       for try await task in try asCompleted([slow, fast, middle]) {
         order.append(try task.result())  // tasks in, tasks out: no cast

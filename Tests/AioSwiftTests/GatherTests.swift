@@ -33,7 +33,7 @@ final class GatherTests: LeakCheckedTestCase {
   func testTheFirstErrorPropagates() throws {
     try runMain {
       let failing = try sleeper(0.001, 0, throwing: Boom(tag: 4))
-      let slow = try sleeper(0.02, 2)
+      let slow = try sleeper(0.5, 2)
       do {
         _ = try await gather([failing, slow])
         XCTFail("expected Boom")

@@ -41,7 +41,7 @@ final class LoopTests: LeakCheckedTestCase {
       try loop.callAt(now + 0.03) { events.append("late"); try loop.stop() }
       try loop.callAt(now + 0.01) { events.append("early-1") }
       try loop.callAt(now + 0.01) { events.append("early-2") }
-      try loop.callLater(0.02) { events.append("middle") }
+      try loop.callAt(now + 0.02) { events.append("middle") }
       try loop.callSoon { events.append("soon") }
       try loop.runForever()
       XCTAssertEqual(events, ["soon", "early-1", "early-2", "middle", "late"])
@@ -207,8 +207,8 @@ final class LoopTests: LeakCheckedTestCase {
       var reports: [String] = []
       loop.exceptionHandler = { _, context in reports.append(context.message) }
       loop.debug = true
-      loop.slowCallbackDuration = 0.01
-      try loop.callSoon { usleep(30_000) }
+      loop.slowCallbackDuration = 0.05
+      try loop.callSoon { usleep(150_000) }
       try loop.callSoon { try loop.stop() }
       try loop.runForever()
       XCTAssertEqual(reports.count, 1)

@@ -6,6 +6,11 @@ import XCTest
 private func socketPair() -> (Int32, Int32) {
   var fds: [Int32] = [-1, -1]
   precondition(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds) == 0)
+  // Pinned buffers: tests that fill them do not depend on the host's defaults.
+  var size: Int32 = 65536
+  for fd in fds {
+    precondition(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size)) == 0)
+  }
   return (fds[0], fds[1])
 }
 

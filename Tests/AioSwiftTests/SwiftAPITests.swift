@@ -32,7 +32,7 @@ final class SwiftAPITests: LeakCheckedTestCase {
 
   func testAsCompletedAndWaitYieldTasks() throws {
     let (order, done, pending) = try runMain { () async throws -> ([Int], Int, Int) in
-      let slow = try createTask { () async throws -> Int in try await sleep(0.02); return 2 }
+      let slow = try createTask { () async throws -> Int in try await sleep(0.3); return 2 }
       let fast = try createTask { () async throws -> Int in try await sleep(0.001); return 1 }
       var order: [Int] = []
       for try await task in try asCompleted([slow, fast]) { order.append(try task.result()) }

@@ -8,7 +8,7 @@ final class TaskGroupTests: LeakCheckedTestCase {
       try await taskGroup { group in
         for i in [3, 1, 2] {
           try group.createTask { () async throws -> Void in
-            try await sleep(Double(i) * 0.002)
+            try await sleep(Double(i) * 0.1)
             finished.append(i)
           }
         }

@@ -249,7 +249,7 @@ final class TaskTests: LeakCheckedTestCase {
           throw CancelledError()
         }
       }
-      try loop.callLater(0.05) { task.cancel() }
+      try loop.callLater(0.5) { task.cancel() }
       XCTAssertThrowsError(try loop.runUntilComplete(task)) { XCTAssertTrue($0 is CancelledError) }
       XCTAssertEqual(seen, ["same task", "yielded", "cancelled"])
       XCTAssertTrue(task.isCancelled)

@@ -659,7 +659,7 @@ static int wakeup_main_step(aios_task_t *task, aios_future_t *awaited, void *arg
     /* fall through */
   case 2:
     CHECK_EQ(aios_task_cancel(m->t[0], NULL), 1);
-    CHECK_EQ(aios_timeout_at(running_loop(), loop_now() + 0.01, &m->scope), 0);
+    CHECK_EQ(aios_timeout_at(running_loop(), loop_now() + 0.5, &m->scope), 0);
     CHECK_EQ(aios_timeout_enter(m->scope, task), 0);
     CHECK_EQ(aios_condition_wait_for(m->cond, state_zero, &m->state, &f), 0);
     CHECK_EQ(aios_future_done(f), 0);

@@ -28,6 +28,30 @@ static inline int await_status(aios_loop_t *loop, aios_future_t *future) {
   return rc;
 }
 
+/* One iteration that may wait up to a millisecond for I/O. */
+static inline void tick(aios_loop_t *loop) {
+  aios_future_t *f = NULL;
+  CHECK_EQ(aios_sleep(loop, 0.001, NULL, NULL, &f), 0);
+  CHECK_EQ(await_status(loop, f), 0);
+}
+
+/* Ticks until `condition` holds, for at most 10 seconds: bounded by time,
+ * not by a count of iterations, which a slow machine can run through
+ * before the kernel has done its part. */
+#define TICK_UNTIL(loop, condition)                                            \
+  do {                                                                         \
+    double tick_end_ = test_now() + 10;                                        \
+    while (!(condition)) {                                                     \
+      CHECK(test_now() < tick_end_);                                           \
+      tick(loop);                                                              \
+    }                                                                          \
+  } while (0)
+
+/* Ticks until *counter reaches `value`. */
+static inline void tick_until(aios_loop_t *loop, const int *counter, int value) {
+  TICK_UNTIL(loop, *counter >= value);
+}
+
 /* Runs the loop until `future` fails, and gives its error. */
 static inline aios_error_t *await_error(aios_loop_t *loop, aios_future_t *future) {
   aios_error_t *error = NULL;

@@ -794,7 +794,7 @@ static void test_server_close_with_clients(void) {
   client_init(&c2, loop);
   t1 = connect_client(loop, &c1, "127.0.0.1", server_port_at(server, 0));
   t2 = connect_client(loop, &c2, "127.0.0.1", server_port_at(server, 0));
-  for (i = 0; i < 100 && state.connections < 2; i++) run_once(loop);
+  tick_until(loop, &state.connections, 2);
   CHECK_EQ(state.connections, 2);
   CHECK_EQ(aios_server_close(server), 0);
   CHECK_EQ(aios_server_close(server), 0);
@@ -822,10 +822,9 @@ static void test_server_abort_clients(void) {
   aios_server_t *server = start_echo(loop, &state, "127.0.0.1");
   client_t c;
   aios_transport_t *t;
-  int i;
   client_init(&c, loop);
   t = connect_client(loop, &c, "127.0.0.1", server_port_at(server, 0));
-  for (i = 0; i < 100 && state.connections < 1; i++) run_once(loop);
+  tick_until(loop, &state.connections, 1);
   CHECK_EQ(aios_server_abort_clients(server), 0);
   client_wait_lost(&c);
   CHECK_EQ(state.lost, 1);
@@ -915,10 +914,9 @@ static void test_loop_close_aborts_transports(void) {
   aios_server_t *server = start_echo(loop, &state, "127.0.0.1");
   client_t c;
   aios_transport_t *t;
-  int i;
   client_init(&c, loop);
   t = connect_client(loop, &c, "127.0.0.1", server_port_at(server, 0));
-  for (i = 0; i < 100 && state.connections < 1; i++) run_once(loop);
+  tick_until(loop, &state.connections, 1);
   CHECK_EQ(aios_future_unref(c.lost_future), 0);
   c.lost_future = NULL;
   CHECK_EQ(aios_transport_unref(t), 0);

@@ -35,21 +35,6 @@ static aios_bytes_t *await_bytes(aios_loop_t *loop, aios_future_t *future) {
     CHECK(memcmp((bytes)->data, (text), strlen(text)) == 0);                   \
   } while (0)
 
-/* One iteration that may wait up to a millisecond for I/O. */
-static void tick(aios_loop_t *loop) {
-  aios_future_t *f = NULL;
-  CHECK_EQ(aios_sleep(loop, 0.001, NULL, NULL, &f), 0);
-  CHECK_EQ(await_status(loop, f), 0);
-}
-
-/* Ticks until *counter reaches `value`, for at most 5 seconds. */
-static void tick_until(aios_loop_t *loop, const int *counter, int value) {
-  double end = test_now() + 5;
-  while (*counter < value) {
-    CHECK(test_now() < end);
-    tick(loop);
-  }
-}
 
 static aios_stream_t *open_client(aios_loop_t *loop, int port, size_t limit) {
   aios_future_t *f = NULL;

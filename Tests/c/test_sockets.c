@@ -14,9 +14,14 @@
 #include <unistd.h>
 
 /* A socket pair: [0] non-blocking, for the loop; [1] blocking, the peer. */
+/* The buffers are pinned: tests that must fill them do not depend on the
+ * host's net.core.wmem_default. */
 static void make_pair(int fds[2]) {
+  int size = 65536;
   CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
   CHECK_EQ(fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK), 0);
+  CHECK_EQ(setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof size), 0);
+  CHECK_EQ(setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &size, sizeof size), 0);
 }
 
 static void close_pair(int fds[2]) {

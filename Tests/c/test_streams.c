@@ -582,7 +582,8 @@ static void test_many_connections(void) {
   aios_loop_t *loop;
   aios_server_t *server;
   aios_stream_t **clients;
-  aios_future_t **reads;
+  aios_future_t **reads, *f = NULL;
+  aios_server_options_t options;
   struct rlimit limit;
   int served = 0, i, port;
   CHECK_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
@@ -595,7 +596,13 @@ static void test_many_connections(void) {
     CHECK_EQ(setrlimit(RLIMIT_NOFILE, &limit), 0);
   }
   loop = make_loop();
-  server = start_echo(loop, &served);
+  /* A backlog for all of them: connects that find the accept queue full
+   * have their SYNs dropped and retried only after 1, 3, 7... seconds. */
+  memset(&options, 0, sizeof options);
+  options.size = sizeof options;
+  options.backlog = N;
+  CHECK_EQ(aios_start_server(loop, echo_connected, &served, NULL, "127.0.0.1", 0, 0, &options, &f), 0);
+  server = (aios_server_t *)await_value(loop, f);
   port = server_port_at(server, 0);
   clients = (aios_stream_t **)calloc(N, sizeof *clients);
   reads = (aios_future_t **)calloc(N, sizeof *reads);
@@ -666,14 +673,13 @@ static void test_reader_flow_control(void) {
   aios_stream_t *client;
   aios_transport_t *transport = NULL;
   aios_bytes_t *b;
-  int i;
   CHECK_EQ(aios_create_server(loop, sender_factory, &sender, NULL, "127.0.0.1", 0, NULL, &f), 0);
   server = (aios_server_t *)await_value(loop, f);
   CHECK_EQ(aios_open_connection(loop, "127.0.0.1", server_port_at(server, 0), 1024, NULL, &f), 0);
   client = (aios_stream_t *)await_value(loop, f);
   CHECK_EQ(aios_stream_get_transport(client, &transport), 0);
   /* Nobody reads: the reader pauses its transport above twice its limit. */
-  for (i = 0; i < 200 && aios_transport_is_reading(transport); i++) run_once(loop);
+  TICK_UNTIL(loop, aios_transport_is_reading(transport) == 0);
   CHECK_EQ(aios_transport_is_reading(transport), 0);
   /* Reading it all resumes it, and everything arrives. */
   CHECK_EQ(aios_stream_read(client, -1, &f), 0);
@@ -714,7 +720,7 @@ static void test_drain_waits_and_connection_lost(void) {
   CHECK_EQ(aios_create_server(loop, stall_factory, NULL, NULL, "127.0.0.1", 0, NULL, &f), 0);
   server = (aios_server_t *)await_value(loop, f);
   client = open_client(loop, server_port_at(server, 0));
-  for (i = 0; i < 100 && stalled == NULL; i++) run_once(loop);
+  TICK_UNTIL(loop, stalled != NULL);
   CHECK(stalled != NULL);
   for (i = 0; i < 400; i++) {
     CHECK_EQ(aios_stream_write(client, block, sizeof block), 0);
@@ -750,11 +756,10 @@ static void test_reset_during_read(void) {
   aios_server_t *server;
   aios_stream_t *client;
   aios_error_t *error;
-  int i;
   CHECK_EQ(aios_create_server(loop, stall_factory, NULL, NULL, "127.0.0.1", 0, NULL, &f), 0);
   server = (aios_server_t *)await_value(loop, f);
   client = open_client(loop, server_port_at(server, 0));
-  for (i = 0; i < 100 && stalled == NULL; i++) run_once(loop);
+  TICK_UNTIL(loop, stalled != NULL);
   CHECK_EQ(aios_stream_readexactly(client, 10, &f), 0);
   run_once(loop);
   CHECK_EQ(aios_transport_write(stalled, "12345", 5), 0);

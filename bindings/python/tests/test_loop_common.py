@@ -75,7 +75,7 @@ def test_call_later_runs_timers_in_deadline_order_and_skips_cancelled(any_loop):
         calls.append(name)
         assert loop.time() >= handles[name].when() - CLOCK_SLACK, name
 
-    handles["c"] = loop.call_later(0.03, record, "c")
+    handles["c"] = loop.call_later(0.1, record, "c")
     handles["a"] = loop.call_later(0.01, record, "a")
     cancelled = loop.call_later(0.02, record, "x")
     handles["b"] = loop.call_later(0.01, record, "b")    # same delay, scheduled after a
@@ -86,7 +86,7 @@ def test_call_later_runs_timers_in_deadline_order_and_skips_cancelled(any_loop):
     assert cancelled.cancelled()
     cancelled.cancel()                                   # a no-op
     assert cancelled.cancelled()
-    loop.call_later(0.06, loop.stop)
+    loop.call_later(0.15, loop.stop)
     started = time.monotonic()
     loop.run_forever()
     assert time.monotonic() - started < 1.0
@@ -442,16 +442,16 @@ def test_the_exception_handler_sees_the_cancelled_error_of_a_callback(any_loop):
 def test_slow_callbacks_are_logged_in_debug_mode(any_loop, caplog):
     import logging
     any_loop.set_debug(True)
-    any_loop.slow_callback_duration = 0.01
-    assert any_loop.slow_callback_duration == 0.01
-    any_loop.call_soon(time.sleep, 0.03)
+    any_loop.slow_callback_duration = 0.05    # far above what sleep(0) takes, even loaded
+    assert any_loop.slow_callback_duration == 0.05
+    any_loop.call_soon(time.sleep, 0.15)
     any_loop.call_soon(time.sleep, 0)
     with caplog.at_level(logging.WARNING, logger="asyncio"):
         run_once(any_loop)
     slow = [r.getMessage() for r in caplog.records
             if r.name == "asyncio" and r.getMessage().startswith("Executing ")]
     assert len(slow) == 1
-    assert slow[0].startswith("Executing <Handle sleep(0.03) created at ")
+    assert slow[0].startswith("Executing <Handle sleep(0.15) created at ")
     assert slow[0].endswith(" seconds")
     caplog.clear()          # the records hold the handle
 

@@ -452,14 +452,19 @@ def test_half_close_keeps_the_transport_open_for_writing(any_loop):
 
 def test_close_flushes_the_buffer_and_abort_drops_it(any_loop):
     loop = any_loop
-    size = 4 * 1024 * 1024
+    block = b"b" * (1024 * 1024)
 
     class Burst(asyncio.Protocol):
         how = "close"
 
         def connection_made(self, transport):
             self.lost = loop.create_future()
-            transport.write(b"b" * size)
+            # Until some waits in the transport: loopback autotuning can
+            # give the kernel's buffers several MiB.
+            Burst.sent = 0
+            while transport.get_write_buffer_size() == 0 and Burst.sent < 256 * len(block):
+                transport.write(block)
+                Burst.sent += len(block)
             assert transport.get_write_buffer_size() > 0
             if Burst.how == "close":
                 transport.close()
@@ -478,7 +483,7 @@ def test_close_flushes_the_buffer_and_abort_drops_it(any_loop):
                                                           port_of(server))
         result = await client.done
         assert result is None
-        assert len(client.data) == size + len(b"dropped")
+        assert len(client.data) == Burst.sent + len(b"dropped")
         assert await Burst.instance.lost is None
 
         Burst.how = "abort"
@@ -486,7 +491,7 @@ def test_close_flushes_the_buffer_and_abort_drops_it(any_loop):
                                                           port_of(server))
         result = await client.done
         assert result is None or isinstance(result, ConnectionResetError)
-        assert len(client.data) < size
+        assert len(client.data) < Burst.sent
         assert await Burst.instance.lost is None
         await close_server(server)
 
@@ -1289,7 +1294,7 @@ def test_an_idle_loop_with_connections_waits(aloop):
         client.expect(4)
         transport.write(b"wake")
         await client.enough
-        assert time.monotonic() - started < 0.1
+        assert time.monotonic() - started < 1.0   # a loop that slept through it takes TIMEOUT
         transport.close()
         await client.done
         await close_server(server)
