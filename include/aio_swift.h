@@ -1152,8 +1152,10 @@ typedef struct aios_io_event_s {
  *  stream reads at most once between two calls: after its AIOS_IO_DATA it
  *  waits for the next take, so pause_reading called on seeing the bytes is
  *  exact. Its AIOS_IO_EOF is never in the take that has its last bytes: it
- *  is recorded on an iteration after that take, unless reading was paused. Bytes are received straight into the arena (no copy). Call it
- *  once per iteration: from the callback aios_loop_set_io_events_callback
+ *  is recorded on an iteration after that take, unless reading was paused.
+ *  Bytes are received straight into the arena (no copy), each event's from
+ *  a 64-byte boundary on (where the kernel's copy is fastest).
+ *  Call it once per iteration: from the callback aios_loop_set_io_events_callback
  *  schedules, or after a run_once.
  *  @return 0, *events (NULL when none), *count and *arena; AIOS_ECLOSED. */
 AIOS_EXTERN int aios_loop_take_io_events(aios_loop_t *loop, const aios_io_event_t **events,

@@ -386,7 +386,7 @@ private final class FileSender {
         continue
       }
       guard remaining > 0 else { return done(future) }
-      let block = buffer ?? .allocate(byteCount: min(count ?? FileSender.blockSize, FileSender.blockSize), alignment: 16)
+      let block = buffer ?? .allocate(byteCount: min(count ?? FileSender.blockSize, FileSender.blockSize), alignment: ioAlignment)
       buffer = block
       let read = pread(file, block.baseAddress, min(block.count, remaining), off_t(offset + future.bytesSent))
       if read < 0 {

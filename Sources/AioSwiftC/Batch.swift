@@ -13,7 +13,7 @@ private struct Buffers {
   var events = UnsafeMutablePointer<aios_io_event_t>.allocate(capacity: 64)
   var eventCapacity = 64
   var count = 0
-  var arena = UnsafeMutableRawPointer.allocate(byteCount: 1 << 16, alignment: 16)
+  var arena = UnsafeMutableRawPointer.allocate(byteCount: 1 << 16, alignment: ioAlignment)
   var arenaCapacity = 1 << 16
   var used = 0
 
@@ -29,18 +29,20 @@ private struct Buffers {
     count += 1
   }
 
-  /// Room for `bytes` more at the end of the arena (earlier offsets keep
+  /// Room for `bytes` more after what the arena holds, from the next
+  /// cache line on (see ioAlignment), and its offset (earlier offsets keep
   /// their bytes: the arena moves as a whole).
-  mutating func reserve(_ bytes: Int) -> UnsafeMutableRawBufferPointer {
-    if arenaCapacity - used < bytes {
-      let capacity = max(arenaCapacity * 2, used + bytes)
-      let grown = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+  mutating func reserve(_ bytes: Int) -> (UnsafeMutableRawBufferPointer, offset: Int) {
+    let offset = (used + ioAlignment - 1) & ~(ioAlignment - 1)
+    if arenaCapacity - offset < bytes {
+      let capacity = max(arenaCapacity * 2, offset + bytes)
+      let grown = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: ioAlignment)
       grown.copyMemory(from: arena, byteCount: used)
       arena.deallocate()
       arena = grown
       arenaCapacity = capacity
     }
-    return UnsafeMutableRawBufferPointer(start: arena + used, count: bytes)
+    return (UnsafeMutableRawBufferPointer(start: arena + offset, count: bytes), offset)
   }
 
   func free() {
@@ -109,7 +111,7 @@ final class IOBatch {
   }
 
   func reserve(_ bytes: Int) -> (UnsafeMutableRawBufferPointer, offset: Int) {
-    (filling.reserve(bytes), filling.used)
+    filling.reserve(bytes)
   }
 
   func received(_ count: Int, at offset: Int, _ transport: StreamTransport, _ handle: UInt64, token: UInt64) {

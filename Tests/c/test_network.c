@@ -1212,6 +1212,7 @@ static void test_batched_echo(void) {
         case AIOS_IO_DATA:
           data_events++;
           CHECK(e->length > 0 && echoed + e->length <= sizeof block);
+          CHECK_EQ(((uintptr_t)arena + e->offset) % 64, 0); /* as the header says */
           /* Every byte in order, whether the last take's arena was given
            * back (and so reused) or not. */
           CHECK(memcmp(arena + e->offset, block + echoed, e->length) == 0);
