@@ -2,17 +2,20 @@
 
     python3 bench/py/echo_bench.py [WORD...]
 
-Runs every server of SERVERS in turn (only those whose name contains one of
-the WORDs, when given, plus the references raw libuv and uvloop), pinned to
-CPU 0, with bench/bin/echo_load pinned to CPU 1, at each row of ROWS:
-CONNECTIONS connections, each with one message of SIZE bytes in flight.
-For each server and row: messages per second, the server's CPU time per
-message (utime + stime from /proc/PID/stat, sampled when the load
-generator's counted part starts and ends), and the p50 and p99 round trip.
-Then, on a fresh server, the growth of its resident set (VmRSS) once
-IDLE connections are open and idle (the soft RLIMIT_NOFILE is raised to the
-hard limit first, for the servers too). The tables give each server's
-ratios to raw libuv and to uvloop.
+Starts every server of SERVERS (only those whose name contains one of the
+WORDs, when given, plus the references raw libuv and uvloop), pinned to
+CPU 0, all at once; then, for each row of ROWS (CONNECTIONS connections,
+each with one message of SIZE bytes in flight), runs ROUNDS rounds in
+which every server takes a turn under bench/bin/echo_load pinned to CPU 1,
+in alternate orders, so that a machine that slows down for a while slows
+every server alike. For each server and row: the medians over its rounds
+of messages per second, the server's CPU time per message (utime + stime
+from /proc/PID/stat, sampled when the load generator's counted part starts
+and ends), and the p50 and p99 round trip. Then, on a fresh server, the
+growth of its resident set (VmRSS) once IDLE connections are open and
+idle (the soft RLIMIT_NOFILE is raised to the hard limit first, for the
+servers too). The tables give each server's ratios to raw libuv and to
+uvloop.
 
 Each server gets a free port as its last argument, is ready when a connect
 to that port succeeds (polled for up to 5 s), and is stopped with SIGTERM
@@ -21,13 +24,12 @@ exits with status 77 before it is ready (echo_server.py does when uvloop or aios
 cannot be imported), is skipped with a message. Every server and load
 generator started is killed when the harness ends, however it ends.
 
-Knobs (environment): BENCH_ECHO_SECONDS=2 (counted seconds per row),
-BENCH_ECHO_WARMUP=0.5 (uncounted seconds before), BENCH_ECHO_IDLE=10000
-(idle connections; 0 skips the memory part), BENCH_ECHO_RETRIES=1 (a row
-during which other processes kept more than 0.15 CPU busy is run again, that
-many times at most, and the quietest run is kept; the table marks a row
-still above it). The Python servers run on the interpreter that runs this
-script.
+Knobs (environment): BENCH_ECHO_SECONDS=1.5 (counted seconds per turn),
+BENCH_ECHO_WARMUP=0.5 (uncounted seconds before), BENCH_ECHO_ROUNDS=3,
+BENCH_ECHO_IDLE=10000 (idle connections; 0 skips the memory part). The
+table marks a row during which other processes kept more than 0.15 CPU
+busy (median over its rounds). The Python servers run on the interpreter
+that runs this script.
 Build the C programs with `make bench/bin/echo_load bench/bin/echo_uv`.
 Raw lines of the last run: bench/bin/echo_results.txt. Exit status 1 when a
 server or the load generator failed.
@@ -38,6 +40,7 @@ import select
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,7 +75,7 @@ UVLOOP = {"transport": "uvloop protocol", "streams": "uvloop streams"}
 # (connections, message size in bytes)
 ROWS = [(1, 100), (10, 100), (100, 100), (10, 16 * 1024)]
 
-SECONDS = float(os.environ.get("BENCH_ECHO_SECONDS", "2"))
+SECONDS = float(os.environ.get("BENCH_ECHO_SECONDS", "1.5"))
 WARMUP = float(os.environ.get("BENCH_ECHO_WARMUP", "0.5"))
 IDLE = int(os.environ.get("BENCH_ECHO_IDLE", "10000"))
 READY_SECONDS = 5
@@ -84,7 +87,7 @@ SKIP_STATUS = 77
 # A row during which other processes kept more than this many CPUs busy is
 # marked: its rate says more about the machine than about the server.
 NOISY = 0.15
-RETRIES = int(os.environ.get("BENCH_ECHO_RETRIES", "1"))  # runs more of a marked row
+ROUNDS = int(os.environ.get("BENCH_ECHO_ROUNDS", "3"))
 
 # --------------------------------------------------------------- processes
 
@@ -326,8 +329,8 @@ def ratio(a, b):
 
 
 def print_table(servers, styles, results):
-    print(f"\n== echo: {SECONDS:g} s per row after {WARMUP:g} s of warm-up, one message in flight "
-          "per connection")
+    print(f"\n== echo: medians of {ROUNDS} turns of {SECONDS:g} s per row after {WARMUP:g} s of warm-up,"
+          " one message in flight per connection")
     print("   cpu/msg: the server's utime+stime over the counted part / its messages."
           " Ratios: rate = server msgs/s / reference msgs/s,")
     print("   cpu = server cpu/msg / reference cpu/msg (below 1 is cheaper). The uvloop reference"
@@ -404,49 +407,84 @@ def main():
         print(f"echo: the hard RLIMIT_NOFILE is {hard}: {hard - FD_MARGIN} idle connections, not {IDLE}")
         IDLE = max(hard - FD_MARGIN, 1)
     start = time.monotonic()
-    results, idle, failures, skipped, notes, ran = {}, {}, [], [], [], []
+    results, idle, failures, skipped, notes = {}, {}, [], [], []
     os.makedirs(BIN, exist_ok=True)
     raw = open(os.path.join(BIN, "echo_results.txt"), "w")
-    print(f"echo: {len(chosen)} servers x {len(ROWS)} rows of {WARMUP:g}+{SECONDS:g} s"
-          + (f", then {IDLE} idle connections each" if IDLE else "")
+    print(f"echo: {len(chosen)} servers x {len(ROWS)} rows x {ROUNDS} rounds of {WARMUP:g}+{SECONDS:g} s,"
+          " the servers taking turns"
+          + (f"; then {IDLE} idle connections each" if IDLE else "")
           + ("; servers on CPU 0, load on CPU 1" if PIN_SERVER else ""))
+
+    def failed(server, e):
+        failures.append(f"{server.name}: FAILED: {e}")
+        print(f"  {server.name:<20} FAILED: {e}")
+        server.stop(quiet=True)
+
+    # Every server is up at once (an idle one waits in epoll and costs
+    # nothing), and each row runs in rounds in which every server takes a
+    # turn, in alternate orders: a machine that slows down for a while
+    # slows all of them, and the medians are compared.
+    running = []
     for name, _style, argv in chosen:
         server = Server(name, argv)
-        tag = name.replace(" ", "_")
         try:
             server.start()
-            ran.append(name)
-            for conns, size in ROWS:
-                row = row_name(conns, size)
-                r = run_row(server, conns, size)
-                for _ in range(RETRIES):
-                    if r["other"] <= NOISY:
-                        break
-                    # Keep the quieter of the two.
-                    r = min(r, run_row(server, conns, size), key=lambda x: x["other"])
-                results[(name, row)] = r
-                raw.write(f"{tag} {row} {r['line']} cpu_us_per_msg={r['cpu_us']:.3f}"
-                          f" other_cpus={r['other']:.3f}\n")
-                print(f"  {name:<20} {row:<9} {si(r['rate']):>9} msgs/s {r['cpu_us']:8.2f} us cpu/msg"
-                      f"  p50 {r['p50']:.1f} us  p99 {r['p99']:.1f} us  other {r['other']:.2f} CPU")
-            notes.append(server.stop())
-            if IDLE:
-                # A fresh server: what the rows allocated is not in its "before".
-                server.start()
-                m = run_idle(server)
-                idle[name] = m
-                raw.write(f"{tag} idle {m['line']} rss_before={m['before']} rss_after={m['after']}\n")
-                print(f"  {name:<20} {'idle':<9} {m['opened']:>9} conns   RSS +"
-                      f"{(m['after'] - m['before']) / 2**20:.1f} MiB")
-                notes.append(server.stop())
+            running.append(server)
         except Skip as e:
             skipped.append(f"{name}: skipped: {e}")
             print(f"  {name:<20} skipped: {e}")
         except Failed as e:
-            failures.append(f"{name}: FAILED: {e}")
-            print(f"  {name:<20} FAILED: {e}")
-        finally:
-            server.stop(quiet=True)  # after a failure: already reported
+            failed(server, e)
+    ran = [server.name for server in running]
+    try:
+        for conns, size in ROWS:
+            row = row_name(conns, size)
+            rounds = {server.name: [] for server in running}
+            for turn in range(ROUNDS):
+                for server in (running if turn % 2 == 0 else running[::-1]):
+                    if server.proc is None:
+                        continue
+                    try:
+                        r = run_row(server, conns, size)
+                    except Failed as e:
+                        failed(server, e)
+                        continue
+                    rounds[server.name].append(r)
+                    raw.write(f"{server.name.replace(' ', '_')} {row} round={turn + 1} {r['line']}"
+                              f" cpu_us_per_msg={r['cpu_us']:.3f} other_cpus={r['other']:.3f}\n")
+            for server in running:
+                runs = rounds[server.name]
+                if server.proc is None or not runs:
+                    continue
+                r = {key: statistics.median(x[key] for x in runs)
+                     for key in ("rate", "cpu_us", "p50", "p99", "other")}
+                r["rates"] = [x["rate"] for x in runs]
+                results[(server.name, row)] = r
+                print(f"  {server.name:<20} {row:<9} {si(r['rate']):>9} msgs/s {r['cpu_us']:8.2f} us cpu/msg"
+                      f"  p50 {r['p50']:.1f} us  p99 {r['p99']:.1f} us  other {r['other']:.2f} CPU"
+                      f"  rounds: {' '.join(si(x) for x in r['rates'])}")
+    finally:
+        for server in running:
+            if server.proc is not None:
+                notes.append(server.stop())
+    if IDLE:
+        for server in running:
+            if not any(key[0] == server.name for key in results):
+                continue
+            # A fresh server: what the rows allocated is not in its "before".
+            try:
+                server.start()
+                m = run_idle(server)
+                idle[server.name] = m
+                raw.write(f"{server.name.replace(' ', '_')} idle {m['line']} rss_before={m['before']}"
+                          f" rss_after={m['after']}\n")
+                print(f"  {server.name:<20} {'idle':<9} {m['opened']:>9} conns   RSS +"
+                      f"{(m['after'] - m['before']) / 2**20:.1f} MiB")
+                notes.append(server.stop())
+            except Failed as e:
+                failed(server, e)
+            finally:
+                server.stop(quiet=True)
     raw.close()
 
     print_table(ran, styles, results)
