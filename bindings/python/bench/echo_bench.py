@@ -13,7 +13,7 @@ the uvloop columns compare each server with uvloop in the same style.
 Build first: `make bench/bin/echo_load bench/bin/echo_uv` at the top, and
 `make -C bindings/python build`. The Python servers run on the interpreter
 that runs this script. The knobs are bench/py/echo_bench.py's
-(BENCH_ECHO_SECONDS, BENCH_ECHO_WARMUP, BENCH_ECHO_IDLE, BENCH_ECHO_RETRIES).
+(BENCH_ECHO_SECONDS, BENCH_ECHO_WARMUP, BENCH_ECHO_ROUNDS, BENCH_ECHO_IDLE).
 """
 import os
 import sys
