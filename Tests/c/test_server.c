@@ -35,7 +35,6 @@ static aios_bytes_t *await_bytes(aios_loop_t *loop, aios_future_t *future) {
     CHECK(memcmp((bytes)->data, (text), strlen(text)) == 0);                   \
   } while (0)
 
-
 static aios_stream_t *open_client(aios_loop_t *loop, int port, size_t limit) {
   aios_future_t *f = NULL;
   CHECK_EQ(aios_open_connection(loop, "127.0.0.1", port, limit, NULL, &f), 0);

@@ -13,9 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* A socket pair: [0] non-blocking, for the loop; [1] blocking, the peer. */
-/* The buffers are pinned: tests that must fill them do not depend on the
- * host's net.core.wmem_default. */
+/* A socket pair: [0] non-blocking, for the loop; [1] blocking, the peer.
+ * Its buffers are pinned, so tests that must fill them do not depend on
+ * the host's net.core.wmem_default. */
 static void make_pair(int fds[2]) {
   int size = 65536;
   CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);

@@ -175,6 +175,7 @@ class Lines:
 class Server:
     def __init__(self, name, argv):
         self.name, self.argv = name, argv
+        self.tag = name.replace(" ", "_")  # its name in the raw lines
         self.proc = None
 
     def start(self):
@@ -450,7 +451,7 @@ def main():
                         failed(server, e)
                         continue
                     rounds[server.name].append(r)
-                    raw.write(f"{server.name.replace(' ', '_')} {row} round={turn + 1} {r['line']}"
+                    raw.write(f"{server.tag} {row} round={turn + 1} {r['line']}"
                               f" cpu_us_per_msg={r['cpu_us']:.3f} other_cpus={r['other']:.3f}\n")
             for server in running:
                 runs = rounds[server.name]
@@ -476,7 +477,7 @@ def main():
                 server.start()
                 m = run_idle(server)
                 idle[server.name] = m
-                raw.write(f"{server.name.replace(' ', '_')} idle {m['line']} rss_before={m['before']}"
+                raw.write(f"{server.tag} idle {m['line']} rss_before={m['before']}"
                           f" rss_after={m['after']}\n")
                 print(f"  {server.name:<20} {'idle':<9} {m['opened']:>9} conns   RSS +"
                       f"{(m['after'] - m['before']) / 2**20:.1f} MiB")
