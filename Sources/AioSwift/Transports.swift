@@ -126,6 +126,8 @@ public final class StreamTransport: CustomStringConvertible {
   private var batchSuspended = false
   /// The loop's iteration in which the stream read for the batch.
   private var suspendedIn = 0
+  /// The next transport waiting for the same take (the batch's list).
+  package var nextSuspended: StreamTransport?
   private var eofReceivedFlag = false
   /// The loop's iteration whose poll read the last bytes.
   private var lastReadIn = -1
