@@ -152,6 +152,8 @@ typedef struct aios_runner_s aios_runner_t;
 typedef void (*aios_destructor_fn)(void *value);
 /* A scheduled callback (call_soon, call_later, call_at). */
 typedef void (*aios_callback_fn)(void *arg);
+/* Called as a loop iteration starts (aios_loop_set_iteration_callback). */
+typedef void (*aios_iteration_fn)(void *arg, int waits);
 /* A future's done callback; `future` is borrowed for the call. */
 typedef void (*aios_done_fn)(aios_future_t *future, void *arg);
 /* What an exception handler is told: asyncio's context dict. Everything in
@@ -353,6 +355,21 @@ AIOS_EXTERN int aios_loop_get_debug(const aios_loop_t *loop);
 /*! aios_loop_set_slow_callback_duration() : that duration, in seconds.
  *  @return 0; AIOS_EINVAL for a negative or NaN duration. */
 AIOS_EXTERN int aios_loop_set_slow_callback_duration(aios_loop_t *loop, double seconds);
+
+/*! aios_loop_set_iteration_callback() : for a binding that must let go of
+ *  something before its loop waits (Python's GIL): `callback(arg, waits)` is
+ *  called as each iteration of this loop starts, before it polls for I/O.
+ *  `waits` is 1 when nothing is ready, so that the poll may block until an
+ *  event, a timer or a wake-up comes; 0 when callbacks are ready (the
+ *  iteration only looks for events, or does not poll). What the callback
+ *  does counts in this iteration: a callback it schedules runs in it, and
+ *  then, as after aios_loop_stop(), the poll does not block; a timer it sets
+ *  bounds the wait. It runs on the loop's thread, with the loop running, and
+ *  may call any function of the API. NULL `callback` stops it; closing the
+ *  loop forgets it.
+ *  @return 0; AIOS_ECLOSED. */
+AIOS_EXTERN int aios_loop_set_iteration_callback(aios_loop_t *loop, aios_iteration_fn callback,
+                                                 void *arg);
 
 /* ------------------------------------------------------------------------ */
 /* Handles (asyncio.Handle / TimerHandle)                                    */

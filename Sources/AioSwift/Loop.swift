@@ -14,6 +14,8 @@ import Synchronization
 
 /// A C callback, called with its argument (aios_callback_fn).
 package typealias CCallback = @convention(c) (UnsafeMutableRawPointer?) -> Void
+/// aios_iteration_fn: (arg, waits).
+package typealias CIterationCallback = @convention(c) (UnsafeMutableRawPointer?, Int32) -> Void
 /// Frees a C value (aios_destructor_fn).
 package typealias CDestructor = @convention(c) (UnsafeMutableRawPointer?) -> Void
 
@@ -123,6 +125,8 @@ public final class Loop: @unchecked Sendable {
   /// What the C layer keeps per loop (the batch of I/O events for
   /// bindings); let go of when the loop closes.
   package var bindingState: AnyObject?
+  /// aios_loop_set_iteration_callback's: called as each iteration starts.
+  package var iterationCallback: (CIterationCallback, UnsafeMutableRawPointer?)?
   /// The C layer's part, on a loop C uses (see ForeignInterface).
   package internal(set) var foreign: (any ForeignInterface)?
   /// Transports and servers with libuv handles open: they are aborted when
@@ -460,7 +464,14 @@ public final class Loop: @unchecked Sendable {
   /// One iteration (asyncio's _run_once).
   private func runOnce() {
     iterations &+= 1
-    if ready.isEmpty && !stopping && !armWakeTimer() {
+    var waits = ready.isEmpty && !stopping && !armWakeTimer()
+    if let (callback, arg) = iterationCallback {
+      callback(arg, waits ? 1 : 0)
+      // What the callback did (a callback or a timer scheduled, the loop
+      // stopped) counts in this iteration: it may no longer wait.
+      if waits { waits = ready.isEmpty && !stopping && !armWakeTimer() }
+    }
+    if waits {
       uv_run(uv, UV_RUN_ONCE)
     } else if hasIOActivity {
       uv_run(uv, UV_RUN_NOWAIT)
@@ -631,6 +642,7 @@ public final class Loop: @unchecked Sendable {
     for letGo in actions.values { letGo() }
     sharedDoneFuture = nil
     bindingState = nil
+    iterationCallback = nil
     drainDeferredReleases()
   }
 

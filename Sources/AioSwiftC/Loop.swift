@@ -283,6 +283,16 @@ public func aios_loop_get_debug(_ loop: OpaquePointer?) -> Int32 {
   count { try ownLoop(loop).debug ? 1 : 0 }
 }
 
+@_cdecl("aios_loop_set_iteration_callback")
+public func aios_loop_set_iteration_callback(_ loop: OpaquePointer?, _ callback: aios_iteration_fn?,
+                                             _ arg: UnsafeMutableRawPointer?) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    try loop.checkUsable()
+    loop.iterationCallback = callback.map { ($0, arg) }
+  }
+}
+
 @_cdecl("aios_loop_set_slow_callback_duration")
 public func aios_loop_set_slow_callback_duration(_ loop: OpaquePointer?, _ seconds: Double) -> Int32 {
   status {

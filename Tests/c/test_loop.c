@@ -737,6 +737,110 @@ static void test_debug_slow_callback_reported(void) {
   CHECK_EQ(count_slow_reports(0), 0);
 }
 
+/* ------------------------------------------------------------------------ */
+/* The iteration callback                                                     */
+
+typedef struct {
+  aios_loop_t *loop;
+  int waits[16];
+  int calls;
+  int on_wait; /* what to do the first time the loop would wait: */
+  int acted;
+} iter_state_t;
+
+enum { ON_WAIT_NOTHING, ON_WAIT_CALL_SOON_STOP, ON_WAIT_STOP, ON_WAIT_TIMER_STOP, ON_WAIT_CLEAR };
+
+static void iter_record(void *arg, int waits) {
+  iter_state_t *s = (iter_state_t *)arg;
+  aios_loop_t *running = NULL;
+  CHECK_EQ(aios_get_running_loop(&running), 0);
+  CHECK_PTR_EQ(running, s->loop);
+  aios_loop_unref(running);
+  if (s->calls < 16) s->waits[s->calls] = waits;
+  s->calls++;
+  if (!waits || s->acted) return;
+  s->acted = 1;
+  switch (s->on_wait) {
+  case ON_WAIT_CALL_SOON_STOP:
+    CHECK_EQ(aios_loop_call_soon(s->loop, stop_loop_cb, s->loop, NULL, NULL), 0);
+    break;
+  case ON_WAIT_STOP: CHECK_EQ(aios_loop_stop(s->loop), 0); break;
+  case ON_WAIT_TIMER_STOP:
+    CHECK_EQ(aios_loop_call_later(s->loop, 0.01, stop_loop_cb, s->loop, NULL, NULL), 0);
+    break;
+  case ON_WAIT_CLEAR:
+    CHECK_EQ(aios_loop_set_iteration_callback(s->loop, NULL, NULL), 0);
+    CHECK_EQ(aios_loop_call_soon(s->loop, stop_loop_cb, s->loop, NULL, NULL), 0);
+    break;
+  default: break;
+  }
+}
+
+/* The callback runs as each iteration starts: waits is 0 with callbacks
+ * ready, 1 when the poll may block (here until a timer). */
+static void test_iteration_callback_tells_waits(void) {
+  iter_state_t s;
+  int i;
+  memset(&s, 0, sizeof s);
+  s.loop = make_loop();
+  CHECK_EQ(aios_loop_set_iteration_callback(s.loop, iter_record, &s), 0);
+  CHECK_EQ(aios_loop_call_soon(s.loop, log_cb, "soon", NULL, NULL), 0);
+  CHECK_EQ(aios_loop_call_later(s.loop, 0.02, stop_loop_cb, s.loop, NULL, NULL), 0);
+  log_reset();
+  CHECK_EQ(aios_loop_run_forever(s.loop), 0);
+  CHECK_LOG("soon");
+  CHECK(s.calls >= 2 && s.calls <= 16);
+  CHECK_EQ(s.waits[0], 0);
+  for (i = 1; i < s.calls && i < 16; i++) CHECK_EQ(s.waits[i], 1);
+  close_loop(s.loop);
+}
+
+/* What the callback does when told the loop would wait counts in that
+ * iteration: a callback it schedules, a stop or a timer keep the poll from
+ * blocking forever on a loop with nothing else to do. */
+static void test_iteration_callback_acts_before_the_wait(void) {
+  static const int actions[] = {ON_WAIT_CALL_SOON_STOP, ON_WAIT_STOP, ON_WAIT_TIMER_STOP, ON_WAIT_CLEAR};
+  size_t k;
+  for (k = 0; k < sizeof actions / sizeof actions[0]; k++) {
+    iter_state_t s;
+    memset(&s, 0, sizeof s);
+    s.loop = make_loop();
+    s.on_wait = actions[k];
+    CHECK_EQ(aios_loop_set_iteration_callback(s.loop, iter_record, &s), 0);
+    CHECK_EQ(aios_loop_run_forever(s.loop), 0);
+    CHECK_EQ(s.acted, 1);
+    CHECK_EQ(s.waits[0], 1);
+    if (actions[k] == ON_WAIT_CLEAR) CHECK_EQ(s.calls, 1);
+    else CHECK(s.calls >= 1);
+    /* Run again: the callback (unless cleared) goes on being called. */
+    s.calls = 0;
+    CHECK_EQ(aios_loop_call_soon(s.loop, stop_loop_cb, s.loop, NULL, NULL), 0);
+    CHECK_EQ(aios_loop_run_forever(s.loop), 0);
+    CHECK_EQ(s.calls, actions[k] == ON_WAIT_CLEAR ? 0 : 1);
+    close_loop(s.loop);
+  }
+}
+
+/* NULL stops it, closing forgets it; a NULL or closed loop is refused. */
+static void test_iteration_callback_bad_input(void) {
+  iter_state_t s;
+  memset(&s, 0, sizeof s);
+  s.loop = make_loop();
+  CHECK_EQ(aios_loop_set_iteration_callback(NULL, iter_record, &s), AIOS_EINVAL);
+  CHECK_EQ(aios_loop_set_iteration_callback(NULL, NULL, NULL), AIOS_EINVAL);
+  CHECK_EQ(aios_loop_set_iteration_callback(s.loop, iter_record, &s), 0);
+  CHECK_EQ(aios_loop_set_iteration_callback(s.loop, NULL, &s), 0);
+  CHECK_EQ(aios_loop_call_soon(s.loop, stop_loop_cb, s.loop, NULL, NULL), 0);
+  CHECK_EQ(aios_loop_run_forever(s.loop), 0);
+  CHECK_EQ(s.calls, 0);
+  CHECK_EQ(aios_loop_set_iteration_callback(s.loop, iter_record, &s), 0);
+  CHECK_EQ(aios_loop_close(s.loop), 0);
+  CHECK_EQ(aios_loop_set_iteration_callback(s.loop, iter_record, &s), AIOS_ECLOSED);
+  CHECK_EQ(aios_loop_run_forever(s.loop), AIOS_ECLOSED);
+  CHECK_EQ(s.calls, 0);
+  CHECK_EQ(aios_loop_unref(s.loop), 0);
+}
+
 TEST_MAIN(TEST_ENTRY(test_loop_new_close_unref),
           TEST_ENTRY(test_loop_unref_closes),
           TEST_ENTRY(test_run_forever_stop_from_callback),
@@ -757,4 +861,7 @@ TEST_MAIN(TEST_ENTRY(test_loop_new_close_unref),
           TEST_ENTRY(test_close_drops_pending),
           TEST_ENTRY(test_call_exception_handler_custom),
           TEST_ENTRY(test_call_exception_handler_user_error),
-          TEST_ENTRY(test_debug_slow_callback_reported))
+          TEST_ENTRY(test_debug_slow_callback_reported),
+          TEST_ENTRY(test_iteration_callback_tells_waits),
+          TEST_ENTRY(test_iteration_callback_acts_before_the_wait),
+          TEST_ENTRY(test_iteration_callback_bad_input))

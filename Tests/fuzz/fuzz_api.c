@@ -421,7 +421,8 @@ static int obj_unref(int type, void *p) {
 /* Closures: callback arguments carrying a sub-program of the input          */
 
 enum { K_CALLBACK = 1, K_DONE, K_STEP, K_PRED, K_HANDLER, K_DTOR, K_WORK, K_FACTORY,
-       K_PROTO, K_PFACTORY, K_CLIENT, K_SPROTO, K_SIGNAL, K_DPROTO, K_WATCH, K_IOEV };
+       K_PROTO, K_PFACTORY, K_CLIENT, K_SPROTO, K_SIGNAL, K_DPROTO, K_WATCH, K_IOEV,
+       K_ITER };
 /* A protocol's life (K_PROTO closures), which its callbacks must follow. */
 enum { P_NEW = 0, P_MADE, P_LOST, P_REPLACED };
 /* Ownership of something handed to the library (a value, a task's arg). */
@@ -600,7 +601,8 @@ typedef struct slot_s {
 } slot_t;
 
 enum { F_TOP = 0, F_CALLBACK, F_DONE, F_STEP, F_PRED, F_HANDLER, F_DTOR, F_FACTORY,
-       F_PROTO, F_PFACTORY, F_CLIENT, F_SPROTO, F_SIGNAL, F_DPROTO, F_WATCH, F_IOEV };
+       F_PROTO, F_PFACTORY, F_CLIENT, F_SPROTO, F_SIGNAL, F_DPROTO, F_WATCH, F_IOEV,
+       F_ITER };
 /* What a callback got, borrowed for its call: ops may name it ("ctx"). */
 typedef struct frame_s {
   int kind;
@@ -4563,7 +4565,7 @@ static void net_init(void) {
   X(PIPE_CONNECT) X(SIGNAL) X(SPAWN) X(PROCESS_NEW) X(SUBPROCESS_OP)           \
   X(PROCESS_OP) X(TRANSPORT_WRITE_NOCOPY)                                     \
   X(DGRAM_NEW) X(DGRAM_SEND) X(DGRAM_OP) X(WATCH) X(IO_EVENTS_CB)          \
-  X(SOCK_OP) X(SOCK_SENDFILE) X(SOCK_CTL)
+  X(SOCK_OP) X(SOCK_SENDFILE) X(SOCK_CTL) X(ITERATION_CB)
 
 enum {
 #define OP_ENUM_(name) OP_##name,
@@ -4582,7 +4584,7 @@ static const char *const op_names[] = {
  * kind at a new depth, is progress. */
 #define RC_BUCKETS 48
 __attribute__((used, section("__libfuzzer_extra_counters")))
-static uint8_t g_extra[OP_COUNT * RC_BUCKETS + 64];
+static uint8_t g_extra[OP_COUNT * RC_BUCKETS + 128];
 
 static int rc_bucket(long rc) {
   if (rc >= 0) return rc < 4 ? (int)rc : 4;
@@ -4594,7 +4596,7 @@ static void count_rc(int op, long rc) {
   if (*c < 255) (*c)++;
 }
 static void count_callback(int kind) {
-  uint8_t *c = &g_extra[OP_COUNT * RC_BUCKETS + (kind & 15) * 4 + (g_depth & 3)];
+  uint8_t *c = &g_extra[OP_COUNT * RC_BUCKETS + (kind & 31) * 4 + (g_depth & 3)];
   if (*c < 255) (*c)++;
 }
 
@@ -5777,34 +5779,58 @@ static int exec_child_op(reader_t *r, int op) {
 /* ------------------------------------------------------------------------ */
 /* Datagrams, descriptor watchers, the I/O events callback: the ops          */
 
+/* What a callback the loop makes as it runs (not a scheduled one) checks
+ * first: it is on the loop's thread with its loop running (*l, a reference).
+ * Returns the first byte of the closure's next slice of program, or 0. */
+static uint8_t begin_loop_callback(closure_t *c, int kind, const char *what, aios_loop_t **l) {
+  count_callback(kind);
+  maybe_arm_watchdog();
+  if (!on_main()) die("the %s ran off the loop's thread", what);
+  if (aios_get_running_loop(l) != 0) die("the %s ran with no loop running", what);
+  if (c) c->calls++;
+  return (c && can_run_programs() && !at_end(&c->prog)) ? rd8(&c->prog) : 0;
+}
+
+/* Runs `len` bytes of a loop callback's program in a frame naming the loop. */
+static void run_loop_callback_program(closure_t *c, int kind, aios_loop_t *l, size_t len) {
+  frame_t *f = push_frame(kind);
+  reader_t part;
+  f->closure = c;
+  f->loop = l;
+  part = sub_reader(&c->prog, len);
+  run_program(&part);
+  TRACE("}");
+  pop_frame();
+}
+
 /* The I/O events callback of a loop: takes the events (mostly), then runs a
  * slice of its program. */
 static void io_events_cb(void *arg) {
   closure_t *c = check_closure(arg, K_IOEV, "I/O events callback");
   aios_loop_t *l = NULL;
-  frame_t *f;
-  uint8_t b = 0;
-  count_callback(F_IOEV);
-  maybe_arm_watchdog();
-  if (!on_main()) die("the I/O events callback ran off the loop's thread");
-  if (aios_get_running_loop(&l) != 0) die("the I/O events callback ran with no loop running");
-  if (c) c->calls++;
-  if (c && can_run_programs() && !at_end(&c->prog)) b = rd8(&c->prog);
+  uint8_t b = begin_loop_callback(c, F_IOEV, "I/O events callback", &l);
   if (!(b & 1)) {
     int rc = take_io_events(l, PK_SLOT, 0);
     TRACE("(I/O events callback: %d events)", rc);
   }
   if (c && (b & 2) && can_run_programs()) {
-    f = push_frame(F_IOEV);
-    f->closure = c;
-    f->loop = l;
     TRACE("I/O events callback %d {", pidx(c));
-    {
-      reader_t part = sub_reader(&c->prog, (b >> 2) & 15);
-      run_program(&part);
-    }
-    TRACE("}");
-    pop_frame();
+    run_loop_callback_program(c, F_IOEV, l, (b >> 2) & 15);
+  }
+  aios_loop_unref(l);
+}
+
+/* The iteration callback of a loop: told whether the poll may block, then
+ * runs a slice of its program (which may schedule, stop, or set another
+ * callback). */
+static void iteration_cb(void *arg, int waits) {
+  closure_t *c = check_closure(arg, K_ITER, "iteration callback");
+  aios_loop_t *l = NULL;
+  uint8_t b = begin_loop_callback(c, F_ITER, "iteration callback", &l);
+  if (waits != 0 && waits != 1) die("the iteration callback was told waits=%d", waits);
+  if (c && (b & 1) && can_run_programs()) {
+    TRACE("iteration callback %d (waits %d) {", pidx(c), waits);
+    run_loop_callback_program(c, F_ITER, l, (b >> 1) & 15);
   }
   aios_loop_unref(l);
 }
@@ -8335,6 +8361,16 @@ static int exec_op(reader_t *r) {
     expect_refused(how, rc, "a task factory call");
     break;
   }
+
+  case OP_ITERATION_CB:
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    b = rd8(r);
+    if (b & 1) rc = aios_loop_set_iteration_callback(l, NULL, (b & 2) ? NULL : g_closures);
+    else rc = aios_loop_set_iteration_callback(l, iteration_cb, capture(r, K_ITER));
+    expect_refused(how, rc, "aios_loop_set_iteration_callback");
+    if (how == PK_SLOT && l && aios_loop_is_closed(l) == 0 && rc != 0)
+      die("aios_loop_set_iteration_callback returned %d", rc);
+    break;
 
   case OP_DEBUG_FLAGS: /* aios_loop_set_debug with a zero slow duration: every callback is slow */
     l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);

@@ -22,7 +22,7 @@
  *
  * The GIL. Core.run() releases the GIL while the core runs the loop; the
  * first callback of an iteration takes it back, and it is kept while the
- * loop is busy (see release_marker). A callback that arrives any other way
+ * loop is busy (see before_iteration). A callback that arrives any other way
  * takes the GIL with PyGILState_Ensure.
  *
  * Threads. The core's loops belong to the thread that made them; a Core
@@ -93,8 +93,7 @@ struct CoreObject {
     PyObject *weakreflist;
     PyThreadState *released;     /* set while run() has let go of the GIL */
     int gil_held;                /* the loop's thread took it back during run() */
-    int marker_pending;          /* release_marker is in the core's ready queue */
-    int entered;                 /* a callback of ours ran since it was queued */
+    int entered;                 /* a callback of ours ran this iteration */
     PyObject *task_factory;      /* loop.set_task_factory's, or NULL */
     unsigned long owner_thread;  /* the thread the core's loop belongs to */
     int foreign_calls;           /* another thread's call_soon_threadsafe is queued */
@@ -117,7 +116,6 @@ struct CoreObject {
      * subprocesses (_native_events.c, _native_dgram.c, _native_proc.c) */
     PyObject *watches;           /* dict (kind, number) -> Watch */
     PyObject *io_objects;        /* set of the Datagram and Relay objects the library may call */
-    unsigned long soon_scheduled; /* call_soon handles scheduled, ever (io_ready's GIL) */
     int debug;
     int closed;
     int running;
@@ -440,36 +438,25 @@ put_back(CoreObject *core, HandleObject *h)
  * of ours in an iteration takes it back, and it is kept for the callbacks
  * that follow, instead of being released and taken again for each one (a
  * mutex and a condition variable each time, and under contention a futex
- * wake of every thread waiting for it). It must be let go before the core
- * waits for events, and the core waits only at the start of an iteration in
- * which nothing is ready: so whoever takes the GIL back also puts
- * release_marker in the ready queue (once), and the marker, run by the next
- * iteration, gives the GIL up again, unless callbacks of ours ran meanwhile:
- * then the loop is busy and the marker queues itself again. So a busy loop
- * keeps the GIL, and an idle one gives it up one iteration before it waits.
- * While the GIL is kept, an iteration never waits; other threads get the GIL
- * when a callback runs Python code (CPython's switch interval, as with any
- * Python code). */
+ * wake of every thread waiting for it). The core calls before_iteration as
+ * each iteration starts (aios_loop_set_iteration_callback), and it gives the
+ * GIL up when the iteration may wait for events, or when none of our
+ * callbacks ran in the last one (the loop is busy with C work alone). So a
+ * busy loop keeps the GIL, and an idle one gives it up just before it
+ * waits; other threads get it when a callback runs Python code (CPython's
+ * switch interval, as with any Python code). */
 static void
-release_marker(void *arg)
+before_iteration(void *arg, int waits)
 {
     CoreObject *core = (CoreObject *)arg;
-    core->marker_pending = 0;
-    if (!core->gil_held)
-        return;
-    if (core->entered && core->loop != NULL &&
-        aios_loop_call_soon(core->loop, release_marker, core, NULL, NULL) == 0) {
-        /* Python ran since the marker was queued: the loop is busy, keep
-         * the GIL one more iteration. */
-        core->entered = 0;
-        core->marker_pending = 1;
-        return;
+    if (core->gil_held && (waits || !core->entered)) {
+        core->gil_held = 0;
+        core->released = PyEval_SaveThread();
     }
-    core->gil_held = 0;
-    core->released = PyEval_SaveThread();
+    core->entered = 0;
 }
 
-enum { GIL_KEPT, GIL_ENSURED, GIL_GIVE_BACK };
+enum { GIL_KEPT, GIL_ENSURED, GIL_NESTED };
 
 static inline int
 enter_python(CoreObject *core, PyGILState_STATE *state)
@@ -486,12 +473,6 @@ enter_python(CoreObject *core, PyGILState_STATE *state)
     core->released = NULL;
     PyEval_RestoreThread(saved);
     core->gil_held = 1;
-    if (!core->marker_pending) {
-        if (core->loop == NULL ||
-            aios_loop_call_soon(core->loop, release_marker, core, NULL, NULL) < 0)
-            return GIL_GIVE_BACK;
-        core->marker_pending = 1;
-    }
     return GIL_KEPT;
 }
 
@@ -501,7 +482,6 @@ enter_python(CoreObject *core, PyGILState_STATE *state)
  * poll while run() has let go of it, or while a cffi call or
  * Py_BEGIN_ALLOW_THREADS has let go of it although gil_held says the loop
  * keeps it: then it is taken as any thread takes it. */
-enum { GIL_NESTED = GIL_GIVE_BACK + 1 };
 
 static inline int
 enter_io(CoreObject *core, PyGILState_STATE *state)
@@ -521,13 +501,8 @@ enter_io(CoreObject *core, PyGILState_STATE *state)
 static inline void
 leave_python(CoreObject *core, int how, PyGILState_STATE state)
 {
-    if (how == GIL_ENSURED) {
+    if (how == GIL_ENSURED)
         PyGILState_Release(state);
-    }
-    else if (how == GIL_GIVE_BACK) {
-        core->gil_held = 0;
-        core->released = PyEval_SaveThread();
-    }
 }
 
 static void
@@ -1075,7 +1050,6 @@ move_to_this_thread(CoreObject *self)
     drain_deferred();
     self->owner_thread = PyThread_get_thread_ident();
     self->foreign_calls = 0;
-    self->marker_pending = 0;           /* a marker left there never runs */
     self->moves++;
     return 0;
 }
@@ -1162,8 +1136,6 @@ schedule(CoreObject *self, PyTypeObject *type, PyObject *method, PyObject *const
             return NULL;
         }
     }
-    if (status == 0 && kind != 2)
-        self->soon_scheduled++;
     if (status < 0) {
         unlink_pending(self, h);
         Py_DECREF(h);
@@ -1271,10 +1243,19 @@ core_run(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_INCREF(self);
     self->running = 1;
     io_resume_backlog(self);
+    int status = aios_loop_set_iteration_callback(loop, before_iteration, self);
+    if (status < 0) {
+        self->running = 0;
+        aios_loop_unref(loop);
+        Py_DECREF(self);
+        return raise_status(status);
+    }
     if (signals)
         set_wake_target(loop, self);
+    self->entered = 0;
     self->released = PyEval_SaveThread();
-    int status = aios_loop_run_forever(loop);
+    status = aios_loop_run_forever(loop);
+    aios_loop_set_iteration_callback(loop, NULL, NULL);
     if (self->gil_held)
         self->gil_held = 0;             /* kept since the last iteration */
     else

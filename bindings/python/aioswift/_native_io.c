@@ -1515,31 +1515,13 @@ run_backlog(CoreObject *core)
 }
 
 /* Scheduled by the core (aios_loop_set_io_events_callback) when events
- * wait: takes them all and dispatches them in order.
- *
- * The GIL: when the loop woke for I/O alone (run() let go of the GIL and
- * nothing took it back this iteration), io_ready gives it back at its end
- * unless its callbacks scheduled Python callbacks with call_soon; only then
- * does release_marker decide, as for any callback (see "The GIL across an
- * iteration"). A request-response connection so costs no extra iteration
- * per message. */
+ * wait: takes them all and dispatches them in order. */
 static void
 io_ready(void *arg)
 {
     CoreObject *core = (CoreObject *)arg;
     PyGILState_STATE state = PyGILState_UNLOCKED;
-    int woke = !core->gil_held && core->released != NULL;
-    int how = GIL_KEPT;
-    if (woke) {
-        PyThreadState *saved = core->released;
-        core->released = NULL;
-        PyEval_RestoreThread(saved);
-        core->gil_held = 1;
-    }
-    else {
-        how = enter_python(core, &state);
-    }
-    unsigned long scheduled = core->soon_scheduled;
+    int how = enter_python(core, &state);
     Py_INCREF(core);
     if (core->loop != NULL && !core->closed) {
         int interrupted = core->interrupt != NULL || run_backlog(core) < 0;
@@ -1571,21 +1553,7 @@ io_ready(void *arg)
         }
     }
     Py_DECREF(core);
-    if (!woke) {
-        leave_python(core, how, state);
-    }
-    else if (core->soon_scheduled == scheduled || core->loop == NULL ||
-             (!core->marker_pending &&
-              aios_loop_call_soon(core->loop, release_marker, core, NULL, NULL) < 0)) {
-        core->gil_held = 0;
-        core->released = PyEval_SaveThread();
-    }
-    else {
-        /* Python callbacks wait: the marker, queued after them, sees
-         * whether they keep the loop busy. */
-        core->marker_pending = 1;
-        core->entered = 0;
-    }
+    leave_python(core, how, state);
 }
 
 /* The core's loop calls io_ready from now on (and after a move). */
