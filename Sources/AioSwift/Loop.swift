@@ -445,6 +445,7 @@ public final class Loop: @unchecked Sendable {
       throw RuntimeError(code: AIOS_ERUNNING.rawValue)
     }
     isRunning = true
+    lastPollWaited = false
     setRunningLoop(self)
     defer {
       setRunningLoop(nil)
@@ -457,6 +458,9 @@ public final class Loop: @unchecked Sendable {
       if stopping { break }
     }
   }
+
+  /// The last iteration's poll blocked (runOnce): the next one does not poll.
+  private var lastPollWaited = false
 
   /// Iterations run so far (a stream that batches its reads tells polls apart by it).
   package private(set) var iterations = 0
@@ -473,6 +477,14 @@ public final class Loop: @unchecked Sendable {
     }
     if waits {
       uv_run(uv, UV_RUN_ONCE)
+      lastPollWaited = true
+    } else if lastPollWaited {
+      // The last iteration waited and took every event then ready: what
+      // they scheduled runs now, before polling again (libuv's order, and
+      // uvloop's), so that a request and its answer cost one poll, not two.
+      // The iteration after this one polls.
+      lastPollWaited = false
+      if threadsafePending { drainThreadsafe() }
     } else if hasIOActivity {
       uv_run(uv, UV_RUN_NOWAIT)
     } else if threadsafePending {
