@@ -67,6 +67,7 @@ struct ChannelObject {
     PyObject *weakreflist;
     unsigned long long token;    /* 0: not in the table */
     long long high_water;        /* the transport's, for the write path */
+    long long buffered_at_most;  /* a bound on the core's write buffer, or -1 (channel_after_write) */
     long conn_lost;              /* asyncio's _conn_lost count of writes dropped */
     char buffered;               /* the protocol is a BufferedProtocol */
     char closing;                /* close() or abort() was called here */
@@ -235,6 +236,7 @@ channel_make(CoreObject *core, Py_ssize_t index)
     self->weakreflist = NULL;
     self->token = index >= 0 ? slot_token(core, index) : 0;
     self->high_water = 64 * 1024;
+    self->buffered_at_most = -1;
     self->conn_lost = 0;
     self->buffered = self->closing = self->lost = 0;
     self->reading_paused = self->write_paused = self->flush_scheduled = self->dropping = 0;
@@ -620,13 +622,25 @@ channel_usable_ptr(ChannelObject *self)
     return self->ptr != NULL && !self->lost;
 }
 
-/* After a write: asyncio's _maybe_pause_protocol, at once. */
+/* After a write of `written` bytes: asyncio's _maybe_pause_protocol, at
+ * once. The core's buffer only grows by what is written and shrinks as it
+ * is sent, so the size last read plus what was written since bounds it:
+ * while that bound stays at or under the high-water mark the size is not
+ * asked for (a call into the core per write saved). -1: not known. */
 static int
-channel_after_write(ChannelObject *self)
+channel_after_write(ChannelObject *self, size_t written)
 {
-    if (self->write_paused || self->ptr == NULL)
+    if (self->write_paused || self->ptr == NULL) {
+        self->buffered_at_most = -1;
         return 0;
+    }
+    if (self->buffered_at_most >= 0 && written <= (size_t)self->high_water) {
+        self->buffered_at_most += (long long)written;
+        if (self->buffered_at_most <= self->high_water)
+            return 0;
+    }
     long long size = aios_transport_get_write_buffer_size(self->ptr);
+    self->buffered_at_most = size >= 0 ? size : -1;
     if (size <= self->high_water)
         return 0;
     if (self->transport == NULL)
@@ -707,25 +721,22 @@ channel_write(ChannelObject *self, PyObject *data)
         Py_RETURN_NONE;
     }
     int status;
+    size_t written;
     if (PyBytes_CheckExact(data)) {
-        Py_ssize_t n = PyBytes_GET_SIZE(data);
-        if (n == 0) {
-            status = aios_transport_write(self->ptr, "", 0);
-        }
-        else {
-            status = aios_transport_write(self->ptr, PyBytes_AS_STRING(data), (size_t)n);
-        }
+        written = (size_t)PyBytes_GET_SIZE(data);
+        status = aios_transport_write(self->ptr, written ? PyBytes_AS_STRING(data) : "", written);
     }
     else {
         Py_buffer view;
         if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
             return NULL;
-        status = aios_transport_write(self->ptr, view.buf, (size_t)view.len);
+        written = (size_t)view.len;
+        status = aios_transport_write(self->ptr, view.buf, written);
         PyBuffer_Release(&view);
     }
     if (status < 0)
         return write_refused(self, status, "write");
-    if (channel_after_write(self) < 0)
+    if (channel_after_write(self, written) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -789,7 +800,7 @@ channel_writelines(ChannelObject *self, PyObject *iterable)
     for (Py_ssize_t i = 0; i < got; i++)
         PyBuffer_Release(&views[i]);
     got = 0;
-    if (channel_after_write(self) < 0)
+    if (channel_after_write(self, total) < 0)
         goto done;
     result = Py_NewRef(Py_None);
 done:
@@ -962,7 +973,8 @@ channel_set_write_buffer_limits(ChannelObject *self, PyObject *args)
     size_t lo = 0, hi = 0;
     if (aios_transport_get_write_buffer_limits(self->ptr, &lo, &hi) == 0)
         self->high_water = (long long)hi;
-    if (channel_after_write(self) < 0)
+    self->buffered_at_most = -1;         /* the new mark is checked now */
+    if (channel_after_write(self, 0) < 0)
         return NULL;
     Py_RETURN_NONE;
 }

@@ -389,6 +389,51 @@ def test_pause_and_resume_writing_follow_the_water_marks(any_loop):
     run(loop, main())
 
 
+def test_small_writes_pause_at_the_write_that_crosses_the_mark(any_loop):
+    """Many small writes to a peer that does not read: pause_writing comes in
+    the first write after which the buffer is above the high-water mark,
+    never later, and again after set_write_buffer_limits lowers the mark."""
+    loop = any_loop
+
+    async def main():
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        transport, client = await loop.create_connection(lambda: Collect(loop), sock=a)
+        transport.set_write_buffer_limits(high=8192, low=2048)
+        chunk = b"s" * 1000
+        writes = 0
+        while True:
+            transport.write(chunk)
+            writes += 1
+            assert writes < 100_000, "never paused"
+            paused = "pause" in client.events
+            assert paused == (transport.get_write_buffer_size() > 8192)
+            if paused:
+                break
+        size = transport.get_write_buffer_size()
+        assert 8192 < size <= 8192 + 1000
+        # The peer reads it all: resume at the low mark.
+        while "resume" not in client.events:
+            try:
+                while b.recv(65536):
+                    pass
+            except BlockingIOError:
+                pass
+            await asyncio.sleep(0.001)
+        assert transport.get_write_buffer_size() <= 2048
+        # Fill it again under the mark, then lower the mark: paused at once.
+        while transport.get_write_buffer_size() < 4000:
+            transport.write(chunk)
+        assert client.events == ["made", "pause", "resume"]
+        transport.set_write_buffer_limits(high=3000, low=1000)
+        assert client.events == ["made", "pause", "resume", "pause"]
+        transport.abort()
+        await client.done
+        b.close()
+
+    run(loop, main())
+
+
 def test_pause_reading_holds_data_back_until_resume(any_loop):
     loop = any_loop
 
