@@ -15,7 +15,10 @@ and ends), and the p50 and p99 round trip. Then, on a fresh server, the
 growth of its resident set (VmRSS) once IDLE connections are open and
 idle (the soft RLIMIT_NOFILE is raised to the hard limit first, for the
 servers too). The tables give each server's ratios to raw libuv and to
-uvloop.
+uvloop: the median over the rounds of the ratio within a round, whose
+turns run back to back (a shared machine's speed drifts by tens of percent
+from one round to the next, much less between adjacent turns), with the
+lowest and highest of those ratios beside the one to uvloop.
 
 Each server gets a free port as its last argument, is ready when a connect
 to that port succeeds (polled for up to 5 s), and is stopped with SIGTERM
@@ -329,17 +332,39 @@ def ratio(a, b):
     return f"{a / b:.2f}x" if a is not None and b else "-"
 
 
+def round_ratios(r, ref, key):
+    """r's ratios to ref for `key`, one per round both ran in."""
+    if r is None or ref is None:
+        return []
+    return [x[key] / ref["by_turn"][t][key] for t, x in sorted(r["by_turn"].items())
+            if t in ref["by_turn"] and ref["by_turn"][t][key]]
+
+
+def paired(r, ref, key):
+    """The median of the per-round ratios (see the docstring)."""
+    ratios = round_ratios(r, ref, key)
+    return f"{statistics.median(ratios):.2f}x" if ratios else "-"
+
+
+def spread(r, ref, key):
+    ratios = round_ratios(r, ref, key)
+    return f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+
+
 def print_table(servers, styles, results):
     print(f"\n== echo: medians of {ROUNDS} turns of {SECONDS:g} s per row after {WARMUP:g} s of warm-up,"
           " one message in flight per connection")
     print("   cpu/msg: the server's utime+stime over the counted part / its messages."
           " Ratios: rate = server msgs/s / reference msgs/s,")
-    print("   cpu = server cpu/msg / reference cpu/msg (below 1 is cheaper). The uvloop reference"
+    print("   cpu = server cpu/msg / reference cpu/msg (below 1 is cheaper), each the median of the"
+          " ratios within a round; range: their lowest and highest.")
+    print("   The uvloop reference"
           " is uvloop protocol for transport-style servers, uvloop streams for streams.")
     print(f"   other: CPUs kept busy by other processes meanwhile; ! marks a row above {NOISY:g}"
           " (a shared machine: run it again)")
     head = (f"{'server':<20} {'row':<9} {'msgs/s':>9} {'cpu us/msg':>10} {'p50 us':>8} {'p99 us':>8}"
-            f" {'other':>6} | {'libuv rate':>10} {'cpu':>6} | {'uvloop rate':>11} {'cpu':>6}")
+            f" {'other':>6} | {'libuv rate':>10} {'cpu':>6} | {'uvloop rate':>11} {'range':>9}"
+            f" {'cpu':>6} {'range':>9}")
     print(head)
     print("-" * len(head))
     for conns, size in ROWS:
@@ -353,10 +378,9 @@ def print_table(servers, styles, results):
             mark = "!" if r["other"] > NOISY else " "
             print(f"{name:<20} {row:<9} {si(r['rate']):>9} {r['cpu_us']:>10.2f} {r['p50']:>8.1f}"
                   f" {r['p99']:>8.1f} {r['other']:>5.2f}{mark}"
-                  f" | {ratio(r['rate'], base and base['rate']):>10}"
-                  f" {ratio(r['cpu_us'], base and base['cpu_us']):>6}"
-                  f" | {ratio(r['rate'], uv and uv['rate']):>11}"
-                  f" {ratio(r['cpu_us'], uv and uv['cpu_us']):>6}")
+                  f" | {paired(r, base, 'rate'):>10} {paired(r, base, 'cpu_us'):>6}"
+                  f" | {paired(r, uv, 'rate'):>11} {spread(r, uv, 'rate'):>9}"
+                  f" {paired(r, uv, 'cpu_us'):>6} {spread(r, uv, 'cpu_us'):>9}")
         print()
 
 
@@ -424,7 +448,7 @@ def main():
     # Every server is up at once (an idle one waits in epoll and costs
     # nothing), and each row runs in rounds in which every server takes a
     # turn, in alternate orders: a machine that slows down for a while
-    # slows all of them, and the medians are compared.
+    # slows all of them, and ratios are taken within a round.
     running = []
     for name, _style, argv in chosen:
         server = Server(name, argv)
@@ -450,6 +474,7 @@ def main():
                     except Failed as e:
                         failed(server, e)
                         continue
+                    r["turn"] = turn
                     rounds[server.name].append(r)
                     raw.write(f"{server.tag} {row} round={turn + 1} {r['line']}"
                               f" cpu_us_per_msg={r['cpu_us']:.3f} other_cpus={r['other']:.3f}\n")
@@ -460,6 +485,7 @@ def main():
                 r = {key: statistics.median(x[key] for x in runs)
                      for key in ("rate", "cpu_us", "p50", "p99", "other")}
                 r["rates"] = [x["rate"] for x in runs]
+                r["by_turn"] = {x["turn"]: x for x in runs}
                 results[(server.name, row)] = r
                 print(f"  {server.name:<20} {row:<9} {si(r['rate']):>9} msgs/s {r['cpu_us']:8.2f} us cpu/msg"
                       f"  p50 {r['p50']:.1f} us  p99 {r['p99']:.1f} us  other {r['other']:.2f} CPU"
