@@ -465,31 +465,33 @@ public final class Loop: @unchecked Sendable {
   /// Iterations run so far (a stream that batches its reads tells polls apart by it).
   package private(set) var iterations = 0
 
+  /// Nothing is ready and no stop was asked for: the poll may block (until
+  /// the next timer, which this arms).
+  @inline(__always)
+  private func mayWait() -> Bool { ready.isEmpty && !stopping && !armWakeTimer() }
+
   /// One iteration (asyncio's _run_once).
   private func runOnce() {
     iterations &+= 1
-    var waits = ready.isEmpty && !stopping && !armWakeTimer()
+    var waits = mayWait()
     if let (callback, arg) = iterationCallback {
       callback(arg, waits ? 1 : 0)
       // What the callback did (a callback or a timer scheduled, the loop
       // stopped) counts in this iteration: it may no longer wait.
-      if waits { waits = ready.isEmpty && !stopping && !armWakeTimer() }
+      if waits { waits = mayWait() }
     }
+    // After an iteration that waited and took every event then ready, what
+    // they scheduled runs before polling again (libuv's order, and
+    // uvloop's): a request and its answer cost one poll, not two.
+    let justPolled = lastPollWaited
+    lastPollWaited = waits
     if waits {
       uv_run(uv, UV_RUN_ONCE)
-      lastPollWaited = true
-    } else if lastPollWaited {
-      // The last iteration waited and took every event then ready: what
-      // they scheduled runs now, before polling again (libuv's order, and
-      // uvloop's), so that a request and its answer cost one poll, not two.
-      // The iteration after this one polls.
-      lastPollWaited = false
-      if threadsafePending { drainThreadsafe() }
-    } else if hasIOActivity {
+    } else if hasIOActivity && !justPolled {
       uv_run(uv, UV_RUN_NOWAIT)
     } else if threadsafePending {
-      // Nothing but the loop's own handles is active: there is no I/O to
-      // poll for, so skip the system call and take the threadsafe calls.
+      // No poll this iteration (no I/O to poll for, or the last one just
+      // polled): the threadsafe calls are taken without a system call.
       drainThreadsafe()
     }
     drainDeferredReleases()

@@ -1239,17 +1239,13 @@ core_run(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (claim(self) < 0)
         return NULL;
     aios_loop_t *loop = self->loop;
+    int status = aios_loop_set_iteration_callback(loop, before_iteration, self);
+    if (status < 0)
+        return raise_status(status);
     aios_loop_ref(loop);
     Py_INCREF(self);
     self->running = 1;
     io_resume_backlog(self);
-    int status = aios_loop_set_iteration_callback(loop, before_iteration, self);
-    if (status < 0) {
-        self->running = 0;
-        aios_loop_unref(loop);
-        Py_DECREF(self);
-        return raise_status(status);
-    }
     if (signals)
         set_wake_target(loop, self);
     self->entered = 0;

@@ -724,7 +724,7 @@ channel_write(ChannelObject *self, PyObject *data)
     size_t written;
     if (PyBytes_CheckExact(data)) {
         written = (size_t)PyBytes_GET_SIZE(data);
-        status = aios_transport_write(self->ptr, written ? PyBytes_AS_STRING(data) : "", written);
+        status = aios_transport_write(self->ptr, PyBytes_AS_STRING(data), written);
     }
     else {
         Py_buffer view;
