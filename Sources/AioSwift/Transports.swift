@@ -312,9 +312,13 @@ public final class StreamTransport: CustomStringConvertible {
   /// (aios_loop_set_io_events_callback) takes before the next poll, and
   /// stopping and starting again would cost two epoll_ctl calls a read. A
   /// poll that comes first (no take) stops reading until the take.
-  package func suspendForBatch() {
+  /// False if it already was (then it is already on the batch's list).
+  @discardableResult
+  package func suspendForBatch() -> Bool {
+    guard !batchSuspended else { return false }
     batchSuspended = true
     suspendedIn = loop.iterations
+    return true
   }
 
   package func resumeAfterBatch() {
@@ -781,18 +785,26 @@ private func transport(_ data: UnsafeMutableRawPointer?) -> StreamTransport {
   Unmanaged<StreamTransport>.fromOpaque(data!).takeUnretainedValue()
 }
 
+/// The transport of a callback that cannot free it: it keeps itself alive
+/// (keepAlive) until its close callback, so no reference is taken for the
+/// call (a retain and a release per read and per write otherwise).
+@inline(__always)
+private func withOpenTransport(_ data: UnsafeMutableRawPointer?, _ body: (StreamTransport) -> Void) {
+  Unmanaged<StreamTransport>.fromOpaque(data!)._withUnsafeGuaranteedRef(body)
+}
+
 private func transportAlloc(_ handle: UnsafeMutablePointer<uv_handle_t>?, _ suggested: Int,
                             _ buffer: UnsafeMutablePointer<uv_buf_t>?) {
-  buffer!.pointee = transport(handle!.pointee.data).allocate(suggested)
+  withOpenTransport(handle!.pointee.data) { buffer!.pointee = $0.allocate(suggested) }
 }
 
 private func transportRead(_ stream: UnsafeMutablePointer<uv_stream_t>?, _ count: Int,
                            _ buffer: UnsafePointer<uv_buf_t>?) {
-  transport(stream!.pointee.data).didRead(count, UnsafeMutableRawPointer(buffer?.pointee.base))
+  withOpenTransport(stream!.pointee.data) { $0.didRead(count, UnsafeMutableRawPointer(buffer?.pointee.base)) }
 }
 
 private func transportWritten(_ request: UnsafeMutablePointer<uv_write_t>?, _ status: Int32) {
-  transport(request!.pointee.data).didWrite(status)
+  withOpenTransport(request!.pointee.data) { $0.didWrite(status) }
 }
 
 private func transportShutdown(_ request: UnsafeMutablePointer<uv_shutdown_t>?, _ status: Int32) {

@@ -53,8 +53,10 @@ private struct Buffers {
 
 /// A loop's batch: the buffers being filled, and the ones last handed over.
 final class IOBatch {
-  /// The loop owns its batch (bindingState).
-  private unowned let loop: Loop
+  /// The loop owns its batch (bindingState). Events are recorded only from
+  /// a transport's callbacks, while the transport holds the loop: no checked
+  /// reference (a retain and a release per use) is needed.
+  private unowned(unsafe) let loop: Loop
   private var filling = Buffers()
   private var handed = Buffers()
   /// C references to the transports of the handed events.
@@ -124,8 +126,7 @@ final class IOBatch {
   func received(_ count: Int, at offset: Int, _ transport: StreamTransport, _ handle: UInt64, token: UInt64) {
     filling.used = offset + count
     record(AIOS_IO_DATA, handle, token: token, offset: offset, length: count)
-    transport.suspendForBatch()
-    guard transport.nextSuspended == nil, lastSuspended !== transport else { return }   // listed
+    guard transport.suspendForBatch() else { return }   // listed
     if let last = lastSuspended { last.nextSuspended = transport } else { firstSuspended = transport }
     lastSuspended = transport
   }
@@ -187,8 +188,13 @@ final class BatchProtocol: BufferedStreamProtocol {
   }
 
   func bufferUpdated(_ count: Int) {
-    guard let transport, let batch else { return }
-    batch.received(count, at: reservedOffset, transport, handle, token: token)
+    // Borrowed, not retained: this protocol holds both, and recording runs
+    // no code that could let go of them.
+    guard let transport = transport.map(Unmanaged.passUnretained),
+          let batch = batch.map(Unmanaged.passUnretained) else { return }
+    batch._withUnsafeGuaranteedRef { batch in
+      transport._withUnsafeGuaranteedRef { batch.received(count, at: reservedOffset, $0, handle, token: token) }
+    }
   }
 
   func eofReceived() -> Bool {
@@ -230,13 +236,14 @@ public func aios_loop_take_io_events(_ loop: OpaquePointer?, _ events: UnsafeMut
                                      _ count: UnsafeMutablePointer<Int>?,
                                      _ arena: UnsafeMutablePointer<UnsafePointer<UInt8>?>?) -> Int32 {
   status {
-    let loop = try ownLoop(loop)
     guard let events, let count else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
-    try loop.checkUsable()
-    let (list, number, bytes) = IOBatch.of(loop).take()
-    events.pointee = list
-    count.pointee = number
-    arena?.pointee = bytes
+    try withObject(loop, .loop, as: Loop.self) { loop in
+      try loop.checkUsable()
+      let (list, number, bytes) = IOBatch.of(loop).take()
+      events.pointee = list
+      count.pointee = number
+      arena?.pointee = bytes
+    }
   }
 }
 
@@ -253,8 +260,9 @@ public func aios_loop_set_io_events_callback(_ loop: OpaquePointer?, _ callback:
 @_cdecl("aios_loop_release_io_events")
 public func aios_loop_release_io_events(_ loop: OpaquePointer?) -> Int32 {
   status {
-    let loop = try ownLoop(loop)
-    try loop.checkUsable()
-    (loop.bindingState as? IOBatch)?.releaseHanded()
+    try withObject(loop, .loop, as: Loop.self) { loop in
+      try loop.checkUsable()
+      (loop.bindingState as? IOBatch)?.releaseHanded()
+    }
   }
 }
