@@ -236,8 +236,14 @@ public final class Loop: @unchecked Sendable {
   /// call_soon for a C callback nobody will cancel: no Handle is made.
   package func callSoonUncancellable(c fn: CCallback, arg: UnsafeMutableRawPointer?) throws {
     try checkUsable()
-    keepThreadsafeOrder()
-    ready.append(.call(fn, arg))
+    scheduleUncancellable(c: fn, arg: arg)
+  }
+
+  /// callSoonUncancellable for a caller already on the loop's thread, with
+  /// the loop open (a transport's callback): no checks.
+  @inline(__always)
+  package func scheduleUncancellable(c fn: CCallback, arg: UnsafeMutableRawPointer?) {
+    schedule(.call(fn, arg))
   }
 
   /// Schedules a future's done callback or a task step (internal, no checks).

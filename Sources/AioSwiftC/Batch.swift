@@ -108,9 +108,11 @@ final class IOBatch {
     if filling.count > 0 { scheduleNotify() }
   }
 
+  /// On the loop's thread: from a transport's callback or the setter.
   private func scheduleNotify() {
-    guard !notified, let (callback, arg) = notify else { return }
-    notified = (try? loop.callSoonUncancellable(c: callback, arg: arg)) != nil
+    guard !notified, let (callback, arg) = notify, !loop.isClosed else { return }
+    loop.scheduleUncancellable(c: callback, arg: arg)
+    notified = true
   }
 
   /// A C reference that events already recorded lend: it goes once they
