@@ -9,9 +9,9 @@ each with one message of SIZE bytes in flight), runs ROUNDS rounds in
 which every server takes a turn under bench/bin/echo_load pinned to CPU 1,
 in alternate orders, so that a machine that slows down for a while slows
 every server alike. For each server and row: the medians over its rounds
-of messages per second, the server's CPU time per message (utime + stime
-from /proc/PID/stat, sampled when the load generator's counted part starts
-and ends), and the p50 and p99 round trip. Then, on a fresh server, the
+of messages per second, the server's CPU time per message (the run time
+of its threads in /proc/PID/task/*/schedstat, in nanoseconds, sampled when
+the load generator's counted part starts and ends), and the p50 and p99 round trip. Then, on a fresh server, the
 growth of its resident set (VmRSS) once IDLE connections are open and
 idle (the soft RLIMIT_NOFILE is raised to the hard limit first, for the
 servers too). The tables give each server's ratios to raw libuv and to
@@ -354,7 +354,7 @@ def spread(r, ref, key):
 def print_table(servers, styles, results):
     print(f"\n== echo: medians of {ROUNDS} turns of {SECONDS:g} s per row after {WARMUP:g} s of warm-up,"
           " one message in flight per connection")
-    print("   cpu/msg: the server's utime+stime over the counted part / its messages."
+    print("   cpu/msg: the server's run time (schedstat) over the counted part / its messages."
           " Ratios: rate = server msgs/s / reference msgs/s,")
     print("   cpu = server cpu/msg / reference cpu/msg (below 1 is cheaper), each the median of the"
           " ratios within a round; range: their lowest and highest.")

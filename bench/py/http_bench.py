@@ -30,8 +30,8 @@ write, timeout) or non-2xx/3xx answers, a wrong answer, a server that died
 or did not stop make that loop's row FAILED (and the exit status 1).
 
 Figures per row: requests/s (wrk's count over its time), the server's CPU
-time per request (utime + stime from /proc/PID/stat before and after the wrk
-run: 10 ms ticks, about 0.2% of a 5 s row), wrk's latency p50 and p99, and
+time per request (its threads' run time from /proc/PID/task/*/schedstat
+before and after the wrk run, in nanoseconds), wrk's latency p50 and p99, and
 `other`, the CPUs the rest of the machine kept busy meanwhile (busy time of
 /proc/stat less the server's and wrk's; ! above 0.15: a shared machine, the
 rate says more about it than about the loop). The best run of each (highest
@@ -426,7 +426,7 @@ REFS = ("asyncio", "uvloop")
 def print_table(framework, loops, best, failed, skipped, pin_text):
     print(f"\n== http: {framework} 'Hello, World!' GET under wrk ({THREADS} thread, keep-alive), best of"
           f" {REPEATS} ({SECONDS} s counted each, after {WARMUP} s of warm-up); {pin_text}")
-    print("   cpu/req: the server's utime+stime over the wrk run / its requests. Ratios of each loop to the"
+    print("   cpu/req: the server's run time (schedstat) over the wrk run / its requests. Ratios of each loop to the"
           " stock loop (asyncio) and to uvloop:")
     print(f"   rate = req/s / the reference's, cpu = cpu/req / the reference's (below 1 is cheaper); other:"
           f" CPUs busy elsewhere meanwhile (! above {NOISY:g})")
