@@ -313,7 +313,6 @@ public final class StreamTransport: CustomStringConvertible {
   /// stopping and starting again would cost two epoll_ctl calls a read. A
   /// poll that comes first (no take) stops reading until the take.
   /// False if it already was (then it is already on the batch's list).
-  @discardableResult
   package func suspendForBatch() -> Bool {
     guard !batchSuspended else { return false }
     batchSuspended = true

@@ -238,8 +238,8 @@ public func aios_loop_take_io_events(_ loop: OpaquePointer?, _ events: UnsafeMut
                                      _ count: UnsafeMutablePointer<Int>?,
                                      _ arena: UnsafeMutablePointer<UnsafePointer<UInt8>?>?) -> Int32 {
   status {
-    guard let events, let count else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
     try withObject(loop, .loop, as: Loop.self) { loop in
+      guard let events, let count else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
       try loop.checkUsable()
       let (list, number, bytes) = IOBatch.of(loop).take()
       events.pointee = list
