@@ -1357,6 +1357,23 @@ core_take_interrupt(CoreObject *self, PyObject *Py_UNUSED(ignored))
     return exc;
 }
 
+/* module.name, looked up per call as asyncio's own code does (a patched
+ * module is honoured), from the module's dict: the generic attribute lookup
+ * on a module costs more than making the future. A module of another class
+ * goes through getattr. */
+static PyObject *
+module_global(PyObject *module, PyObject *name)
+{
+    if (PyModule_CheckExact(module)) {
+        PyObject *value = PyDict_GetItemWithError(PyModule_GetDict(module), name);
+        if (value != NULL)
+            return Py_NewRef(value);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    return PyObject_GetAttr(module, name);
+}
+
 /* loop.create_future(): asyncio.Future(loop=loop). */
 static PyObject *
 core_create_future(CoreObject *self, PyObject *Py_UNUSED(ignored))
@@ -1365,7 +1382,7 @@ core_create_future(CoreObject *self, PyObject *Py_UNUSED(ignored))
         PyErr_SetString(PyExc_RuntimeError, "aioswift._native is not configured");
         return NULL;
     }
-    PyObject *future_type = PyObject_GetAttr(futures_module, str_Future);
+    PyObject *future_type = module_global(futures_module, str_Future);
     if (future_type == NULL)
         return NULL;
     PyObject *stack[2] = {NULL, self->owner};
@@ -1446,7 +1463,7 @@ core_create_task(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
         Py_DECREF(r);
         return task;
     }
-    PyObject *task_type = PyObject_GetAttr(tasks_module, str_Task);
+    PyObject *task_type = module_global(tasks_module, str_Task);
     if (task_type == NULL)
         return NULL;
     stack[1] = args[0];

@@ -199,6 +199,29 @@ def test_create_task_names_and_contexts(any_loop):
     any_loop.run_until_complete(main())
 
 
+def test_futures_and_tasks_are_the_classes_asyncio_names_now(any_loop, monkeypatch):
+    # The stock loop reads futures.Future and tasks.Task at each call, so a
+    # patched module is honoured.
+    class MyFuture(asyncio.Future):
+        pass
+
+    class MyTask(asyncio.Task):
+        pass
+
+    async def main():
+        assert type(any_loop.create_future()) is asyncio.Future
+        monkeypatch.setattr(asyncio.futures, "Future", MyFuture)
+        monkeypatch.setattr(asyncio.tasks, "Task", MyTask)
+        assert type(any_loop.create_future()) is MyFuture
+        task = any_loop.create_task(asyncio.sleep(0, "slept"))
+        assert type(task) is MyTask
+        assert await task == "slept"
+        monkeypatch.undo()
+        assert type(any_loop.create_future()) is asyncio.Future
+
+    any_loop.run_until_complete(main())
+
+
 def test_task_factories(any_loop):
     made = []
 
