@@ -1526,6 +1526,10 @@ run_backlog(CoreObject *core)
     return 0;
 }
 
+/* Bytes a take must have handed over for io_ready to release the arena
+ * early (aios_loop_release_io_events). */
+enum { RELEASE_AFTER_BYTES = 4096 };
+
 /* Scheduled by the core (aios_loop_set_io_events_callback) when events
  * wait: takes them all and dispatches them in order. */
 static void
@@ -1541,10 +1545,11 @@ io_ready(void *arg)
         const unsigned char *arena = NULL;
         size_t count = 0;
         if (aios_loop_take_io_events(core->loop, &events, &count, &arena) == 0 && count > 0) {
-            size_t i = 0;
+            size_t i = 0, bytes = 0;
             if (!interrupted) {
                 for (; i < count; i++) {
                     const aios_io_event_t *e = &events[i];
+                    bytes += e->length;
                     if (dispatch_event(core, e->kind, e->token, e->status, e->transport, NULL,
                                        (const char *)arena + e->offset, (Py_ssize_t)e->length,
                                        0, 0) < 0) {
@@ -1559,8 +1564,10 @@ io_ready(void *arg)
             }
             if (i < count)
                 keep_back(core, events, i, count, arena);
-            /* Every byte is copied out: the next reads reuse the arena. */
-            if (core->loop != NULL)
+            /* Every byte is copied out: the next reads may reuse the arena
+             * while it is in the CPU's cache. That pays for the call only
+             * when the reads filled more than a few cache lines. */
+            if (bytes >= RELEASE_AFTER_BYTES && core->loop != NULL)
                 aios_loop_release_io_events(core->loop);
         }
     }
