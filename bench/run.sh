@@ -41,6 +41,9 @@
 #   BENCH_SWIFT=1            0: skip the Swift build and figures
 #   BENCH_ECHO=1             0: skip the echo benchmark (bench/py/echo_bench.py,
 #                            run after the table; its knobs are listed there)
+#   BENCH_ECHO_CG=1          0: skip the echo benchmark in instructions
+#                            (bench/py/echo_instructions.py: the same servers and
+#                            rows under callgrind, about three minutes), run after it
 #   BENCH_PYLOOPS=1          0: skip the Python loops' scheduling rows
 #                            (bindings/python/bench/loop_bench.py: asyncio, uvloop
 #                            and aioswift), run after the table on every
@@ -318,6 +321,11 @@ fi
 if [ "${BENCH_ECHO:-1}" != 0 ]; then
   build_binding "$PYTHON"
   echo; "$PYTHON" bench/py/echo_bench.py || FAILED=1
+fi
+# The same, counted in instructions under callgrind (about three minutes;
+# figures the machine's noise does not move).
+if [ "${BENCH_ECHO:-1}" != 0 ] && [ "${BENCH_ECHO_CG:-1}" != 0 ]; then
+  echo; "$PYTHON" bench/py/echo_instructions.py aioswift || FAILED=1
 fi
 # Child processes, side by side (about a minute; its own table; it builds its two C programs).
 if [ "${BENCH_SUBPROCESS:-1}" != 0 ]; then
