@@ -14,7 +14,8 @@
  *
  * where MSGS are the round trips completed in the counted SECONDS and the
  * latencies are those of their round trips (first byte sent to last byte
- * back, CLOCK_MONOTONIC).
+ * back, CLOCK_MONOTONIC). With ECHO_LOAD_HOLD set in the environment it then
+ * keeps the connections open until its stdin ends.
  *
  *   echo_load --idle HOST PORT COUNT [HOLD_SECONDS]
  *
@@ -344,6 +345,15 @@ static int run_echo(long nconn, size_t size, double seconds, double warmup) {
          (unsigned long long)msgs, elapsed, nconn, size, elapsed > 0 ? (double)msgs / elapsed : 0.0,
          hist_quantile(0.50) / 1e3, hist_quantile(0.99) / 1e3, (double)g_hist_max / 1e3);
   fflush(stdout);
+  /* ECHO_LOAD_HOLD: the connections stay open until stdin ends, so that a
+   * harness can read the server's counters before the closes cost it. */
+  if (getenv("ECHO_LOAD_HOLD") != NULL) {
+    char b[256];
+    for (;;) {
+      ssize_t n = read(0, b, sizeof b);
+      if (n == 0 || (n < 0 && errno != EINTR)) break;
+    }
+  }
   for (long i = 0; i < nconn; i++) {
     close(conns[i].fd);
     free(conns[i].msg);

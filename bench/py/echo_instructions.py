@@ -7,12 +7,13 @@ of the WORDs, when given, plus the references raw libuv and uvloop) under
 `valgrind --tool=callgrind`, one at a time, and puts each row of
 echo_bench.ROWS to it with bench/bin/echo_load: WARMUP seconds uncounted,
 then SECONDS counted. callgrind dumps its counters when the load generator
-says the counted part starts and again when it ends, so the second dump
+says the counted part starts and again when it ends (the load generator
+holds its connections open until then, ECHO_LOAD_HOLD), so the second dump
 holds the instructions the server ran in user space (all its code and
-libraries) over the counted round trips. The table gives instructions per
-message and the ratio to uvloop's server of the same style (uvloop
-protocol for transport-style servers, uvloop streams for streams) and to
-raw libuv.
+libraries) over the counted round trips, not its closing of them. The
+table gives instructions per message and the ratio to uvloop's server of
+the same style (uvloop protocol for transport-style servers, uvloop
+streams for streams) and to raw libuv.
 
 Instruction counts do not depend on what else the machine runs, so these
 ratios are stable where echo_bench's rates and CPU times are noisy. They
@@ -65,9 +66,12 @@ def run_row(server, conns, size, outdir):
     """Instructions and round trips over the counted part of one row."""
     before = set(glob.glob(os.path.join(outdir, "cg.*")))
     err = tempfile.TemporaryFile()
+    # The load generator holds its connections until its stdin closes: the
+    # second dump must not hold the server's work of closing them.
     lg = spawn(eb.PIN_LOAD + [eb.LOAD, eb.HOST, str(server.port), str(conns), str(size),
                               str(SECONDS), str(WARMUP)],
-               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+               env=dict(os.environ, ECHO_LOAD_HOLD="1"))
     result = None
     try:
         lines = eb.Lines(lg.stdout)
@@ -80,11 +84,15 @@ def run_row(server, conns, size, outdir):
             if line.startswith("# warm-up done"):
                 dump(server.proc.pid)
                 started = True
-            elif line.startswith("echo ") and started:
-                dump(server.proc.pid)
-                result = line
+            elif line.startswith("echo "):
+                if started:
+                    dump(server.proc.pid)
+                    result = line
+                lg.stdin.close()
         rc = eb.finish(lg, 30, "echo_load")
     finally:
+        if not lg.stdin.closed:
+            lg.stdin.close()
         eb.reap(lg)
         lg.stdout.close()
     if rc != 0 or result is None:
