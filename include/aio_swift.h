@@ -1181,8 +1181,9 @@ AIOS_EXTERN int aios_loop_take_io_events(aios_loop_t *loop, const aios_io_event_
  *  last aios_loop_take_io_events handed over are no longer used: the next
  *  reads may then go to the memory just read, while it is still in the
  *  CPU's cache. A binding that copies bytes out as it dispatches them calls
- *  it once the dispatch is over; the transports stay lent until the next
- *  take. Without it the events and the arena stay valid until the next
+ *  it once the dispatch is over, when the take handed over more than a few
+ *  KiB (for less, the call costs more than the cache lines it saves); the
+ *  transports stay lent until the next take. Without it the events and the arena stay valid until the next
  *  take. Calling it again, or with nothing taken, does nothing.
  *  @return 0; AIOS_ECLOSED. */
 AIOS_EXTERN int aios_loop_release_io_events(aios_loop_t *loop);

@@ -241,39 +241,62 @@ def status_text(rc):
 
 # --------------------------------------------------------------- measuring
 
-def run_row(server, conns, size):
-    """One row against a running server: the load generator's fields plus
-    the server's CPU seconds over the counted part."""
+def drive(server, conns, size, seconds, warmup, at_start, at_end, hold=False, slack=15):
+    """Puts one row to a running server with echo_load. Calls at_start(pid)
+    when the counted part starts and at_end(pid) when it has ended, with the
+    load generator's pid; returns (echo_load's result line, what at_start
+    and at_end returned). With `hold`, echo_load keeps its connections open
+    until at_end has returned (ECHO_LOAD_HOLD), so that the server's closing
+    of them falls outside what at_end measures. echo_load must have answered
+    `slack` seconds after its counted part."""
     err = tempfile.TemporaryFile()
+    env = dict(os.environ, ECHO_LOAD_HOLD="1") if hold else None
     lg = spawn(PIN_LOAD + [LOAD, HOST, str(server.port), str(conns), str(size),
-                           str(SECONDS), str(WARMUP)],
-               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+                           str(seconds), str(warmup)],
+               stdin=subprocess.PIPE if hold else subprocess.DEVNULL,
+               stdout=subprocess.PIPE, stderr=err, env=env)
+    first = last = result = None
+    started = False
     try:
         lines = Lines(lg.stdout)
-        deadline = time.monotonic() + WARMUP + SECONDS + 15
-        first = result = None
+        deadline = time.monotonic() + warmup + seconds + slack
         while True:
             line = lines.next(deadline)
             if line is None:
                 break
-            # (server CPU, load generator CPU, all CPUs busy, wall clock)
             if line.startswith("# warm-up done"):
-                first = sample(server.proc.pid, lg.pid)
+                first = at_start(lg.pid)
+                started = True
             elif line.startswith("echo "):
-                last = sample(server.proc.pid, lg.pid)
-                result = line
+                if started:
+                    last = at_end(lg.pid)
+                    result = line
+                if hold:
+                    lg.stdin.close()
         rc = finish(lg, 10, "echo_load")
     finally:
+        if hold and not lg.stdin.closed:
+            lg.stdin.close()
         reap(lg)
         lg.stdout.close()
-    if rc != 0 or result is None or first is None:
+    if rc != 0 or result is None:
         server.check_alive()
         raise Failed(f"echo_load exit status {rc}{said(err)}")
+    if int(result.split()[1]) == 0:
+        raise Failed("no round trip completed in the counted time")
+    return result, first, last
+
+
+def run_row(server, conns, size):
+    """One row against a running server: the load generator's fields plus
+    the server's CPU seconds over the counted part."""
+    # (server CPU, load generator CPU, all CPUs busy, wall clock)
+    result, first, last = drive(server, conns, size, SECONDS, WARMUP,
+                                lambda lg: sample(server.proc.pid, lg),
+                                lambda lg: sample(server.proc.pid, lg))
     fields = result.split()
     r = dict(f.split("=", 1) for f in fields[3:])
     msgs = int(fields[1])
-    if msgs == 0:
-        raise Failed("no round trip completed in the counted time")
     srv, load, busy, wall = (b - a for a, b in zip(first, last))
     return {
         "line": result,
@@ -413,6 +436,14 @@ def print_memory(servers, styles, idle):
 
 # --------------------------------------------------------------- main
 
+def chosen_servers(words):
+    """The SERVERS whose name holds one of `words` (any case), with the
+    references; all of them when no word is given."""
+    refs = {LIBUV} | set(UVLOOP.values())
+    return [s for s in SERVERS
+            if not words or s[0] in refs or any(w.lower() in s[0].lower() for w in words)]
+
+
 def main():
     global IDLE
     words = sys.argv[1:]
@@ -420,9 +451,7 @@ def main():
         sys.exit(__doc__)
     if not os.access(LOAD, os.X_OK):
         sys.exit(f"echo: {LOAD} is missing: make bench/bin/echo_load bench/bin/echo_uv")
-    refs = {LIBUV} | set(UVLOOP.values())
-    chosen = [s for s in SERVERS
-              if not words or s[0] in refs or any(w.lower() in s[0].lower() for w in words)]
+    chosen = chosen_servers(words)
     styles = {name: style for name, style, _ in SERVERS}
     # The servers inherit it: each must hold IDLE connections, plus its own files.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -34,10 +34,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 import echo_bench as eb
-from harness import Failed, Skip, exit_on_termination, kill_all, spawn
+from harness import Failed, Skip, exit_on_termination, kill_all
 
 SECONDS = float(os.environ.get("BENCH_ECHO_CG_SECONDS", "3"))
 WARMUP = float(os.environ.get("BENCH_ECHO_CG_WARMUP", "2"))
@@ -65,48 +64,15 @@ def total_instructions(path):
 def run_row(server, conns, size, outdir):
     """Instructions and round trips over the counted part of one row."""
     before = set(glob.glob(os.path.join(outdir, "cg.*")))
-    err = tempfile.TemporaryFile()
-    # The load generator holds its connections until its stdin closes: the
-    # second dump must not hold the server's work of closing them.
-    lg = spawn(eb.PIN_LOAD + [eb.LOAD, eb.HOST, str(server.port), str(conns), str(size),
-                              str(SECONDS), str(WARMUP)],
-               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-               env=dict(os.environ, ECHO_LOAD_HOLD="1"))
-    result = None
-    try:
-        lines = eb.Lines(lg.stdout)
-        deadline = time.monotonic() + WARMUP + SECONDS + 60
-        started = False
-        while True:
-            line = lines.next(deadline)
-            if line is None:
-                break
-            if line.startswith("# warm-up done"):
-                dump(server.proc.pid)
-                started = True
-            elif line.startswith("echo "):
-                if started:
-                    dump(server.proc.pid)
-                    result = line
-                lg.stdin.close()
-        rc = eb.finish(lg, 30, "echo_load")
-    finally:
-        if not lg.stdin.closed:
-            lg.stdin.close()
-        eb.reap(lg)
-        lg.stdout.close()
-    if rc != 0 or result is None:
-        server.check_alive()
-        raise Failed(f"echo_load exit status {rc}{eb.said(err)}")
-    msgs = int(result.split()[1])
-    if msgs == 0:
-        raise Failed("no round trip completed in the counted time")
+    result, _, _ = eb.drive(server, conns, size, SECONDS, WARMUP,
+                            lambda lg: dump(server.proc.pid), lambda lg: dump(server.proc.pid),
+                            hold=True, slack=60)
     # The dumps are numbered in order: the last one is the counted part's.
     new = sorted(set(glob.glob(os.path.join(outdir, "cg.*"))) - before,
                  key=lambda p: int(p.rsplit(".", 1)[1]))
     if len(new) < 2:
         raise Failed(f"callgrind wrote {len(new)} dumps, not 2")
-    return {"msgs": msgs, "ir": total_instructions(new[-1])}
+    return {"msgs": int(result.split()[1]), "ir": total_instructions(new[-1])}
 
 
 def main():
@@ -117,9 +83,7 @@ def main():
         print("echo_instructions: valgrind is not installed: skipped")
         return 0
     exit_on_termination()
-    wanted = [s for s in eb.SERVERS
-              if not words or s[0] in (eb.LIBUV, *eb.UVLOOP.values())
-              or any(w in s[0] for w in words)]
+    wanted = eb.chosen_servers(words)
     styles = {name: style for name, style, _ in wanted}
     print(f"echo_instructions: Python {sys.version.split()[0]}, {len(wanted)} servers x {len(eb.ROWS)} rows under callgrind,"
           f" {WARMUP:g} s of warm-up then {SECONDS:g} s counted; servers on CPU 0, load on CPU 1")
