@@ -1288,6 +1288,15 @@ AIOS_EXTERN int aios_transport_abort(aios_transport_t *transport);
 /*! aios_transport_is_closing() : 1 once close or abort was called or the
  *  connection was lost, else 0. */
 AIOS_EXTERN int aios_transport_is_closing(aios_transport_t *transport);
+/*! aios_transport_get_error() : the error connection_lost is to get, in
+ *  *error: a negative status (-EPIPE, -ECONNRESET, ...) from when the
+ *  transport starts closing with one (a write or read the socket failed)
+ *  until connection_lost has run, else 0 (open, closed without an error,
+ *  or lost). A binding that runs connection_lost from a queue of its own
+ *  reads it as soon as it sees the transport closing, to queue
+ *  connection_lost where asyncio's _fatal_error does. @return 0, or
+ *  AIOS_EINVAL for a NULL `error`. */
+AIOS_EXTERN int aios_transport_get_error(aios_transport_t *transport, int *error);
 /*! aios_transport_pause_reading() / _resume_reading() : stop and restart
  *  data_received (no-ops when already so or closing). */
 AIOS_EXTERN int aios_transport_pause_reading(aios_transport_t *transport);

@@ -118,6 +118,9 @@ public final class StreamTransport: CustomStringConvertible {
   /// connection_lost was delivered.
   public private(set) var isLost = false
   private var lostError: (any Error)?
+  /// The error connection_lost is to get, from when the transport starts
+  /// closing with one (a failed write, a reset) until connection_lost runs.
+  public var closingError: (any Error)? { lostError }
   /// asyncio's _conn_lost: writes after it are dropped.
   private var connectionLostCount = 0
   private var readingPaused = false

@@ -416,6 +416,14 @@ public func aios_transport_is_closing(_ transport: OpaquePointer?) -> Int32 {
   count { try withTransport(transport) { $0.isClosing ? 1 : 0 } }
 }
 
+@_cdecl("aios_transport_get_error")
+public func aios_transport_get_error(_ transport: OpaquePointer?, _ error: UnsafeMutablePointer<Int32>?) -> Int32 {
+  status {
+    guard let error else { throw RuntimeError(code: AIOS_EINVAL.rawValue) }
+    error.pointee = try withTransport(transport) { $0.closingError.map(statusCode(of:)) ?? 0 }
+  }
+}
+
 @_cdecl("aios_transport_pause_reading")
 public func aios_transport_pause_reading(_ transport: OpaquePointer?) -> Int32 {
   status { try withTransport(transport) { $0.pauseReading() } }

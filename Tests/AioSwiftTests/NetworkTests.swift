@@ -312,6 +312,46 @@ final class NetworkTests: LeakCheckedTestCase {
     }
   }
 
+  /// A write the socket fails (the peer reset, unread): the transport is
+  /// closing at once, and closingError holds what connection_lost gets.
+  func testWriteToAResetPeerClosesAtOnceWithItsError() throws {
+    try runMain {
+      let loop = try getRunningLoop()
+      let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+      var address = sockaddr_in()
+      address.sin_family = sa_family_t(AF_INET)
+      address.sin_addr.s_addr = in_addr_t(0x7f00_0001).bigEndian
+      var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+      withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+          XCTAssertEqual(bind(listener, raw, length), 0)
+          XCTAssertEqual(listen(listener, 1), 0)
+          XCTAssertEqual(getsockname(listener, raw, &length), 0)
+        }
+      }
+      let client = RecordingProtocol(loop: loop)
+      let transport = try await loop.createConnection({ client }, host: "127.0.0.1",
+                                                      port: Int(UInt16(bigEndian: address.sin_port)))
+      let peer = accept(listener, nil, nil)
+      XCTAssertGreaterThanOrEqual(peer, 0)
+      XCTAssertNil(transport.closingError)
+      var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+      XCTAssertEqual(setsockopt(peer, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size)), 0)
+      close(peer)
+      close(listener)
+      var watch = pollfd(fd: try XCTUnwrap(transport.fileDescriptor), events: Int16(POLLIN), revents: 0)
+      XCTAssertEqual(poll(&watch, 1, 10_000), 1)  // the reset is in, unread
+      XCTAssertFalse(transport.isClosing)
+      try Array("x".utf8).withUnsafeBytes { try transport.write($0) }
+      XCTAssertTrue(transport.isClosing)
+      let error = try XCTUnwrap(transport.closingError as? OSError)
+      XCTAssertTrue(error.errno == ECONNRESET || error.errno == EPIPE, "\(error)")
+      try await client.lost.value
+      XCTAssertEqual(client.events, ["made", "lost \(error)"])
+      XCTAssertNil(transport.closingError)
+    }
+  }
+
   /// test_streams.py's test_unhandled_exception and test_unhandled_cancel:
   /// a client handler that fails is reported and its connection closed; one
   /// that is cancelled is not reported.

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -568,6 +569,52 @@ static void test_peer_reset(void) {
   CHECK(c.length <= 3);
   CHECK_EQ(aios_transport_write(t, "x", 1), 0); /* ignored, as asyncio */
   CHECK_EQ(aios_transport_unref(t), 0);
+  close(listener);
+  close_loop(loop);
+}
+
+static void test_write_to_reset_peer(void) {
+  /* The peer resets before the loop has read anything: the write the
+   * socket fails returns 0 and closes the transport at once, and the error
+   * connection_lost is to get can be read until it runs. */
+  aios_loop_t *loop = make_loop();
+  int listener = socket(AF_INET, SOCK_STREAM, 0), peer, error = 1;
+  struct sockaddr_in address;
+  socklen_t length = sizeof address;
+  struct linger linger = {1, 0};
+  struct pollfd watch;
+  client_t c;
+  aios_transport_t *t;
+  memset(&address, 0, sizeof address);
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK_EQ(bind(listener, (struct sockaddr *)&address, sizeof address), 0);
+  CHECK_EQ(listen(listener, 1), 0);
+  CHECK_EQ(getsockname(listener, (struct sockaddr *)&address, &length), 0);
+  client_init(&c, loop);
+  t = connect_client(loop, &c, "127.0.0.1", ntohs(address.sin_port));
+  peer = accept(listener, NULL, NULL);
+  CHECK(peer >= 0);
+  CHECK_EQ(aios_transport_get_error(t, &error), 0);
+  CHECK_EQ(error, 0);
+  CHECK_EQ(aios_transport_get_error(t, NULL), AIOS_EINVAL);
+  CHECK_EQ(setsockopt(peer, SOL_SOCKET, SO_LINGER, &linger, sizeof linger), 0);
+  close(peer);
+  watch.fd = aios_transport_get_fd(t);
+  watch.events = POLLIN;
+  CHECK_EQ(poll(&watch, 1, 10000), 1); /* the reset has arrived */
+  CHECK_EQ(aios_transport_is_closing(t), 0);
+  CHECK_EQ(aios_transport_write(t, "x", 1), 0);
+  CHECK_EQ(aios_transport_is_closing(t), 1);
+  CHECK_EQ(aios_transport_get_error(t, &error), 0);
+  CHECK(error == -ECONNRESET || error == -EPIPE);
+  client_wait_lost(&c);
+  CHECK_EQ(c.lost, 1);
+  CHECK_EQ(c.lost_code, error);
+  CHECK_EQ(aios_transport_get_error(t, &error), 0);
+  CHECK_EQ(error, 0);
+  CHECK_EQ(aios_transport_unref(t), 0);
+  CHECK_EQ(aios_transport_get_error(t, &error), AIOS_EBADHANDLE);
   close(listener);
   close_loop(loop);
 }
@@ -1485,6 +1532,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(test_flow_control),
       TEST_ENTRY(test_close_flushes_and_abort_drops),
       TEST_ENTRY(test_peer_reset),
+      TEST_ENTRY(test_write_to_reset_peer),
       TEST_ENTRY(test_connect_accepted_socket),
       TEST_ENTRY(test_set_protocol_from_get_buffer),
       TEST_ENTRY(test_unix_echo_and_stale_socket),

@@ -5029,12 +5029,12 @@ static int exec_net_op(reader_t *r, int op) {
     unsigned int len = lengths[(b >> 4) % 8];
     long long n = 0;
     tr = (aios_transport_t *)pick_obj(r, T_TRANSPORT, &how);
-    switch (b % 7) {
+    switch (b % 8) {
     case 0: n = aios_transport_is_closing(tr); break;
     case 1: n = aios_transport_is_reading(tr); break;
     case 2: n = aios_transport_get_write_buffer_size(tr); break;
     case 3: case 4:
-      n = (b % 7 == 3 ? aios_transport_get_sockname : aios_transport_get_peername)(
+      n = (b % 8 == 3 ? aios_transport_get_sockname : aios_transport_get_peername)(
           tr, (b & 0x80) && len ? NULL : addr, (b & 8) ? NULL : &len);
       if (n == 0 && len > sizeof(struct sockaddr_storage)) die("an address of %u bytes", len);
       break;
@@ -5042,6 +5042,14 @@ static int exec_net_op(reader_t *r, int op) {
       n = aios_transport_get_fd(tr);
       if (n >= 0 && fcntl((int)n, F_GETFD) == -1) die("aios_transport_get_fd gave %lld, a closed descriptor", n);
       break;
+    case 6: {
+      int err = 1;
+      n = aios_transport_get_error(tr, (b & 0x80) ? NULL : &err);
+      if (n == 0 && err > 0) die("aios_transport_get_error gave %d, not a status", err);
+      if (n == 0 && err < 0 && aios_transport_is_closing(tr) != 1)
+        die("aios_transport_get_error gave %d for a transport that is not closing", err);
+      break;
+    }
     default:
       n = aios_transport_can_write_eof(tr);
       break;

@@ -89,7 +89,7 @@ static PyTypeObject ChannelType;
 static PyObject *buffered_protocol_type = NULL;
 static PyObject *connlost_warning = NULL;
 
-static PyObject *str_io_connected, *str_io_eof, *str_io_lost, *str_maybe_pause,
+static PyObject *str_io_connected, *str_io_eof, *str_io_lost, *str_io_closing, *str_maybe_pause,
     *str_io_resume_writing, *str_fatal_error, *str_protocol_failed, *str_call_soon_attr,
     *str_flush_pending;
 static PyObject *msg_data_received, *msg_get_buffer, *msg_buffer_updated;
@@ -884,6 +884,28 @@ channel_abort(ChannelObject *self, PyObject *Py_UNUSED(ignored))
     return channel_status(aios_transport_abort(self->ptr));
 }
 
+/* The core closed a socket's transport by itself, on an error no event
+ * has told of yet (a write the socket failed): the transport's _io_closing(status)
+ * queues connection_lost now, where asyncio's _fatal_error queues it, and
+ * not after the core's LOST event, which a task woken meanwhile (drain's
+ * sleep(0)) would run ahead of. -1 with an exception set. */
+static int
+channel_core_closed(ChannelObject *self)
+{
+    int error = 0;
+    if (self->closing || self->pipe || self->transport == NULL ||
+        aios_transport_get_error(self->ptr, &error) < 0 || error == 0)
+        return 0;
+    self->closing = 1;
+    PyObject *code = PyLong_FromLong(error);
+    if (code == NULL)
+        return -1;
+    /* An interrupt it raised is the loop's now (channel_call keeps it). */
+    (void)channel_call(self, str_io_closing, code);
+    Py_DECREF(code);
+    return 0;
+}
+
 static PyObject *
 channel_is_closing(ChannelObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -892,6 +914,8 @@ channel_is_closing(ChannelObject *self, PyObject *Py_UNUSED(ignored))
     int r = aios_transport_is_closing(self->ptr);
     if (r < 0)
         return raise_status(r);
+    if (r == 1 && channel_core_closed(self) < 0)
+        return NULL;
     return PyBool_FromLong(r);
 }
 
@@ -1740,6 +1764,7 @@ io_module_init(void)
     str_io_connected = PyUnicode_InternFromString("_io_connected");
     str_io_eof = PyUnicode_InternFromString("_io_eof");
     str_io_lost = PyUnicode_InternFromString("_io_lost");
+    str_io_closing = PyUnicode_InternFromString("_io_closing");
     str_maybe_pause = PyUnicode_InternFromString("_maybe_pause_protocol");
     str_io_resume_writing = PyUnicode_InternFromString("_io_resume_writing");
     str_fatal_error = PyUnicode_InternFromString("_fatal_error");
@@ -1749,7 +1774,7 @@ io_module_init(void)
     msg_data_received = PyUnicode_FromString("Fatal error: protocol.data_received() call failed.");
     msg_get_buffer = PyUnicode_FromString("Fatal error: protocol.get_buffer() call failed.");
     msg_buffer_updated = PyUnicode_FromString("Fatal error: protocol.buffer_updated() call failed.");
-    if (!str_io_connected || !str_io_eof || !str_io_lost || !str_maybe_pause ||
+    if (!str_io_connected || !str_io_eof || !str_io_lost || !str_io_closing || !str_maybe_pause ||
         !str_io_resume_writing || !str_fatal_error || !str_protocol_failed || !str_call_soon_attr ||
         !str_flush_pending ||
         !msg_data_received || !msg_get_buffer || !msg_buffer_updated)

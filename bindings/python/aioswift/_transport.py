@@ -238,6 +238,13 @@ class ChannelTransport:
         # scheduled connection_lost already.
         self._lost_with(exception_for_code(status) if status else None)
 
+    def _io_closing(self, status):
+        # The core closed the connection on an error of a write (the Channel
+        # saw it closing before any event said so): connection_lost is
+        # queued now, as asyncio's _fatal_error queues it; the core's LOST
+        # then finds it on its way.
+        self._lost_with(exception_for_code(status))
+
     def _lost_with(self, exc):
         # Scheduled, never called from the event, as asyncio's _force_close
         # does: the core may hand over a connection's last bytes and its end

@@ -9,6 +9,7 @@ import datetime
 import errno
 import os
 import resource
+import select
 import socket
 import ssl
 import struct
@@ -1396,3 +1397,39 @@ def test_a_loop_with_connections_stays_on_its_thread(aloop):
     thread.join()
     assert failure and "cannot move" in str(failure[0])
     run(loop, close_server(server))
+
+
+def test_drain_after_a_write_to_a_reset_peer_raises_connection_lost(any_loop):
+    # The peer resets before the loop reads again, so the write is what
+    # fails: connection_lost is queued at the write (asyncio's _fatal_error),
+    # ahead of drain's sleep(0), and drain raises "Connection lost" instead
+    # of returning and leaving the error to the next read. (An error raised
+    # from the read's waiter ties the handler's frame into a cycle with the
+    # protocol's closed future, which the collector then reports as "Future
+    # exception was never retrieved".)
+    loop = any_loop
+    reports = []
+    loop.set_exception_handler(lambda _loop, context: reports.append(context))
+
+    async def main():
+        listener = socket.create_server(("127.0.0.1", 0))
+        reader, writer = await asyncio.open_connection(*listener.getsockname())
+        peer, _ = listener.accept()
+        listener.close()
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()
+        fd = writer.get_extra_info("socket").fileno()
+        assert select.select([fd], [], [], 10)[0] == [fd]   # the reset is in, unread
+        assert not writer.transport.is_closing()
+        writer.write(b"x")
+        with pytest.raises(ConnectionResetError) as raised:
+            await writer.drain()
+        assert raised.value.args == ("Connection lost",)
+        assert isinstance(reader.exception(), (ConnectionResetError, BrokenPipeError))
+        assert writer.transport.is_closing()
+        writer.close()
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            await writer.wait_closed()
+
+    run(loop, main())
+    assert reports == []
