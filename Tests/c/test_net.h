@@ -81,9 +81,9 @@ static inline void close_server(aios_loop_t *loop, aios_server_t *server) {
   CHECK_EQ(aios_server_unref(server), 0);
 }
 
-/* A port on 127.0.0.1 that is bound but does not listen: connecting to it
- * is refused. The caller closes *fd. */
-static inline int refusing_port(int *fd) {
+/* A socket bound on 127.0.0.1 in *fd, listening with `backlog` when it is
+ * positive; its port. The caller closes *fd. */
+static inline int loopback_port(int *fd, int backlog) {
   struct sockaddr_in address;
   socklen_t length = sizeof address;
   *fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -91,9 +91,15 @@ static inline int refusing_port(int *fd) {
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   CHECK_EQ(bind(*fd, (struct sockaddr *)&address, sizeof address), 0);
+  if (backlog > 0)
+    CHECK_EQ(listen(*fd, backlog), 0);
   CHECK_EQ(getsockname(*fd, (struct sockaddr *)&address, &length), 0);
   return ntohs(address.sin_port);
 }
+
+/* A port on 127.0.0.1 that is bound but does not listen: connecting to it
+ * is refused. The caller closes *fd. */
+static inline int refusing_port(int *fd) { return loopback_port(fd, 0); }
 
 /* Whether the machine can bind ::1. */
 static inline int has_ipv6(void) {

@@ -542,26 +542,32 @@ static void test_close_flushes_and_abort_drops(void) {
   close_loop(loop);
 }
 
+/* A client transport connected to a raw socket, *peer (the caller closes it). */
+static aios_transport_t *connect_raw_peer(aios_loop_t *loop, client_t *c, int *peer) {
+  int listener;
+  int port = loopback_port(&listener, 1);
+  aios_transport_t *t;
+  client_init(c, loop);
+  t = connect_client(loop, c, "127.0.0.1", port);
+  *peer = accept(listener, NULL, NULL);
+  CHECK(*peer >= 0);
+  close(listener);
+  return t;
+}
+
+/* A close of `fd` after this resets the connection (SO_LINGER 0). */
+static void reset_on_close(int fd) {
+  struct linger linger = {1, 0};
+  CHECK_EQ(setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, sizeof linger), 0);
+}
+
 static void test_peer_reset(void) {
   /* A raw socket peer that closes with SO_LINGER 0 resets the connection. */
   aios_loop_t *loop = make_loop();
-  int listener = socket(AF_INET, SOCK_STREAM, 0), peer;
-  struct sockaddr_in address;
-  socklen_t length = sizeof address;
-  struct linger linger = {1, 0};
+  int peer;
   client_t c;
-  aios_transport_t *t;
-  memset(&address, 0, sizeof address);
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  CHECK_EQ(bind(listener, (struct sockaddr *)&address, sizeof address), 0);
-  CHECK_EQ(listen(listener, 1), 0);
-  CHECK_EQ(getsockname(listener, (struct sockaddr *)&address, &length), 0);
-  client_init(&c, loop);
-  t = connect_client(loop, &c, "127.0.0.1", ntohs(address.sin_port));
-  peer = accept(listener, NULL, NULL);
-  CHECK(peer >= 0);
-  CHECK_EQ(setsockopt(peer, SOL_SOCKET, SO_LINGER, &linger, sizeof linger), 0);
+  aios_transport_t *t = connect_raw_peer(loop, &c, &peer);
+  reset_on_close(peer);
   CHECK_EQ(write(peer, "abc", 3), 3);
   close(peer);
   client_wait_lost(&c);
@@ -569,7 +575,6 @@ static void test_peer_reset(void) {
   CHECK(c.length <= 3);
   CHECK_EQ(aios_transport_write(t, "x", 1), 0); /* ignored, as asyncio */
   CHECK_EQ(aios_transport_unref(t), 0);
-  close(listener);
   close_loop(loop);
 }
 
@@ -578,27 +583,14 @@ static void test_write_to_reset_peer(void) {
    * socket fails returns 0 and closes the transport at once, and the error
    * connection_lost is to get can be read until it runs. */
   aios_loop_t *loop = make_loop();
-  int listener = socket(AF_INET, SOCK_STREAM, 0), peer, error = 1;
-  struct sockaddr_in address;
-  socklen_t length = sizeof address;
-  struct linger linger = {1, 0};
+  int peer, error = 1;
   struct pollfd watch;
   client_t c;
-  aios_transport_t *t;
-  memset(&address, 0, sizeof address);
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  CHECK_EQ(bind(listener, (struct sockaddr *)&address, sizeof address), 0);
-  CHECK_EQ(listen(listener, 1), 0);
-  CHECK_EQ(getsockname(listener, (struct sockaddr *)&address, &length), 0);
-  client_init(&c, loop);
-  t = connect_client(loop, &c, "127.0.0.1", ntohs(address.sin_port));
-  peer = accept(listener, NULL, NULL);
-  CHECK(peer >= 0);
+  aios_transport_t *t = connect_raw_peer(loop, &c, &peer);
   CHECK_EQ(aios_transport_get_error(t, &error), 0);
   CHECK_EQ(error, 0);
   CHECK_EQ(aios_transport_get_error(t, NULL), AIOS_EINVAL);
-  CHECK_EQ(setsockopt(peer, SOL_SOCKET, SO_LINGER, &linger, sizeof linger), 0);
+  reset_on_close(peer);
   close(peer);
   watch.fd = aios_transport_get_fd(t);
   watch.events = POLLIN;
@@ -615,7 +607,6 @@ static void test_write_to_reset_peer(void) {
   CHECK_EQ(error, 0);
   CHECK_EQ(aios_transport_unref(t), 0);
   CHECK_EQ(aios_transport_get_error(t, &error), AIOS_EBADHANDLE);
-  close(listener);
   close_loop(loop);
 }
 

@@ -856,18 +856,10 @@ static void test_start_server(void) {
   aios_server_options_t options = server_options(0);
   aios_server_t *server;
   aios_future_t *f = NULL;
-  struct sockaddr_in address;
-  socklen_t length = sizeof address;
-  int sock = socket(AF_INET, SOCK_STREAM, 0), port, own;
+  int sock, port, own;
   memset(&record, 0, sizeof record);
   CHECK_EQ(aios_loop_set_exception_handler(loop, exc_recorder, &record), 0);
-  memset(&address, 0, sizeof address);
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  CHECK_EQ(bind(sock, (struct sockaddr *)&address, sizeof address), 0);
-  CHECK_EQ(listen(sock, 8), 0);
-  CHECK_EQ(getsockname(sock, (struct sockaddr *)&address, &length), 0);
-  port = ntohs(address.sin_port);
+  port = loopback_port(&sock, 8);
   for (own = 0; own < 2; own++) {
     ctx_init(&ctx, loop, SERVE_ECHO_LINE);
     ctx.own_task = own;
