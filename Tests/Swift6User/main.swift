@@ -167,5 +167,22 @@ runCase("sock_recv and sock_sendall", "hello") {
   return String(decoding: try await receiving.value, as: UTF8.self)
 }
 
+// 11. A write to a peer that is gone fails at once: the transport is closing
+// and says with what error connection_lost is to come.
+final class Quiet: StreamProtocol {
+  func dataReceived(_ data: UnsafeRawBufferPointer) {}
+}
+runCase("a failed write closes at once", "closing EPIPE") {
+  let loop = try getRunningLoop()
+  var fds: [Int32] = [-1, -1]
+  guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0 else { return "no socket pair" }
+  let transport = try await loop.connectAcceptedSocket({ Quiet() }, fd: fds[0])
+  close(fds[1])
+  try Array("x".utf8).withUnsafeBytes { try transport.write($0) }
+  let error = transport.closingError as? OSError
+  transport.close()
+  return "\(transport.isClosing ? "closing" : "open") \(error?.errno == EPIPE ? "EPIPE" : "\(String(describing: error))")"
+}
+
 print(failures == 0 ? "swift6 user program: all passed" : "swift6 user program: \(failures) failed")
 exit(failures == 0 ? 0 : 1)
