@@ -41,6 +41,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -908,7 +909,13 @@ signal_wakeup_fd(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 64 * 1024);
+    /* The thread blocks every signal (it inherits this mask): a signal is
+     * for the threads that run handlers, not for one parked in a read. */
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
     int rc = pthread_create(&thread, &attr, wake_thread, (void *)(intptr_t)fds[0]);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
         close(fds[0]);

@@ -245,3 +245,35 @@ def test_asyncio_run_s_own_sigint_handling():
     proc = subprocess.run([sys.executable, "-c", ASYNCIO_RUN_CHILD.format(root=ROOT)],
                           capture_output=True, text=True, timeout=30)
     assert proc.stdout.split("\n")[:2] == ["main cancelled", "KeyboardInterrupt"], proc.stderr
+
+
+WAKE_THREAD_CHILD = textwrap.dedent("""
+    import os, sys
+    sys.path.insert(0, {root!r})
+    from aioswift import _native
+
+    def threads():
+        return set(os.listdir("/proc/self/task"))
+
+    before = threads()
+    _native.signal_wakeup_fd()
+    for tid in sorted(threads() - before):
+        with open(f"/proc/self/task/{{tid}}/status") as status:
+            for line in status:
+                if line.startswith("SigBlk:"):
+                    print(line.split()[1])
+""")
+
+
+def test_the_wakeup_thread_blocks_signals():
+    # The thread that reads Python's signal wakeup fd sits in read(): a
+    # signal for the process must go to a thread that runs handlers (under
+    # valgrind, which delivers a signal to a thread blocked in a system
+    # call, a SIGTERM sent to the one in read() was lost).
+    proc = subprocess.run([sys.executable, "-c", WAKE_THREAD_CHILD.format(root=ROOT)],
+                          capture_output=True, text=True, timeout=30)
+    masks = proc.stdout.split()
+    assert len(masks) == 1, (proc.stdout, proc.stderr)
+    blocked = int(masks[0], 16)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGUSR1):
+        assert blocked & (1 << (sig - 1)), f"{sig.name} is not blocked: {masks[0]}"
