@@ -1149,7 +1149,11 @@ typedef enum aios_io_event_kind_e {
                             (aios_transport_close) unless you keep it half-open */
   AIOS_IO_LOST,          /* connection_lost: `status` is 0 or the error's code */
   AIOS_IO_PAUSE_WRITING,
-  AIOS_IO_RESUME_WRITING
+  AIOS_IO_RESUME_WRITING,
+  AIOS_IO_DATA_BUFFER    /* bytes read into memory the buffer callback gave
+                            (aios_loop_set_io_buffer_callback): `length` of
+                            them at its start, 0 when it comes back unused;
+                            `offset` is its address (a uintptr_t) */
 } aios_io_event_kind_t;
 
 /* One event of a batched protocol: plain integers, and its transport. */
@@ -1197,6 +1201,29 @@ AIOS_EXTERN int aios_loop_release_io_events(aios_loop_t *loop);
  *  @return 0; AIOS_ECLOSED. */
 AIOS_EXTERN int aios_loop_set_io_events_callback(aios_loop_t *loop, aios_callback_fn callback,
                                                  void *arg);
+
+/* Memory for one read of a batched protocol's stream (whose token is
+ * `token`): at least `size` bytes, or NULL for the arena. */
+typedef void *(*aios_io_buffer_fn)(void *arg, unsigned long long token, size_t size);
+
+/*! aios_loop_set_io_buffer_callback() : lets a binding give the memory that
+ *  large reads of this loop's batched protocols go to, so that a binding
+ *  which hands bytes on as objects of its own (Python's bytes) has the
+ *  kernel write them into that object and copies nothing. A stream whose
+ *  last read got at least AIOS_IO_BUFFER_MIN bytes asks `get(arg, token,
+ *  size)` for its next read, `size` being one byte more than that read got,
+ *  rounded up to 4 KiB (doubled when the read filled memory `get` gave, up
+ *  to 256 KiB); other reads, and those for which `get` returns NULL, go to
+ *  the arena. Called on the loop's thread, from inside the poll; it may not
+ *  call the library. Every memory `get` gave comes back in exactly one
+ *  AIOS_IO_DATA_BUFFER event, in the order `get` gave them (with 0 bytes
+ *  when the read found none, or the stream ended or failed): the binding
+ *  frees it then, and frees what it gave when the loop closes before the
+ *  take. NULL `get` stops it.
+ *  @return 0; AIOS_ECLOSED. */
+AIOS_EXTERN int aios_loop_set_io_buffer_callback(aios_loop_t *loop, aios_io_buffer_fn get,
+                                                 void *arg);
+#define AIOS_IO_BUFFER_MIN 4096
 
 /* Makes a server's protocol for each connection it accepts: fill `protocol`
  * (its size is already set) and return 0, or return nonzero to refuse the

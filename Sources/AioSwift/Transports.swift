@@ -53,6 +53,14 @@ package protocol ReplaceableProtocol: AnyObject {
   func wasReplaced()
 }
 
+/// A buffered protocol of the library's own whose buffers are lent to it
+/// (a binding's memory): told when the read it gave a buffer for got no
+/// bytes (none were waiting, the stream ended or failed), so that the
+/// buffer goes back at once.
+package protocol LentBufferProtocol: BufferedStreamProtocol {
+  func bufferUnused()
+}
+
 /// A protocol through which one of the library's objects follows its
 /// transport (a subprocess its pipes): set_protocol may not replace it,
 /// or that object would never learn the transport's end.
@@ -389,6 +397,7 @@ public final class StreamTransport: CustomStringConvertible {
       adoptProtocolSetInGetBuffer()
       return
     }
+    (bufferedProtocol as? any LentBufferProtocol)?.bufferUnused()
     adoptProtocolSetInGetBuffer()
     if count == Int(UV_EOF.rawValue) {
       if lastReadIn == loop.iterations {

@@ -75,6 +75,8 @@ final class IOBatch {
   private var notified = false
   /// The handed buffers are still the binding's (until a release).
   private var handedInUse = false
+  /// aios_loop_set_io_buffer_callback's: the binding's memory for large reads.
+  private var bufferSource: (aios_io_buffer_fn, UnsafeMutableRawPointer?)?
 
   init(loop: Loop) { self.loop = loop }
 
@@ -125,9 +127,35 @@ final class IOBatch {
     filling.reserve(bytes)
   }
 
+  func setBufferSource(_ get: aios_io_buffer_fn?, _ arg: UnsafeMutableRawPointer?) {
+    bufferSource = get.map { ($0, arg) }
+  }
+
+  /// The binding's memory for a read of `size` bytes, if it gives some.
+  func lentBuffer(token: UInt64, size: Int) -> UnsafeMutableRawPointer? {
+    guard let (get, arg) = bufferSource else { return nil }
+    return get(arg, token, size)
+  }
+
   func received(_ count: Int, at offset: Int, _ transport: StreamTransport, _ handle: UInt64, token: UInt64) {
     filling.used = offset + count
-    record(AIOS_IO_DATA, handle, token: token, offset: offset, length: count)
+    recordRead(AIOS_IO_DATA, offset: offset, count, transport, handle, token: token)
+  }
+
+  /// A read into the binding's memory; with no bytes, the memory only goes back.
+  func received(_ count: Int, into memory: UnsafeMutableRawPointer, _ transport: StreamTransport?,
+                _ handle: UInt64, token: UInt64) {
+    let address = Int(bitPattern: UInt(bitPattern: memory))
+    guard count > 0, let transport else {
+      record(AIOS_IO_DATA_BUFFER, handle, token: token, offset: address, length: 0)
+      return
+    }
+    recordRead(AIOS_IO_DATA_BUFFER, offset: address, count, transport, handle, token: token)
+  }
+
+  private func recordRead(_ kind: aios_io_event_kind_t, offset: Int, _ count: Int, _ transport: StreamTransport,
+                          _ handle: UInt64, token: UInt64) {
+    record(kind, handle, token: token, offset: offset, length: count)
     guard transport.suspendForBatch() else { return }   // listed
     if let last = lastSuspended { last.nextSuspended = transport } else { firstSuspended = transport }
     lastSuspended = transport
@@ -159,13 +187,18 @@ final class IOBatch {
 /// A batched protocol: records events with its token. From connection_made
 /// to connection_lost it holds one C reference to its transport, which its
 /// events lend.
-final class BatchProtocol: BufferedStreamProtocol {
+final class BatchProtocol: LentBufferProtocol {
   private let token: UInt64
   let argument: OwnedArgument
   private var transport: StreamTransport?
   private var handle: UInt64 = 0
   private var batch: IOBatch?
   private var reservedOffset = 0
+  /// The binding's memory the read under way goes to, and its size.
+  private var lent: UnsafeMutableRawPointer?
+  private var lentSize = 0
+  /// What the next read asks the binding for: 0 for the arena.
+  private var nextLentSize = 0
 
   init(_ table: aios_protocol_t) {
     token = table.token
@@ -184,9 +217,26 @@ final class BatchProtocol: BufferedStreamProtocol {
 
   func getBuffer(sizeHint: Int) throws -> UnsafeMutableRawBufferPointer {
     guard let batch else { throw RuntimeError(code: AIOS_EINVALIDSTATE.rawValue) }
+    bufferUnused()
+    if nextLentSize > 0, let memory = batch.lentBuffer(token: token, size: nextLentSize) {
+      lent = memory
+      lentSize = nextLentSize
+      return UnsafeMutableRawBufferPointer(start: memory, count: lentSize)
+    }
     let (buffer, offset) = batch.reserve(max(sizeHint, 1 << 16))
     reservedOffset = offset
     return buffer
+  }
+
+  /// The size the binding's memory for the read after one of `count`
+  /// bytes has (aios_loop_set_io_buffer_callback): a read that filled
+  /// its memory may have left more behind.
+  private static func lentSize(after count: Int, filled: Bool) -> Int {
+    guard count >= Int(AIOS_IO_BUFFER_MIN) else { return 0 }
+    // One byte more: reads of one size each time (a protocol's messages)
+    // then do not fill it, and do not double it every other read.
+    let size = (count + 1 + 4095) & ~4095
+    return min(filled ? size * 2 : size, readArenaSize)
   }
 
   func bufferUpdated(_ count: Int) {
@@ -194,17 +244,34 @@ final class BatchProtocol: BufferedStreamProtocol {
     // no code that could let go of them.
     guard let transport = transport.map(Unmanaged.passUnretained),
           let batch = batch.map(Unmanaged.passUnretained) else { return }
+    if let memory = lent {
+      lent = nil
+      nextLentSize = Self.lentSize(after: count, filled: count == lentSize)
+      batch._withUnsafeGuaranteedRef { batch in
+        transport._withUnsafeGuaranteedRef { batch.received(count, into: memory, $0, handle, token: token) }
+      }
+      return
+    }
+    nextLentSize = Self.lentSize(after: count, filled: false)
     batch._withUnsafeGuaranteedRef { batch in
       transport._withUnsafeGuaranteedRef { batch.received(count, at: reservedOffset, $0, handle, token: token) }
     }
   }
 
+  func bufferUnused() {
+    guard let memory = lent else { return }
+    lent = nil
+    batch?.received(0, into: memory, nil, handle, token: token)
+  }
+
   func eofReceived() -> Bool {
+    bufferUnused()
     batch?.record(AIOS_IO_EOF, handle, token: token)
     return true
   }
 
   func connectionLost(_ error: (any Error)?) {
+    bufferUnused()
     guard let batch, transport != nil else { return }
     batch.record(AIOS_IO_LOST, handle, token: token, status: error.map(statusCode(of:)) ?? 0)
     batch.release(afterHandingOver: handle)
@@ -256,6 +323,16 @@ public func aios_loop_set_io_events_callback(_ loop: OpaquePointer?, _ callback:
     let loop = try ownLoop(loop)
     try loop.checkUsable()
     IOBatch.of(loop).setNotify(callback, arg)
+  }
+}
+
+@_cdecl("aios_loop_set_io_buffer_callback")
+public func aios_loop_set_io_buffer_callback(_ loop: OpaquePointer?, _ get: aios_io_buffer_fn?,
+                                             _ arg: UnsafeMutableRawPointer?) -> Int32 {
+  status {
+    let loop = try ownLoop(loop)
+    try loop.checkUsable()
+    IOBatch.of(loop).setBufferSource(get, arg)
   }
 }
 

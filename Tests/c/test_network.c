@@ -1212,12 +1212,25 @@ static int batched_factory(void *arg, aios_protocol_t *protocol) {
   return 0;
 }
 
+/* A server of batched protocols on 127.0.0.1, a client connected to it, and
+ * `block` filled with the bytes the client is to send. */
+static aios_transport_t *batched_server_and_client(aios_loop_t *loop, aios_server_t **server,
+                                                   client_t *c, char *block, size_t size) {
+  aios_future_t *f = NULL;
+  size_t i;
+  batched_destroyed = 0;
+  CHECK_EQ(aios_create_server(loop, batched_factory, NULL, NULL, "127.0.0.1", 0, NULL, &f), 0);
+  *server = (aios_server_t *)await_value(loop, f);
+  client_init(c, loop);
+  for (i = 0; i < size; i++) block[i] = (char)('a' + i % 23);
+  return connect_client(loop, c, "127.0.0.1", server_port_at(*server, 0));
+}
+
 static void test_batched_echo(void) {
   /* A server whose protocols are batched: the test plays the binding,
    * taking each iteration's events in one call and echoing from the arena.
    * Each stream reads at most once per take. */
   aios_loop_t *loop = make_loop();
-  aios_future_t *f = NULL;
   aios_server_t *server;
   client_t c;
   aios_transport_t *t;
@@ -1225,12 +1238,7 @@ static void test_batched_echo(void) {
   int connected = 0, eofs = 0, lost = 0, i;
   size_t echoed = 0;
   next_token = 100;
-  batched_destroyed = 0;
-  CHECK_EQ(aios_create_server(loop, batched_factory, NULL, NULL, "127.0.0.1", 0, NULL, &f), 0);
-  server = (aios_server_t *)await_value(loop, f);
-  client_init(&c, loop);
-  t = connect_client(loop, &c, "127.0.0.1", server_port_at(server, 0));
-  for (i = 0; i < (int)sizeof block; i++) block[i] = (char)('a' + i % 23);
+  t = batched_server_and_client(loop, &server, &c, block, sizeof block);
   CHECK_EQ(aios_transport_write(t, block, sizeof block), 0);
   CHECK_EQ(aios_transport_write_eof(t), 0);
   for (i = 0; i < 100000 && lost == 0; i++) {
@@ -1291,6 +1299,130 @@ static void test_batched_echo(void) {
     CHECK_EQ(aios_loop_take_io_events(NULL, &events, &count, NULL), AIOS_EINVAL);
     CHECK_EQ(aios_loop_release_io_events(NULL), AIOS_EINVAL);
   }
+  close_loop(loop);
+}
+
+/* The memory a buffer callback lends, by address, with its size. */
+enum { MAX_LENT = 8 };
+static struct { void *memory; size_t size; int order; } lent_memory[MAX_LENT];
+static int lent_calls, lent_refusals;
+
+static void *lend_memory(void *arg, unsigned long long token, size_t size) {
+  int k;
+  CHECK(arg == &lent_calls);
+  CHECK_EQ(token, 201);
+  /* The last read's length rounded up to 4 KiB, doubled at most to 256 KiB. */
+  CHECK(size >= AIOS_IO_BUFFER_MIN && size % 4096 == 0 && size <= 256 * 1024);
+  if (++lent_calls % 5 == 0) {
+    lent_refusals++;
+    return NULL;                         /* this read goes to the arena */
+  }
+  for (k = 0; k < MAX_LENT; k++) {
+    if (lent_memory[k].memory == NULL) {
+      lent_memory[k].memory = malloc(size);
+      lent_memory[k].size = size;
+      lent_memory[k].order = lent_calls;
+      return lent_memory[k].memory;
+    }
+  }
+  CHECK(!"more memory lent at once than there are reads waiting");
+  return NULL;
+}
+
+/* The size of lent memory, or 0 when it was never lent; memory comes back
+ * in the order it was lent. */
+static size_t lent_size(void *memory) {
+  int k, j;
+  for (k = 0; k < MAX_LENT; k++) {
+    if (lent_memory[k].memory != memory) continue;
+    for (j = 0; j < MAX_LENT; j++)
+      if (lent_memory[j].memory != NULL) CHECK(lent_memory[j].order >= lent_memory[k].order);
+    return lent_memory[k].size;
+  }
+  return 0;
+}
+
+static void take_back_memory(void *memory) {
+  int k;
+  for (k = 0; k < MAX_LENT; k++) {
+    if (lent_memory[k].memory == memory) {
+      free(memory);
+      lent_memory[k].memory = NULL;
+    }
+  }
+}
+
+static void test_batched_reads_into_lent_memory(void) {
+  /* The binding lends memory for large reads: after a read of at least
+   * AIOS_IO_BUFFER_MIN bytes, the next reads go to it and come back as
+   * AIOS_IO_DATA_BUFFER events, each memory exactly once; small reads, and
+   * those it refuses memory for, stay in the arena. */
+  aios_loop_t *loop = make_loop();
+  aios_server_t *server;
+  client_t c;
+  aios_transport_t *t;
+  static char block[1 << 20];
+  int lost = 0, lent_events = 0, i, k;
+  size_t echoed = 0, first = 100;
+  next_token = 200;
+  lent_calls = lent_refusals = 0;
+  memset(lent_memory, 0, sizeof lent_memory);
+  CHECK_EQ(aios_loop_set_io_buffer_callback(loop, lend_memory, &lent_calls), 0);
+  t = batched_server_and_client(loop, &server, &c, block, sizeof block);
+  CHECK_EQ(aios_transport_write(t, block, first), 0);   /* a small read first */
+  for (i = 0; i < 100000 && lost == 0; i++) {
+    const aios_io_event_t *events = NULL;
+    const unsigned char *arena = NULL;
+    size_t count = 0;
+    run_once(loop);
+    CHECK_EQ(aios_loop_take_io_events(loop, &events, &count, &arena), 0);
+    for (k = 0; k < (int)count; k++) {
+      const aios_io_event_t *e = &events[k];
+      const unsigned char *bytes = NULL;
+      CHECK_EQ(e->token, 201);
+      if (e->kind == AIOS_IO_DATA) {
+        bytes = arena + e->offset;
+        /* Until a read of AIOS_IO_BUFFER_MIN, nothing is lent. */
+        if (echoed == 0) CHECK_EQ(lent_calls, 0);
+      }
+      else if (e->kind == AIOS_IO_DATA_BUFFER) {
+        size_t size = lent_size((void *)(uintptr_t)e->offset);
+        CHECK(size > 0);                 /* memory that was lent, back once */
+        CHECK(e->length <= size);
+        lent_events++;
+        if (e->length > 0) bytes = (const unsigned char *)(uintptr_t)e->offset;
+      }
+      else if (e->kind == AIOS_IO_EOF) {
+        CHECK_EQ(aios_transport_close(e->transport), 0);
+      }
+      else if (e->kind == AIOS_IO_LOST) {
+        CHECK_EQ(e->status, 0);
+        lost++;
+      }
+      if (bytes != NULL) {
+        CHECK(e->length > 0 && echoed + e->length <= sizeof block);
+        CHECK(memcmp(bytes, block + echoed, e->length) == 0);
+        CHECK_EQ(aios_transport_write(e->transport, bytes, e->length), 0);
+        echoed += e->length;
+        if (echoed == first) {
+          CHECK_EQ(aios_transport_write(t, block + first, sizeof block - first), 0);
+          CHECK_EQ(aios_transport_write_eof(t), 0);
+        }
+      }
+      if (e->kind == AIOS_IO_DATA_BUFFER) take_back_memory((void *)(uintptr_t)e->offset);
+    }
+  }
+  CHECK_EQ(lost, 1);
+  CHECK_EQ(echoed, sizeof block);
+  CHECK(lent_calls > 0 && lent_events == lent_calls - lent_refusals);
+  for (k = 0; k < MAX_LENT; k++) CHECK(lent_memory[k].memory == NULL);
+  client_wait_lost(&c);
+  CHECK_EQ(c.total, sizeof block);
+  CHECK_EQ(batched_destroyed, 1);
+  CHECK_EQ(aios_transport_unref(t), 0);
+  close_server(loop, server);
+  CHECK_EQ(aios_loop_set_io_buffer_callback(loop, NULL, NULL), 0);
+  CHECK_EQ(aios_loop_set_io_buffer_callback(NULL, lend_memory, NULL), AIOS_EINVAL);
   close_loop(loop);
 }
 
@@ -1541,6 +1673,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(test_accept_emfile_keeps_serving),
       TEST_ENTRY(test_batched_echo),
       TEST_ENTRY(test_batched_events_callback),
+      TEST_ENTRY(test_batched_reads_into_lent_memory),
       TEST_ENTRY(test_end_comes_an_iteration_after_the_last_bytes),
       TEST_ENTRY(test_batched_end_comes_after_the_take_with_the_last_bytes),
       TEST_ENTRY(test_reuse_port_two_threads),

@@ -4565,7 +4565,7 @@ static void net_init(void) {
   X(PIPE_CONNECT) X(SIGNAL) X(SPAWN) X(PROCESS_NEW) X(SUBPROCESS_OP)           \
   X(PROCESS_OP) X(TRANSPORT_WRITE_NOCOPY)                                     \
   X(DGRAM_NEW) X(DGRAM_SEND) X(DGRAM_OP) X(WATCH) X(IO_EVENTS_CB)          \
-  X(SOCK_OP) X(SOCK_SENDFILE) X(SOCK_CTL) X(ITERATION_CB)
+  X(SOCK_OP) X(SOCK_SENDFILE) X(SOCK_CTL) X(ITERATION_CB) X(IO_BUFFER_CB)
 
 enum {
 #define OP_ENUM_(name) OP_##name,
@@ -4696,6 +4696,63 @@ static int exec_run_op(reader_t *r, int op) {
 /* ------------------------------------------------------------------------ */
 /* The network's ops                                                          */
 
+/* Memory the buffer callback lent (aios_loop_set_io_buffer_callback): each
+ * must come back in exactly one AIOS_IO_DATA_BUFFER event, or stay lent
+ * when its loop closed before the take (freed at teardown). */
+enum { MAX_LENT = 64 };
+static struct { unsigned char *memory; size_t size; unsigned long order; void *loop; } g_lent[MAX_LENT];
+static unsigned long g_lent_count;
+static int g_lent_refuse;   /* the callback's choice: 0 lends, 1 gives NULL; its arg is its loop */
+
+static void *io_buffer_cb(void *arg, unsigned long long token, size_t size) {
+  int k;
+  closure_t *c = NULL;
+  if (arg == NULL) die("the I/O buffer callback got no arg (its loop)");
+  if (!pthread_equal(pthread_self(), g_main_thread)) die("the I/O buffer callback ran on another thread");
+  if (token >= TOKEN_BASE && token < TOKEN_BASE + (unsigned long long)g_nclosures)
+    c = &g_closures[token - TOKEN_BASE];
+  if (token != 7 && (c == NULL || c->kind != K_PROTO || !c->batched))
+    die("the I/O buffer callback got token %llu, which no batched protocol has", token);
+  if (size < AIOS_IO_BUFFER_MIN || size % 4096 != 0 || size > 256 * 1024)
+    die("the I/O buffer callback was asked for %zu bytes", size);
+  TRACE("(I/O buffer callback: %zu bytes%s)", size, g_lent_refuse ? ", refused" : "");
+  if (g_lent_refuse) return NULL;
+  for (k = 0; k < MAX_LENT; k++) {
+    if (g_lent[k].memory == NULL) {
+      g_lent[k].memory = malloc(size);
+      g_lent[k].size = size;
+      g_lent[k].order = ++g_lent_count;
+      g_lent[k].loop = arg;
+      return g_lent[k].memory;
+    }
+  }
+  return NULL;
+}
+
+/* The slot of lent memory an AIOS_IO_DATA_BUFFER event gives back. */
+static int lent_slot(const aios_io_event_t *e) {
+  int k, j;
+  for (k = 0; k < MAX_LENT; k++) {
+    if (g_lent[k].memory == NULL || (uintptr_t)g_lent[k].memory != (uintptr_t)e->offset) continue;
+    /* Back in the order lent: none lent before it is still out, but on a
+     * loop that closed before the take (freed at teardown). */
+    for (j = 0; j < MAX_LENT; j++)
+      if (g_lent[j].memory != NULL && g_lent[j].order < g_lent[k].order && g_lent[j].loop == g_lent[k].loop)
+        die("lent memory came back before memory lent earlier");
+    return k;
+  }
+  die("an AIOS_IO_DATA_BUFFER event gives back memory never lent (or back twice): %#zx", e->offset);
+  return -1;
+}
+
+static void free_lent_memory(void) {
+  int k;
+  for (k = 0; k < MAX_LENT; k++) {
+    free(g_lent[k].memory);
+    g_lent[k].memory = NULL;
+  }
+}
+
 /* aios_loop_take_io_events and the oracles of the events it gives. */
 static int take_io_events(aios_loop_t *l, int how, uint8_t b) {
   const aios_io_event_t *events = NULL;
@@ -4715,12 +4772,20 @@ static int take_io_events(aios_loop_t *l, int how, uint8_t b) {
       c = &g_closures[e->token - TOKEN_BASE];
     if (e->token != 7 && (c == NULL || c->kind != K_PROTO || !c->batched))
       die("an I/O event with token %llu, which no batched protocol has", e->token);
-    if (e->kind < AIOS_IO_CONNECTED || e->kind > AIOS_IO_RESUME_WRITING) die("an I/O event of kind %d", e->kind);
+    TRACE("    event %d: token %llu, %zu bytes", e->kind, e->token, e->length);
+    if (e->kind < AIOS_IO_CONNECTED || e->kind > AIOS_IO_DATA_BUFFER) die("an I/O event of kind %d", e->kind);
     if (e->transport == NULL || aios_transport_is_closing(e->transport) < 0)
       die("an I/O event (kind %d) lends a dead transport %p", e->kind, (void *)e->transport);
     if (e->kind == AIOS_IO_DATA) {
       if (e->length == 0 || (arena == NULL && !(b & 0x40))) die("an AIOS_IO_DATA event of %zu bytes", e->length);
       for (k = 0; arena && k < e->length; k++) sum += arena[e->offset + k];
+    } else if (e->kind == AIOS_IO_DATA_BUFFER) {
+      int slot = lent_slot(e);
+      if (e->length > g_lent[slot].size)
+        die("an AIOS_IO_DATA_BUFFER event of %zu bytes in %zu lent", e->length, g_lent[slot].size);
+      for (k = 0; k < e->length; k++) sum += g_lent[slot].memory[k];
+      free(g_lent[slot].memory);
+      g_lent[slot].memory = NULL;
     } else if (e->length != 0) {
       die("an I/O event of kind %d with %zu bytes", e->kind, e->length);
     }
@@ -4741,6 +4806,7 @@ static int take_io_events(aios_loop_t *l, int how, uint8_t b) {
     if (e->kind == AIOS_IO_LOST) c->pstate = P_LOST;
     if (e->kind == AIOS_IO_EOF && c->eofs++) die("AIOS_IO_EOF twice (protocol %d)", pidx(c));
     if (e->kind == AIOS_IO_DATA && c->eofs) die("AIOS_IO_DATA after AIOS_IO_EOF (protocol %d)", pidx(c));
+    if (e->kind == AIOS_IO_DATA_BUFFER && c->eofs) die("AIOS_IO_DATA_BUFFER after AIOS_IO_EOF (protocol %d)", pidx(c));
     if (e->kind == AIOS_IO_PAUSE_WRITING) {
       if (c->paused) die("AIOS_IO_PAUSE_WRITING twice (protocol %d)", pidx(c));
       c->paused = 1;
@@ -8380,6 +8446,17 @@ static int exec_op(reader_t *r) {
       die("aios_loop_set_iteration_callback returned %d", rc);
     break;
 
+  case OP_IO_BUFFER_CB: /* memory for large reads, or none (NULL), or the callback cleared */
+    l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
+    b = rd8(r);
+    g_lent_refuse = (b & 4) != 0;
+    if (b & 1) rc = aios_loop_set_io_buffer_callback(l, NULL, NULL);
+    else rc = aios_loop_set_io_buffer_callback(l, io_buffer_cb, l);
+    expect_refused(how, rc, "aios_loop_set_io_buffer_callback");
+    if (how == PK_SLOT && l && aios_loop_is_closed(l) == 0 && rc != 0)
+      die("aios_loop_set_io_buffer_callback returned %d", rc);
+    break;
+
   case OP_DEBUG_FLAGS: /* aios_loop_set_debug with a zero slow duration: every callback is slow */
     l = (aios_loop_t *)pick_obj(r, T_LOOP, &how);
     aios_loop_set_debug(l, 1);
@@ -8472,6 +8549,7 @@ static void teardown(void) {
   for (i = 0; i < g_nguarded; i++) aios_future_unref(g_guarded[i].future);
   g_nguarded = 0;
   net_teardown();
+  free_lent_memory();
   /* Objects whose last reference the thread dropped are freed by their
    * thread at its next unref call: make one. */
   if (aios_error_new(AIOS_EINVAL, NULL, &e) == 0) aios_error_unref(e);

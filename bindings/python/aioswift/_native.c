@@ -111,6 +111,10 @@ struct CoreObject {
     Py_ssize_t io_nfree;
     Py_ssize_t io_used;
     PyObject *io_backlog;        /* events an interrupt kept back */
+    PyObject **io_lent;          /* bytes the core reads into (io_buffer), a ring in */
+    Py_ssize_t io_lent_head;     /*   the order they were lent, which is the order */
+    Py_ssize_t io_lent_count;    /*   their AIOS_IO_DATA_BUFFER events come in */
+    Py_ssize_t io_lent_capacity;
     long io_servers;             /* servers open (the Python side counts them) */
     int io_enabled;              /* the core's loop schedules io_ready */
     /* Descriptor watchers, signal handlers, datagram endpoints and
@@ -1023,8 +1027,10 @@ move_to_this_thread(CoreObject *self)
     if (self->exception_handler != NULL)
         aios_loop_set_exception_handler(fresh, self->exception_handler,
                                         self->exception_handler_arg);
-    if (self->io_enabled)
+    if (self->io_enabled) {
         aios_loop_set_io_events_callback(fresh, io_ready, self);
+        aios_loop_set_io_buffer_callback(fresh, io_buffer, self);
+    }
     HandleObject *h = self->head;
     while (h != NULL) {
         HandleObject *next = h->next;
@@ -1672,8 +1678,10 @@ core_release_loop(CoreObject *self)
     aios_loop_t *loop = self->loop;
     if (loop != NULL) {
         self->loop = NULL;
-        if (self->io_enabled)
+        if (self->io_enabled) {
             aios_loop_set_io_events_callback(loop, NULL, NULL);
+            aios_loop_set_io_buffer_callback(loop, NULL, NULL);
+        }
         aios_loop_unref(loop);
     }
     drop_pending(self);
@@ -1767,6 +1775,8 @@ static PyGetSetDef core_getset[] = {
     {"io_used", (getter)core_get_io_used, NULL, "Connections in the token table.", NULL},
     {"io_backlog", (getter)core_get_io_backlog, NULL,
      "Events an interrupt kept back for the next run.", NULL},
+    {"io_lent", (getter)core_get_io_lent, NULL,
+     "Bytes objects the core reads into whose events have not come yet.", NULL},
     {"io_servers", (getter)core_get_io_servers, (setter)core_set_io_servers,
      "Servers open (they keep the loop on its thread).", NULL},
     {NULL, NULL, NULL, NULL, NULL},

@@ -13,6 +13,8 @@
  *                            from the arena (valid until the next take), to
  *                            protocol.data_received, or into the buffers of a
  *                            BufferedProtocol (get_buffer / buffer_updated);
+ *   AIOS_IO_DATA_BUFFER      the same with no copy: a large read went into a
+ *                            bytes object io_buffer made for it;
  *   AIOS_IO_CONNECTED        loop._io_connected(channel, server_key), Python;
  *   AIOS_IO_EOF, _LOST, ...  the transport's _io_eof(), _io_lost(status),
  *                            _maybe_pause_protocol(), _io_resume_writing().
@@ -1323,6 +1325,9 @@ core_server_factory(CoreObject *self, PyObject *key_object)
 /* Taking and dispatching events                                              */
 
 static void io_ready(void *arg);
+static void *io_buffer(void *arg, unsigned long long token, size_t size);
+static PyObject *lent_bytes(CoreObject *core, size_t address, size_t length);
+static int lent_reserve(CoreObject *core);
 static void watch_drop_all(CoreObject *core);
 static void io_objects_drop_all(CoreObject *core);
 
@@ -1505,16 +1510,20 @@ keep_back(CoreObject *core, const aios_io_event_t *events, size_t from, size_t c
             if (connected_channel(core, e->token, e->transport, &server_key) == NULL)
                 PyErr_Clear();
         }
-        else if (e->kind == AIOS_IO_DATA) {
+        else if (e->kind == AIOS_IO_DATA || e->kind == AIOS_IO_DATA_BUFFER) {
             Py_DECREF(data);
-            data = PyBytes_FromStringAndSize((const char *)arena + e->offset,
-                                             (Py_ssize_t)e->length);
+            if (e->kind == AIOS_IO_DATA)
+                data = PyBytes_FromStringAndSize((const char *)arena + e->offset,
+                                                 (Py_ssize_t)e->length);
+            else
+                data = lent_bytes(core, e->offset, e->length);
             if (data == NULL) {
                 PyErr_Clear();
                 continue;
             }
         }
-        PyObject *item = Py_BuildValue("(iKiKN)", e->kind, e->token, e->status, server_key, data);
+        int kind = e->kind == AIOS_IO_DATA_BUFFER ? AIOS_IO_DATA : e->kind;
+        PyObject *item = Py_BuildValue("(iKiKN)", kind, e->token, e->status, server_key, data);
         if (item == NULL || PyList_Append(core->io_backlog, item) < 0)
             PyErr_Clear();
         Py_XDECREF(item);
@@ -1550,6 +1559,120 @@ run_backlog(CoreObject *core)
     return 0;
 }
 
+/* Memory for a large read (aios_loop_set_io_buffer_callback), from inside
+ * the core's poll: a bytes object of `size` bytes that the kernel fills and
+ * data_received gets, copied nowhere. core->io_lent holds it until its
+ * AIOS_IO_DATA_BUFFER event (lent_bytes), or until the loop closes. A
+ * BufferedProtocol's bytes go to its own buffers: the arena serves it. */
+static void *
+io_buffer(void *arg, unsigned long long token, size_t size)
+{
+    CoreObject *core = (CoreObject *)arg;
+    PyGILState_STATE state = PyGILState_UNLOCKED;
+    int how = enter_python(core, &state);
+    void *memory = NULL;
+    ChannelObject *chan = event_channel(core, token);
+    if (chan != NULL && !chan->buffered && size <= (size_t)PY_SSIZE_T_MAX && !core->closed
+            && lent_reserve(core) == 0) {
+        PyObject *bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+        if (bytes != NULL) {
+            Py_ssize_t tail = (core->io_lent_head + core->io_lent_count) % core->io_lent_capacity;
+            core->io_lent[tail] = bytes;
+            core->io_lent_count++;
+            memory = PyBytes_AS_STRING(bytes);
+        }
+        else {
+            PyErr_Clear();              /* the arena then */
+        }
+    }
+    leave_python(core, how, state);
+    return memory;
+}
+
+/* Room in the ring for one more lent bytes object; -1 without memory. */
+static int
+lent_reserve(CoreObject *core)
+{
+    if (core->io_lent_count < core->io_lent_capacity)
+        return 0;
+    Py_ssize_t capacity = core->io_lent_capacity ? core->io_lent_capacity * 2 : 16;
+    PyObject **ring = PyMem_Malloc(sizeof(PyObject *) * (size_t)capacity);
+    if (ring == NULL)
+        return -1;
+    for (Py_ssize_t k = 0; k < core->io_lent_count; k++)
+        ring[k] = core->io_lent[(core->io_lent_head + k) % core->io_lent_capacity];
+    PyMem_Free(core->io_lent);
+    core->io_lent = ring;
+    core->io_lent_head = 0;
+    core->io_lent_capacity = capacity;
+    return 0;
+}
+
+/* The loop closed: what it had not given back yet. */
+static void
+lent_drop_all(CoreObject *core)
+{
+    while (core->io_lent_count > 0) {
+        PyObject *bytes = core->io_lent[core->io_lent_head];
+        core->io_lent_head = (core->io_lent_head + 1) % core->io_lent_capacity;
+        core->io_lent_count--;
+        Py_DECREF(bytes);
+    }
+    PyMem_Free(core->io_lent);
+    core->io_lent = NULL;
+    core->io_lent_head = core->io_lent_capacity = 0;
+}
+
+/* The bytes object of an AIOS_IO_DATA_BUFFER event, cut to its `length`
+ * bytes (a new reference), or NULL: with no bytes (the memory came back
+ * unused), or with an error set (no memory to cut it). The events come in
+ * the order the memory was lent: the oldest in the ring is this one. */
+static PyObject *
+lent_bytes(CoreObject *core, size_t address, size_t length)
+{
+    if (core->io_lent_count == 0)
+        return NULL;
+    PyObject *bytes = core->io_lent[core->io_lent_head];
+    if ((size_t)(uintptr_t)PyBytes_AS_STRING(bytes) != address)
+        return NULL;                    /* not ours: the core keeps its order */
+    core->io_lent_head = (core->io_lent_head + 1) % core->io_lent_capacity;
+    core->io_lent_count--;
+    if (length == 0) {
+        Py_DECREF(bytes);
+        return NULL;
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(bytes);
+    if ((Py_ssize_t)length < size) {
+        if (size - (Py_ssize_t)length <= 4096) {
+            /* A page or less to spare (io_buffer asks for one byte more
+             * than the last read got): the object keeps it, unused. */
+            Py_SET_SIZE(bytes, (Py_ssize_t)length);
+            PyBytes_AS_STRING(bytes)[length] = '\0';
+        }
+        else if (_PyBytes_Resize(&bytes, (Py_ssize_t)length) < 0) {
+            return NULL;
+        }
+    }
+    return bytes;
+}
+
+/* An AIOS_IO_DATA_BUFFER event whose bytes lent_bytes could not give: none
+ * (0), or no memory to cut them, which is the transport's fatal error as
+ * when a bytes object cannot be made for an AIOS_IO_DATA. -1 for an
+ * interrupt. */
+static int
+lent_bytes_lost(CoreObject *core, unsigned long long token)
+{
+    if (!PyErr_Occurred())
+        return 0;
+    ChannelObject *chan = event_channel(core, token);
+    if (chan == NULL || !channel_receiving(chan)) {
+        PyErr_Clear();
+        return 0;
+    }
+    return channel_fatal(chan, msg_data_received);
+}
+
 /* Bytes a take must have handed over for io_ready to release the arena
  * early (aios_loop_release_io_events). */
 enum { RELEASE_AFTER_BYTES = 4096 };
@@ -1573,10 +1696,25 @@ io_ready(void *arg)
             if (!interrupted) {
                 for (; i < count; i++) {
                     const aios_io_event_t *e = &events[i];
-                    bytes += e->length;
-                    if (dispatch_event(core, e->kind, e->token, e->status, e->transport, NULL,
-                                       (const char *)arena + e->offset, (Py_ssize_t)e->length,
-                                       0, 0) < 0) {
+                    int r;
+                    if (e->kind == AIOS_IO_DATA_BUFFER) {
+                        PyObject *data = lent_bytes(core, e->offset, e->length);
+                        if (data != NULL) {
+                            r = dispatch_event(core, AIOS_IO_DATA, e->token, 0, e->transport, data,
+                                               PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), 0, 0);
+                            Py_DECREF(data);
+                        }
+                        else {
+                            r = lent_bytes_lost(core, e->token);
+                        }
+                    }
+                    else {
+                        bytes += e->length;
+                        r = dispatch_event(core, e->kind, e->token, e->status, e->transport, NULL,
+                                           (const char *)arena + e->offset, (Py_ssize_t)e->length,
+                                           0, 0);
+                    }
+                    if (r < 0) {
                         i++;
                         break;
                     }
@@ -1606,7 +1744,10 @@ io_enable(CoreObject *core)
     if (core->io_enabled)
         return 0;
     int status = aios_loop_set_io_events_callback(core->loop, io_ready, core);
+    if (status == 0)
+        status = aios_loop_set_io_buffer_callback(core->loop, io_buffer, core);
     if (status < 0) {
+        aios_loop_set_io_events_callback(core->loop, NULL, NULL);
         raise_status(status);
         return -1;
     }
@@ -1655,6 +1796,7 @@ io_drop_all(CoreObject *core)
         }
     }
     Py_CLEAR(core->io_backlog);
+    lent_drop_all(core);
     core->io_enabled = 0;
     watch_drop_all(core);
     io_objects_drop_all(core);
@@ -1704,6 +1846,12 @@ static PyObject *
 core_get_io_used(CoreObject *self, void *Py_UNUSED(closure))
 {
     return PyLong_FromSsize_t(self->io_used);
+}
+
+static PyObject *
+core_get_io_lent(CoreObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->io_lent_count);
 }
 
 static PyObject *
