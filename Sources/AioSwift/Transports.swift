@@ -118,6 +118,8 @@ public final class StreamTransport: CustomStringConvertible {
   private var hangUpFd: Int32 = -1
   private var currentProtocol: (any StreamProtocol)?
   private var bufferedProtocol: (any BufferedStreamProtocol)?
+  /// The same protocol when it is lent its buffers: cast once, when it is set.
+  private var lendingProtocol: (any LentBufferProtocol)?
 
   /// close() or abort() was called, or the connection was lost.
   public private(set) var isClosing = false
@@ -247,8 +249,13 @@ public final class StreamTransport: CustomStringConvertible {
 
   private func replaceProtocol(with newProtocol: any StreamProtocol) {
     if let replaced = currentProtocol as? any ReplaceableProtocol, replaced !== newProtocol { replaced.wasReplaced() }
+    setCurrentProtocol(newProtocol)
+  }
+
+  private func setCurrentProtocol(_ newProtocol: any StreamProtocol) {
     currentProtocol = newProtocol
     bufferedProtocol = newProtocol as? any BufferedStreamProtocol
+    lendingProtocol = newProtocol as? any LentBufferProtocol
   }
 
   /// A protocol set while get_buffer ran takes over after the read.
@@ -259,8 +266,7 @@ public final class StreamTransport: CustomStringConvertible {
   /// Calls connection_made, then starts reading (unless the protocol paused
   /// reading or closed the transport meanwhile).
   package func start(_ streamProtocol: any StreamProtocol) {
-    currentProtocol = streamProtocol
-    bufferedProtocol = streamProtocol as? any BufferedStreamProtocol
+    setCurrentProtocol(streamProtocol)
     streamProtocol.connectionMade(self)
     if kind == .writePipe {
       if !isClosing { watchForHangUp() }
@@ -397,7 +403,7 @@ public final class StreamTransport: CustomStringConvertible {
       adoptProtocolSetInGetBuffer()
       return
     }
-    (bufferedProtocol as? any LentBufferProtocol)?.bufferUnused()
+    lendingProtocol?.bufferUnused()
     adoptProtocolSetInGetBuffer()
     if count == Int(UV_EOF.rawValue) {
       if lastReadIn == loop.iterations {
@@ -744,6 +750,7 @@ public final class StreamTransport: CustomStringConvertible {
     let lost = currentProtocol
     currentProtocol = nil
     bufferedProtocol = nil
+    lendingProtocol = nil
     lost?.connectionLost(lostError)
     lostError = nil
     onLost?(self)
