@@ -403,7 +403,9 @@ public final class StreamTransport: CustomStringConvertible {
       adoptProtocolSetInGetBuffer()
       return
     }
-    lendingProtocol?.bufferUnused()
+    // UV_ENOBUFS: libuv had no buffer, so none was lent (a batched
+    // stream's every take ends its reading that way).
+    if count != Int(UV_ENOBUFS.rawValue) { lendingProtocol?.bufferUnused() }
     adoptProtocolSetInGetBuffer()
     if count == Int(UV_EOF.rawValue) {
       if lastReadIn == loop.iterations {

@@ -216,16 +216,22 @@ final class BatchProtocol: LentBufferProtocol {
   }
 
   func getBuffer(sizeHint: Int) throws -> UnsafeMutableRawBufferPointer {
+    if nextLentSize > 0, let memory = borrow() { return memory }
     guard let batch else { throw RuntimeError(code: AIOS_EINVALIDSTATE.rawValue) }
-    bufferUnused()
-    if nextLentSize > 0, let memory = batch.lentBuffer(token: token, size: nextLentSize) {
-      lent = memory
-      lentSize = nextLentSize
-      return UnsafeMutableRawBufferPointer(start: memory, count: lentSize)
-    }
     let (buffer, offset) = batch.reserve(max(sizeHint, 1 << 16))
     reservedOffset = offset
     return buffer
+  }
+
+  /// The binding's memory for the next read, if it gives some. Out of line:
+  /// small reads, the most, do not come here.
+  @inline(never)
+  private func borrow() -> UnsafeMutableRawBufferPointer? {
+    bufferUnused()
+    guard let memory = batch?.lentBuffer(token: token, size: nextLentSize) else { return nil }
+    lent = memory
+    lentSize = nextLentSize
+    return UnsafeMutableRawBufferPointer(start: memory, count: lentSize)
   }
 
   /// The size the binding's memory for the read after one of `count`
@@ -252,7 +258,9 @@ final class BatchProtocol: LentBufferProtocol {
       }
       return
     }
-    nextLentSize = Self.lentSize(after: count, filled: false)
+    if count >= Int(AIOS_IO_BUFFER_MIN) || nextLentSize != 0 {
+      nextLentSize = Self.lentSize(after: count, filled: false)
+    }
     batch._withUnsafeGuaranteedRef { batch in
       transport._withUnsafeGuaranteedRef { batch.received(count, at: reservedOffset, $0, handle, token: token) }
     }
