@@ -142,15 +142,15 @@ final class IOBatch {
     recordRead(AIOS_IO_DATA, offset: offset, count, transport, handle, token: token)
   }
 
-  /// A read into the binding's memory; with no bytes, the memory only goes back.
-  func received(_ count: Int, into memory: UnsafeMutableRawPointer, _ transport: StreamTransport?,
+  /// A read into the binding's memory.
+  func received(_ count: Int, into memory: UnsafeMutableRawPointer, _ transport: StreamTransport,
                 _ handle: UInt64, token: UInt64) {
-    let address = Int(bitPattern: UInt(bitPattern: memory))
-    guard count > 0, let transport else {
-      record(AIOS_IO_DATA_BUFFER, handle, token: token, offset: address, length: 0)
-      return
-    }
-    recordRead(AIOS_IO_DATA_BUFFER, offset: address, count, transport, handle, token: token)
+    recordRead(AIOS_IO_DATA_BUFFER, offset: Int(bitPattern: memory), count, transport, handle, token: token)
+  }
+
+  /// The binding's memory back unused: the read got no bytes.
+  func returned(_ memory: UnsafeMutableRawPointer, _ handle: UInt64, token: UInt64) {
+    record(AIOS_IO_DATA_BUFFER, handle, token: token, offset: Int(bitPattern: memory), length: 0)
   }
 
   private func recordRead(_ kind: aios_io_event_kind_t, offset: Int, _ count: Int, _ transport: StreamTransport,
@@ -258,9 +258,7 @@ final class BatchProtocol: LentBufferProtocol {
       }
       return
     }
-    if count >= Int(AIOS_IO_BUFFER_MIN) || nextLentSize != 0 {
-      nextLentSize = Self.lentSize(after: count, filled: false)
-    }
+    nextLentSize = Self.lentSize(after: count, filled: false)
     batch._withUnsafeGuaranteedRef { batch in
       transport._withUnsafeGuaranteedRef { batch.received(count, at: reservedOffset, $0, handle, token: token) }
     }
@@ -269,7 +267,7 @@ final class BatchProtocol: LentBufferProtocol {
   func bufferUnused() {
     guard let memory = lent else { return }
     lent = nil
-    batch?.received(0, into: memory, nil, handle, token: token)
+    batch?.returned(memory, handle, token: token)
   }
 
   func eofReceived() -> Bool {

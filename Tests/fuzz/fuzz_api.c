@@ -4704,15 +4704,22 @@ static struct { unsigned char *memory; size_t size; unsigned long order; void *l
 static unsigned long g_lent_count;
 static int g_lent_refuse;   /* the callback's choice: 0 lends, 1 gives NULL; its arg is its loop */
 
-static void *io_buffer_cb(void *arg, unsigned long long token, size_t size) {
-  int k;
+/* The batched protocol a token names (NULL for token 7, which a table of
+ * the input's own may carry); dies on any other token. */
+static closure_t *batched_closure(unsigned long long token, const char *what) {
   closure_t *c = NULL;
-  if (arg == NULL) die("the I/O buffer callback got no arg (its loop)");
-  if (!pthread_equal(pthread_self(), g_main_thread)) die("the I/O buffer callback ran on another thread");
   if (token >= TOKEN_BASE && token < TOKEN_BASE + (unsigned long long)g_nclosures)
     c = &g_closures[token - TOKEN_BASE];
   if (token != 7 && (c == NULL || c->kind != K_PROTO || !c->batched))
-    die("the I/O buffer callback got token %llu, which no batched protocol has", token);
+    die("%s with token %llu, which no batched protocol has", what, token);
+  return token == 7 ? NULL : c;
+}
+
+static void *io_buffer_cb(void *arg, unsigned long long token, size_t size) {
+  int k;
+  if (arg == NULL) die("the I/O buffer callback got no arg (its loop)");
+  if (!pthread_equal(pthread_self(), g_main_thread)) die("the I/O buffer callback ran on another thread");
+  batched_closure(token, "the I/O buffer callback");
   if (size < AIOS_IO_BUFFER_MIN || size % 4096 != 0 || size > 256 * 1024)
     die("the I/O buffer callback was asked for %zu bytes", size);
   TRACE("(I/O buffer callback: %zu bytes%s)", size, g_lent_refuse ? ", refused" : "");
@@ -4766,12 +4773,8 @@ static int take_io_events(aios_loop_t *l, int how, uint8_t b) {
   if ((events == NULL) != (count == 0)) die("aios_loop_take_io_events: %zu events at %p", count, (void *)events);
   for (i = 0; i < count; i++) {
     const aios_io_event_t *e = &events[i];
-    closure_t *c = NULL;
+    closure_t *c = batched_closure(e->token, "an I/O event");
     unsigned sum = 0;
-    if (e->token >= TOKEN_BASE && e->token < TOKEN_BASE + (unsigned long long)g_nclosures)
-      c = &g_closures[e->token - TOKEN_BASE];
-    if (e->token != 7 && (c == NULL || c->kind != K_PROTO || !c->batched))
-      die("an I/O event with token %llu, which no batched protocol has", e->token);
     TRACE("    event %d: token %llu, %zu bytes", e->kind, e->token, e->length);
     if (e->kind < AIOS_IO_CONNECTED || e->kind > AIOS_IO_DATA_BUFFER) die("an I/O event of kind %d", e->kind);
     if (e->transport == NULL || aios_transport_is_closing(e->transport) < 0)

@@ -1328,7 +1328,8 @@ core_server_factory(CoreObject *self, PyObject *key_object)
 static void io_ready(void *arg);
 static void *io_buffer(void *arg, unsigned long long token, size_t size);
 static PyObject *lent_bytes(CoreObject *core, size_t address, size_t length);
-static int lent_reserve(CoreObject *core);
+static int lent_push(CoreObject *core, PyObject *bytes);
+static PyObject *lent_pop(CoreObject *core);
 static void watch_drop_all(CoreObject *core);
 static void io_objects_drop_all(CoreObject *core);
 
@@ -1573,52 +1574,55 @@ io_buffer(void *arg, unsigned long long token, size_t size)
     int how = enter_python(core, &state);
     void *memory = NULL;
     ChannelObject *chan = event_channel(core, token);
-    if (chan != NULL && !chan->buffered && size <= (size_t)PY_SSIZE_T_MAX && !core->closed
-            && lent_reserve(core) == 0) {
+    if (chan != NULL && !chan->buffered && size <= (size_t)PY_SSIZE_T_MAX && !core->closed) {
         PyObject *bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
-        if (bytes != NULL) {
-            Py_ssize_t tail = (core->io_lent_head + core->io_lent_count) % core->io_lent_capacity;
-            core->io_lent[tail] = bytes;
-            core->io_lent_count++;
+        if (bytes != NULL && lent_push(core, bytes) == 0)
             memory = PyBytes_AS_STRING(bytes);
-        }
-        else {
-            PyErr_Clear();              /* the arena then */
-        }
+        else
+            Py_XDECREF(bytes);          /* the arena then */
+        PyErr_Clear();
     }
     leave_python(core, how, state);
     return memory;
 }
 
-/* Room in the ring for one more lent bytes object; -1 without memory. */
+/* The ring of lent bytes objects: push at its tail (it takes the
+ * reference; -1 without memory), pop the oldest (gives it). */
 static int
-lent_reserve(CoreObject *core)
+lent_push(CoreObject *core, PyObject *bytes)
 {
-    if (core->io_lent_count < core->io_lent_capacity)
-        return 0;
-    Py_ssize_t capacity = core->io_lent_capacity ? core->io_lent_capacity * 2 : 16;
-    PyObject **ring = PyMem_Malloc(sizeof(PyObject *) * (size_t)capacity);
-    if (ring == NULL)
-        return -1;
-    for (Py_ssize_t k = 0; k < core->io_lent_count; k++)
-        ring[k] = core->io_lent[(core->io_lent_head + k) % core->io_lent_capacity];
-    PyMem_Free(core->io_lent);
-    core->io_lent = ring;
-    core->io_lent_head = 0;
-    core->io_lent_capacity = capacity;
+    if (core->io_lent_count == core->io_lent_capacity) {
+        Py_ssize_t capacity = core->io_lent_capacity ? core->io_lent_capacity * 2 : 16;
+        PyObject **ring = PyMem_Malloc(sizeof(PyObject *) * (size_t)capacity);
+        if (ring == NULL)
+            return -1;
+        for (Py_ssize_t k = 0; k < core->io_lent_count; k++)
+            ring[k] = core->io_lent[(core->io_lent_head + k) % core->io_lent_capacity];
+        PyMem_Free(core->io_lent);
+        core->io_lent = ring;
+        core->io_lent_head = 0;
+        core->io_lent_capacity = capacity;
+    }
+    core->io_lent[(core->io_lent_head + core->io_lent_count) % core->io_lent_capacity] = bytes;
+    core->io_lent_count++;
     return 0;
+}
+
+static PyObject *
+lent_pop(CoreObject *core)
+{
+    PyObject *bytes = core->io_lent[core->io_lent_head];
+    core->io_lent_head = (core->io_lent_head + 1) % core->io_lent_capacity;
+    core->io_lent_count--;
+    return bytes;
 }
 
 /* The loop closed: what it had not given back yet. */
 static void
 lent_drop_all(CoreObject *core)
 {
-    while (core->io_lent_count > 0) {
-        PyObject *bytes = core->io_lent[core->io_lent_head];
-        core->io_lent_head = (core->io_lent_head + 1) % core->io_lent_capacity;
-        core->io_lent_count--;
-        Py_DECREF(bytes);
-    }
+    while (core->io_lent_count > 0)
+        Py_DECREF(lent_pop(core));
     PyMem_Free(core->io_lent);
     core->io_lent = NULL;
     core->io_lent_head = core->io_lent_capacity = 0;
@@ -1633,11 +1637,9 @@ lent_bytes(CoreObject *core, size_t address, size_t length)
 {
     if (core->io_lent_count == 0)
         return NULL;
-    PyObject *bytes = core->io_lent[core->io_lent_head];
-    if ((size_t)(uintptr_t)PyBytes_AS_STRING(bytes) != address)
+    if ((size_t)(uintptr_t)PyBytes_AS_STRING(core->io_lent[core->io_lent_head]) != address)
         return NULL;                    /* not ours: the core keeps its order */
-    core->io_lent_head = (core->io_lent_head + 1) % core->io_lent_capacity;
-    core->io_lent_count--;
+    PyObject *bytes = lent_pop(core);
     if (length == 0) {
         Py_DECREF(bytes);
         return NULL;
